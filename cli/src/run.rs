@@ -1,0 +1,78 @@
+//! `ember run <job> [--set name=value]…`: loads the job's manifest, applies parameters, starts
+//! an embedded Ballista scheduler + executor, runs the job and prints its report.
+
+use std::path::PathBuf;
+
+use bytesize::ByteSize;
+use clap::{Args, ValueEnum};
+use ember_core::manifest::JobManifest;
+use ember_core::params::Params;
+use ember_executor::runtime::RuntimeOptions;
+use ember_scheduler::embedded::{self, EmbeddedOptions};
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable lines.
+    Table,
+    /// The `_SUCCESS` JSON document.
+    Json,
+}
+
+/// Arguments of `ember run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job folder (holding job.toml) or a manifest file.
+    pub job: PathBuf,
+    /// Override a job parameter declared in [params], as name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// How to print the run's report.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Task slots of the embedded executor, and partitions per stage [default: CPU cores].
+    #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS", default_value_t = 0, hide_default_value = true)]
+    pub parallelism: usize,
+    /// Memory the executor's tasks may use before operators spill to disk, e.g. 2GB
+    /// [default: unbounded].
+    #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
+    pub memory_limit: Option<ByteSize>,
+    /// Folder for spill files [default: the OS temporary folder].
+    #[arg(long, env = "EMBER_EXECUTOR_SPILL_DIR", value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// Runs the job; the error is the one line to print.
+pub async fn run(args: RunArgs) -> Result<(), String> {
+    let manifest = JobManifest::load(&args.job).map_err(|e| e.to_string())?;
+    let mut params = manifest.params();
+    let settings = args
+        .set
+        .iter()
+        .map(|s| Params::parse_setting(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    params.apply(&settings).map_err(|e| e.to_string())?;
+    let job = manifest.resolve(params).map_err(|e| e.to_string())?;
+    let options = EmbeddedOptions {
+        parallelism: args.parallelism,
+        runtime: RuntimeOptions {
+            memory_limit: args.memory_limit.map(|b| b.as_u64()),
+            spill_dir: args.spill_dir,
+        },
+    };
+    let ctx = embedded::context(&options)
+        .await
+        .map_err(|e| format!("cannot start the embedded scheduler and executor: {e}"))?;
+    let report = ember_scheduler::job::run(&ctx, &job, "ballista-embedded")
+        .await
+        .map_err(|e| format!("job {} failed: {e}", job.name))?;
+    match args.format {
+        Format::Table => println!("{report}"),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Ember's error type for everything the core does: loading job manifests, parameters, SQL files.
+//!
+//! Every error renders as one line that says what was wrong and where (file, line, column when
+//! known), because that line is what reaches the user. Errors are classified with [`ErrorKind`]
+//! so retries and exit codes never depend on message text (the classification is Arroyo's idea).
+
+use std::fmt;
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// `Result` with Ember's core [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Who has to act on an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The user's input is wrong (manifest, parameter, SQL, data path). Retrying will not help.
+    User,
+    /// Something outside Ember failed (file system, network, a service). May succeed on retry.
+    External,
+    /// A bug or a broken invariant in Ember itself.
+    Internal,
+}
+
+/// A place in a source file, 1-based, rendered as `path:line:column` like compilers do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The file, as the user named it (relative paths stay relative).
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+}
+
+impl Location {
+    /// The location of byte offset `offset` within `text`, which was read from `path`.
+    pub fn of_offset(path: impl Into<PathBuf>, text: &str, offset: usize) -> Self {
+        let offset = offset.min(text.len());
+        let before = &text[..floor_char_boundary(text, offset)];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let column = before[line_start..].chars().count() + 1;
+        Self { path: path.into(), line, column }
+    }
+}
+
+fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset > 0 && !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+/// Errors of Ember's core. Each variant's message is a single line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A job manifest is malformed or names something that does not exist (unknown keys are
+    /// rejected, as `serde(deny_unknown_fields)` does).
+    #[error("{location}: {message}")]
+    Manifest {
+        /// Where in the manifest.
+        location: Location,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A manifest is well-formed TOML but its content is inconsistent (no line to point at).
+    #[error("{}: {message}", path.display())]
+    InvalidJob {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// `--set name=value` names a parameter the job does not declare.
+    #[error("unknown parameter `{name}` for job {job}; it declares: {declared}")]
+    UnknownParameter {
+        /// The job's name.
+        job: String,
+        /// The parameter given.
+        name: String,
+        /// The declared parameters, comma-separated.
+        declared: String,
+    },
+
+    /// `--set` was given something that is not `name=value`.
+    #[error("bad --set `{0}`: expected name=value")]
+    BadSetting(String),
+
+    /// A `${name}` reference in a manifest or SQL file has no parameter behind it.
+    #[error("{location}: unknown parameter `${{{name}}}`; declared: {declared}")]
+    UndefinedReference {
+        /// Where the reference is.
+        location: Location,
+        /// The referenced name.
+        name: String,
+        /// The declared parameters, comma-separated.
+        declared: String,
+    },
+
+    /// A SQL file does not parse or does not plan.
+    #[error("{location}: {message}")]
+    Sql {
+        /// Where the error is (line 1, column 1 when DataFusion gives no position).
+        location: Location,
+        /// DataFusion's message, on one line.
+        message: String,
+    },
+
+    /// DataFusion failed outside a SQL file (registering a table, executing a plan).
+    #[error("{context}: {}", one_line(&source.to_string()))]
+    DataFusion {
+        /// What Ember was doing.
+        context: String,
+        /// The DataFusion error.
+        #[source]
+        source: Box<DataFusionError>,
+    },
+}
+
+impl Error {
+    /// Who has to act on this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                    ErrorKind::User
+                }
+                _ => ErrorKind::External,
+            },
+            Error::Manifest { .. }
+            | Error::InvalidJob { .. }
+            | Error::UnknownParameter { .. }
+            | Error::BadSetting(_)
+            | Error::UndefinedReference { .. }
+            | Error::Sql { .. } => ErrorKind::User,
+            Error::DataFusion { source, .. } => datafusion_kind(source),
+        }
+    }
+
+    /// Whether running the same thing again may succeed.
+    pub fn retryable(&self) -> bool {
+        self.kind() == ErrorKind::External
+    }
+
+    /// Wraps a DataFusion error with what Ember was doing.
+    pub fn datafusion(context: impl Into<String>, source: DataFusionError) -> Self {
+        Error::DataFusion { context: context.into(), source: Box::new(source) }
+    }
+}
+
+/// Classifies a DataFusion error: plan and SQL errors are the user's, I/O and object store
+/// errors are external, the rest internal.
+pub fn datafusion_kind(error: &DataFusionError) -> ErrorKind {
+    match error.find_root() {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::NotImplemented(_) => ErrorKind::User,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ErrorKind::External,
+        DataFusionError::ArrowError(e, _) => match e.as_ref() {
+            datafusion::arrow::error::ArrowError::CsvError(_)
+            | datafusion::arrow::error::ArrowError::ParseError(_)
+            | datafusion::arrow::error::ArrowError::CastError(_) => ErrorKind::User,
+            datafusion::arrow::error::ArrowError::IoError(..) => ErrorKind::External,
+            _ => ErrorKind::Internal,
+        },
+        DataFusionError::External(_) => ErrorKind::External,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// Collapses a multi-line message (DataFusion's contexts, backtraces) into one line.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_counts_lines_and_characters() {
+        let text = "a\nbé c\n";
+        let at_c = text.find('c').expect("c");
+        let loc = Location::of_offset("x.sql", text, at_c);
+        assert_eq!(loc.to_string(), "x.sql:2:4");
+        assert_eq!(Location::of_offset("x.sql", text, 0).to_string(), "x.sql:1:1");
+        // An offset past the end points after the last character instead of panicking.
+        assert_eq!(Location::of_offset("x.sql", text, 999).line, 3);
+    }
+
+    #[test]
+    fn one_line_collapses_whitespace() {
+        assert_eq!(one_line("a\n  b\tc\n"), "a b c");
+    }
+
+    #[test]
+    fn kinds() {
+        let e = Error::BadSetting("x".into());
+        assert_eq!(e.kind(), ErrorKind::User);
+        assert!(!e.retryable());
+        let e = Error::datafusion("x", DataFusionError::Plan("no such column".into()));
+        assert_eq!(e.kind(), ErrorKind::User);
+        let e = Error::datafusion("x", DataFusionError::Internal("bug".into()));
+        assert_eq!(e.kind(), ErrorKind::Internal);
+    }
+}

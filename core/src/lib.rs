@@ -1,0 +1,14 @@
+//! Ember's core, shared by every role (client, scheduler, executor, embedded): errors, job
+//! manifests and their parameters, SQL files, Ember's SQL functions, and the session every role
+//! builds the same way.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod manifest;
+pub mod params;
+pub mod session;
+pub mod sql_file;
+pub mod telemetry;
+pub mod udf;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,557 @@
+//! Job manifests: `job.toml` in a job folder, the file a data engineer edits (with the SQL files
+//! next to it) to define a batch job without touching Rust. The format is documented in
+//! `docs/jobs.md`; in short:
+//!
+//! ```toml
+//! [job]
+//! name = "daily_revenue_by_product"
+//!
+//! [params]                      # name = default; `--set name=value` overrides
+//! input = "data/online_retail.csv.gz"
+//! output = "output/daily_revenue_by_product"
+//!
+//! [[input]]                     # a table the SQL reads
+//! name = "raw_sales"
+//! path = "${input}"             # file, folder or glob
+//! format = "csv.gz"             # csv | csv.gz | parquet (default: from the extension)
+//! csv = { header = true, delimiter = ",", quote = '"', encoding = "utf-8" }
+//!
+//! [[view]]                      # named SQL, in order
+//! name = "sales"
+//! sql = "sales.sql"
+//!
+//! [quarantine]                  # rows that go to <output>/_quarantine/, with a `reason`
+//! sql = "quarantine.sql"
+//! partition_by = ["order_date"]
+//!
+//! [output]
+//! path = "${output}"
+//! format = "parquet"
+//! partition_by = ["order_date"]
+//! sql = "daily_revenue.sql"
+//!
+//! [checks]                      # rows_read = rows_valid + rows_quarantined, checked every run
+//! rows_read = "raw_sales"
+//! rows_valid = "sales"
+//! ```
+//!
+//! Unknown keys are errors that name the key and its line (serde's `deny_unknown_fields`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Location, Result};
+use crate::params::Params;
+use crate::sql_file::SqlFile;
+
+/// The manifest's file name inside a job folder.
+pub const MANIFEST_FILE: &str = "job.toml";
+
+/// The column every quarantine query must produce: why the row was rejected (Utf8).
+pub const REASON_COLUMN: &str = "reason";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    job: JobSection,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+    #[serde(default, rename = "input")]
+    inputs: Vec<InputSection>,
+    #[serde(default, rename = "view")]
+    views: Vec<ViewSection>,
+    quarantine: Option<QuarantineSection>,
+    output: OutputSection,
+    checks: Option<ChecksSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobSection {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputSection {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    format: Option<InputFormat>,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    unique_key: Vec<String>,
+    #[serde(default)]
+    csv: CsvOptions,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViewSection {
+    name: Spanned<String>,
+    sql: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineSection {
+    sql: Spanned<String>,
+    #[serde(default)]
+    partition_by: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    path: Spanned<String>,
+    #[serde(default)]
+    format: OutputFormat,
+    #[serde(default)]
+    partition_by: Vec<String>,
+    sql: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChecksSection {
+    rows_read: Spanned<String>,
+    rows_valid: Spanned<String>,
+}
+
+/// File format of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum InputFormat {
+    /// Comma-separated (or other delimiter) text.
+    #[serde(rename = "csv")]
+    Csv,
+    /// Gzip-compressed CSV.
+    #[serde(rename = "csv.gz")]
+    CsvGz,
+    /// Apache Parquet.
+    #[serde(rename = "parquet")]
+    Parquet,
+}
+
+impl InputFormat {
+    /// The format implied by a path's extension (`.csv`, `.csv.gz`, `.parquet`), if any.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".csv.gz") {
+            Some(Self::CsvGz)
+        } else if lower.ends_with(".csv") {
+            Some(Self::Csv)
+        } else if lower.ends_with(".parquet") {
+            Some(Self::Parquet)
+        } else {
+            None
+        }
+    }
+
+    /// The file extension DataFusion lists for this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => ".csv",
+            Self::CsvGz => ".csv.gz",
+            Self::Parquet => ".parquet",
+        }
+    }
+}
+
+/// File format of the output. Only Parquet for now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OutputFormat {
+    /// Apache Parquet, one folder per partition value (hive style `col=value/`).
+    #[default]
+    #[serde(rename = "parquet")]
+    Parquet,
+}
+
+/// How a CSV input is read. Every column is read as text (Utf8), so that no bad value can fail
+/// a run: the job's SQL types the columns and routes what does not parse to the quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvOptions {
+    /// The first line holds column names. Without a header, columns come from the input's
+    /// `columns` or are named `column_1`, `column_2`, … (DataFusion's names).
+    pub header: bool,
+    /// Field separator, one ASCII character.
+    pub delimiter: char,
+    /// Quote character, one ASCII character.
+    pub quote: char,
+    /// Escape character inside quoted fields (default: none, quotes are doubled).
+    pub escape: Option<char>,
+    /// Lines starting with this character are skipped.
+    pub comment: Option<char>,
+    /// Text encoding (`${param}` allowed), a WHATWG label: `utf-8` (default), `latin1` / `iso-8859-1` (decoded as
+    /// windows-1252, its superset, as browsers do), `windows-1252`, `utf-16le`, …
+    pub encoding: String,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            header: true,
+            delimiter: ',',
+            quote: '"',
+            escape: None,
+            comment: None,
+            encoding: "utf-8".to_string(),
+        }
+    }
+}
+
+/// A job manifest as loaded from disk, before parameters are applied.
+#[derive(Debug)]
+pub struct JobManifest {
+    path: PathBuf,
+    dir: PathBuf,
+    text: String,
+    file: ManifestFile,
+}
+
+/// An input table of a resolved job.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The table name the SQL uses.
+    pub name: String,
+    /// The rendered path (file, folder, glob or URL); empty only for an absent optional input.
+    pub path: String,
+    /// The format, given or implied by the path.
+    pub format: InputFormat,
+    /// An optional input with an empty path is an empty table of `columns`.
+    pub optional: bool,
+    /// Column names (headerless CSV, or the schema of an absent optional input).
+    pub columns: Vec<String>,
+    /// Columns whose combination must be unique (checked before the job writes anything).
+    pub unique_key: Vec<String>,
+    /// CSV reading options.
+    pub csv: CsvOptions,
+}
+
+/// The quarantine of a resolved job.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    /// The query selecting rejected rows; it produces a `reason` column.
+    pub sql: SqlFile,
+    /// Partition columns of `<output>/_quarantine/`.
+    pub partition_by: Vec<String>,
+}
+
+/// The output of a resolved job.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The rendered output path (folder or URL).
+    pub path: String,
+    /// The output format.
+    pub format: OutputFormat,
+    /// Hive-style partition columns, in folder order.
+    pub partition_by: Vec<String>,
+    /// The query producing the output rows.
+    pub sql: SqlFile,
+}
+
+/// The row-count reconciliation of a resolved job.
+#[derive(Debug, Clone)]
+pub struct Checks {
+    /// The table whose row count is "rows read".
+    pub rows_read: String,
+    /// The table whose row count is "valid rows".
+    pub rows_valid: String,
+}
+
+/// A job ready to run: parameters applied, paths rendered, SQL files read and rendered.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job's name (`[job] name`).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// The manifest this job came from.
+    pub manifest_path: PathBuf,
+    /// The parameters in effect.
+    pub params: Params,
+    /// Input tables, in manifest order.
+    pub inputs: Vec<Input>,
+    /// Views, in manifest order.
+    pub views: Vec<SqlFile>,
+    /// Where rejected rows go, if the job quarantines.
+    pub quarantine: Option<Quarantine>,
+    /// The output.
+    pub output: Output,
+    /// The row-count reconciliation, if declared.
+    pub checks: Option<Checks>,
+}
+
+impl JobManifest {
+    /// Loads a manifest from a job folder (reading its `job.toml`) or from a `.toml` file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read, [`Error::Manifest`] for TOML syntax errors,
+    /// unknown keys and wrong types (with line and column), and for inconsistent content
+    /// (duplicate table names, checks naming unknown tables).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let given = path.as_ref();
+        let path = if given.is_dir() { given.join(MANIFEST_FILE) } else { given.to_path_buf() };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        Self::parse(path, text)
+    }
+
+    /// Parses manifest text that was read from `path`.
+    ///
+    /// # Errors
+    /// As [`JobManifest::load`], without the I/O.
+    pub fn parse(path: PathBuf, text: String) -> Result<Self> {
+        let file: ManifestFile = toml::from_str(&text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            Error::Manifest {
+                location: Location::of_offset(&path, &text, offset),
+                message: crate::error::one_line(e.message()),
+            }
+        })?;
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let manifest = Self { path, dir, text, file };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        self.file.job.name.get_ref()
+    }
+
+    /// The manifest file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The declared parameters with their defaults.
+    pub fn params(&self) -> Params {
+        Params::new(self.name(), self.file.params.clone())
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>) -> Location {
+        Location::of_offset(&self.path, &self.text, spanned.span().start)
+    }
+
+    fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> Error {
+        Error::Manifest { location: self.at(spanned), message: message.into() }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let f = &self.file;
+        if !is_identifier(f.job.name.get_ref()) {
+            return Err(self.error(&f.job.name, "job name must be letters, digits and _"));
+        }
+        let mut tables = BTreeSet::new();
+        let names = f.inputs.iter().map(|i| &i.name).chain(f.views.iter().map(|v| &v.name));
+        for name in names {
+            if !is_identifier(name.get_ref()) {
+                return Err(self.error(name, "table names must be letters, digits and _"));
+            }
+            if !tables.insert(name.get_ref().to_ascii_lowercase()) {
+                return Err(self.error(name, format!("table `{}` is defined twice", name.get_ref())));
+            }
+        }
+        for input in &f.inputs {
+            if input.optional && input.columns.is_empty() {
+                return Err(self.error(
+                    &input.name,
+                    "an optional input needs `columns` (the schema of the empty table used when its path is empty)",
+                ));
+            }
+            for (what, c) in [("delimiter", input.csv.delimiter), ("quote", input.csv.quote)] {
+                if !c.is_ascii() {
+                    return Err(self.error(&input.name, format!("csv {what} must be one ASCII character")));
+                }
+            }
+        }
+        if let Some(checks) = &f.checks {
+            for table in [&checks.rows_read, &checks.rows_valid] {
+                if !tables.contains(&table.get_ref().to_ascii_lowercase()) {
+                    return Err(self.error(
+                        table,
+                        format!("checks name table `{}`, which is not an input or view", table.get_ref()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies parameters: renders every path and reads and renders every SQL file.
+    ///
+    /// # Errors
+    /// [`Error::UndefinedReference`] for `${name}` without a parameter (with file, line and
+    /// column), [`Error::Io`] for a SQL file that cannot be read, [`Error::Manifest`] for an
+    /// input whose format cannot be told from its path.
+    pub fn resolve(&self, params: Params) -> Result<Job> {
+        let f = &self.file;
+        let render = |s: &Spanned<String>| -> Result<String> {
+            let base = s.span().start;
+            params.render(s.get_ref(), &|o| {
+                // `base` points at the opening quote of the TOML string.
+                Location::of_offset(&self.path, &self.text, base + 1 + o)
+            })
+        };
+        let mut inputs = Vec::with_capacity(f.inputs.len());
+        for i in &f.inputs {
+            let path = render(&i.path)?.trim().to_string();
+            let format = match (i.format, InputFormat::from_path(&path)) {
+                (Some(format), _) | (None, Some(format)) => format,
+                (None, None) if i.optional && path.is_empty() => InputFormat::Csv,
+                (None, None) => {
+                    return Err(self.error(
+                        &i.path,
+                        format!("cannot tell the format of `{path}` from its extension; set format = \"csv\", \"csv.gz\" or \"parquet\""),
+                    ));
+                }
+            };
+            if path.is_empty() && !i.optional {
+                return Err(self.error(&i.path, format!("input `{}` has an empty path", i.name.get_ref())));
+            }
+            let mut csv = i.csv.clone();
+            // Parameters render in the encoding too (errors point at the input's name).
+            csv.encoding = params.render(&csv.encoding, &|_| self.at(&i.name))?;
+            inputs.push(Input {
+                name: i.name.get_ref().clone(),
+                path,
+                format,
+                optional: i.optional,
+                columns: i.columns.clone(),
+                unique_key: i.unique_key.clone(),
+                csv,
+            });
+        }
+        let output_path = render(&f.output.path)?.trim().to_string();
+        if output_path.is_empty() {
+            return Err(self.error(&f.output.path, "the output path is empty"));
+        }
+        let sql = |name: &str, file: &Spanned<String>| SqlFile::load(name, self.dir.join(file.get_ref()), &params);
+        let views = f
+            .views
+            .iter()
+            .map(|v| sql(v.name.get_ref(), &v.sql))
+            .collect::<Result<Vec<_>>>()?;
+        let quarantine = match &f.quarantine {
+            Some(q) => Some(Quarantine {
+                sql: sql("quarantine", &q.sql)?,
+                partition_by: q.partition_by.clone(),
+            }),
+            None => None,
+        };
+        let output = Output {
+            path: output_path,
+            format: f.output.format,
+            partition_by: f.output.partition_by.clone(),
+            sql: sql("output", &f.output.sql)?,
+        };
+        let checks = f.checks.as_ref().map(|c| Checks {
+            rows_read: c.rows_read.get_ref().clone(),
+            rows_valid: c.rows_valid.get_ref().clone(),
+        });
+        Ok(Job {
+            name: self.name().to_string(),
+            description: f.job.description.clone(),
+            manifest_path: self.path.clone(),
+            params,
+            inputs,
+            views,
+            quarantine,
+            output,
+            checks,
+        })
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[job]
+name = "j"
+
+[params]
+input = "in.csv"
+output = "out"
+
+[[input]]
+name = "raw"
+path = "${input}"
+
+[[view]]
+name = "v"
+sql = "v.sql"
+
+[output]
+path = "${output}"
+partition_by = ["d"]
+sql = "o.sql"
+
+[checks]
+rows_read = "raw"
+rows_valid = "v"
+"#;
+
+    fn parse(text: &str) -> Result<JobManifest> {
+        JobManifest::parse(PathBuf::from("jobs/j/job.toml"), text.to_string())
+    }
+
+    #[test]
+    fn parses_a_good_manifest() {
+        let m = parse(GOOD).expect("good manifest");
+        assert_eq!(m.name(), "j");
+        assert_eq!(m.params().get("input"), Some("in.csv"));
+        assert_eq!(m.file.inputs[0].csv, CsvOptions::default());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = GOOD.replace("partition_by = [\"d\"]", "partiton_by = [\"d\"]");
+        let err = parse(&text).expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.starts_with("jobs/j/job.toml:19:1: unknown field `partiton_by`"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn duplicate_tables_and_unknown_check_tables() {
+        let text = GOOD.replace("name = \"v\"", "name = \"raw\"");
+        assert!(parse(&text).expect_err("dup").to_string().contains("table `raw` is defined twice"));
+        let text = GOOD.replace("rows_valid = \"v\"", "rows_valid = \"nope\"");
+        let msg = parse(&text).expect_err("check").to_string();
+        assert!(msg.starts_with("jobs/j/job.toml:24:14: checks name table `nope`"), "{msg}");
+    }
+
+    #[test]
+    fn undefined_reference_in_a_path_points_into_the_manifest() {
+        let text = GOOD.replace("path = \"${output}\"", "path = \"out/${outptu}\"");
+        let m = parse(&text).expect("parses");
+        // SQL files do not exist here, but paths render first.
+        let err = m.resolve(m.params()).expect_err("undefined");
+        assert!(err.to_string().starts_with("jobs/j/job.toml:"), "{err}");
+        assert!(err.to_string().contains("unknown parameter `${outptu}`"), "{err}");
+    }
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(InputFormat::from_path("a/B.CSV.GZ"), Some(InputFormat::CsvGz));
+        assert_eq!(InputFormat::from_path("a/*.csv"), Some(InputFormat::Csv));
+        assert_eq!(InputFormat::from_path("a/x.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(InputFormat::from_path("a/dir"), None);
+    }
+}

@@ -1,0 +1,37 @@
+-- Daily revenue by product: one row per (order_date, product_id).
+--   units_sold      Σ quantity where quantity > 0                  Int64
+--   units_returned  Σ -quantity where quantity < 0                 Int64
+--   gross_revenue   Σ quantity × unit_price where quantity > 0     Decimal(18,4)
+--   returns_value   Σ -quantity × unit_price where quantity < 0    Decimal(18,4)
+--   net_revenue     gross_revenue - returns_value                  Decimal(18,4)
+--   orders          distinct order_id with a quantity > 0 line     Int64
+-- Exact duplicate source rows count as they are (no dedupe).
+-- Two levels: per order first, then per day and product. A single level with
+-- count(DISTINCT order_id) next to the decimal sums exhausted memory in DataFusion 55.
+WITH per_order AS (
+    SELECT
+        order_date,
+        product_id,
+        order_id,
+        max(product_name) AS product_name,
+        max(category)     AS category,
+        sum(CASE WHEN quantity > 0 THEN quantity ELSE 0 END)               AS units_sold,
+        sum(CASE WHEN quantity < 0 THEN -quantity ELSE 0 END)              AS units_returned,
+        sum(CASE WHEN quantity > 0 THEN quantity * unit_price ELSE 0 END)  AS gross_revenue,
+        sum(CASE WHEN quantity < 0 THEN -quantity * unit_price ELSE 0 END) AS returns_value
+    FROM sales
+    GROUP BY order_date, product_id, order_id
+)
+SELECT
+    product_id,
+    max(product_name)                                   AS product_name,
+    max(category)                                       AS category,
+    sum(units_sold)                                     AS units_sold,
+    sum(units_returned)                                 AS units_returned,
+    CAST(sum(gross_revenue) AS DECIMAL(18, 4))          AS gross_revenue,
+    CAST(sum(returns_value) AS DECIMAL(18, 4))          AS returns_value,
+    CAST(sum(gross_revenue) - sum(returns_value) AS DECIMAL(18, 4)) AS net_revenue,
+    count(order_id) FILTER (WHERE units_sold > 0)       AS orders,
+    order_date
+FROM per_order
+GROUP BY order_date, product_id

@@ -1,0 +1,295 @@
+//! The output committer: a run writes into `<output>/_temporary/<run_id>/` and, only when every
+//! step succeeded, its files are moved into place with *dynamic partition overwrite* (Spark's
+//! `partitionOverwriteMode=dynamic`, with FileOutputCommitter's `_temporary` staging): each
+//! partition folder the run produced replaces the one in the output; partitions the run did not
+//! produce are left as they are. A failed run removes its staging folder and leaves the
+//! previous output untouched.
+//!
+//! Layout of an output folder:
+//! ```text
+//! <output>/order_date=2011-12-09/<write_id>_<n>.parquet   committed data, hive-style partitions
+//! <output>/_quarantine/order_date=…/…parquet              committed rejected rows, same rule
+//! <output>/_SUCCESS                                       JSON report of the last committed run
+//! <output>/_temporary/<run_id>/{data,quarantine,inputs}/  a run in progress (removed after)
+//! ```
+//!
+//! Commit order: delete `_SUCCESS`; per partition, move the new files in, then delete the old
+//! ones; write `_SUCCESS`. The moves are renames (milliseconds, no data copied on a local or
+//! HDFS store). A crash *during* those renames can leave a partition with old and new files;
+//! `_SUCCESS` is then absent, which tells readers the output is not consistent. All storage goes
+//! through `object_store`, so the same code commits on the local file system and on HDFS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Folder under the output holding runs in progress.
+pub const STAGING_DIR: &str = "_temporary";
+/// Folder under the output holding rejected rows.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+/// File under the output holding the JSON report of the last committed run.
+pub const SUCCESS_FILE: &str = "_SUCCESS";
+
+/// A part of a run's staging folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// Output rows; committed to `<output>/`.
+    Data,
+    /// Rejected rows; committed to `<output>/_quarantine/`.
+    Quarantine,
+    /// Inputs the run converted (e.g. re-encoded to UTF-8); never committed.
+    Inputs,
+}
+
+impl Area {
+    fn staging_name(self) -> &'static str {
+        match self {
+            Area::Data => "data",
+            Area::Quarantine => "quarantine",
+            Area::Inputs => "inputs",
+        }
+    }
+}
+
+/// What a commit moved into place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Partition folders written per area (e.g. `order_date=2011-12-09`; empty string for an
+    /// unpartitioned output), sorted.
+    pub partitions: BTreeMap<&'static str, Vec<String>>,
+    /// How many of those partitions replaced existing files.
+    pub replaced: usize,
+    /// Files moved into place.
+    pub files: usize,
+    /// Bytes moved into place.
+    pub bytes: u64,
+}
+
+/// Stages and commits the files of one run to one output folder.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    store: Arc<dyn ObjectStore>,
+    root_url: Url,
+    root: Path,
+    run_id: String,
+}
+
+impl Committer {
+    /// A committer for `output` (a local path or URL) and run `run_id`, using the object store
+    /// the session has for that URL.
+    ///
+    /// # Errors
+    /// [`Error::Output`] when the path is not a valid location or has no object store.
+    pub fn new(ctx: &SessionContext, output: &str, run_id: &str) -> Result<Self> {
+        let bad = |message: String| Error::Output { path: output.to_string(), message };
+        if output.contains(['*', '?', '[']) {
+            return Err(bad("an output path cannot be a glob".to_string()));
+        }
+        let url = ListingTableUrl::parse(output).map_err(|e| bad(e.strip_backtrace()))?;
+        let store = ctx
+            .runtime_env()
+            .object_store(url.object_store())
+            .map_err(|e| bad(e.strip_backtrace()))?;
+        let mut root_url = url.get_url().clone();
+        if !root_url.path().ends_with('/') {
+            let with_slash = format!("{}/", root_url.path());
+            root_url.set_path(&with_slash);
+        }
+        let root = url.prefix().clone();
+        Ok(Self { store, root_url, root, run_id: run_id.to_string() })
+    }
+
+    /// The output folder as a URL, with a trailing `/`.
+    pub fn output_url(&self) -> &Url {
+        &self.root_url
+    }
+
+    /// The object store of the output.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn staging_root(&self) -> Path {
+        self.root.clone().join(STAGING_DIR).join(self.run_id.as_str())
+    }
+
+    /// The object store path of an area of this run's staging folder.
+    pub fn staging_path(&self, area: Area) -> Path {
+        self.staging_root().join(area.staging_name())
+    }
+
+    /// The URL of an area of this run's staging folder, with a trailing `/` (what DataFusion
+    /// writers and readers take).
+    pub fn staging_url(&self, area: Area) -> String {
+        format!(
+            "{}{}/{}/{}/",
+            self.root_url, STAGING_DIR, self.run_id, area.staging_name()
+        )
+    }
+
+    fn target(&self, area: Area) -> Path {
+        match area {
+            Area::Data => self.root.clone(),
+            Area::Quarantine => self.root.clone().join(QUARANTINE_DIR),
+            Area::Inputs => self.staging_path(Area::Inputs),
+        }
+    }
+
+    async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(format!("listing {prefix}"), e))
+    }
+
+    /// Staged files of an area, grouped by partition folder (relative to the area).
+    async fn staged(&self, area: Area) -> Result<BTreeMap<String, Vec<ObjectMeta>>> {
+        let prefix = self.staging_path(area);
+        let mut groups: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
+        for meta in self.list(&prefix).await? {
+            let parts: Vec<String> = meta
+                .location
+                .prefix_match(&prefix)
+                .map(|p| p.map(|part| part.as_ref().to_string()).collect())
+                .unwrap_or_default();
+            let partition = parts[..parts.len().saturating_sub(1)].join("/");
+            groups.entry(partition).or_default().push(meta);
+        }
+        Ok(groups)
+    }
+
+    /// Existing committed files of one partition (`""`: the files directly in the target,
+    /// ignoring `_`/`.`-prefixed entries such as `_quarantine` and `_SUCCESS`).
+    async fn existing(&self, target: &Path, partition: &str) -> Result<Vec<Path>> {
+        if partition.is_empty() {
+            let listing = self
+                .store
+                .list_with_delimiter(Some(target))
+                .await
+                .map_err(|e| Error::storage(format!("listing {target}"), e))?;
+            return Ok(listing
+                .objects
+                .into_iter()
+                .map(|m| m.location)
+                .filter(|p| p.filename().is_some_and(|f| !f.starts_with(['_', '.'])))
+                .collect());
+        }
+        let dir = join(target, partition);
+        Ok(self.list(&dir).await?.into_iter().map(|m| m.location).collect())
+    }
+
+    /// Moves the staged files of `areas` into place (dynamic partition overwrite), writes
+    /// `success(&summary)` (the run's JSON report) to `<output>/_SUCCESS`, and removes the
+    /// staging folder.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a listing, rename, delete or write fails; `_SUCCESS` is then
+    /// absent.
+    pub async fn commit(
+        &self,
+        areas: &[Area],
+        success: impl FnOnce(&CommitSummary) -> Vec<u8>,
+    ) -> Result<CommitSummary> {
+        let mut staged = Vec::new();
+        for &area in areas {
+            staged.push((area, self.staged(area).await?));
+        }
+        let success_path = self.root.clone().join(SUCCESS_FILE);
+        match self.store.delete(&success_path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(format!("deleting {success_path}"), e)),
+        }
+        let mut summary = CommitSummary::default();
+        for (area, groups) in staged {
+            let target = self.target(area);
+            let staging = self.staging_path(area);
+            let mut names = Vec::with_capacity(groups.len());
+            for (partition, files) in groups {
+                let old = self.existing(&target, &partition).await?;
+                if !old.is_empty() {
+                    summary.replaced += 1;
+                }
+                let mut moved = Vec::with_capacity(files.len());
+                for meta in files {
+                    let relative: Vec<_> = meta
+                        .location
+                        .prefix_match(&staging)
+                        .map(|p| p.map(|part| part.as_ref().to_string()).collect())
+                        .unwrap_or_default();
+                    let to = relative.iter().fold(target.clone(), |p, part| p.join(part.as_str()));
+                    self.store
+                        .rename(&meta.location, &to)
+                        .await
+                        .map_err(|e| Error::storage(format!("moving {} to {to}", meta.location), e))?;
+                    summary.files += 1;
+                    summary.bytes += meta.size;
+                    moved.push(to);
+                }
+                for path in old.iter().filter(|p| !moved.contains(p)) {
+                    match self.store.delete(path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(Error::storage(format!("deleting {path}"), e)),
+                    }
+                }
+                names.push(partition);
+            }
+            summary.partitions.insert(area.staging_name(), names);
+        }
+        self.store
+            .put(&success_path, PutPayload::from(success(&summary)))
+            .await
+            .map_err(|e| Error::storage(format!("writing {success_path}"), e))?;
+        self.cleanup().await?;
+        Ok(summary)
+    }
+
+    /// Removes this run's staging folder (after a commit, or after a failure), and
+    /// `<output>/_temporary/` when no other run uses it.
+    ///
+    /// Files go through the object store. Object stores have no folders, so on the local file
+    /// system the folders that renames left empty are removed here too.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when listing or deleting fails.
+    pub async fn cleanup(&self) -> Result<()> {
+        let root = self.staging_root();
+        for meta in self.list(&root).await? {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::storage(format!("deleting {}", meta.location), e)),
+            }
+        }
+        if self.root_url.scheme() == "file" {
+            if let Ok(output) = self.root_url.to_file_path() {
+                let staging = output.join(STAGING_DIR);
+                let run = staging.join(&self.run_id);
+                match std::fs::remove_dir_all(&run) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(Error::storage(
+                            format!("removing {}", run.display()),
+                            object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
+                        ));
+                    }
+                }
+                // Fails, as it should, while another run is staging there.
+                let _ = std::fs::remove_dir(&staging);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn join(base: &Path, relative: &str) -> Path {
+    relative.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, part| p.join(part))
+}
