@@ -31,10 +31,15 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Task slots of the embedded executor, and partitions per stage [default: CPU cores].
-    #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS", default_value_t = 0, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "EMBER_EXECUTOR_TASK_SLOTS",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub parallelism: usize,
-    /// Memory the executor's tasks may use before operators spill to disk, e.g. 2GB
-    /// [default: unbounded].
+    /// Memory the executor's tasks may use before sorts, aggregations and joins spill to disk,
+    /// e.g. 2GB; 0 for unbounded [default: 512MiB per task slot].
     #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
     pub memory_limit: Option<ByteSize>,
     /// Folder for spill files [default: the OS temporary folder].

@@ -53,8 +53,16 @@ fn assert_user_error(out: &Output, expected: &[&str], output_dir: &Path) {
     for part in expected {
         assert!(stderr.contains(part), "`{part}` not in: {stderr}");
     }
-    assert!(out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&out.stdout));
-    assert!(!output_dir.exists(), "no partial output at {}", output_dir.display());
+    assert!(
+        out.stdout.is_empty(),
+        "stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !output_dir.exists(),
+        "no partial output at {}",
+        output_dir.display()
+    );
 }
 
 #[test]
@@ -70,23 +78,57 @@ fn missing_input() {
         "--set",
         &format!("output={}", out_dir.display()),
     ]);
-    assert_user_error(&out, &["input `raw_sales`", "nope.csv", "no such file"], &out_dir);
+    assert_user_error(
+        &out,
+        &["input `raw_sales`", "nope.csv", "no such file"],
+        &out_dir,
+    );
 
     let glob = tmp.path().join("*.csv.gz");
-    let out = ember(&["run", "jobs/daily_revenue_by_product", "--set", &format!("input={}", glob.display()), "--set", &format!("output={}", out_dir.display())]);
+    let out = ember(&[
+        "run",
+        "jobs/daily_revenue_by_product",
+        "--set",
+        &format!("input={}", glob.display()),
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
     assert_user_error(&out, &["no file matches this pattern"], &out_dir);
 }
 
 #[test]
 fn unknown_manifest_key() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let job = job_copy(tmp.path(), "job.toml", |t| t.replacen("partition_by = [\"order_date\"]\nsql = \"daily", "partiton_by = [\"order_date\"]\nsql = \"daily", 1));
+    let job = job_copy(tmp.path(), "job.toml", |t| {
+        t.replacen(
+            "partition_by = [\"order_date\"]\nsql = \"daily",
+            "partiton_by = [\"order_date\"]\nsql = \"daily",
+            1,
+        )
+    });
     let out_dir = tmp.path().join("out");
-    let out = ember(&["run", job.to_str().expect("path"), "--set", &format!("output={}", out_dir.display())]);
-    assert_user_error(&out, &["job.toml:", "unknown field `partiton_by`", "expected one of"], &out_dir);
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
+    assert_user_error(
+        &out,
+        &[
+            "job.toml:",
+            "unknown field `partiton_by`",
+            "expected one of",
+        ],
+        &out_dir,
+    );
     // The line is that of the misspelt key.
     let text = std::fs::read_to_string(job.join("job.toml")).expect("read");
-    let line = text.lines().position(|l| l.starts_with("partiton_by")).expect("typo present") + 1;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("partiton_by"))
+        .expect("typo present")
+        + 1;
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("job.toml:{line}:1: ")));
 }
 
@@ -94,13 +136,30 @@ fn unknown_manifest_key() {
 fn unknown_parameter_and_bad_setting() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out_dir = tmp.path().join("out");
-    let out = ember(&["run", "jobs/daily_revenue_by_product", "--set", "inptu=x.csv", "--set", &format!("output={}", out_dir.display())]);
+    let out = ember(&[
+        "run",
+        "jobs/daily_revenue_by_product",
+        "--set",
+        "inptu=x.csv",
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
     assert_user_error(
         &out,
-        &["unknown parameter `inptu` for job daily_revenue_by_product", "declares: encoding, input, output, products, timestamp_format"],
+        &[
+            "unknown parameter `inptu` for job daily_revenue_by_product",
+            "declares: encoding, input, output, products, timestamp_format",
+        ],
         &out_dir,
     );
-    let out = ember(&["run", "jobs/daily_revenue_by_product", "--set", "input", "--set", &format!("output={}", out_dir.display())]);
+    let out = ember(&[
+        "run",
+        "jobs/daily_revenue_by_product",
+        "--set",
+        "input",
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
     assert_user_error(&out, &["bad --set `input`: expected name=value"], &out_dir);
 }
 
@@ -109,27 +168,82 @@ fn bad_sql_names_file_line_and_column() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = small_input(tmp.path());
     let out_dir = tmp.path().join("out");
-    let set = [format!("input={input}"), format!("output={}", out_dir.display())];
+    let set = [
+        format!("input={input}"),
+        format!("output={}", out_dir.display()),
+    ];
 
     // A syntax error: `FORM` on line 3 of sales.sql.
-    let job = job_copy(tmp.path(), "sales.sql", |t| t.replacen("FROM checked_sales s", "FORM checked_sales s", 1));
+    let job = job_copy(tmp.path(), "sales.sql", |t| {
+        t.replacen("FROM checked_sales s", "FORM checked_sales s", 1)
+    });
     let text = std::fs::read_to_string(job.join("sales.sql")).expect("read");
-    let line = text.lines().position(|l| l.starts_with("FORM")).expect("edit present") + 1;
-    let out = ember(&["run", job.to_str().expect("path"), "--set", &set[0], "--set", &set[1]]);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("FORM"))
+        .expect("edit present")
+        + 1;
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &set[0],
+        "--set",
+        &set[1],
+    ]);
     assert_user_error(&out, &[&format!("sales.sql:{line}:"), "FORM"], &out_dir);
 
     // A planning error: an unknown column, with its line and column.
-    let job = job_copy(tmp.path(), "daily_revenue.sql", |t| t.replacen("max(category)     AS category", "max(categroy)     AS category", 1));
+    let job = job_copy(tmp.path(), "daily_revenue.sql", |t| {
+        t.replacen(
+            "max(category)     AS category",
+            "max(categroy)     AS category",
+            1,
+        )
+    });
     let text = std::fs::read_to_string(job.join("daily_revenue.sql")).expect("read");
-    let line = text.lines().position(|l| l.contains("categroy")).expect("edit present") + 1;
-    let column = text.lines().nth(line - 1).and_then(|l| l.find("categroy")).expect("column") + 1;
-    let out = ember(&["run", job.to_str().expect("path"), "--set", &set[0], "--set", &set[1]]);
-    assert_user_error(&out, &[&format!("daily_revenue.sql:{line}:{column}: "), "categroy"], &out_dir);
+    let line = text
+        .lines()
+        .position(|l| l.contains("categroy"))
+        .expect("edit present")
+        + 1;
+    let column = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.find("categroy"))
+        .expect("column")
+        + 1;
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &set[0],
+        "--set",
+        &set[1],
+    ]);
+    assert_user_error(
+        &out,
+        &[&format!("daily_revenue.sql:{line}:{column}: "), "categroy"],
+        &out_dir,
+    );
 
     // An undeclared ${param} in a SQL file.
-    let job = job_copy(tmp.path(), "checked_sales.sql", |t| t.replacen("'${timestamp_format}'", "'${timestamp_fmt}'", 1));
-    let out = ember(&["run", job.to_str().expect("path"), "--set", &set[0], "--set", &set[1]]);
-    assert_user_error(&out, &["checked_sales.sql:", "unknown parameter `${timestamp_fmt}`"], &out_dir);
+    let job = job_copy(tmp.path(), "checked_sales.sql", |t| {
+        t.replacen("'${timestamp_format}'", "'${timestamp_fmt}'", 1)
+    });
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &set[0],
+        "--set",
+        &set[1],
+    ]);
+    assert_user_error(
+        &out,
+        &["checked_sales.sql:", "unknown parameter `${timestamp_fmt}`"],
+        &out_dir,
+    );
 }
 
 #[test]
@@ -137,12 +251,35 @@ fn partition_column_not_produced() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = small_input(tmp.path());
     let job = job_copy(tmp.path(), "job.toml", |t| {
-        t.replacen("[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"order_date\"]", "[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"day\"]", 1)
+        t.replacen(
+            "[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"order_date\"]",
+            "[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"day\"]",
+            1,
+        )
     });
-    assert!(std::fs::read_to_string(job.join("job.toml")).expect("read").contains("[\"day\"]"));
+    assert!(
+        std::fs::read_to_string(job.join("job.toml"))
+            .expect("read")
+            .contains("[\"day\"]")
+    );
     let out_dir = tmp.path().join("out");
-    let out = ember(&["run", job.to_str().expect("path"), "--set", &format!("input={input}"), "--set", &format!("output={}", out_dir.display())]);
-    assert_user_error(&out, &["partition column `day` is not produced by", "daily_revenue.sql", "order_date"], &out_dir);
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &format!("input={input}"),
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
+    assert_user_error(
+        &out,
+        &[
+            "partition column `day` is not produced by",
+            "daily_revenue.sql",
+            "order_date",
+        ],
+        &out_dir,
+    );
 }
 
 #[test]
@@ -150,14 +287,36 @@ fn success_prints_the_report_and_json_for_scripts() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = small_input(tmp.path());
     let out_dir = tmp.path().join("out");
-    let args = ["run", "jobs/daily_revenue_by_product", "--set", &format!("input={input}"), "--set", &format!("output={}", out_dir.display())];
+    let args = [
+        "run",
+        "jobs/daily_revenue_by_product",
+        "--set",
+        &format!("input={input}"),
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ];
     let out = ember(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.is_empty(), "quiet stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "quiet stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("rows read    2\n"), "{stdout}");
-    assert!(stdout.contains("quarantined  1 (zero_quantity 1)"), "{stdout}");
-    assert!(stdout.contains(&format!("output       file://{}/", out_dir.display())), "{stdout}");
+    assert!(
+        stdout.contains("quarantined  1 (zero_quantity 1)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("output       file://{}/", out_dir.display())),
+        "{stdout}"
+    );
 
     let mut json_args = args.to_vec();
     json_args.extend(["--format", "json"]);
@@ -166,8 +325,12 @@ fn success_prints_the_report_and_json_for_scripts() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(report["rows"]["read"], 2);
     assert_eq!(report["rows"]["written"], 1);
-    assert_eq!(report["partitions"]["replaced"], 2, "the second run replaced both partitions");
+    assert_eq!(
+        report["partitions"]["replaced"], 2,
+        "the second run replaced both partitions"
+    );
     let success: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out_dir.join("_SUCCESS")).expect("_SUCCESS")).expect("json");
+        serde_json::from_slice(&std::fs::read(out_dir.join("_SUCCESS")).expect("_SUCCESS"))
+            .expect("json");
     assert_eq!(success["run_id"], report["run_id"]);
 }

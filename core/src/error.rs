@@ -42,7 +42,11 @@ impl Location {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        Self { path: path.into(), line, column }
+        Self {
+            path: path.into(),
+            line,
+            column,
+        }
     }
 }
 
@@ -164,7 +168,10 @@ impl Error {
 
     /// Wraps a DataFusion error with what Ember was doing.
     pub fn datafusion(context: impl Into<String>, source: DataFusionError) -> Self {
-        Error::DataFusion { context: context.into(), source: Box::new(source) }
+        Error::DataFusion {
+            context: context.into(),
+            source: Box::new(source),
+        }
     }
 }
 
@@ -205,7 +212,10 @@ mod tests {
         let at_c = text.find('c').expect("c");
         let loc = Location::of_offset("x.sql", text, at_c);
         assert_eq!(loc.to_string(), "x.sql:2:4");
-        assert_eq!(Location::of_offset("x.sql", text, 0).to_string(), "x.sql:1:1");
+        assert_eq!(
+            Location::of_offset("x.sql", text, 0).to_string(),
+            "x.sql:1:1"
+        );
         // An offset past the end points after the last character instead of panicking.
         assert_eq!(Location::of_offset("x.sql", text, 999).line, 3);
     }

@@ -298,9 +298,15 @@ impl JobManifest {
     /// (duplicate table names, checks naming unknown tables).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let given = path.as_ref();
-        let path = if given.is_dir() { given.join(MANIFEST_FILE) } else { given.to_path_buf() };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        let path = if given.is_dir() {
+            given.join(MANIFEST_FILE)
+        } else {
+            given.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         Self::parse(path, text)
     }
 
@@ -317,7 +323,12 @@ impl JobManifest {
             }
         })?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let manifest = Self { path, dir, text, file };
+        let manifest = Self {
+            path,
+            dir,
+            text,
+            file,
+        };
         manifest.validate()?;
         Ok(manifest)
     }
@@ -342,7 +353,10 @@ impl JobManifest {
     }
 
     fn error<T>(&self, spanned: &Spanned<T>, message: impl Into<String>) -> Error {
-        Error::Manifest { location: self.at(spanned), message: message.into() }
+        Error::Manifest {
+            location: self.at(spanned),
+            message: message.into(),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -351,13 +365,19 @@ impl JobManifest {
             return Err(self.error(&f.job.name, "job name must be letters, digits and _"));
         }
         let mut tables = BTreeSet::new();
-        let names = f.inputs.iter().map(|i| &i.name).chain(f.views.iter().map(|v| &v.name));
+        let names = f
+            .inputs
+            .iter()
+            .map(|i| &i.name)
+            .chain(f.views.iter().map(|v| &v.name));
         for name in names {
             if !is_identifier(name.get_ref()) {
                 return Err(self.error(name, "table names must be letters, digits and _"));
             }
             if !tables.insert(name.get_ref().to_ascii_lowercase()) {
-                return Err(self.error(name, format!("table `{}` is defined twice", name.get_ref())));
+                return Err(
+                    self.error(name, format!("table `{}` is defined twice", name.get_ref()))
+                );
             }
         }
         for input in &f.inputs {
@@ -367,9 +387,15 @@ impl JobManifest {
                     "an optional input needs `columns` (the schema of the empty table used when its path is empty)",
                 ));
             }
-            for (what, c) in [("delimiter", input.csv.delimiter), ("quote", input.csv.quote)] {
+            for (what, c) in [
+                ("delimiter", input.csv.delimiter),
+                ("quote", input.csv.quote),
+            ] {
                 if !c.is_ascii() {
-                    return Err(self.error(&input.name, format!("csv {what} must be one ASCII character")));
+                    return Err(self.error(
+                        &input.name,
+                        format!("csv {what} must be one ASCII character"),
+                    ));
                 }
             }
         }
@@ -378,7 +404,10 @@ impl JobManifest {
                 if !tables.contains(&table.get_ref().to_ascii_lowercase()) {
                     return Err(self.error(
                         table,
-                        format!("checks name table `{}`, which is not an input or view", table.get_ref()),
+                        format!(
+                            "checks name table `{}`, which is not an input or view",
+                            table.get_ref()
+                        ),
                     ));
                 }
             }
@@ -415,7 +444,10 @@ impl JobManifest {
                 }
             };
             if path.is_empty() && !i.optional {
-                return Err(self.error(&i.path, format!("input `{}` has an empty path", i.name.get_ref())));
+                return Err(self.error(
+                    &i.path,
+                    format!("input `{}` has an empty path", i.name.get_ref()),
+                ));
             }
             let mut csv = i.csv.clone();
             // Parameters render in the encoding too (errors point at the input's name).
@@ -434,7 +466,9 @@ impl JobManifest {
         if output_path.is_empty() {
             return Err(self.error(&f.output.path, "the output path is empty"));
         }
-        let sql = |name: &str, file: &Spanned<String>| SqlFile::load(name, self.dir.join(file.get_ref()), &params);
+        let sql = |name: &str, file: &Spanned<String>| {
+            SqlFile::load(name, self.dir.join(file.get_ref()), &params)
+        };
         let views = f
             .views
             .iter()
@@ -524,17 +558,28 @@ rows_valid = "v"
         let text = GOOD.replace("partition_by = [\"d\"]", "partiton_by = [\"d\"]");
         let err = parse(&text).expect_err("unknown key");
         let msg = err.to_string();
-        assert!(msg.starts_with("jobs/j/job.toml:19:1: unknown field `partiton_by`"), "{msg}");
+        assert!(
+            msg.starts_with("jobs/j/job.toml:19:1: unknown field `partiton_by`"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'));
     }
 
     #[test]
     fn duplicate_tables_and_unknown_check_tables() {
         let text = GOOD.replace("name = \"v\"", "name = \"raw\"");
-        assert!(parse(&text).expect_err("dup").to_string().contains("table `raw` is defined twice"));
+        assert!(
+            parse(&text)
+                .expect_err("dup")
+                .to_string()
+                .contains("table `raw` is defined twice")
+        );
         let text = GOOD.replace("rows_valid = \"v\"", "rows_valid = \"nope\"");
         let msg = parse(&text).expect_err("check").to_string();
-        assert!(msg.starts_with("jobs/j/job.toml:24:14: checks name table `nope`"), "{msg}");
+        assert!(
+            msg.starts_with("jobs/j/job.toml:24:14: checks name table `nope`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -544,14 +589,23 @@ rows_valid = "v"
         // SQL files do not exist here, but paths render first.
         let err = m.resolve(m.params()).expect_err("undefined");
         assert!(err.to_string().starts_with("jobs/j/job.toml:"), "{err}");
-        assert!(err.to_string().contains("unknown parameter `${outptu}`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown parameter `${outptu}`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn format_from_extension() {
-        assert_eq!(InputFormat::from_path("a/B.CSV.GZ"), Some(InputFormat::CsvGz));
+        assert_eq!(
+            InputFormat::from_path("a/B.CSV.GZ"),
+            Some(InputFormat::CsvGz)
+        );
         assert_eq!(InputFormat::from_path("a/*.csv"), Some(InputFormat::Csv));
-        assert_eq!(InputFormat::from_path("a/x.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(
+            InputFormat::from_path("a/x.parquet"),
+            Some(InputFormat::Parquet)
+        );
         assert_eq!(InputFormat::from_path("a/dir"), None);
     }
 }

@@ -22,7 +22,10 @@ pub struct Params {
 impl Params {
     /// Parameters of `job` with their manifest defaults.
     pub fn new(job: impl Into<String>, defaults: BTreeMap<String, String>) -> Self {
-        Self { job: job.into(), values: defaults }
+        Self {
+            job: job.into(),
+            values: defaults,
+        }
     }
 
     /// Parses one `--set` argument, `name=value` (the value may contain `=`).
@@ -32,9 +35,7 @@ impl Params {
     /// break.
     pub fn parse_setting(arg: &str) -> Result<(String, String)> {
         match arg.split_once('=') {
-            Some((name, value))
-                if !name.trim().is_empty() && !value.contains(['\n', '\r']) =>
-            {
+            Some((name, value)) if !name.trim().is_empty() && !value.contains(['\n', '\r']) => {
                 Ok((name.trim().to_string(), value.to_string()))
             }
             _ => Err(Error::BadSetting(arg.to_string())),
@@ -76,7 +77,11 @@ impl Params {
         if self.values.is_empty() {
             return "(none)".to_string();
         }
-        self.values.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+        self.values
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Substitutes every `${name}` in `text`. `locate` turns a byte offset of `text` into the
@@ -145,7 +150,10 @@ mod tests {
     #[test]
     fn substitutes_and_escapes() {
         let p = params();
-        assert_eq!(render(&p, "x ${input} y '${ fmt }' $${input} $1").expect("ok"), "x data/a.csv y '%Y' ${input} $1");
+        assert_eq!(
+            render(&p, "x ${input} y '${ fmt }' $${input} $1").expect("ok"),
+            "x data/a.csv y '%Y' ${input} $1"
+        );
     }
 
     #[test]
@@ -161,15 +169,21 @@ mod tests {
     #[test]
     fn unterminated_reference() {
         let err = render(&params(), "a ${input").expect_err("unterminated");
-        assert!(err.to_string().starts_with("f.sql:1:3: `${` without"), "{err}");
+        assert!(
+            err.to_string().starts_with("f.sql:1:3: `${` without"),
+            "{err}"
+        );
     }
 
     #[test]
     fn overrides_only_declared_names() {
         let mut p = params();
-        p.apply(&[Params::parse_setting("input=b=c.csv").expect("setting")]).expect("apply");
+        p.apply(&[Params::parse_setting("input=b=c.csv").expect("setting")])
+            .expect("apply");
         assert_eq!(p.get("input"), Some("b=c.csv"));
-        let err = p.apply(&[("inptu".into(), "x".into())]).expect_err("unknown");
+        let err = p
+            .apply(&[("inptu".into(), "x".into())])
+            .expect_err("unknown");
         assert_eq!(
             err.to_string(),
             "unknown parameter `inptu` for job job1; it declares: fmt, input"

@@ -53,9 +53,11 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn identifiers_keep_their_case_and_functions_do_not_care() -> datafusion::error::Result<()> {
+    async fn identifiers_keep_their_case_and_functions_do_not_care() -> datafusion::error::Result<()>
+    {
         let config = configure(SessionConfig::new(), 2);
-        let ctx = SessionContext::new_with_state(session_state(config, Arc::new(RuntimeEnv::default())));
+        let ctx =
+            SessionContext::new_with_state(session_state(config, Arc::new(RuntimeEnv::default())));
         let batches = ctx
             .sql("SELECT SUM(\"Qty\") AS s, Max(Qty) AS m, try_to_timestamp('2011-01-02') IS NOT NULL AND TO_TIMESTAMP('2011-01-02') IS NOT NULL AS t FROM (VALUES (1), (2)) v(Qty)")
             .await?

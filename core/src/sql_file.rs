@@ -26,15 +26,25 @@ impl SqlFile {
     /// [`Error::Io`] when the file cannot be read, [`Error::UndefinedReference`] for an
     /// undeclared `${name}` (with its line and column).
     pub fn load(name: &str, path: PathBuf, params: &Params) -> Result<Self> {
-        let raw = std::fs::read_to_string(&path)
-            .map_err(|source| Error::Io { path: path.clone(), source })?;
+        let raw = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
         let text = params.render(&raw, &|o| Location::of_offset(&path, &raw, o))?;
-        Ok(Self { name: name.to_string(), path, text })
+        Ok(Self {
+            name: name.to_string(),
+            path,
+            text,
+        })
     }
 
     /// A SQL file from text (tests, generated statements).
     pub fn from_text(name: &str, path: impl AsRef<Path>, text: impl Into<String>) -> Self {
-        Self { name: name.to_string(), path: path.as_ref().to_path_buf(), text: text.into() }
+        Self {
+            name: name.to_string(),
+            path: path.as_ref().to_path_buf(),
+            text: text.into(),
+        }
     }
 
     /// Turns an error from parsing or planning this file's text into [`Error::Sql`] pointing
@@ -50,7 +60,11 @@ impl SqlFile {
             .or_else(|| parser_position(&message))
             .unwrap_or((1, 1));
         Error::Sql {
-            location: Location { path: self.path.clone(), line, column },
+            location: Location {
+                path: self.path.clone(),
+                line,
+                column,
+            },
             message: strip_position(&message),
         }
     }
@@ -59,9 +73,17 @@ impl SqlFile {
 /// Finds sqlparser's `Line: 3, Column: 12` in an error message.
 fn parser_position(message: &str) -> Option<(usize, usize)> {
     let after_line = &message[message.rfind("Line: ")? + "Line: ".len()..];
-    let line: usize = after_line.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let line: usize = after_line
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     let after_col = &after_line[after_line.find("Column: ")? + "Column: ".len()..];
-    let column: usize = after_col.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+    let column: usize = after_col
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
     Some((line, column))
 }
 
@@ -73,7 +95,9 @@ fn strip_position(message: &str) -> String {
             // Keep whatever follows the `Column: n` (e.g. a closing quote or parenthesis).
             let tail = rest
                 .find("Column: ")
-                .map(|c| rest[c + "Column: ".len()..].trim_start_matches(|ch: char| ch.is_ascii_digit()))
+                .map(|c| {
+                    rest[c + "Column: ".len()..].trim_start_matches(|ch: char| ch.is_ascii_digit())
+                })
                 .unwrap_or("");
             format!("{}{}", &message[..i], tail)
         }

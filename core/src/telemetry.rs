@@ -5,7 +5,8 @@
 //! does) are captured too.
 
 /// The filter used when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str = "warn,ballista=off,ballista_core=off,ballista_scheduler=off,ballista_executor=off";
+pub const DEFAULT_FILTER: &str =
+    "warn,ballista=off,ballista_core=off,ballista_scheduler=off,ballista_executor=off";
 
 /// Installs the global subscriber once; later calls do nothing.
 pub fn init() {

@@ -31,7 +31,10 @@ impl EmbeddedOptions {
 
 fn state(config: SessionConfig, options: &EmbeddedOptions) -> Result<SessionState> {
     let config = ember_core::session::configure(config, options.parallelism());
-    Ok(ember_core::session::session_state(config, runtime_env(&options.runtime)?))
+    Ok(ember_core::session::session_state(
+        config,
+        runtime_env(&options.runtime, options.parallelism())?,
+    ))
 }
 
 /// Starts an in-process Ballista scheduler and executor (on free ports of localhost) and
@@ -52,5 +55,8 @@ pub async fn context(options: &EmbeddedOptions) -> Result<SessionContext> {
 /// # Errors
 /// DataFusion's, when the runtime cannot be built.
 pub fn local_context(options: &EmbeddedOptions) -> Result<SessionContext> {
-    Ok(SessionContext::new_with_state(state(SessionConfig::new(), options)?))
+    Ok(SessionContext::new_with_state(state(
+        SessionConfig::new(),
+        options,
+    )?))
 }

@@ -74,11 +74,17 @@ impl Error {
 
     /// Wraps a DataFusion error with the step that failed.
     pub fn execution(context: impl Into<String>, source: DataFusionError) -> Self {
-        Error::Execution { context: context.into(), source: Box::new(source) }
+        Error::Execution {
+            context: context.into(),
+            source: Box::new(source),
+        }
     }
 
     /// Wraps an object store error with what the committer was doing.
     pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
-        Error::Storage { context: context.into(), source }
+        Error::Storage {
+            context: context.into(),
+            source,
+        }
     }
 }

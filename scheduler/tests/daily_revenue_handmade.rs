@@ -8,7 +8,8 @@ use std::path::Path;
 
 use common::{query_parquet, run_daily_revenue, tree};
 
-const HEADER: &str = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
+const HEADER: &str =
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n";
 
 /// 9 valid rows and 14 bad ones (one per rule, some twice). Row numbers in comments.
 const ROWS: &str = "\
@@ -64,7 +65,11 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_row() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let input = write(tmp.path(), "sales.csv", format!("{HEADER}{ROWS}").as_bytes());
+    let input = write(
+        tmp.path(),
+        "sales.csv",
+        format!("{HEADER}{ROWS}").as_bytes(),
+    );
     let output = tmp.path().join("out");
     let report = run_daily_revenue(&[("input", input), ("output", output.display().to_string())])
         .await
@@ -91,10 +96,16 @@ async fn every_kind_of_bad_row() {
     .map(|(r, n)| (r.to_string(), *n))
     .collect();
     assert_eq!(reasons, expected_reasons);
-    assert_eq!(report.partitions.written, vec!["order_date=2011-01-01", "order_date=2011-01-02"]);
+    assert_eq!(
+        report.partitions.written,
+        vec!["order_date=2011-01-01", "order_date=2011-01-02"]
+    );
     assert_eq!(
         report.partitions.quarantine,
-        vec!["order_date=2011-01-01", "order_date=__HIVE_DEFAULT_PARTITION__"]
+        vec![
+            "order_date=2011-01-01",
+            "order_date=__HIVE_DEFAULT_PARTITION__"
+        ]
     );
 
     assert_eq!(query_parquet(&output, OUTPUT_SQL).await, EXPECTED);
@@ -125,10 +136,14 @@ async fn every_kind_of_bad_row() {
 
     // _SUCCESS holds the same report, and nothing is left in staging.
     let success: ember_scheduler::job::report::RunReport =
-        serde_json::from_slice(&std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS")).expect("json");
+        serde_json::from_slice(&std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS"))
+            .expect("json");
     assert_eq!(success.rows, report.rows);
     assert_eq!(success.run_id, report.run_id);
-    assert!(!output.join("_temporary").exists(), "staging folder removed");
+    assert!(
+        !output.join("_temporary").exists(),
+        "staging folder removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,10 +163,17 @@ async fn products_dimension_and_latin1() {
     let out = output.display().to_string();
 
     // Without the dimension: names come from Description, decoded from Latin-1.
-    let report = run_daily_revenue(&[("input", input.clone()), ("output", out.clone()), ("encoding", "latin1".into())])
-        .await
-        .expect("latin-1 job");
-    assert_eq!(report.inputs[0].reencoded_from.as_deref(), Some("windows-1252"));
+    let report = run_daily_revenue(&[
+        ("input", input.clone()),
+        ("output", out.clone()),
+        ("encoding", "latin1".into()),
+    ])
+    .await
+    .expect("latin-1 job");
+    assert_eq!(
+        report.inputs[0].reencoded_from.as_deref(),
+        Some("windows-1252")
+    );
     let names = query_parquet(&output, "SELECT product_id, product_name, category FROM t").await;
     assert_eq!(names, ["A|Café crème|", "C|£5 voucher|"]);
 
@@ -164,8 +186,15 @@ async fn products_dimension_and_latin1() {
     ])
     .await
     .expect("job with products");
-    let names = query_parquet(&output, "SELECT product_id, product_name, category, gross_revenue FROM t").await;
-    assert_eq!(names, ["A|Green apple|Fruit|2.0000", "C|£5 voucher||5.0000"]);
+    let names = query_parquet(
+        &output,
+        "SELECT product_id, product_name, category, gross_revenue FROM t",
+    )
+    .await;
+    assert_eq!(
+        names,
+        ["A|Green apple|Fruit|2.0000", "C|£5 voucher||5.0000"]
+    );
 
     // A dimension with a repeated key would multiply rows in the join: refused, nothing written.
     let before = tree(&output);
@@ -174,14 +203,26 @@ async fn products_dimension_and_latin1() {
         "dup.csv",
         "product_id,product_name,category\nA,Green apple,Fruit\nA,Red apple,Fruit\n".as_bytes(),
     );
-    let err = run_daily_revenue(&[("input", input), ("output", out), ("encoding", "latin1".into()), ("products", dup)])
-        .await
-        .expect_err("duplicate key");
+    let err = run_daily_revenue(&[
+        ("input", input),
+        ("output", out),
+        ("encoding", "latin1".into()),
+        ("products", dup),
+    ])
+    .await
+    .expect_err("duplicate key");
     assert!(
-        err.to_string().contains("input `products` (") && err.to_string().contains("unique_key (product_id) repeats: product_id=A (2 rows)"),
+        err.to_string().contains("input `products` (")
+            && err
+                .to_string()
+                .contains("unique_key (product_id) repeats: product_id=A (2 rows)"),
         "{err}"
     );
-    assert_eq!(tree(&output), before, "a refused run leaves the output as it was");
+    assert_eq!(
+        tree(&output),
+        before,
+        "a refused run leaves the output as it was"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,13 +240,30 @@ async fn reruns_are_idempotent_and_replace_only_their_partitions() {
     let rows_first = query_parquet(&output, OUTPUT_SQL).await;
     let second = run(all_days.clone()).await.expect("second run");
     assert_ne!(first.run_id, second.run_id);
-    assert_eq!(query_parquet(&output, OUTPUT_SQL).await, rows_first, "same input, same output");
-    assert_eq!(second.partitions.replaced, 4, "2 output + 2 quarantine partitions replaced");
+    assert_eq!(
+        query_parquet(&output, OUTPUT_SQL).await,
+        rows_first,
+        "same input, same output"
+    );
+    assert_eq!(
+        second.partitions.replaced, 4,
+        "2 output + 2 quarantine partitions replaced"
+    );
     let files: Vec<String> = tree(&output).into_iter().map(|(f, _)| f).collect();
-    assert_eq!(files.iter().filter(|f| f.starts_with("order_date=")).count(), 2, "old files removed: {files:?}");
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.starts_with("order_date="))
+            .count(),
+        2,
+        "old files removed: {files:?}"
+    );
 
     // A run on 2011-01-02 only replaces that day and leaves 2011-01-01 as it was.
-    let day1_before: Vec<_> = tree(&output).into_iter().filter(|(f, _)| f.starts_with("order_date=2011-01-01/")).collect();
+    let day1_before: Vec<_> = tree(&output)
+        .into_iter()
+        .filter(|(f, _)| f.starts_with("order_date=2011-01-01/"))
+        .collect();
     let day2 = write(
         tmp.path(),
         "day2.csv",
@@ -213,11 +271,18 @@ async fn reruns_are_idempotent_and_replace_only_their_partitions() {
     );
     let third = run(day2).await.expect("day-2 run");
     assert_eq!(third.partitions.written, vec!["order_date=2011-01-02"]);
-    let day1_after: Vec<_> = tree(&output).into_iter().filter(|(f, _)| f.starts_with("order_date=2011-01-01/")).collect();
+    let day1_after: Vec<_> = tree(&output)
+        .into_iter()
+        .filter(|(f, _)| f.starts_with("order_date=2011-01-01/"))
+        .collect();
     assert_eq!(day1_before, day1_after);
     assert_eq!(
         query_parquet(&output, OUTPUT_SQL).await,
-        [EXPECTED[0], EXPECTED[1], "2011-01-02|A|Apple||1|0|3.0000|0.0000|3.0000|1"]
+        [
+            EXPECTED[0],
+            EXPECTED[1],
+            "2011-01-02|A|Apple||1|0|3.0000|0.0000|3.0000|1"
+        ]
     );
 }
 
@@ -227,7 +292,9 @@ async fn a_failed_run_leaves_the_previous_output_untouched() {
     let good = write(tmp.path(), "good.csv", format!("{HEADER}{ROWS}").as_bytes());
     let output = tmp.path().join("out");
     let out = output.display().to_string();
-    run_daily_revenue(&[("input", good), ("output", out.clone())]).await.expect("good run");
+    run_daily_revenue(&[("input", good), ("output", out.clone())])
+        .await
+        .expect("good run");
     let before = tree(&output);
     let success_before = std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS");
 
@@ -237,14 +304,30 @@ async fn a_failed_run_leaves_the_previous_output_untouched() {
         "broken.csv",
         format!("{HEADER}4001,A,Apple,1,2011-01-01 10:00:00,1.00,,UK\n4002,A,Apple,1,2011-01-01 10:00:00,1.00,,UK,extra\n").as_bytes(),
     );
-    let err = run_daily_revenue(&[("input", broken), ("output", out.clone())]).await.expect_err("broken csv");
-    assert!(err.to_string().contains("incorrect number of fields"), "{err}");
+    let err = run_daily_revenue(&[("input", broken), ("output", out.clone())])
+        .await
+        .expect_err("broken csv");
+    assert!(
+        err.to_string().contains("incorrect number of fields"),
+        "{err}"
+    );
     // Fails before anything runs: the input does not exist.
     let missing = tmp.path().join("missing.csv").display().to_string();
-    let err = run_daily_revenue(&[("input", missing), ("output", out)]).await.expect_err("missing input");
-    assert!(err.to_string().contains("missing.csv): no such file"), "{err}");
+    let err = run_daily_revenue(&[("input", missing), ("output", out)])
+        .await
+        .expect_err("missing input");
+    assert!(
+        err.to_string().contains("missing.csv): no such file"),
+        "{err}"
+    );
 
     assert_eq!(tree(&output), before, "files and sizes unchanged");
-    assert_eq!(std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS"), success_before);
-    assert!(!output.join("_temporary").exists(), "staging folder removed");
+    assert_eq!(
+        std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS"),
+        success_before
+    );
+    assert!(
+        !output.join("_temporary").exists(),
+        "staging folder removed"
+    );
 }

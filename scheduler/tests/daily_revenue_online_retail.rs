@@ -30,7 +30,10 @@ fn money(text: &str) -> Option<Money> {
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int.is_empty() && frac.is_empty()) || frac.len() > 4 || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > 4
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let int: Money = if int.is_empty() { 0 } else { int.parse().ok()? };
@@ -54,16 +57,24 @@ fn valid(row: &csv::StringRecord) -> Option<(String, String, String, i64, Money)
     if product.is_empty() || quantity == 0 || price < 0 {
         return None;
     }
-    Some((ts.date().to_string(), product.to_string(), row.get(0)?.trim().to_string(), quantity, price))
+    Some((
+        ts.date().to_string(),
+        product.to_string(),
+        row.get(0)?.trim().to_string(),
+        quantity,
+        price,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn online_retail_reconciles_day_by_day() {
     // The independent fold.
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"))
-        .read_to_string(&mut text)
-        .expect("gunzip");
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"),
+    )
+    .read_to_string(&mut text)
+    .expect("gunzip");
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let (mut read, mut invalid) = (0u64, 0u64);
     let mut days: BTreeMap<String, Day> = BTreeMap::new();
@@ -127,16 +138,26 @@ async fn online_retail_reconciles_day_by_day() {
     for (a, e) in actual.iter().zip(&expected) {
         assert_eq!(a, e, "day totals differ (job | fold)");
     }
-    assert_eq!(u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(), Some(report.rows.written));
+    assert_eq!(
+        u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(),
+        Some(report.rows.written)
+    );
 
     // SOURCE.md: Σ Quantity × UnitPrice over all rows = 9,747,747.93 (rounded to cents; some
     // prices have 3 decimals). The job quarantines the two "Adjust bad debt" rows (1 ×
     // -11,062.06 each), so its net revenue, rounded to cents, is that sum plus 22,124.12.
     assert_eq!(
-        query_parquet(&output, "SELECT CAST(round(sum(net_revenue), 2) AS DECIMAL(18, 2)) FROM t").await,
+        query_parquet(
+            &output,
+            "SELECT CAST(round(sum(net_revenue), 2) AS DECIMAL(18, 2)) FROM t"
+        )
+        .await,
         ["9769872.05"]
     );
-    assert_eq!(report.quarantined_by_reason.get("negative_unit_price"), Some(&2));
+    assert_eq!(
+        report.quarantined_by_reason.get("negative_unit_price"),
+        Some(&2)
+    );
 }
 
 #[test]

@@ -32,7 +32,9 @@ pub struct TryToTimestamp {
 impl TryToTimestamp {
     /// The function with its signature: one or more arguments of any type, checked at planning.
     pub fn new() -> Self {
-        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
     }
 }
 
@@ -43,7 +45,10 @@ impl Default for TryToTimestamp {
 }
 
 fn is_text(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null)
+    matches!(
+        t,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    )
 }
 
 /// Parses one value with the first format that matches.
@@ -55,7 +60,11 @@ fn parse(text: &str, formats: &[String]) -> Option<i64> {
     formats.iter().find_map(|f| {
         NaiveDateTime::parse_from_str(text, f)
             .ok()
-            .or_else(|| NaiveDate::parse_from_str(text, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+            .or_else(|| {
+                NaiveDate::parse_from_str(text, f)
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+            })
             .map(|t| t.and_utc().timestamp_micros())
     })
 }
@@ -73,7 +82,11 @@ impl ScalarUDFImpl for TryToTimestamp {
         if arg_types.is_empty() || !arg_types.iter().all(is_text) {
             return plan_err!(
                 "try_to_timestamp(text [, format ...]) takes text arguments, got ({})",
-                arg_types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                arg_types
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         Ok(DataType::Timestamp(TimeUnit::Microsecond, None))
@@ -105,11 +118,15 @@ impl ScalarUDFImpl for TryToTimestamp {
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| datafusion::error::DataFusionError::Internal("cast to Utf8".into()))?;
-        let parsed: TimestampMicrosecondArray =
-            text.iter().map(|v| v.and_then(|s| parse(s, &formats))).collect();
+        let parsed: TimestampMicrosecondArray = text
+            .iter()
+            .map(|v| v.and_then(|s| parse(s, &formats)))
+            .collect();
         let parsed: ArrayRef = Arc::new(parsed);
         Ok(match &args.args[0] {
-            ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&parsed, 0)?),
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&parsed, 0)?)
+            }
             ColumnarValue::Array(_) => ColumnarValue::Array(parsed),
         })
     }
@@ -126,8 +143,14 @@ mod tests {
     #[test]
     fn parses_with_formats_in_order() {
         let iso = formats(&DEFAULT_FORMATS);
-        assert_eq!(parse("2010-12-01 08:26:00", &iso), Some(1_291_191_960_000_000));
-        assert_eq!(parse(" 2010-12-01T08:26:00.5 ", &iso), Some(1_291_191_960_500_000));
+        assert_eq!(
+            parse("2010-12-01 08:26:00", &iso),
+            Some(1_291_191_960_000_000)
+        );
+        assert_eq!(
+            parse(" 2010-12-01T08:26:00.5 ", &iso),
+            Some(1_291_191_960_500_000)
+        );
         assert_eq!(parse("2010-12-01", &iso), Some(1_291_161_600_000_000));
         let us = formats(&["%m/%d/%Y %H:%M"]);
         assert_eq!(parse("12/1/2010 8:26", &us), Some(1_291_191_960_000_000));
@@ -136,7 +159,13 @@ mod tests {
     #[test]
     fn bad_text_is_none_not_an_error() {
         let iso = formats(&DEFAULT_FORMATS);
-        for bad in ["", "   ", "2010-13-01 00:00:00", "yesterday", "2010-12-01 25:00:00"] {
+        for bad in [
+            "",
+            "   ",
+            "2010-13-01 00:00:00",
+            "yesterday",
+            "2010-12-01 25:00:00",
+        ] {
             assert_eq!(parse(bad, &iso), None, "{bad}");
         }
     }
@@ -153,9 +182,15 @@ mod tests {
             .collect()
             .await?;
         let col = batches[0].column(0);
-        assert_eq!(col.data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
+        assert_eq!(
+            col.data_type(),
+            &DataType::Timestamp(TimeUnit::Microsecond, None)
+        );
         assert_eq!(col.null_count(), 2);
-        let err = ctx.sql("SELECT try_to_timestamp(1)").await.expect_err("not text");
+        let err = ctx
+            .sql("SELECT try_to_timestamp(1)")
+            .await
+            .expect_err("not text");
         assert!(err.to_string().contains("takes text arguments"), "{err}");
         Ok(())
     }

@@ -89,7 +89,10 @@ impl Committer {
     /// # Errors
     /// [`Error::Output`] when the path is not a valid location or has no object store.
     pub fn new(ctx: &SessionContext, output: &str, run_id: &str) -> Result<Self> {
-        let bad = |message: String| Error::Output { path: output.to_string(), message };
+        let bad = |message: String| Error::Output {
+            path: output.to_string(),
+            message,
+        };
         if output.contains(['*', '?', '[']) {
             return Err(bad("an output path cannot be a glob".to_string()));
         }
@@ -104,7 +107,12 @@ impl Committer {
             root_url.set_path(&with_slash);
         }
         let root = url.prefix().clone();
-        Ok(Self { store, root_url, root, run_id: run_id.to_string() })
+        Ok(Self {
+            store,
+            root_url,
+            root,
+            run_id: run_id.to_string(),
+        })
     }
 
     /// The output folder as a URL, with a trailing `/`.
@@ -118,7 +126,10 @@ impl Committer {
     }
 
     fn staging_root(&self) -> Path {
-        self.root.clone().join(STAGING_DIR).join(self.run_id.as_str())
+        self.root
+            .clone()
+            .join(STAGING_DIR)
+            .join(self.run_id.as_str())
     }
 
     /// The object store path of an area of this run's staging folder.
@@ -131,7 +142,10 @@ impl Committer {
     pub fn staging_url(&self, area: Area) -> String {
         format!(
             "{}{}/{}/{}/",
-            self.root_url, STAGING_DIR, self.run_id, area.staging_name()
+            self.root_url,
+            STAGING_DIR,
+            self.run_id,
+            area.staging_name()
         )
     }
 
@@ -184,7 +198,12 @@ impl Committer {
                 .collect());
         }
         let dir = join(target, partition);
-        Ok(self.list(&dir).await?.into_iter().map(|m| m.location).collect())
+        Ok(self
+            .list(&dir)
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .collect())
     }
 
     /// Moves the staged files of `areas` into place (dynamic partition overwrite), writes
@@ -225,11 +244,12 @@ impl Committer {
                         .prefix_match(&staging)
                         .map(|p| p.map(|part| part.as_ref().to_string()).collect())
                         .unwrap_or_default();
-                    let to = relative.iter().fold(target.clone(), |p, part| p.join(part.as_str()));
-                    self.store
-                        .rename(&meta.location, &to)
-                        .await
-                        .map_err(|e| Error::storage(format!("moving {} to {to}", meta.location), e))?;
+                    let to = relative
+                        .iter()
+                        .fold(target.clone(), |p, part| p.join(part.as_str()));
+                    self.store.rename(&meta.location, &to).await.map_err(|e| {
+                        Error::storage(format!("moving {} to {to}", meta.location), e)
+                    })?;
                     summary.files += 1;
                     summary.bytes += meta.size;
                     moved.push(to);
@@ -268,28 +288,34 @@ impl Committer {
                 Err(e) => return Err(Error::storage(format!("deleting {}", meta.location), e)),
             }
         }
-        if self.root_url.scheme() == "file" {
-            if let Ok(output) = self.root_url.to_file_path() {
-                let staging = output.join(STAGING_DIR);
-                let run = staging.join(&self.run_id);
-                match std::fs::remove_dir_all(&run) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(Error::storage(
-                            format!("removing {}", run.display()),
-                            object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) },
-                        ));
-                    }
+        if self.root_url.scheme() == "file"
+            && let Ok(output) = self.root_url.to_file_path()
+        {
+            let staging = output.join(STAGING_DIR);
+            let run = staging.join(&self.run_id);
+            match std::fs::remove_dir_all(&run) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::storage(
+                        format!("removing {}", run.display()),
+                        object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        },
+                    ));
                 }
-                // Fails, as it should, while another run is staging there.
-                let _ = std::fs::remove_dir(&staging);
             }
+            // Fails, as it should, while another run is staging there.
+            let _ = std::fs::remove_dir(&staging);
         }
         Ok(())
     }
 }
 
 fn join(base: &Path, relative: &str) -> Path {
-    relative.split('/').filter(|s| !s.is_empty()).fold(base.clone(), |p, part| p.join(part))
+    relative
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .fold(base.clone(), |p, part| p.join(part))
 }

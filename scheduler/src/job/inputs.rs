@@ -73,7 +73,11 @@ pub(crate) async fn register_all(
 }
 
 fn input_error(input: &Input, message: impl Into<String>) -> Error {
-    Error::Input { input: input.name.clone(), path: input.path.clone(), message: message.into() }
+    Error::Input {
+        input: input.name.clone(),
+        path: input.path.clone(),
+        message: message.into(),
+    }
 }
 
 fn df_error(input: &Input, e: DataFusionError) -> Error {
@@ -90,7 +94,11 @@ fn text_schema<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> SchemaRef {
     ))
 }
 
-async fn register(ctx: &SessionContext, input: &Input, committer: &Committer) -> Result<InputSummary> {
+async fn register(
+    ctx: &SessionContext,
+    input: &Input,
+    committer: &Committer,
+) -> Result<InputSummary> {
     let mut summary = InputSummary {
         name: input.name.clone(),
         path: input.path.clone(),
@@ -107,7 +115,10 @@ async fn register(ctx: &SessionContext, input: &Input, committer: &Committer) ->
     summary.bytes = files.iter().map(|f| f.size).sum();
 
     let (url, format) = match input.format {
-        InputFormat::Parquet => (ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?, input.format),
+        InputFormat::Parquet => (
+            ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
+            input.format,
+        ),
         InputFormat::Csv | InputFormat::CsvGz => {
             let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
                 input_error(
@@ -120,21 +131,36 @@ async fn register(ctx: &SessionContext, input: &Input, committer: &Committer) ->
             })?;
             let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
             if decode.is_none() && input.format == InputFormat::Csv {
-                (ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?, input.format)
+                (
+                    ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
+                    input.format,
+                )
             } else {
                 summary.reencoded_from = decode.map(|e| e.name().to_string());
-                (prepare(ctx, input, &files, decode, committer).await?, InputFormat::Csv)
+                (
+                    prepare(ctx, input, &files, decode, committer).await?,
+                    InputFormat::Csv,
+                )
             }
         }
     };
     let state = ctx.state();
-    let extension = if url.is_collection() { format.extension() } else { "" };
+    let extension = if url.is_collection() {
+        format.extension()
+    } else {
+        ""
+    };
     let options = match format {
         InputFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
-        InputFormat::Csv | InputFormat::CsvGz => ListingOptions::new(Arc::new(csv_format(input, format))),
+        InputFormat::Csv | InputFormat::CsvGz => {
+            ListingOptions::new(Arc::new(csv_format(input, format)))
+        }
     }
     .with_file_extension(extension);
-    let inferred = options.infer_schema(&state, &url).await.map_err(|e| df_error(input, e))?;
+    let inferred = options
+        .infer_schema(&state, &url)
+        .await
+        .map_err(|e| df_error(input, e))?;
     let schema = match format {
         InputFormat::Parquet => inferred,
         InputFormat::Csv | InputFormat::CsvGz => {
@@ -154,9 +180,12 @@ async fn register(ctx: &SessionContext, input: &Input, committer: &Committer) ->
             }
         }
     };
-    let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(schema);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
-    ctx.register_table(input.name.as_str(), Arc::new(table)).map_err(|e| df_error(input, e))?;
+    ctx.register_table(input.name.as_str(), Arc::new(table))
+        .map_err(|e| df_error(input, e))?;
     Ok(summary)
 }
 
@@ -181,8 +210,15 @@ fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
 /// Lists the input's files, failing when there are none.
 async fn list(ctx: &SessionContext, input: &Input) -> Result<Vec<ObjectMeta>> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
-    let store = ctx.runtime_env().object_store(url.object_store()).map_err(|e| df_error(input, e))?;
-    let extension = if url.is_collection() { input.format.extension() } else { "" };
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| df_error(input, e))?;
+    let extension = if url.is_collection() {
+        input.format.extension()
+    } else {
+        ""
+    };
     let state = ctx.state();
     let listed = match url.list_all_files(&state, store.as_ref(), extension).await {
         Ok(stream) => stream.try_collect::<Vec<_>>().await,
@@ -190,7 +226,11 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<Vec<ObjectMeta>> {
     };
     let files = match listed {
         Ok(files) => files,
-        Err(DataFusionError::ObjectStore(e)) if matches!(*e, object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(DataFusionError::ObjectStore(e))
+            if matches!(*e, object_store::Error::NotFound { .. }) =>
+        {
+            Vec::new()
+        }
         Err(e) => return Err(df_error(input, e)),
     };
     if files.is_empty() {
@@ -216,9 +256,14 @@ async fn prepare(
     committer: &Committer,
 ) -> Result<ListingTableUrl> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
-    let store = ctx.runtime_env().object_store(url.object_store()).map_err(|e| df_error(input, e))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| df_error(input, e))?;
     let gzip = input.format == InputFormat::CsvGz;
-    let folder = committer.staging_path(Area::Inputs).join(input.name.as_str());
+    let folder = committer
+        .staging_path(Area::Inputs)
+        .join(input.name.as_str());
     let mut replaced = 0;
     for (i, meta) in files.iter().enumerate() {
         let to = folder.clone().join(format!("part-{i:05}.csv"));
@@ -254,10 +299,16 @@ async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
     if input.unique_key.is_empty() {
         return Ok(());
     }
-    let df = ctx.table(input.name.as_str()).await.map_err(|e| df_error(input, e))?;
+    let df = ctx
+        .table(input.name.as_str())
+        .await
+        .map_err(|e| df_error(input, e))?;
     for key in &input.unique_key {
         if df.schema().field_with_unqualified_name(key).is_err() {
-            return Err(input_error(input, format!("unique_key column `{key}` is not a column of this input")));
+            return Err(input_error(
+                input,
+                format!("unique_key column `{key}` is not a column of this input"),
+            ));
         }
     }
     let keys: Vec<_> = input.unique_key.iter().map(|k| ident(k.as_str())).collect();
@@ -278,7 +329,8 @@ async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
                 let value = array_value_to_string(batch.column(i), row).unwrap_or_default();
                 parts.push(format!("{key}={value}"));
             }
-            let n = array_value_to_string(batch.column(input.unique_key.len()), row).unwrap_or_default();
+            let n = array_value_to_string(batch.column(input.unique_key.len()), row)
+                .unwrap_or_default();
             examples.push(format!("{} ({n} rows)", parts.join(",")));
         }
     }
@@ -287,6 +339,10 @@ async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
     }
     Err(input_error(
         input,
-        format!("unique_key ({}) repeats: {}", input.unique_key.join(", "), examples.join("; ")),
+        format!(
+            "unique_key ({}) repeats: {}",
+            input.unique_key.join(", "),
+            examples.join("; ")
+        ),
     ))
 }

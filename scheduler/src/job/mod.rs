@@ -76,7 +76,11 @@ pub async fn run(ctx: &SessionContext, job: &Job, engine: &str) -> Result<RunRep
         finished_at: String::new(),
         duration_ms: 0,
         output: committer.output_url().to_string(),
-        params: job.params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        params: job
+            .params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         inputs: staged.inputs,
         rows: staged.rows,
         quarantined_by_reason: staged.by_reason,
@@ -132,20 +136,35 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     let inputs = inputs::register_all(ctx, &job.inputs, committer).await?;
     for view in &job.views {
         let plan = plan_query(ctx, view).await?;
-        ctx.register_table(view.name.as_str(), Arc::new(ViewTable::new(plan, Some(view.text.clone()))))
-            .map_err(|e| view.error(e))?;
+        ctx.register_table(
+            view.name.as_str(),
+            Arc::new(ViewTable::new(plan, Some(view.text.clone()))),
+        )
+        .map_err(|e| view.error(e))?;
     }
     let output_path = &job.output.path;
-    let output = hive_partitions(query(ctx, &job.output.sql).await?, &job.output.partition_by, &job.output.sql, output_path)?;
+    let output = hive_partitions(
+        query(ctx, &job.output.sql).await?,
+        &job.output.partition_by,
+        &job.output.sql,
+        output_path,
+    )?;
     let quarantine = match &job.quarantine {
         Some(q) => {
             let df = query(ctx, &q.sql).await?;
             match df.schema().field_with_unqualified_name(REASON_COLUMN) {
-                Ok(f) if matches!(f.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8) => {}
+                Ok(f)
+                    if matches!(
+                        f.data_type(),
+                        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+                    ) => {}
                 _ => {
                     return Err(Error::Output {
                         path: output_path.clone(),
-                        message: format!("{} must produce a text column `{REASON_COLUMN}`", q.sql.path.display()),
+                        message: format!(
+                            "{} must produce a text column `{REASON_COLUMN}`",
+                            q.sql.path.display()
+                        ),
                     });
                 }
             }
@@ -155,28 +174,71 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     };
 
     let mut rows = RowCounts::default();
+    let step = Instant::now();
     if let Some(df) = quarantine {
-        rows.quarantined = write(df, &committer.staging_url(Area::Quarantine), job.quarantine.as_ref().map(|q| q.partition_by.clone()).unwrap_or_default())
-            .await
-            .map_err(|e| Error::execution("writing the quarantine", e))?;
-    }
-    rows.written = write(output, &committer.staging_url(Area::Data), job.output.partition_by.clone())
+        rows.quarantined = write(
+            df,
+            &committer.staging_url(Area::Quarantine),
+            job.quarantine
+                .as_ref()
+                .map(|q| q.partition_by.clone())
+                .unwrap_or_default(),
+        )
         .await
-        .map_err(|e| Error::execution("writing the output", e))?;
+        .map_err(|e| Error::execution("writing the quarantine", e))?;
+        tracing::info!(
+            rows = rows.quarantined,
+            ms = step.elapsed().as_millis() as u64,
+            "quarantine written"
+        );
+    }
+    let step = Instant::now();
+    rows.written = write(
+        output,
+        &committer.staging_url(Area::Data),
+        job.output.partition_by.clone(),
+    )
+    .await
+    .map_err(|e| Error::execution("writing the output", e))?;
+    tracing::info!(
+        rows = rows.written,
+        ms = step.elapsed().as_millis() as u64,
+        "output written"
+    );
 
-    let by_reason = if rows.quarantined > 0 { count_reasons(ctx, committer).await? } else { BTreeMap::new() };
+    let step = Instant::now();
+    let by_reason = if rows.quarantined > 0 {
+        count_reasons(ctx, committer).await?
+    } else {
+        BTreeMap::new()
+    };
     if let Some(checks) = &job.checks {
         rows.read = Some(count_rows(ctx, &checks.rows_read).await?);
         rows.valid = Some(count_rows(ctx, &checks.rows_valid).await?);
     }
+    tracing::info!(ms = step.elapsed().as_millis() as u64, "rows counted");
     reconcile(&rows, &by_reason)?;
-    Ok(Staged { inputs, rows, by_reason })
+    Ok(Staged {
+        inputs,
+        rows,
+        by_reason,
+    })
 }
 
 /// Plans a SQL file that must be a query (not DDL, DML or COPY).
 async fn plan_query(ctx: &SessionContext, sql: &SqlFile) -> Result<LogicalPlan> {
-    let plan = ctx.state().create_logical_plan(&sql.text).await.map_err(|e| sql.error(e))?;
-    if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Statement(_) | LogicalPlan::Copy(_)) {
+    let plan = ctx
+        .state()
+        .create_logical_plan(&sql.text)
+        .await
+        .map_err(|e| sql.error(e))?;
+    if matches!(
+        plan,
+        LogicalPlan::Ddl(_)
+            | LogicalPlan::Dml(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::Copy(_)
+    ) {
         return Err(ember_core::Error::Sql {
             location: ember_core::error::Location { path: sql.path.clone(), line: 1, column: 1 },
             message: "a job's SQL file must be one query (SELECT, WITH or VALUES); tables are declared in job.toml".to_string(),
@@ -188,14 +250,26 @@ async fn plan_query(ctx: &SessionContext, sql: &SqlFile) -> Result<LogicalPlan> 
 
 async fn query(ctx: &SessionContext, sql: &SqlFile) -> Result<DataFrame> {
     let plan = plan_query(ctx, sql).await?;
-    ctx.execute_logical_plan(plan).await.map_err(|e| sql.error(e).into())
+    ctx.execute_logical_plan(plan)
+        .await
+        .map_err(|e| sql.error(e).into())
 }
 
 /// Checks that the partition columns exist and turns each into its folder name: the value as
 /// text, or [`HIVE_DEFAULT_PARTITION`] for NULL (the files do not contain partition columns,
 /// so their type is not lost; readers get it back from the folder names).
-fn hive_partitions(df: DataFrame, partition_by: &[String], sql: &SqlFile, output: &str) -> Result<DataFrame> {
-    let produced: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+fn hive_partitions(
+    df: DataFrame,
+    partition_by: &[String],
+    sql: &SqlFile,
+    output: &str,
+) -> Result<DataFrame> {
+    let produced: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     for p in partition_by {
         if !produced.contains(p) {
             return Err(Error::Output {
@@ -211,7 +285,10 @@ fn hive_partitions(df: DataFrame, partition_by: &[String], sql: &SqlFile, output
     if !partition_by.is_empty() && produced.len() == partition_by.len() {
         return Err(Error::Output {
             path: output.to_string(),
-            message: format!("{} produces only partition columns; files need at least one more", sql.path.display()),
+            message: format!(
+                "{} produces only partition columns; files need at least one more",
+                sql.path.display()
+            ),
         });
     }
     if partition_by.is_empty() {
@@ -223,7 +300,11 @@ fn hive_partitions(df: DataFrame, partition_by: &[String], sql: &SqlFile, output
         .map(|(qualifier, field)| {
             let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
             if partition_by.contains(field.name()) {
-                coalesce(vec![cast(column, DataType::Utf8), lit(HIVE_DEFAULT_PARTITION)]).alias(field.name())
+                coalesce(vec![
+                    cast(column, DataType::Utf8),
+                    lit(HIVE_DEFAULT_PARTITION),
+                ])
+                .alias(field.name())
             } else {
                 column
             }
@@ -233,12 +314,19 @@ fn hive_partitions(df: DataFrame, partition_by: &[String], sql: &SqlFile, output
 }
 
 /// Writes `df` as Parquet under `url`, hive-partitioned; returns the rows written.
-async fn write(df: DataFrame, url: &str, partition_by: Vec<String>) -> datafusion::error::Result<u64> {
+async fn write(
+    df: DataFrame,
+    url: &str,
+    partition_by: Vec<String>,
+) -> datafusion::error::Result<u64> {
     let options = DataFrameWriteOptions::new().with_partition_by(partition_by);
     let batches = df.write_parquet(url, options, None).await?;
     let mut rows = 0;
     for batch in &batches {
-        if let Some(counts) = batch.column_by_name("count").and_then(|c| c.as_primitive_opt::<UInt64Type>()) {
+        if let Some(counts) = batch
+            .column_by_name("count")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+        {
             rows += counts.iter().flatten().sum::<u64>();
         }
     }
@@ -247,16 +335,28 @@ async fn write(df: DataFrame, url: &str, partition_by: Vec<String>) -> datafusio
 
 async fn count_rows(ctx: &SessionContext, table: &str) -> Result<u64> {
     let context = || format!("counting the rows of `{table}`");
-    let df = ctx.table(table).await.map_err(|e| Error::execution(context(), e))?;
-    let n = df.count().await.map_err(|e| Error::execution(context(), e))?;
+    let df = ctx
+        .table(table)
+        .await
+        .map_err(|e| Error::execution(context(), e))?;
+    let n = df
+        .count()
+        .await
+        .map_err(|e| Error::execution(context(), e))?;
     Ok(n as u64)
 }
 
 /// Quarantined rows per reason, read back from the staged quarantine files.
-async fn count_reasons(ctx: &SessionContext, committer: &Committer) -> Result<BTreeMap<String, u64>> {
+async fn count_reasons(
+    ctx: &SessionContext,
+    committer: &Committer,
+) -> Result<BTreeMap<String, u64>> {
     let context = "counting quarantined rows by reason";
     let batches = ctx
-        .read_parquet(committer.staging_url(Area::Quarantine), ParquetReadOptions::default())
+        .read_parquet(
+            committer.staging_url(Area::Quarantine),
+            ParquetReadOptions::default(),
+        )
         .await
         .and_then(|df| df.aggregate(vec![col(REASON_COLUMN)], vec![count(lit(1)).alias("n")]))
         .map_err(|e| Error::execution(context, e))?
@@ -268,9 +368,15 @@ async fn count_reasons(ctx: &SessionContext, committer: &Committer) -> Result<BT
         let reasons = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
             .map_err(|e| Error::execution(context, e.into()))?;
         let reasons = reasons.as_string::<i32>();
-        let counts = batch.column(1).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let counts = batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
         for row in 0..batch.num_rows() {
-            let reason = if reasons.is_null(row) { String::new() } else { reasons.value(row).to_string() };
+            let reason = if reasons.is_null(row) {
+                String::new()
+            } else {
+                reasons.value(row).to_string()
+            };
             *by_reason.entry(reason).or_insert(0) += counts.value(row) as u64;
         }
     }
@@ -280,7 +386,9 @@ async fn count_reasons(ctx: &SessionContext, committer: &Committer) -> Result<BT
 /// `read = valid + quarantined`, and every quarantined row has a reason.
 fn reconcile(rows: &RowCounts, by_reason: &BTreeMap<String, u64>) -> Result<()> {
     if let Some(n) = by_reason.get("").filter(|n| **n > 0) {
-        return Err(Error::Reconcile(format!("{n} quarantined rows have no reason (NULL or empty `{REASON_COLUMN}`)")));
+        return Err(Error::Reconcile(format!(
+            "{n} quarantined rows have no reason (NULL or empty `{REASON_COLUMN}`)"
+        )));
     }
     let by_reason_total: u64 = by_reason.values().sum();
     if by_reason_total != rows.quarantined {
@@ -289,14 +397,14 @@ fn reconcile(rows: &RowCounts, by_reason: &BTreeMap<String, u64>) -> Result<()> 
             rows.quarantined
         )));
     }
-    if let (Some(read), Some(valid)) = (rows.read, rows.valid) {
-        if read != valid + rows.quarantined {
-            return Err(Error::Reconcile(format!(
-                "rows read {read} != rows valid {valid} + rows quarantined {} (difference {}); the quarantine query must select exactly the rows the valid table leaves out",
-                rows.quarantined,
-                read as i128 - (valid + rows.quarantined) as i128
-            )));
-        }
+    if let (Some(read), Some(valid)) = (rows.read, rows.valid)
+        && read != valid + rows.quarantined
+    {
+        return Err(Error::Reconcile(format!(
+            "rows read {read} != rows valid {valid} + rows quarantined {} (difference {}); the quarantine query must select exactly the rows the valid table leaves out",
+            rows.quarantined,
+            read as i128 - (valid + rows.quarantined) as i128
+        )));
     }
     Ok(())
 }
@@ -307,14 +415,31 @@ mod tests {
 
     #[test]
     fn reconcile_rules() {
-        let ok = RowCounts { read: Some(10), valid: Some(7), quarantined: 3, written: 2 };
+        let ok = RowCounts {
+            read: Some(10),
+            valid: Some(7),
+            quarantined: 3,
+            written: 2,
+        };
         let reasons: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
         reconcile(&ok, &reasons).expect("balanced");
-        let lost = RowCounts { valid: Some(6), ..ok.clone() };
+        let lost = RowCounts {
+            valid: Some(6),
+            ..ok.clone()
+        };
         let err = reconcile(&lost, &reasons).expect_err("a row is lost");
-        assert!(err.to_string().contains("rows read 10 != rows valid 6 + rows quarantined 3 (difference 1)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("rows read 10 != rows valid 6 + rows quarantined 3 (difference 1)"),
+            "{err}"
+        );
         let no_reason: BTreeMap<String, u64> = [("".to_string(), 3)].into();
-        assert!(reconcile(&ok, &no_reason).expect_err("no reason").to_string().contains("have no reason"));
+        assert!(
+            reconcile(&ok, &no_reason)
+                .expect_err("no reason")
+                .to_string()
+                .contains("have no reason")
+        );
         let mismatch: BTreeMap<String, u64> = [("a".to_string(), 2)].into();
         assert!(reconcile(&ok, &mismatch).is_err());
     }

@@ -49,33 +49,53 @@ pub(crate) async fn to_utf8(
         let chunk = chunk.map_err(|e| format!("reading {from}: {e}"))?;
         let bytes = match gunzip.as_mut() {
             Some(gz) => {
-                gz.write_all(&chunk).map_err(|e| format!("decompressing {from}: {e}"))?;
+                gz.write_all(&chunk)
+                    .map_err(|e| format!("decompressing {from}: {e}"))?;
                 std::mem::take(gz.get_mut())
             }
             None => chunk.to_vec(),
         };
         let text = decode(decoder.as_mut(), bytes, false, &mut replaced);
-        sink.write_all(&text).await.map_err(|e| format!("writing {to}: {e}"))?;
+        sink.write_all(&text)
+            .await
+            .map_err(|e| format!("writing {to}: {e}"))?;
     }
     let rest = match gunzip {
-        Some(gz) => gz.finish().map_err(|e| format!("decompressing {from}: {e}"))?,
+        Some(gz) => gz
+            .finish()
+            .map_err(|e| format!("decompressing {from}: {e}"))?,
         None => Vec::new(),
     };
     let text = decode(decoder.as_mut(), rest, true, &mut replaced);
-    sink.write_all(&text).await.map_err(|e| format!("writing {to}: {e}"))?;
-    sink.shutdown().await.map_err(|e| format!("writing {to}: {e}"))?;
+    sink.write_all(&text)
+        .await
+        .map_err(|e| format!("writing {to}: {e}"))?;
+    sink.shutdown()
+        .await
+        .map_err(|e| format!("writing {to}: {e}"))?;
     Ok(replaced)
 }
 
-fn decode(decoder: Option<&mut Decoder>, bytes: Vec<u8>, last: bool, replaced: &mut usize) -> Vec<u8> {
+fn decode(
+    decoder: Option<&mut Decoder>,
+    bytes: Vec<u8>,
+    last: bool,
+    replaced: &mut usize,
+) -> Vec<u8> {
     let Some(decoder) = decoder else {
         return bytes;
     };
     let bytes = bytes.as_slice();
-    let capacity = decoder.max_utf8_buffer_length(bytes.len()).unwrap_or(bytes.len() * 3 + 16);
+    let capacity = decoder
+        .max_utf8_buffer_length(bytes.len())
+        .unwrap_or(bytes.len() * 3 + 16);
     let mut out = String::with_capacity(capacity);
     let (result, _read, had_errors) = decoder.decode_to_string(bytes, &mut out, last);
-    debug_assert_eq!(result, CoderResult::InputEmpty, "buffer sized by max_utf8_buffer_length");
+    debug_assert_eq!(
+        result,
+        CoderResult::InputEmpty,
+        "buffer sized by max_utf8_buffer_length"
+    );
     if had_errors {
         *replaced += out.matches('\u{FFFD}').count();
     }
@@ -100,17 +120,45 @@ mod tests {
             store.put(&from, bytes.into()).await.expect("put");
             let to = Path::from(format!("out/{name}.utf8.csv"));
             let enc = Encoding::for_label(b"latin1");
-            let replaced = to_utf8(&store, &from, gzip, enc, &to).await.expect("transcode");
+            let replaced = to_utf8(&store, &from, gzip, enc, &to)
+                .await
+                .expect("transcode");
             assert_eq!(replaced, 0);
-            let out = store.get(&to).await.expect("get").bytes().await.expect("bytes");
-            assert_eq!(std::str::from_utf8(&out).expect("utf8"), "name,price\nCafé,£5\n");
+            let out = store
+                .get(&to)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            assert_eq!(
+                std::str::from_utf8(&out).expect("utf8"),
+                "name,price\nCafé,£5\n"
+            );
         }
         // UTF-8 and gzip: only decompressed.
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all("a\n£\n".as_bytes()).expect("gzip");
-        store.put(&Path::from("u.csv.gz"), gz.finish().expect("gzip").into()).await.expect("put");
-        to_utf8(&store, &Path::from("u.csv.gz"), true, None, &Path::from("u.csv")).await.expect("gunzip");
-        let out = store.get(&Path::from("u.csv")).await.expect("get").bytes().await.expect("bytes");
+        store
+            .put(&Path::from("u.csv.gz"), gz.finish().expect("gzip").into())
+            .await
+            .expect("put");
+        to_utf8(
+            &store,
+            &Path::from("u.csv.gz"),
+            true,
+            None,
+            &Path::from("u.csv"),
+        )
+        .await
+        .expect("gunzip");
+        let out = store
+            .get(&Path::from("u.csv"))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         assert_eq!(&out[..], "a\n£\n".as_bytes());
     }
 }

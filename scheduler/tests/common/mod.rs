@@ -26,13 +26,18 @@ pub fn online_retail() -> PathBuf {
 pub async fn run_daily_revenue(settings: &[(&str, String)]) -> ember_scheduler::Result<RunReport> {
     let manifest = JobManifest::load(job_dir())?;
     let mut params: Params = manifest.params();
-    let settings: Vec<(String, String)> =
-        settings.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     params.apply(&settings)?;
     let job = manifest.resolve(params)?;
-    let ctx = embedded::context(&EmbeddedOptions { parallelism: 2, ..Default::default() })
-        .await
-        .map_err(|e| ember_scheduler::Error::execution("starting embedded mode", e))?;
+    let ctx = embedded::context(&EmbeddedOptions {
+        parallelism: 2,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ember_scheduler::Error::execution("starting embedded mode", e))?;
     ember_scheduler::job::run(&ctx, &job, "ballista-embedded").await
 }
 
@@ -40,12 +45,20 @@ pub async fn run_daily_revenue(settings: &[(&str, String)]) -> ember_scheduler::
 /// folder names), each row as `a|b|c`, sorted.
 pub async fn query_parquet(dir: &Path, sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
-    let options = ParquetReadOptions::default()
-        .table_partition_cols(vec![("order_date".to_string(), datafusion::arrow::datatypes::DataType::Utf8)]);
+    let options = ParquetReadOptions::default().table_partition_cols(vec![(
+        "order_date".to_string(),
+        datafusion::arrow::datatypes::DataType::Utf8,
+    )]);
     ctx.register_parquet("t", dir.to_str().expect("utf-8 path"), options)
         .await
         .expect("register output");
-    let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("collect");
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("collect");
     let mut rows = Vec::new();
     for batch in &batches {
         for row in 0..batch.num_rows() {
@@ -62,13 +75,19 @@ pub async fn query_parquet(dir: &Path, sql: &str) -> Vec<String> {
 /// Every file under `dir` with its size, relative and sorted (to compare output trees).
 pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 walk(base, &path, out);
             } else {
-                let rel = path.strip_prefix(base).expect("under base").display().to_string();
+                let rel = path
+                    .strip_prefix(base)
+                    .expect("under base")
+                    .display()
+                    .to_string();
                 out.push((rel, entry.metadata().map(|m| m.len()).unwrap_or(0)));
             }
         }

@@ -1,0 +1,265 @@
+//! `ember-bench`: the benchmarks behind BENCHMARKS.md. Run from the repository root:
+//!
+//! ```sh
+//! cargo build --release -p ember-cli -p ember-bench
+//! cargo run --release -p ember-bench -- generate --rows 10000000 --out data/generated/retail_10m.csv
+//! cargo run --release -p ember-bench -- daily-revenue --input data/generated/retail_10m.csv --runs 3
+//! ```
+//!
+//! `daily-revenue` runs, interleaved, in separate processes so each has its own peak RSS:
+//! - `ember`: the `ember run` binary (embedded Ballista scheduler + executor);
+//! - `datafusion`: the same job (same manifest, SQL, runner and commit) on plain single-process
+//!   DataFusion, which isolates what Ballista costs;
+//! - `datafusion-output-only`: plain DataFusion writing only the output (no quarantine, no
+//!   row-count checks), which shows what the guarantees cost.
+
+mod generate;
+mod machine;
+mod measure;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+use ember_core::manifest::JobManifest;
+use ember_core::params::Params;
+use ember_scheduler::embedded::{self, EmbeddedOptions};
+use ember_scheduler::job::report::RunReport;
+
+/// Ember's benchmark runner.
+#[derive(Debug, Parser)]
+#[command(name = "ember-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Write N synthetic rows in the Online Retail layout (deterministic; ~1% dirty).
+    Generate {
+        /// Rows to write.
+        #[arg(long)]
+        rows: u64,
+        /// The CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Time the daily revenue job: ember (embedded Ballista) vs plain DataFusion.
+    DailyRevenue {
+        /// The input CSV.
+        #[arg(long)]
+        input: PathBuf,
+        /// Rounds; each round runs every peer once.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scratch folder for outputs (removed after each run).
+        #[arg(long, default_value = "data/generated/bench-out")]
+        scratch: PathBuf,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench/results/daily_revenue.json")]
+        json: PathBuf,
+    },
+    /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
+    /// `daily-revenue`).
+    RunLocal {
+        /// The input CSV.
+        #[arg(long)]
+        input: PathBuf,
+        /// The output folder.
+        #[arg(long)]
+        output: PathBuf,
+        /// Skip the quarantine and the row-count checks.
+        #[arg(long)]
+        output_only: bool,
+    },
+}
+
+const JOB: &str = "jobs/daily_revenue_by_product";
+const PEERS: [&str; 3] = ["ember", "datafusion", "datafusion-output-only"];
+
+fn main() -> ExitCode {
+    ember_core::telemetry::init();
+    let result = match Cli::parse().command {
+        Cmd::Generate { rows, out, seed } => generate::generate(&out, rows, seed)
+            .map(|bytes| println!("wrote {rows} rows, {bytes} bytes to {}", out.display()))
+            .map_err(|e| format!("{}: {e}", out.display())),
+        Cmd::DailyRevenue {
+            input,
+            runs,
+            scratch,
+            json,
+        } => daily_revenue(&input, runs, &scratch, &json),
+        Cmd::RunLocal {
+            input,
+            output,
+            output_only,
+        } => run_local(&input, &output, output_only),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ember-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_local(input: &Path, output: &Path, output_only: bool) -> Result<(), String> {
+    let manifest = JobManifest::load(JOB).map_err(|e| e.to_string())?;
+    let mut params: Params = manifest.params();
+    params
+        .apply(&[
+            ("input".into(), input.display().to_string()),
+            ("output".into(), output.display().to_string()),
+        ])
+        .map_err(|e| e.to_string())?;
+    let mut job = manifest.resolve(params).map_err(|e| e.to_string())?;
+    if output_only {
+        job.quarantine = None;
+        job.checks = None;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let ctx =
+            embedded::local_context(&EmbeddedOptions::default()).map_err(|e| e.to_string())?;
+        let report = ember_scheduler::job::run(&ctx, &job, "datafusion")
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("{report}");
+        Ok(())
+    })
+}
+
+#[derive(serde::Serialize)]
+struct Sample {
+    peer: &'static str,
+    round: usize,
+    #[serde(flatten)]
+    cost: measure::Cost,
+    rows_read: Option<u64>,
+    rows_written: u64,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn daily_revenue(input: &Path, runs: usize, scratch: &Path, json: &Path) -> Result<(), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let ember = me.with_file_name("ember");
+    if !ember.exists() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p ember-cli`",
+            ember.display()
+        ));
+    }
+    let input_bytes = std::fs::metadata(input)
+        .map_err(|e| format!("{}: {e}", input.display()))?
+        .len();
+    let machine = machine::describe();
+    let mut samples = Vec::new();
+    for round in 1..=runs {
+        for peer in PEERS {
+            let out = scratch.join(peer);
+            let _ = std::fs::remove_dir_all(&out);
+            let mut cmd = if peer == "ember" {
+                let mut c = Command::new(&ember);
+                c.args(["run", JOB, "--set"])
+                    .arg(format!("input={}", input.display()));
+                c.arg("--set").arg(format!("output={}", out.display()));
+                c
+            } else {
+                let mut c = Command::new(&me);
+                c.args(["run-local", "--input"])
+                    .arg(input)
+                    .arg("--output")
+                    .arg(&out);
+                if peer == "datafusion-output-only" {
+                    c.arg("--output-only");
+                }
+                c
+            };
+            cmd.stdout(std::process::Stdio::null());
+            let cost = measure::run(cmd)?;
+            let report: RunReport = serde_json::from_slice(
+                &std::fs::read(out.join("_SUCCESS"))
+                    .map_err(|e| format!("{peer}: no _SUCCESS: {e}"))?,
+            )
+            .map_err(|e| e.to_string())?;
+            eprintln!(
+                "round {round} {peer:<24} {:>7.2} s  peak RSS {:>6} MB  rows written {}",
+                cost.seconds,
+                cost.peak_rss_bytes / 1_000_000,
+                report.rows.written
+            );
+            samples.push(Sample {
+                peer,
+                round,
+                cost,
+                rows_read: report.rows.read,
+                rows_written: report.rows.written,
+            });
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+    let written: Vec<u64> = samples.iter().map(|s| s.rows_written).collect();
+    if written.windows(2).any(|w| w[0] != w[1]) {
+        return Err(format!("peers disagree on rows written: {written:?}"));
+    }
+    let med = |peer: &str, f: &dyn Fn(&Sample) -> f64| {
+        median(samples.iter().filter(|s| s.peer == peer).map(f).collect())
+    };
+    let seconds = |s: &Sample| s.cost.seconds;
+    let rss = |s: &Sample| s.cost.peak_rss_bytes as f64;
+    let ember_s = med("ember", &seconds);
+    println!(
+        "\ninput {} ({input_bytes} bytes), {runs} rounds, machine: {} cores, {}",
+        input.display(),
+        machine.cores,
+        machine.cpu
+    );
+    println!("| peer | median wall time (s) | ember / peer | median peak RSS (MB) |");
+    println!("|---|---:|---:|---:|");
+    for peer in PEERS {
+        let s = med(peer, &seconds);
+        println!(
+            "| {peer} | {s:.2} | {:.2}× | {:.0} |",
+            ember_s / s,
+            med(peer, &rss) / 1e6
+        );
+    }
+    let result = serde_json::json!({
+        "benchmark": "daily_revenue",
+        "input": input.display().to_string(),
+        "input_bytes": input_bytes,
+        "rows_read": samples.first().and_then(|s| s.rows_read),
+        "rows_written": written.first(),
+        "machine": machine,
+        "samples": samples,
+    });
+    if let Some(dir) = json.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(
+        json,
+        serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", json.display()))?;
+    println!("results: {}", json.display());
+    Ok(())
+}

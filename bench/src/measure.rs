@@ -1,0 +1,48 @@
+//! Runs a command as a child process and measures its wall time and peak resident memory.
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// What one child process cost.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Cost {
+    /// Wall time, in seconds.
+    pub seconds: f64,
+    /// Peak resident set size of the child, in bytes (`ru_maxrss` from `wait4(2)`).
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `command` to completion (stdout and stderr inherited) and returns its cost.
+///
+/// # Errors
+/// A message when the command cannot start or exits unsuccessfully.
+pub fn run(mut command: Command) -> Result<Cost, String> {
+    let started = Instant::now();
+    let child = command
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our own child, which
+    // has not been waited for (the `Child` handle is dropped without calling `wait`).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let seconds = started.elapsed().as_secs_f64();
+    if waited != pid {
+        return Err(format!(
+            "wait4 failed for {command:?}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        return Err(format!("{command:?} failed (wait status {status})"));
+    }
+    // Linux reports ru_maxrss in kilobytes.
+    let peak_rss_bytes = u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024;
+    drop(child);
+    Ok(Cost {
+        seconds,
+        peak_rss_bytes,
+    })
+}
