@@ -122,10 +122,7 @@ fn run_local(input: &Path, output: &Path, output_only: bool) -> Result<(), Strin
         job.quarantine = None;
         job.checks = None;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = ember_core::threads::tokio_runtime().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let ctx =
             embedded::local_context(&EmbeddedOptions::default()).map_err(|e| e.to_string())?;

@@ -26,10 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     ember_core::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match ember_core::threads::tokio_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ember: error: cannot start the async runtime: {e}");

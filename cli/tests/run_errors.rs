@@ -334,3 +334,34 @@ fn success_prints_the_report_and_json_for_scripts() {
             .expect("json");
     assert_eq!(success["run_id"], report["run_id"]);
 }
+
+#[test]
+fn rows_lost_by_a_query_fail_the_run_and_commit_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = small_input(tmp.path());
+    // A "valid rows" view that silently loses rows: the reconciliation must catch it.
+    let job = job_copy(tmp.path(), "sales.sql", |t| {
+        t.replacen(
+            "WHERE s.reason IS NULL",
+            "WHERE s.reason IS NULL AND s.quantity < 2",
+            1,
+        )
+    });
+    let out_dir = tmp.path().join("out");
+    let out = ember(&[
+        "run",
+        job.to_str().expect("path"),
+        "--set",
+        &format!("input={input}"),
+        "--set",
+        &format!("output={}", out_dir.display()),
+    ]);
+    assert_user_error(
+        &out,
+        &[
+            "row counts do not reconcile, nothing was committed",
+            "rows read 2 != rows valid 0 + rows quarantined 1 (difference 1)",
+        ],
+        &out_dir,
+    );
+}

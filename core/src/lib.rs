@@ -9,6 +9,7 @@ pub mod params;
 pub mod session;
 pub mod sql_file;
 pub mod telemetry;
+pub mod threads;
 pub mod udf;
 
 pub use error::{Error, ErrorKind, Result};

@@ -126,7 +126,7 @@ struct ChecksSection {
 }
 
 /// File format of an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum InputFormat {
     /// Comma-separated (or other delimiter) text.
     #[serde(rename = "csv")]
@@ -223,8 +223,9 @@ pub struct Input {
     pub name: String,
     /// The rendered path (file, folder, glob or URL); empty only for an absent optional input.
     pub path: String,
-    /// The format, given or implied by the path.
-    pub format: InputFormat,
+    /// The format, given or implied by the path's extension; `None`: decided from the
+    /// extension of the files found there when the input is listed.
+    pub format: Option<InputFormat>,
     /// An optional input with an empty path is an empty table of `columns`.
     pub optional: bool,
     /// Column names (headerless CSV, or the schema of an absent optional input).
@@ -433,16 +434,7 @@ impl JobManifest {
         let mut inputs = Vec::with_capacity(f.inputs.len());
         for i in &f.inputs {
             let path = render(&i.path)?.trim().to_string();
-            let format = match (i.format, InputFormat::from_path(&path)) {
-                (Some(format), _) | (None, Some(format)) => format,
-                (None, None) if i.optional && path.is_empty() => InputFormat::Csv,
-                (None, None) => {
-                    return Err(self.error(
-                        &i.path,
-                        format!("cannot tell the format of `{path}` from its extension; set format = \"csv\", \"csv.gz\" or \"parquet\""),
-                    ));
-                }
-            };
+            let format = i.format.or_else(|| InputFormat::from_path(&path));
             if path.is_empty() && !i.optional {
                 return Err(self.error(
                     &i.path,

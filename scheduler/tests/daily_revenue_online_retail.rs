@@ -66,98 +66,100 @@ fn valid(row: &csv::StringRecord) -> Option<(String, String, String, i64, Money)
     ))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_retail_reconciles_day_by_day() {
-    // The independent fold.
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"),
-    )
-    .read_to_string(&mut text)
-    .expect("gunzip");
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let (mut read, mut invalid) = (0u64, 0u64);
-    let mut days: BTreeMap<String, Day> = BTreeMap::new();
-    for row in reader.records() {
-        let row = row.expect("csv row");
-        read += 1;
-        let Some((date, product, order, quantity, price)) = valid(&row) else {
-            invalid += 1;
-            continue;
-        };
-        let day = days.entry(date).or_default();
-        day.products.insert(product.clone());
-        if quantity > 0 {
-            day.units_sold += quantity;
-            day.gross += Money::from(quantity) * price;
-            day.product_orders.insert((product, order));
-        } else {
-            day.units_returned += -quantity;
-            day.returns += Money::from(-quantity) * price;
-        }
-    }
-    assert_eq!(read, 541_909, "the dataset's documented row count");
-    assert_eq!(days.len(), 305, "the dataset's documented number of days");
-
-    // The job.
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let output = tmp.path().join("out");
-    let report = run_daily_revenue(&[
-        ("input", online_retail().display().to_string()),
-        ("output", output.display().to_string()),
-    ])
-    .await
-    .expect("job runs");
-    assert_eq!(report.rows.read, Some(read));
-    assert_eq!(report.rows.quarantined, invalid);
-    assert_eq!(report.rows.valid, Some(read - invalid));
-    assert_eq!(report.partitions.written.len(), 305);
-
-    let expected: Vec<String> = days
-        .iter()
-        .map(|(date, d)| {
-            format!(
-                "{date}|{}|{}|{}|{}|{}|{}|{}",
-                d.products.len(),
-                d.units_sold,
-                d.units_returned,
-                show(d.gross),
-                show(d.returns),
-                show(d.gross - d.returns),
-                d.product_orders.len()
-            )
-        })
-        .collect();
-    let actual = query_parquet(
-        &output,
-        "SELECT order_date, count(*), sum(units_sold), sum(units_returned), sum(gross_revenue), \
-         sum(returns_value), sum(net_revenue), sum(orders) FROM t GROUP BY order_date",
-    )
-    .await;
-    assert_eq!(actual.len(), expected.len());
-    for (a, e) in actual.iter().zip(&expected) {
-        assert_eq!(a, e, "day totals differ (job | fold)");
-    }
-    assert_eq!(
-        u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(),
-        Some(report.rows.written)
-    );
-
-    // SOURCE.md: Σ Quantity × UnitPrice over all rows = 9,747,747.93 (rounded to cents; some
-    // prices have 3 decimals). The job quarantines the two "Adjust bad debt" rows (1 ×
-    // -11,062.06 each), so its net revenue, rounded to cents, is that sum plus 22,124.12.
-    assert_eq!(
-        query_parquet(
-            &output,
-            "SELECT CAST(round(sum(net_revenue), 2) AS DECIMAL(18, 2)) FROM t"
+#[test]
+fn online_retail_reconciles_day_by_day() {
+    ember_core::threads::block_on(async {
+        // The independent fold.
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"),
         )
-        .await,
-        ["9769872.05"]
-    );
-    assert_eq!(
-        report.quarantined_by_reason.get("negative_unit_price"),
-        Some(&2)
-    );
+        .read_to_string(&mut text)
+        .expect("gunzip");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let (mut read, mut invalid) = (0u64, 0u64);
+        let mut days: BTreeMap<String, Day> = BTreeMap::new();
+        for row in reader.records() {
+            let row = row.expect("csv row");
+            read += 1;
+            let Some((date, product, order, quantity, price)) = valid(&row) else {
+                invalid += 1;
+                continue;
+            };
+            let day = days.entry(date).or_default();
+            day.products.insert(product.clone());
+            if quantity > 0 {
+                day.units_sold += quantity;
+                day.gross += Money::from(quantity) * price;
+                day.product_orders.insert((product, order));
+            } else {
+                day.units_returned += -quantity;
+                day.returns += Money::from(-quantity) * price;
+            }
+        }
+        assert_eq!(read, 541_909, "the dataset's documented row count");
+        assert_eq!(days.len(), 305, "the dataset's documented number of days");
+
+        // The job.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let output = tmp.path().join("out");
+        let report = run_daily_revenue(&[
+            ("input", online_retail().display().to_string()),
+            ("output", output.display().to_string()),
+        ])
+        .await
+        .expect("job runs");
+        assert_eq!(report.rows.read, Some(read));
+        assert_eq!(report.rows.quarantined, invalid);
+        assert_eq!(report.rows.valid, Some(read - invalid));
+        assert_eq!(report.partitions.written.len(), 305);
+
+        let expected: Vec<String> = days
+            .iter()
+            .map(|(date, d)| {
+                format!(
+                    "{date}|{}|{}|{}|{}|{}|{}|{}",
+                    d.products.len(),
+                    d.units_sold,
+                    d.units_returned,
+                    show(d.gross),
+                    show(d.returns),
+                    show(d.gross - d.returns),
+                    d.product_orders.len()
+                )
+            })
+            .collect();
+        let actual = query_parquet(
+            &output,
+            "SELECT order_date, count(*), sum(units_sold), sum(units_returned), sum(gross_revenue), \
+             sum(returns_value), sum(net_revenue), sum(orders) FROM t GROUP BY order_date",
+        )
+        .await;
+        assert_eq!(actual.len(), expected.len());
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(a, e, "day totals differ (job | fold)");
+        }
+        assert_eq!(
+            u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(),
+            Some(report.rows.written)
+        );
+
+        // SOURCE.md: Σ Quantity × UnitPrice over all rows = 9,747,747.93 (rounded to cents; some
+        // prices have 3 decimals). The job quarantines the two "Adjust bad debt" rows (1 ×
+        // -11,062.06 each), so its net revenue, rounded to cents, is that sum plus 22,124.12.
+        assert_eq!(
+            query_parquet(
+                &output,
+                "SELECT CAST(round(sum(net_revenue), 2) AS DECIMAL(18, 2)) FROM t"
+            )
+            .await,
+            ["9769872.05"]
+        );
+        assert_eq!(
+            report.quarantined_by_reason.get("negative_unit_price"),
+            Some(&2)
+        );
+    })
 }
 
 #[test]

@@ -80,6 +80,9 @@ pub struct Committer {
     root_url: Url,
     root: Path,
     run_id: String,
+    /// On the local file system: the output folder did not exist before this run, so a failed
+    /// first run removes the (empty) folder it created.
+    created_root: bool,
 }
 
 impl Committer {
@@ -107,11 +110,14 @@ impl Committer {
             root_url.set_path(&with_slash);
         }
         let root = url.prefix().clone();
+        let created_root =
+            root_url.scheme() == "file" && root_url.to_file_path().is_ok_and(|p| !p.exists());
         Ok(Self {
             store,
             root_url,
             root,
             run_id: run_id.to_string(),
+            created_root,
         })
     }
 
@@ -308,6 +314,10 @@ impl Committer {
             }
             // Fails, as it should, while another run is staging there.
             let _ = std::fs::remove_dir(&staging);
+            if self.created_root {
+                // Fails, as it should, once a commit has put files there.
+                let _ = std::fs::remove_dir(&output);
+            }
         }
         Ok(())
     }

@@ -3,6 +3,8 @@
 //! Rules:
 //! - a path is a file, a folder (its files with the format's extension) or a glob; zero
 //!   matching files is an error, never an empty table (DataFusion would silently read nothing);
+//! - the format is the one given, or the path's extension, or the one extension the files
+//!   found there share;
 //! - CSV columns are all read as text (Utf8, nullable; an empty field is NULL), so no value can
 //!   fail a run: the job's SQL types them and quarantines what does not parse;
 //! - gzip CSV and CSV in another encoding than UTF-8 are written as plain UTF-8 CSV into the
@@ -110,14 +112,14 @@ async fn register(
         register_empty(ctx, input)?;
         return Ok(summary);
     }
-    let files = list(ctx, input).await?;
+    let (files, format) = list(ctx, input).await?;
     summary.files = files.len();
     summary.bytes = files.iter().map(|f| f.size).sum();
 
-    let (url, format) = match input.format {
+    let (url, format) = match format {
         InputFormat::Parquet => (
             ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
-            input.format,
+            format,
         ),
         InputFormat::Csv | InputFormat::CsvGz => {
             let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
@@ -130,15 +132,16 @@ async fn register(
                 )
             })?;
             let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
-            if decode.is_none() && input.format == InputFormat::Csv {
+            if decode.is_none() && format == InputFormat::Csv {
                 (
                     ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
-                    input.format,
+                    format,
                 )
             } else {
                 summary.reencoded_from = decode.map(|e| e.name().to_string());
+                let gzip = format == InputFormat::CsvGz;
                 (
-                    prepare(ctx, input, &files, decode, committer).await?,
+                    prepare(ctx, input, &files, gzip, decode, committer).await?,
                     InputFormat::Csv,
                 )
             }
@@ -207,24 +210,26 @@ fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
         .with_schema_infer_max_rec(1)
 }
 
-/// Lists the input's files, failing when there are none.
-async fn list(ctx: &SessionContext, input: &Input) -> Result<Vec<ObjectMeta>> {
+/// Lists the input's files and settles its format: the one given, or the one implied by the
+/// path's extension, or else the one extension (`.csv`, `.csv.gz`, `.parquet`) that the files
+/// found there share. In a folder, `_`- and `.`-prefixed files (`_SUCCESS`, `.crc`) are not
+/// data. Fails when no file is left.
+async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, InputFormat)> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
     let store = ctx
         .runtime_env()
         .object_store(url.object_store())
         .map_err(|e| df_error(input, e))?;
-    let extension = if url.is_collection() {
-        input.format.extension()
-    } else {
-        ""
+    let extension = match input.format {
+        Some(format) if url.is_collection() => format.extension(),
+        _ => "",
     };
     let state = ctx.state();
     let listed = match url.list_all_files(&state, store.as_ref(), extension).await {
         Ok(stream) => stream.try_collect::<Vec<_>>().await,
         Err(e) => Err(e),
     };
-    let files = match listed {
+    let mut files = match listed {
         Ok(files) => files,
         Err(DataFusionError::ObjectStore(e))
             if matches!(*e, object_store::Error::NotFound { .. }) =>
@@ -233,17 +238,61 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<Vec<ObjectMeta>> {
         }
         Err(e) => return Err(df_error(input, e)),
     };
-    if files.is_empty() {
+    if url.is_collection() {
+        files.retain(|f| {
+            !f.location
+                .filename()
+                .is_some_and(|n| n.starts_with(['_', '.']))
+        });
+    }
+    let no_file = |what: &str| {
         let message = if input.path.contains(['*', '?', '[']) {
             "no file matches this pattern".to_string()
         } else if url.is_collection() {
-            format!("no {} file in this folder", input.format.extension())
+            format!("no {what} file in this folder")
         } else {
             "no such file".to_string()
         };
-        return Err(input_error(input, message));
+        input_error(input, message)
+    };
+    let format = match input.format {
+        Some(format) => format,
+        None => {
+            let mut formats: Vec<InputFormat> = files
+                .iter()
+                .filter_map(|f| InputFormat::from_path(f.location.as_ref()))
+                .collect();
+            formats.sort();
+            formats.dedup();
+            match formats[..] {
+                [format] => format,
+                [] if files.is_empty() => return Err(no_file("data")),
+                [] => {
+                    return Err(input_error(
+                        input,
+                        "cannot tell the format: no .csv, .csv.gz or .parquet file here; set `format` in job.toml",
+                    ));
+                }
+                _ => {
+                    let found: Vec<&str> = formats.iter().map(|f| f.extension()).collect();
+                    return Err(input_error(
+                        input,
+                        format!(
+                            "files of several formats ({}); set `format` in job.toml",
+                            found.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    if url.is_collection() {
+        files.retain(|f| InputFormat::from_path(f.location.as_ref()) == Some(format));
     }
-    Ok(files)
+    if files.is_empty() {
+        return Err(no_file(format.extension()));
+    }
+    Ok((files, format))
 }
 
 /// Writes every file as plain UTF-8 CSV into `<staging>/inputs/<name>/` (see [`transcode`])
@@ -252,6 +301,7 @@ async fn prepare(
     ctx: &SessionContext,
     input: &Input,
     files: &[ObjectMeta],
+    gzip: bool,
     encoding: Option<&'static Encoding>,
     committer: &Committer,
 ) -> Result<ListingTableUrl> {
@@ -260,7 +310,6 @@ async fn prepare(
         .runtime_env()
         .object_store(url.object_store())
         .map_err(|e| df_error(input, e))?;
-    let gzip = input.format == InputFormat::CsvGz;
     let folder = committer
         .staging_path(Area::Inputs)
         .join(input.name.as_str());
