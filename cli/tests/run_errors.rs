@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The job the tests run (or copy and edit).
+const JOB: &str = "jobs/daily_revenue_by_product";
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -43,6 +46,16 @@ fn ember(args: &[&str]) -> Output {
         .expect("run ember")
 }
 
+/// `ember run <job> [--set input=…] --set output=<out>`.
+fn run_job(job: &str, input: Option<&str>, out: &Path) -> Output {
+    let mut args = vec!["run".to_string(), job.to_string()];
+    if let Some(input) = input {
+        args.extend(["--set".to_string(), format!("input={input}")]);
+    }
+    args.extend(["--set".to_string(), format!("output={}", out.display())]);
+    ember(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Asserts a failed run: exit code 1, one line on stderr containing every part of `expected`,
 /// nothing on stdout, and no output folder.
 fn assert_user_error(out: &Output, expected: &[&str], output_dir: &Path) {
@@ -70,14 +83,7 @@ fn missing_input() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out_dir = tmp.path().join("out");
     let missing = tmp.path().join("nope.csv");
-    let out = ember(&[
-        "run",
-        "jobs/daily_revenue_by_product",
-        "--set",
-        &format!("input={}", missing.display()),
-        "--set",
-        &format!("output={}", out_dir.display()),
-    ]);
+    let out = run_job(JOB, Some(&missing.display().to_string()), &out_dir);
     assert_user_error(
         &out,
         &["input `raw_sales`", "nope.csv", "no such file"],
@@ -85,14 +91,7 @@ fn missing_input() {
     );
 
     let glob = tmp.path().join("*.csv.gz");
-    let out = ember(&[
-        "run",
-        "jobs/daily_revenue_by_product",
-        "--set",
-        &format!("input={}", glob.display()),
-        "--set",
-        &format!("output={}", out_dir.display()),
-    ]);
+    let out = run_job(JOB, Some(&glob.display().to_string()), &out_dir);
     assert_user_error(&out, &["no file matches this pattern"], &out_dir);
 }
 
@@ -107,12 +106,7 @@ fn unknown_manifest_key() {
         )
     });
     let out_dir = tmp.path().join("out");
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &format!("output={}", out_dir.display()),
-    ]);
+    let out = run_job(job.to_str().expect("path"), None, &out_dir);
     assert_user_error(
         &out,
         &[
@@ -168,10 +162,6 @@ fn bad_sql_names_file_line_and_column() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = small_input(tmp.path());
     let out_dir = tmp.path().join("out");
-    let set = [
-        format!("input={input}"),
-        format!("output={}", out_dir.display()),
-    ];
 
     // A syntax error: `FORM` on line 3 of sales.sql.
     let job = job_copy(tmp.path(), "sales.sql", |t| {
@@ -183,14 +173,7 @@ fn bad_sql_names_file_line_and_column() {
         .position(|l| l.starts_with("FORM"))
         .expect("edit present")
         + 1;
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &set[0],
-        "--set",
-        &set[1],
-    ]);
+    let out = run_job(job.to_str().expect("path"), Some(&input), &out_dir);
     assert_user_error(&out, &[&format!("sales.sql:{line}:"), "FORM"], &out_dir);
 
     // A planning error: an unknown column, with its line and column.
@@ -213,14 +196,7 @@ fn bad_sql_names_file_line_and_column() {
         .and_then(|l| l.find("categroy"))
         .expect("column")
         + 1;
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &set[0],
-        "--set",
-        &set[1],
-    ]);
+    let out = run_job(job.to_str().expect("path"), Some(&input), &out_dir);
     assert_user_error(
         &out,
         &[&format!("daily_revenue.sql:{line}:{column}: "), "categroy"],
@@ -231,14 +207,7 @@ fn bad_sql_names_file_line_and_column() {
     let job = job_copy(tmp.path(), "checked_sales.sql", |t| {
         t.replacen("'${timestamp_format}'", "'${timestamp_fmt}'", 1)
     });
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &set[0],
-        "--set",
-        &set[1],
-    ]);
+    let out = run_job(job.to_str().expect("path"), Some(&input), &out_dir);
     assert_user_error(
         &out,
         &["checked_sales.sql:", "unknown parameter `${timestamp_fmt}`"],
@@ -263,14 +232,7 @@ fn partition_column_not_produced() {
             .contains("[\"day\"]")
     );
     let out_dir = tmp.path().join("out");
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &format!("input={input}"),
-        "--set",
-        &format!("output={}", out_dir.display()),
-    ]);
+    let out = run_job(job.to_str().expect("path"), Some(&input), &out_dir);
     assert_user_error(
         &out,
         &[
@@ -348,14 +310,7 @@ fn rows_lost_by_a_query_fail_the_run_and_commit_nothing() {
         )
     });
     let out_dir = tmp.path().join("out");
-    let out = ember(&[
-        "run",
-        job.to_str().expect("path"),
-        "--set",
-        &format!("input={input}"),
-        "--set",
-        &format!("output={}", out_dir.display()),
-    ]);
+    let out = run_job(job.to_str().expect("path"), Some(&input), &out_dir);
     assert_user_error(
         &out,
         &[
