@@ -1,6 +1,7 @@
 //! The DataFusion session every Ember role builds the same way (client, scheduler, executors,
-//! embedded), so that a plan made in one place runs in another: Ember's functions are
-//! registered and SQL spans are collected for `file:line:column` errors.
+//! embedded), so that a plan made in one place runs in another: Ember's functions and plan
+//! nodes are known everywhere, their codecs travel in the session config, and SQL spans are
+//! collected for `file:line:column` errors.
 
 use std::sync::Arc;
 
@@ -9,6 +10,10 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use ballista_core::extension::SessionConfigExt;
+
+use crate::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use crate::sink::EmberQueryPlanner;
 use crate::udf;
 
 /// Applies Ember's settings to a session config (one Ballista builds, or a plain one):
@@ -17,9 +22,14 @@ use crate::udf;
 ///   written (`InvoiceNo` is the CSV header's `InvoiceNo`), the way Spark users write them;
 ///   DataFusion's default would fold unquoted names to lower case;
 /// - `target_partitions` = `parallelism` (≥ 1): how many partitions a scan and an aggregation
-///   use, i.e. the tasks per stage.
+///   use, i.e. the tasks per stage;
+/// - Ember's plan codecs ([`EmberLogicalCodec`], [`EmberPhysicalCodec`]) as Ballista's codecs,
+///   so Ember's plan nodes travel to the scheduler and executors.
 pub fn configure(config: SessionConfig, parallelism: usize) -> SessionConfig {
-    let mut config = config.with_target_partitions(parallelism.max(1));
+    let mut config = config
+        .with_target_partitions(parallelism.max(1))
+        .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()));
     config.options_mut().sql_parser.collect_spans = true;
     config.options_mut().sql_parser.enable_ident_normalization = false;
     config
@@ -36,11 +46,12 @@ pub fn register_functions(ctx: &SessionContext) {
 }
 
 /// Builds a session state from `config` and `runtime` with DataFusion's default functions plus
-/// Ember's ([`udf::scalar_functions`]).
+/// Ember's ([`udf::scalar_functions`]), and Ember's query planner ([`EmberQueryPlanner`]).
 pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
     SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
+        .with_query_planner(Arc::new(EmberQueryPlanner))
         // `with_scalar_functions` replaces the list and `with_default_features` extends it:
         // Ember's functions first, DataFusion's added after.
         .with_scalar_functions(udf::scalar_functions())

@@ -249,6 +249,14 @@ fn reruns_are_idempotent_and_replace_only_their_partitions() {
 
         let first = run(all_days.clone()).await.expect("first run");
         let rows_first = query_parquet(&output, OUTPUT_SQL).await;
+        let names = |dir: &Path| -> Vec<String> {
+            tree(dir)
+                .into_iter()
+                .map(|(f, _)| f)
+                .filter(|f| f != "_SUCCESS")
+                .collect()
+        };
+        let files_first = names(&output);
         let second = run(all_days.clone()).await.expect("second run");
         assert_ne!(first.run_id, second.run_id);
         assert_eq!(
@@ -260,14 +268,14 @@ fn reruns_are_idempotent_and_replace_only_their_partitions() {
             second.partitions.replaced, 4,
             "2 output + 2 quarantine partitions replaced"
         );
-        let files: Vec<String> = tree(&output).into_iter().map(|(f, _)| f).collect();
-        assert_eq!(
-            files
+        // File names are deterministic (part-<task>-<n>): the re-run replaced the same files,
+        // and left no others.
+        assert_eq!(names(&output), files_first);
+        assert!(
+            files_first
                 .iter()
-                .filter(|f| f.starts_with("order_date="))
-                .count(),
-            2,
-            "old files removed: {files:?}"
+                .all(|f| f.ends_with(".parquet") && f.contains("/part-")),
+            "{files_first:?}"
         );
 
         // A run on 2011-01-02 only replaces that day and leaves 2011-01-01 as it was.

@@ -172,10 +172,16 @@ impl Committer {
     }
 
     /// Staged files of an area, grouped by partition folder (relative to the area).
+    /// Only finished data files count: `.parquet` names not starting with `_` or `.`. What a
+    /// killed task may leave (an unfinished upload part) is not data; the staging folder's
+    /// cleanup removes it.
     async fn staged(&self, area: Area) -> Result<BTreeMap<String, Vec<ObjectMeta>>> {
         let prefix = self.staging_path(area);
         let mut groups: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
         for meta in self.list(&prefix).await? {
+            if !is_data_file(&meta.location) {
+                continue;
+            }
             let parts: Vec<String> = meta
                 .location
                 .prefix_match(&prefix)
@@ -321,6 +327,12 @@ impl Committer {
         }
         Ok(())
     }
+}
+
+/// A committed data file: `*.parquet`, not hidden (`.`) or internal (`_`).
+fn is_data_file(path: &Path) -> bool {
+    path.filename()
+        .is_some_and(|name| name.ends_with(".parquet") && !name.starts_with(['.', '_']))
 }
 
 fn join(base: &Path, relative: &str) -> Path {

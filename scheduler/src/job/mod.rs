@@ -27,12 +27,12 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::Column;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, LogicalPlan, cast, col, lit};
+use datafusion::logical_expr::{Expr, Extension, LogicalPlan, cast, col, lit};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use ember_core::manifest::{Job, REASON_COLUMN};
+use ember_core::sink::ParquetSinkNode;
 use ember_core::sql_file::SqlFile;
 
 use crate::error::{Error, Result};
@@ -177,6 +177,7 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     let step = Instant::now();
     if let Some(df) = quarantine {
         rows.quarantined = write(
+            ctx,
             df,
             &committer.staging_url(Area::Quarantine),
             job.quarantine
@@ -194,6 +195,7 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     }
     let step = Instant::now();
     rows.written = write(
+        ctx,
         output,
         &committer.staging_url(Area::Data),
         job.output.partition_by.clone(),
@@ -314,13 +316,20 @@ fn hive_partitions(
 }
 
 /// Writes `df` as Parquet under `url`, hive-partitioned; returns the rows written.
+/// Writes `df` through Ember's distributed Parquet sink: every task of the last stage writes its
+/// own files under `url` (see `ember_core::sink`). Returns the rows written.
 async fn write(
+    ctx: &SessionContext,
     df: DataFrame,
     url: &str,
     partition_by: Vec<String>,
 ) -> datafusion::error::Result<u64> {
-    let options = DataFrameWriteOptions::new().with_partition_by(partition_by);
-    let batches = df.write_parquet(url, options, None).await?;
+    let (_, plan) = df.into_parts();
+    let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by)?;
+    let plan = LogicalPlan::Extension(Extension {
+        node: Arc::new(sink),
+    });
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
     let mut rows = 0;
     for batch in &batches {
         if let Some(counts) = batch

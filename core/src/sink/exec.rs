@@ -1,0 +1,346 @@
+//! The physical plan node of Ember's Parquet sink: each input partition (one task) writes its
+//! own files.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::compute::{cast, partition};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, exec_err, internal_err, plan_err};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::physical_expr::{
+    EquivalenceProperties, LexRequirement, OrderingRequirements, PhysicalSortRequirement,
+};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, ExecutionPlanProperties,
+    Partitioning, PhysicalExpr, PlanProperties,
+};
+use futures::StreamExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use super::node::sink_schema;
+
+/// Writes each input partition as Parquet files under `url`, hive-partitioned by
+/// `partition_by`.
+///
+/// Input: any partitioning; each partition must be sorted by `partition_by` (required via
+/// [`ExecutionPlan::required_input_ordering`], so the optimizer adds a per-partition sort).
+/// Output: one partition per input partition, each one row of [`sink_schema`] (`count`,
+/// `files`, `bytes`). No ordering.
+#[derive(Debug)]
+pub struct ParquetSinkExec {
+    input: Arc<dyn ExecutionPlan>,
+    url: String,
+    partition_by: Vec<String>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ParquetSinkExec {
+    /// A sink over `input`.
+    ///
+    /// # Errors
+    /// A plan error when a partition column is not a column of `input`, or when every column
+    /// is a partition column (the files would have none).
+    pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        url: String,
+        partition_by: Vec<String>,
+    ) -> Result<Self> {
+        let schema = input.schema();
+        for column in &partition_by {
+            if schema.index_of(column).is_err() {
+                return plan_err!(
+                    "partition column `{column}` is not a column of the sink's input"
+                );
+            }
+        }
+        if !partition_by.is_empty() && partition_by.len() >= schema.fields().len() {
+            return plan_err!(
+                "the sink's input has only partition columns; files need at least one more"
+            );
+        }
+        let partitions = input.output_partitioning().partition_count();
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(sink_schema()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            input,
+            url,
+            partition_by,
+            properties,
+        })
+    }
+
+    /// The folder written into (URL with a trailing `/`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The partition columns, in folder order.
+    pub fn partition_by(&self) -> &[String] {
+        &self.partition_by
+    }
+
+    /// The rows written.
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
+    fn ordering(&self) -> Option<OrderingRequirements> {
+        let schema = self.input.schema();
+        let requirements = self.partition_by.iter().filter_map(|name| {
+            let index = schema.index_of(name).ok()?;
+            let expr: Arc<dyn PhysicalExpr> = Arc::new(Column::new(name, index));
+            Some(PhysicalSortRequirement::new(expr, None))
+        });
+        LexRequirement::new(requirements).map(OrderingRequirements::new)
+    }
+}
+
+impl DisplayAs for ParquetSinkExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ParquetSinkExec: url={}, partition_by=[{}]",
+            self.url,
+            self.partition_by.join(", ")
+        )
+    }
+}
+
+impl ExecutionPlan for ParquetSinkExec {
+    fn name(&self) -> &str {
+        "ParquetSinkExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        vec![Distribution::UnspecifiedDistribution]
+    }
+
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![self.ordering()]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // More partitions, more tasks writing in parallel.
+        vec![true]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match children.pop() {
+            Some(input) if children.is_empty() => Ok(Arc::new(Self::try_new(
+                input,
+                self.url.clone(),
+                self.partition_by.clone(),
+            )?)),
+            _ => internal_err!("ParquetSinkExec takes exactly one child"),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let url = ListingTableUrl::parse(&self.url)?;
+        let store = context.runtime_env().object_store(url.object_store())?;
+        let schema = self.input.schema();
+        let data_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !self.partition_by.contains(schema.field(*i).name()))
+            .collect();
+        let data_schema = Arc::new(schema.project(&data_columns)?);
+        // The session's Parquet settings (compression, row group size, …), with the Arrow
+        // schema embedded in the files as DataFusion's own sink does.
+        let mut options = TableParquetOptions::default();
+        options.global = context.session_config().options().execution.parquet.clone();
+        if !options.global.skip_arrow_metadata {
+            options.arrow_schema(&data_schema);
+        }
+        let writer_options = ParquetWriterOptions::try_from(&options)?;
+        let task = TaskWriter {
+            store,
+            base: url.prefix().clone(),
+            partition,
+            partition_by: self.partition_by.clone(),
+            schema,
+            data_columns,
+            data_schema,
+            properties: writer_options.writer_options().clone(),
+        };
+        let output = futures::stream::once(async move { task.run(input).await });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            sink_schema(),
+            output,
+        )))
+    }
+}
+
+/// Writes the files of one task.
+struct TaskWriter {
+    store: Arc<dyn ObjectStore>,
+    base: Path,
+    partition: usize,
+    partition_by: Vec<String>,
+    /// The input's schema.
+    schema: SchemaRef,
+    /// Indices of the columns written into files: all but the partition columns.
+    data_columns: Vec<usize>,
+    /// The schema of the files.
+    data_schema: SchemaRef,
+    properties: datafusion::parquet::file::properties::WriterProperties,
+}
+
+/// The file being written and what it holds so far.
+struct OpenFile {
+    folder: String,
+    path: Path,
+    writer: AsyncArrowWriter<BufWriter>,
+}
+
+impl TaskWriter {
+    /// The folder (`a=1/b=x`) of the rows of `keys` at `row`, each part escaped by
+    /// `object_store` when it becomes a path.
+    fn folder(&self, keys: &[ArrayRef], row: usize) -> Result<Vec<String>> {
+        self.partition_by
+            .iter()
+            .zip(keys)
+            .map(|(name, values)| {
+                let value = if values.is_null(row) {
+                    // The job runner maps NULL to Hive's default partition before the sink; keep
+                    // the same rule for any other caller.
+                    "__HIVE_DEFAULT_PARTITION__".to_string()
+                } else {
+                    array_value_to_string(values, row)?
+                };
+                Ok(format!("{name}={value}"))
+            })
+            .collect()
+    }
+
+    async fn open(&self, folder: &[String], sequence: usize) -> Result<OpenFile> {
+        let path = folder
+            .iter()
+            .fold(self.base.clone(), |p, part| p.join(part.as_str()))
+            .join(format!("part-{:05}-{sequence}.parquet", self.partition));
+        let object = BufWriter::new(Arc::clone(&self.store), path.clone());
+        let writer = AsyncArrowWriter::try_new(
+            object,
+            Arc::clone(&self.data_schema),
+            Some(self.properties.clone()),
+        )?;
+        Ok(OpenFile {
+            folder: folder.join("/"),
+            path,
+            writer,
+        })
+    }
+
+    async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let key_columns: Vec<usize> = self
+            .partition_by
+            .iter()
+            .map(|name| self.schema.index_of(name))
+            .collect::<std::result::Result<_, _>>()?;
+        let (mut rows, mut files, mut bytes) = (0u64, 0u64, 0u64);
+        let mut sequences: HashMap<String, usize> = HashMap::new();
+        let mut current: Option<OpenFile> = None;
+        while let Some(batch) = input.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let keys: Vec<ArrayRef> = key_columns
+                .iter()
+                .map(|&i| cast(batch.column(i), &DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            let data = batch.project(&self.data_columns)?;
+            let runs = if keys.is_empty() {
+                // One run: the whole batch (an unpartitioned output).
+                std::iter::once(0..batch.num_rows()).collect()
+            } else {
+                partition(&keys)?.ranges()
+            };
+            for run in runs {
+                let folder = self.folder(&keys, run.start)?;
+                let joined = folder.join("/");
+                if current.as_ref().is_none_or(|f| f.folder != joined) {
+                    if let Some(done) = current.take() {
+                        bytes += finish(done, self.store.as_ref()).await?;
+                        files += 1;
+                    }
+                    // Input is sorted by the partition columns, so a folder normally comes once;
+                    // if it comes again, a new file keeps what was written.
+                    let sequence = sequences.entry(joined).or_insert(0);
+                    current = Some(self.open(&folder, *sequence).await?);
+                    *sequence += 1;
+                }
+                let slice = data.slice(run.start, run.end - run.start);
+                rows += slice.num_rows() as u64;
+                if let Some(file) = current.as_mut() {
+                    file.writer.write(&slice).await?;
+                }
+            }
+        }
+        if let Some(done) = current.take() {
+            bytes += finish(done, self.store.as_ref()).await?;
+            files += 1;
+        }
+        RecordBatch::try_new(
+            sink_schema(),
+            vec![
+                Arc::new(UInt64Array::from(vec![rows])),
+                Arc::new(UInt64Array::from(vec![files])),
+                Arc::new(UInt64Array::from(vec![bytes])),
+            ],
+        )
+        .map_err(Into::into)
+    }
+}
+
+/// Closes a file (it appears under its name only now) and returns its size in bytes.
+async fn finish(file: OpenFile, store: &dyn ObjectStore) -> Result<u64> {
+    file.writer.close().await?;
+    match store.head(&file.path).await {
+        Ok(meta) => Ok(meta.size),
+        Err(e) => exec_err!("wrote {} but cannot read its size: {e}", file.path),
+    }
+}

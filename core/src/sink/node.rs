@@ -1,0 +1,110 @@
+//! The logical node of Ember's Parquet sink.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{DFSchema, DFSchemaRef, Result, plan_err};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
+
+/// Schema of what the sink returns: one row per task (input partition).
+/// `count` UInt64 (rows written, DataFusion's `COPY` name), `files` UInt64, `bytes` UInt64.
+pub fn sink_schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("count", DataType::UInt64, false),
+            Field::new("files", DataType::UInt64, false),
+            Field::new("bytes", DataType::UInt64, false),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
+
+/// Writes its input as Parquet under `url`, hive-partitioned by `partition_by` (in folder
+/// order), one set of files per input partition. The partition columns are left out of the
+/// files; their values (as text) name the folders.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ParquetSinkNode {
+    /// The rows to write.
+    pub input: LogicalPlan,
+    /// The folder to write into, as a URL with a trailing `/` (a run's staging folder).
+    pub url: String,
+    /// Partition columns, in folder order; each must be a column of `input`.
+    pub partition_by: Vec<String>,
+    schema: DFSchemaRef,
+}
+
+impl ParquetSinkNode {
+    /// A sink for `input`.
+    ///
+    /// # Errors
+    /// A plan error when a partition column is not a column of `input`.
+    pub fn try_new(input: LogicalPlan, url: String, partition_by: Vec<String>) -> Result<Self> {
+        for column in &partition_by {
+            if input.schema().field_with_unqualified_name(column).is_err() {
+                return plan_err!(
+                    "partition column `{column}` is not a column of the sink's input"
+                );
+            }
+        }
+        let schema = Arc::new(DFSchema::try_from(sink_schema().as_ref().clone())?);
+        Ok(Self {
+            input,
+            url,
+            partition_by,
+            schema,
+        })
+    }
+}
+
+impl PartialOrd for ParquetSinkNode {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (&self.url, &self.partition_by).partial_cmp(&(&other.url, &other.partition_by))
+    }
+}
+
+impl UserDefinedLogicalNodeCore for ParquetSinkNode {
+    fn name(&self) -> &str {
+        "ParquetSink"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        &self.schema
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        Vec::new()
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ParquetSink: url={} partition_by=[{}]",
+            self.url,
+            self.partition_by.join(", ")
+        )
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        match inputs.pop() {
+            Some(input) if inputs.is_empty() => {
+                Self::try_new(input, self.url.clone(), self.partition_by.clone())
+            }
+            _ => plan_err!("ParquetSink takes exactly one input"),
+        }
+    }
+
+    fn necessary_children_exprs(&self, _output_columns: &[usize]) -> Option<Vec<Vec<usize>>> {
+        // Every input column is written: none may be pruned.
+        Some(vec![(0..self.input.schema().fields().len()).collect()])
+    }
+}
