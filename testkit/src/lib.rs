@@ -1,2 +1,11 @@
 //! Test harnesses that start real services on 127.0.0.1 for Ember's tests.
+//!
+//! - [`hdfs::HdfsCluster`]: a real HDFS (Hadoop 2.7.3 NameNode + DataNode, two JVMs) from the
+//!   jars that `bash .ci/hadoop.sh` installs; needs `java` (Java 8 or later; CI uses 17).
+//! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
+
+pub mod hdfs;
+pub mod util;
+
+pub use hdfs::HdfsCluster;
