@@ -23,8 +23,8 @@ use std::process::{Command, ExitCode};
 use clap::{Parser, Subcommand};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
+use ember_core::report::RunReport;
 use ember_scheduler::embedded::{self, EmbeddedOptions};
-use ember_scheduler::job::report::RunReport;
 
 /// Ember's benchmark runner.
 #[derive(Debug, Parser)]

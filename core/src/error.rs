@@ -106,6 +106,15 @@ pub enum Error {
         declared: String,
     },
 
+    /// A process setting (flag, `EMBER_*` variable or configuration file value) is invalid.
+    #[error("{setting}: {message}")]
+    InvalidSetting {
+        /// The flag and variable, e.g. `--port / EMBER_SCHEDULER_PORT`.
+        setting: String,
+        /// What is wrong.
+        message: String,
+    },
+
     /// `--set` was given something that is not `name=value`.
     #[error("bad --set `{0}`: expected name=value")]
     BadSetting(String),
@@ -155,6 +164,7 @@ impl Error {
             | Error::InvalidJob { .. }
             | Error::UnknownParameter { .. }
             | Error::BadSetting(_)
+            | Error::InvalidSetting { .. }
             | Error::UndefinedReference { .. }
             | Error::Sql { .. } => ErrorKind::User,
             Error::DataFusion { source, .. } => datafusion_kind(source),

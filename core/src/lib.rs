@@ -5,9 +5,11 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod manifest;
 pub mod params;
+pub mod report;
 pub mod session;
 pub mod sink;
 pub mod sql_file;

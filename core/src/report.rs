@@ -17,7 +17,21 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::inputs::InputSummary;
+/// What was registered for one input (part of the run report).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputSummary {
+    /// The table name.
+    pub name: String,
+    /// The path as given (after parameters).
+    pub path: String,
+    /// Matching files (0 for an absent optional input).
+    pub files: usize,
+    /// Their total size, in bytes (compressed size for `.gz`).
+    pub bytes: u64,
+    /// The encoding the files were re-encoded from, when not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reencoded_from: Option<String>,
+}
 
 /// Row counts of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -138,7 +138,7 @@ fn every_kind_of_bad_row() {
         assert_eq!(quarantine, expected_quarantine);
 
         // _SUCCESS holds the same report, and nothing is left in staging.
-        let success: ember_scheduler::job::report::RunReport =
+        let success: ember_core::report::RunReport =
             serde_json::from_slice(&std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS"))
                 .expect("json");
         assert_eq!(success.rows, report.rows);

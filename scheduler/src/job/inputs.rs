@@ -33,27 +33,11 @@ use ember_core::manifest::{Input, InputFormat};
 use encoding_rs::Encoding;
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
-use serde::{Deserialize, Serialize};
 
 use super::committer::{Area, Committer};
 use super::transcode;
 use crate::error::{Error, Result};
-
-/// What was registered for one input (part of the run report).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct InputSummary {
-    /// The table name.
-    pub name: String,
-    /// The path as given (after parameters).
-    pub path: String,
-    /// Matching files (0 for an absent optional input).
-    pub files: usize,
-    /// Their total size, in bytes (compressed size for `.gz`).
-    pub bytes: u64,
-    /// The encoding the files were re-encoded from, when not UTF-8.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reencoded_from: Option<String>,
-}
+use ember_core::report::InputSummary;
 
 /// Registers every input of the job; see the module documentation for the rules.
 ///

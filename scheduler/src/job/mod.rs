@@ -15,7 +15,6 @@
 
 pub mod committer;
 pub mod inputs;
-pub mod report;
 mod transcode;
 
 use std::collections::BTreeMap;
@@ -37,7 +36,7 @@ use ember_core::sql_file::SqlFile;
 
 use crate::error::{Error, Result};
 use committer::{Area, Committer};
-use report::{PartitionCounts, RowCounts, RunReport};
+use ember_core::report::{PartitionCounts, RowCounts, RunReport};
 
 /// The folder name Hive and Spark use for a NULL partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -127,7 +126,7 @@ fn fill(report: &mut RunReport, summary: &committer::CommitSummary, clock: Insta
 
 /// What a run staged, before the commit.
 struct Staged {
-    inputs: Vec<inputs::InputSummary>,
+    inputs: Vec<ember_core::report::InputSummary>,
     rows: RowCounts,
     by_reason: BTreeMap<String, u64>,
 }

@@ -9,8 +9,8 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
+use ember_core::report::RunReport;
 use ember_scheduler::embedded::{self, EmbeddedOptions};
-use ember_scheduler::job::report::RunReport;
 
 /// The repository's job folder.
 pub fn job_dir() -> PathBuf {
