@@ -82,7 +82,7 @@ const JOB: &str = "jobs/daily_revenue_by_product";
 const PEERS: [&str; 3] = ["ember", "datafusion", "datafusion-output-only"];
 
 fn main() -> ExitCode {
-    ember_core::telemetry::init();
+    ember_core::telemetry::init(false);
     let result = match Cli::parse().command {
         Cmd::Generate { rows, out, seed } => generate::generate(&out, rows, seed)
             .map(|bytes| println!("wrote {rows} rows, {bytes} bytes to {}", out.display()))

@@ -1,13 +1,28 @@
-//! `ember`: the command users run. `ember run <job>` runs a batch job in embedded mode.
+//! `ember`: the command users run.
 //!
-//! Exit codes: 0 success; 1 the job failed (one line on stderr says why and where);
-//! 2 the command line is wrong (clap's usage error).
+//! - `ember run <job>`: runs a batch job in embedded mode (in-process scheduler + executor);
+//! - `ember scheduler` / `ember executor`: the cluster's processes;
+//! - `ember submit <job> --scheduler HOST:PORT [--wait]`, `ember jobs`, `ember status <id>`,
+//!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`).
+//!
+//! Exit codes: 0 success; 1 failure (one line on stderr says why and where); 2 the command line
+//! is wrong (clap's usage error).
 
+mod client;
+mod daemons;
+mod format;
+mod jobs;
 mod run;
+mod submit;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ember_core::config::{
+    ExecutorArgs, ExecutorSettings, SchedulerArgs, SchedulerSettings, StorageSettings,
+};
 
 /// Ember: SQL data pipelines on Apache DataFusion and Ballista.
 #[derive(Debug, Parser)]
@@ -21,11 +36,60 @@ struct Cli {
 enum Command {
     /// Run a batch job in embedded mode: an in-process Ballista scheduler and executor.
     Run(run::RunArgs),
+    /// Start a scheduler: Ballista's scheduler, Ember's job service and REST API, on one port.
+    Scheduler(SchedulerArgs),
+    /// Start an executor that runs tasks for a scheduler.
+    Executor(ExecutorArgs),
+    /// Submit a job to a scheduler (like spark-submit); --wait follows it to its end.
+    Submit(submit::SubmitArgs),
+    /// List the scheduler's jobs, newest first.
+    Jobs(jobs::JobsArgs),
+    /// Show a job: state, steps, stages with tasks done/running/failed, error or counts.
+    Status(jobs::JobArgs),
+    /// Cancel a queued or running job; nothing of it is committed.
+    Cancel(jobs::JobArgs),
+}
+
+type Task = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+/// Resolves the command's settings (before any thread starts, so process-wide settings such as
+/// the HDFS user can be applied) and returns what to run.
+fn prepare(command: Command) -> Result<Task, String> {
+    Ok(match command {
+        Command::Run(args) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            ember_core::storage::apply_process_environment(&storage);
+            Box::pin(run::run(args, storage))
+        }
+        Command::Scheduler(args) => {
+            let settings = SchedulerSettings::resolve(&args).map_err(|e| e.to_string())?;
+            ember_core::storage::apply_process_environment(&settings.storage);
+            Box::pin(daemons::scheduler(settings))
+        }
+        Command::Executor(args) => {
+            let settings = ExecutorSettings::resolve(&args).map_err(|e| e.to_string())?;
+            ember_core::storage::apply_process_environment(&settings.storage);
+            Box::pin(daemons::executor(settings))
+        }
+        Command::Submit(args) => Box::pin(submit::run(args)),
+        Command::Jobs(args) => Box::pin(jobs::list(args)),
+        Command::Status(args) => Box::pin(jobs::status(args)),
+        Command::Cancel(args) => Box::pin(jobs::cancel(args)),
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ember_core::telemetry::init();
+    let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Executor(_));
+    ember_core::telemetry::init(daemon);
+    let task = match prepare(cli.command) {
+        Ok(task) => task,
+        Err(message) => {
+            eprintln!("ember: error: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match ember_core::threads::tokio_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -33,12 +97,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run::run(args).await,
-        }
-    });
-    match result {
+    match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("ember: error: {message}");

@@ -4,20 +4,14 @@
 use std::path::PathBuf;
 
 use bytesize::ByteSize;
-use clap::{Args, ValueEnum};
+use clap::Args;
+use ember_core::config::{StorageArgs, StorageSettings};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
 use ember_executor::runtime::RuntimeOptions;
 use ember_scheduler::embedded::{self, EmbeddedOptions};
 
-/// How the report is printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Human-readable lines.
-    Table,
-    /// The `_SUCCESS` JSON document.
-    Json,
-}
+use crate::format::{Format, print_json};
 
 /// Arguments of `ember run`.
 #[derive(Debug, Args)]
@@ -42,13 +36,19 @@ pub struct RunArgs {
     /// e.g. 2GB; 0 for unbounded [default: 512MiB per task slot].
     #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
     pub memory_limit: Option<ByteSize>,
+    /// TOML configuration file; `ember run` reads its [storage] section.
+    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: StorageArgs,
     /// Folder for spill files [default: the OS temporary folder].
     #[arg(long, env = "EMBER_EXECUTOR_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
 }
 
 /// Runs the job; the error is the one line to print.
-pub async fn run(args: RunArgs) -> Result<(), String> {
+pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
     let manifest = JobManifest::load(&args.job).map_err(|e| e.to_string())?;
     let mut params = manifest.params();
     let settings = args
@@ -62,6 +62,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let options = EmbeddedOptions {
         parallelism: args.parallelism,
         runtime: RuntimeOptions {
+            storage,
             memory_limit: args.memory_limit.map(|b| b.as_u64()),
             spill_dir: args.spill_dir,
         },
@@ -74,10 +75,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         .map_err(|e| format!("job {} failed: {e}", job.name))?;
     match args.format {
         Format::Table => println!("{report}"),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        ),
+        Format::Json => print_json(&report)?,
     }
     Ok(())
 }

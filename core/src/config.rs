@@ -26,6 +26,7 @@
 //! scheduler_connect_timeout = "30s"  # EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT
 //!
 //! [storage.hdfs]
+//! namenode = "hdfs://namenode:9000"  # EMBER_STORAGE_HDFS_NAMENODE: for hdfs:///paths
 //! user = "ember"                 # EMBER_STORAGE_HDFS_USER
 //! options = { "dfs.client.use.datanode.hostname" = "true" }  # EMBER_STORAGE_HDFS_OPTIONS="k=v,k=v"
 //! ```
@@ -97,6 +98,7 @@ pub struct StorageFile {
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
 pub struct HdfsFile {
+    pub namenode: Option<String>,
     pub user: Option<String>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
@@ -164,6 +166,10 @@ pub fn parse_size(setting: &str, text: &str) -> Result<u64> {
 /// Storage flags shared by every process.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StorageArgs {
+    /// Default NameNode for `hdfs:///path` URLs, e.g. hdfs://namenode:9000 (Hadoop's
+    /// fs.defaultFS); `hdfs://host:port/path` URLs name their own.
+    #[arg(long, env = "EMBER_STORAGE_HDFS_NAMENODE", value_name = "URL")]
+    pub hdfs_namenode: Option<String>,
     /// User name Ember acts as on HDFS (hdfs:// paths) [default: the HDFS client's default,
     /// $HADOOP_USER_NAME or the OS user].
     #[arg(long, env = "EMBER_STORAGE_HDFS_USER", value_name = "USER")]
@@ -182,6 +188,8 @@ pub struct StorageArgs {
 /// Resolved storage settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StorageSettings {
+    /// The default NameNode, if set.
+    pub hdfs_namenode: Option<String>,
     /// The HDFS user, if set.
     pub hdfs_user: Option<String>,
     /// HDFS client options (file values first, flag values override).
@@ -201,9 +209,22 @@ impl StorageSettings {
             hdfs_options.insert(k.trim().to_string(), v.trim().to_string());
         }
         Ok(Self {
+            hdfs_namenode: args
+                .hdfs_namenode
+                .clone()
+                .or_else(|| file.hdfs.namenode.clone()),
             hdfs_user: args.hdfs_user.clone().or_else(|| file.hdfs.user.clone()),
             hdfs_options,
         })
+    }
+
+    /// Resolves storage flags over an optional configuration file (for commands without a
+    /// section of their own, such as `ember run`).
+    ///
+    /// # Errors
+    /// The configuration file's errors; [`Error::InvalidSetting`] for a bad option.
+    pub fn resolve_with_file(args: &StorageArgs, config: Option<&Path>) -> Result<Self> {
+        Self::resolve(args, &ConfigFile::load_optional(config)?.storage)
     }
 }
 
@@ -506,6 +527,7 @@ mod tests {
             config: Some(path.clone()),
             task_slots: Some(5),
             storage: StorageArgs {
+                hdfs_namenode: None,
                 hdfs_user: None,
                 hdfs_options: vec!["b=2".into()],
             },

@@ -4,6 +4,7 @@
 //! way.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod codec;
 pub mod config;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod report;
 pub mod session;
 pub mod sink;
 pub mod sql_file;
+pub mod storage;
 pub mod telemetry;
 pub mod threads;
 pub mod udf;

@@ -40,7 +40,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::error::{Error, Location, Result};
@@ -126,7 +126,7 @@ struct ChecksSection {
 }
 
 /// File format of an input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum InputFormat {
     /// Comma-separated (or other delimiter) text.
     #[serde(rename = "csv")]
@@ -165,7 +165,7 @@ impl InputFormat {
 }
 
 /// File format of the output. Only Parquet for now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputFormat {
     /// Apache Parquet, one folder per partition value (hive style `col=value/`).
     #[default]
@@ -175,7 +175,7 @@ pub enum OutputFormat {
 
 /// How a CSV input is read. Every column is read as text (Utf8), so that no bad value can fail
 /// a run: the job's SQL types the columns and routes what does not parse to the quarantine.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CsvOptions {
     /// The first line holds column names. Without a header, columns come from the input's
@@ -217,7 +217,7 @@ pub struct JobManifest {
 }
 
 /// An input table of a resolved job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     /// The table name the SQL uses.
     pub name: String,
@@ -237,7 +237,7 @@ pub struct Input {
 }
 
 /// The quarantine of a resolved job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Quarantine {
     /// The query selecting rejected rows; it produces a `reason` column.
     pub sql: SqlFile,
@@ -246,7 +246,7 @@ pub struct Quarantine {
 }
 
 /// The output of a resolved job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Output {
     /// The rendered output path (folder or URL).
     pub path: String,
@@ -259,7 +259,7 @@ pub struct Output {
 }
 
 /// The row-count reconciliation of a resolved job.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checks {
     /// The table whose row count is "rows read".
     pub rows_read: String,
@@ -268,7 +268,7 @@ pub struct Checks {
 }
 
 /// A job ready to run: parameters applied, paths rendered, SQL files read and rendered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
     /// The job's name (`[job] name`).
     pub name: String,

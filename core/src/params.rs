@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Location, Result};
 
 /// The resolved parameters of one job run: declared names → values (default or `--set`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Params {
     job: String,
     values: BTreeMap<String, String>,

@@ -24,10 +24,15 @@ use crate::udf;
 /// - `target_partitions` = `parallelism` (≥ 1): how many partitions a scan and an aggregation
 ///   use, i.e. the tasks per stage;
 /// - Ember's plan codecs ([`EmberLogicalCodec`], [`EmberPhysicalCodec`]) as Ballista's codecs,
-///   so Ember's plan nodes travel to the scheduler and executors.
+///   so Ember's plan nodes travel to the scheduler and executors;
+/// - Ballista's adaptive query planner (AQE, on by default in Ballista 55) off: the static
+///   distributed planner. In Ballista 55 AQE re-plans a job forever when one of its stages
+///   fails, or after an executor is wrongly marked lost under load (seen in Ember's cluster
+///   tests: the stage count grows without bound and the job never ends).
 pub fn configure(config: SessionConfig, parallelism: usize) -> SessionConfig {
     let mut config = config
         .with_target_partitions(parallelism.max(1))
+        .with_ballista_adaptive_query_planner(false)
         .with_ballista_logical_extension_codec(Arc::new(EmberLogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(EmberPhysicalCodec::default()));
     config.options_mut().sql_parser.collect_spans = true;

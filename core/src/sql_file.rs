@@ -9,7 +9,7 @@ use crate::error::{Error, Location, Result, one_line};
 use crate::params::Params;
 
 /// One SQL statement from a file of a job, parameters substituted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SqlFile {
     /// What the statement defines (a view's name, `output`, `quarantine`).
     pub name: String,

@@ -4,14 +4,24 @@
 //! `RUST_LOG=info,ballista_core=info` shows them. Records from crates that use `log` (Ballista
 //! does) are captured too.
 
-/// The filter used when `RUST_LOG` is not set.
+/// The filter of commands (`ember run`, `submit`, …) when `RUST_LOG` is not set.
 pub const DEFAULT_FILTER: &str =
     "warn,ballista=off,ballista_core=off,ballista_scheduler=off,ballista_executor=off";
 
-/// Installs the global subscriber once; later calls do nothing.
-pub fn init() {
+/// The filter of the scheduler and executor processes when `RUST_LOG` is not set: Ember's own
+/// events (jobs submitted, succeeded, failed) and Ballista's warnings.
+pub const DAEMON_FILTER: &str = "warn,ember_scheduler=info,ember_executor=info,ember_core=info";
+
+/// Installs the global subscriber once; later calls do nothing. `daemon`: a long-running
+/// process (scheduler, executor), which logs more by default.
+pub fn init(daemon: bool) {
+    let default = if daemon {
+        DAEMON_FILTER
+    } else {
+        DEFAULT_FILTER
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

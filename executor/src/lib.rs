@@ -1,5 +1,7 @@
-//! Ember's executor side: the runtime environment tasks run in (memory pool, spill folder).
-//! Embedded mode uses it for its in-process executor; the cluster's executor process will too.
+//! Ember's executor side: the runtime environment tasks run in (memory pool, spill folder,
+//! object stores), used by embedded mode's in-process executor, and the executor process
+//! (`ember executor`).
 #![warn(missing_docs)]
 
+pub mod process;
 pub mod runtime;

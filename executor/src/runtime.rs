@@ -9,6 +9,7 @@ use std::num::NonZeroUsize;
 
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use ember_core::storage::EmberObjectStoreRegistry;
 
 /// Memory per task slot when no limit is given, in bytes: 512 MiB. Spark sizes executors
 /// per core the same way. Measured on the 10 M-row daily revenue job with 2 slots: a 1 GiB
@@ -19,6 +20,8 @@ pub const DEFAULT_MEMORY_PER_SLOT: u64 = 512 * 1024 * 1024;
 /// Settings of an executor's runtime.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeOptions {
+    /// Where files are read and written (local, HDFS).
+    pub storage: ember_core::config::StorageSettings,
     /// Memory for all running tasks, in bytes, shared fairly between spilling operators
     /// (DataFusion's `FairSpillPool`); sorts, aggregations and joins spill to disk beyond it.
     /// `Some(0)`: unbounded (DataFusion's default). `None`: [`DEFAULT_MEMORY_PER_SLOT`] × task
@@ -40,12 +43,14 @@ impl RuntimeOptions {
     }
 }
 
-/// Builds the runtime environment for `options` and an executor with `slots` task slots.
+/// Builds the runtime environment for `options` and an executor with `slots` task slots: the
+/// memory pool, the spill folder and Ember's object stores.
 ///
 /// # Errors
 /// DataFusion's, if the spill folder cannot be used.
 pub fn runtime_env(options: &RuntimeOptions, slots: usize) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new();
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new(&options.storage)));
     if let Some(limit) = options.memory_pool_bytes(slots) {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         // Errors name the 5 largest consumers, so "out of memory" says which operator.

@@ -1,10 +1,11 @@
-//! Ember's scheduler side: the batch job runner and its output committer, and embedded mode
-//! (an in-process Ballista scheduler + executor). The cluster's scheduler process builds on
-//! the same pieces.
+//! Ember's scheduler side: the batch job runner and its output committer, embedded mode (an
+//! in-process Ballista scheduler + executor), and the scheduler process (`ember scheduler`) with
+//! its job service and REST API.
 #![warn(missing_docs)]
 
 pub mod embedded;
 pub mod error;
 pub mod job;
+pub mod server;
 
 pub use error::{Error, Result};

@@ -268,9 +268,13 @@ fn reruns_are_idempotent_and_replace_only_their_partitions() {
             second.partitions.replaced, 4,
             "2 output + 2 quarantine partitions replaced"
         );
-        // File names are deterministic (part-<task>-<n>): the re-run replaced the same files,
-        // and left no others.
-        assert_eq!(names(&output), files_first);
+        // Every file of the first run was replaced; only the second run's files are left.
+        let files_second = names(&output);
+        assert!(
+            files_second.iter().all(|f| !files_first.contains(f)),
+            "{files_first:?} {files_second:?}"
+        );
+        assert_eq!(files_second.len(), second.files, "{files_second:?}");
         assert!(
             files_first
                 .iter()

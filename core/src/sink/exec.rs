@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringBuilder, UInt64Array};
 use datafusion::arrow::compute::{cast, partition};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::array_value_to_string;
@@ -36,8 +36,12 @@ use super::node::sink_schema;
 /// Writes each input partition as Parquet files under `url`, hive-partitioned by
 /// `partition_by`.
 ///
-/// Input: any partitioning; each partition must be sorted by `partition_by` (required via
-/// [`ExecutionPlan::required_input_ordering`], so the optimizer adds a per-partition sort).
+/// Input: hash-partitioned by `partition_by` (as Spark users write
+/// `repartition(cols).write.partitionBy(cols)`), so each partition value is written by one task
+/// into one file instead of one small file per task; each partition sorted by `partition_by`.
+/// Both are requirements ([`ExecutionPlan::required_input_distribution`] and
+/// [`ExecutionPlan::required_input_ordering`]): the optimizer adds the shuffle and the sort.
+/// Unpartitioned outputs keep their input's partitioning.
 /// Output: one partition per input partition, each one row of [`sink_schema`] (`count`,
 /// `files`, `bytes`). No ordering.
 #[derive(Debug)]
@@ -102,6 +106,17 @@ impl ParquetSinkExec {
         &self.input
     }
 
+    fn partition_exprs(&self) -> Vec<Arc<dyn PhysicalExpr>> {
+        let schema = self.input.schema();
+        self.partition_by
+            .iter()
+            .filter_map(|name| {
+                let index = schema.index_of(name).ok()?;
+                Some(Arc::new(Column::new(name, index)) as Arc<dyn PhysicalExpr>)
+            })
+            .collect()
+    }
+
     fn ordering(&self) -> Option<OrderingRequirements> {
         let schema = self.input.schema();
         let requirements = self.partition_by.iter().filter_map(|name| {
@@ -145,7 +160,11 @@ impl ExecutionPlan for ParquetSinkExec {
     }
 
     fn required_input_distribution(&self) -> Vec<Distribution> {
-        vec![Distribution::UnspecifiedDistribution]
+        if self.partition_by.is_empty() {
+            vec![Distribution::UnspecifiedDistribution]
+        } else {
+            vec![Distribution::KeyPartitioned(self.partition_exprs())]
+        }
     }
 
     fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
@@ -200,6 +219,7 @@ impl ExecutionPlan for ParquetSinkExec {
             store,
             base: url.prefix().clone(),
             partition,
+            attempt: attempt_token(),
             partition_by: self.partition_by.clone(),
             schema,
             data_columns,
@@ -214,11 +234,19 @@ impl ExecutionPlan for ParquetSinkExec {
     }
 }
 
-/// Writes the files of one task.
+/// 12 random hex digits that make this attempt's file names its own.
+fn attempt_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+/// Writes the files of one partition of one task attempt.
 struct TaskWriter {
     store: Arc<dyn ObjectStore>,
     base: Path,
+    /// The partition index as the task executes it (task-local in Ballista).
     partition: usize,
+    /// Unique to this attempt (see the module documentation).
+    attempt: String,
     partition_by: Vec<String>,
     /// The input's schema.
     schema: SchemaRef,
@@ -260,7 +288,10 @@ impl TaskWriter {
         let path = folder
             .iter()
             .fold(self.base.clone(), |p, part| p.join(part.as_str()))
-            .join(format!("part-{:05}-{sequence}.parquet", self.partition));
+            .join(format!(
+                "part-{:05}-{}-{sequence}.parquet",
+                self.partition, self.attempt
+            ));
         let object = BufWriter::new(Arc::clone(&self.store), path.clone());
         let writer = AsyncArrowWriter::try_new(
             object,
@@ -280,7 +311,8 @@ impl TaskWriter {
             .iter()
             .map(|name| self.schema.index_of(name))
             .collect::<std::result::Result<_, _>>()?;
-        let (mut rows, mut files, mut bytes) = (0u64, 0u64, 0u64);
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        let mut written: Vec<String> = Vec::new();
         let mut sequences: HashMap<String, usize> = HashMap::new();
         let mut current: Option<OpenFile> = None;
         while let Some(batch) = input.next().await {
@@ -304,8 +336,7 @@ impl TaskWriter {
                 let joined = folder.join("/");
                 if current.as_ref().is_none_or(|f| f.folder != joined) {
                     if let Some(done) = current.take() {
-                        bytes += finish(done, self.store.as_ref()).await?;
-                        files += 1;
+                        bytes += self.finish(done, &mut written).await?;
                     }
                     // Input is sorted by the partition columns, so a folder normally comes once;
                     // if it comes again, a new file keeps what was written.
@@ -321,26 +352,41 @@ impl TaskWriter {
             }
         }
         if let Some(done) = current.take() {
-            bytes += finish(done, self.store.as_ref()).await?;
-            files += 1;
+            bytes += self.finish(done, &mut written).await?;
         }
+        let mut paths = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
+            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, false),
+        ));
+        for path in &written {
+            paths.values().append_value(path);
+        }
+        paths.append(true);
         RecordBatch::try_new(
             sink_schema(),
             vec![
                 Arc::new(UInt64Array::from(vec![rows])),
-                Arc::new(UInt64Array::from(vec![files])),
+                Arc::new(UInt64Array::from(vec![written.len() as u64])),
                 Arc::new(UInt64Array::from(vec![bytes])),
+                Arc::new(paths.finish()),
             ],
         )
         .map_err(Into::into)
     }
-}
 
-/// Closes a file (it appears under its name only now) and returns its size in bytes.
-async fn finish(file: OpenFile, store: &dyn ObjectStore) -> Result<u64> {
-    file.writer.close().await?;
-    match store.head(&file.path).await {
-        Ok(meta) => Ok(meta.size),
-        Err(e) => exec_err!("wrote {} but cannot read its size: {e}", file.path),
+    /// Closes a file (it appears under its name only now), records its path relative to the
+    /// sink's folder, and returns its size in bytes.
+    async fn finish(&self, file: OpenFile, written: &mut Vec<String>) -> Result<u64> {
+        file.writer.close().await?;
+        let size = match self.store.head(&file.path).await {
+            Ok(meta) => meta.size,
+            Err(e) => return exec_err!("wrote {} but cannot read its size: {e}", file.path),
+        };
+        let relative: Vec<String> = file
+            .path
+            .prefix_match(&self.base)
+            .map(|parts| parts.map(|p| p.as_ref().to_string()).collect())
+            .unwrap_or_default();
+        written.push(relative.join("/"));
+        Ok(size)
     }
 }

@@ -13,12 +13,14 @@
 //! - [`ParquetSinkExec`]: writes one partition's files (executors);
 //! - [`crate::codec`]: serializes both, wrapping Ballista's codecs.
 //!
-//! File names are deterministic: `<col>=<value>/…/part-<task partition:05>-<n>.parquet`.
-//! A retried task rewrites the same names, so a retry never leaves duplicates. Files appear
-//! under their final name only when complete (object_store's multipart upload). A task killed
-//! mid-write leaves at most a hidden or `#`-suffixed upload part, which the committer ignores
-//! and removes. Partition values are path-escaped by `object_store` (`/` becomes `%2F`, as
-//! Spark's `escapePathName` does).
+//! Files are named `<col>=<value>/…/part-<partition:05>-<attempt>-<n>.parquet`, unique per task
+//! attempt. Ballista executes a task's partitions with task-local indices, and a retry may group
+//! partitions differently, so no name is both stable and unique. Each task instead returns the
+//! list of files it wrote (its commit message, as in Spark's commit protocol). The committer
+//! moves exactly the files that the successful attempts reported. Files of a failed, killed or
+//! duplicate attempt stay in staging and are removed with it, never committed, so a retry
+//! leaves no duplicates. Partition values are path-escaped by `object_store` (`/` becomes
+//! `%2F`, as Spark's `escapePathName` does).
 //!
 //! [output committer]: ../../ember_scheduler/job/committer/index.html
 

@@ -8,14 +8,23 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, DFSchemaRef, Result, plan_err};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 
-/// Schema of what the sink returns: one row per task (input partition).
-/// `count` UInt64 (rows written, DataFusion's `COPY` name), `files` UInt64, `bytes` UInt64.
+/// Schema of what the sink returns: one row per input partition, from the task attempt that
+/// succeeded. Columns: `count` UInt64 (rows written, DataFusion's `COPY` name), `files` UInt64,
+/// `bytes` UInt64, and `paths` List<Utf8>: the files written, relative to the sink's folder
+/// (object_store-encoded path parts joined by `/`). `paths` is the task's commit message, as in
+/// Spark's commit protocol: the committer moves exactly these files, so a failed or duplicate
+/// attempt's files are never committed.
 pub fn sink_schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Arc::new(Schema::new(vec![
             Field::new("count", DataType::UInt64, false),
             Field::new("files", DataType::UInt64, false),
             Field::new("bytes", DataType::UInt64, false),
+            Field::new(
+                "paths",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false))),
+                false,
+            ),
         ]))
     });
     Arc::clone(&SCHEMA)

@@ -13,6 +13,10 @@
 //! <output>/_temporary/<run_id>/{data,quarantine,inputs}/  a run in progress (removed after)
 //! ```
 //!
+//! Only the files that successful tasks reported are committed (their "commit messages", as in
+//! Spark's commit protocol; see `ember_core::sink`); anything else in staging (a failed or
+//! duplicate task attempt's files) is removed with it.
+//!
 //! Commit order: delete `_SUCCESS`; per partition, move the new files in, then delete the old
 //! ones; write `_SUCCESS`. The moves are renames (milliseconds, no data copied on a local or
 //! HDFS store). A crash *during* those renames can leave a partition with old and new files;
@@ -121,6 +125,11 @@ impl Committer {
         })
     }
 
+    /// The run id this committer stages for.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
     /// The output folder as a URL, with a trailing `/`.
     pub fn output_url(&self) -> &Url {
         &self.root_url
@@ -171,23 +180,33 @@ impl Committer {
             .map_err(|e| Error::storage(format!("listing {prefix}"), e))
     }
 
-    /// Staged files of an area, grouped by partition folder (relative to the area).
-    /// Only finished data files count: `.parquet` names not starting with `_` or `.`. What a
-    /// killed task may leave (an unfinished upload part) is not data; the staging folder's
-    /// cleanup removes it.
-    async fn staged(&self, area: Area) -> Result<BTreeMap<String, Vec<ObjectMeta>>> {
+    /// The files tasks reported for an area, grouped by partition folder (relative to the
+    /// area). Only these are committed: files of failed or duplicate task attempts are in
+    /// staging too, but no successful task reported them.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a reported file is missing (a lost write must fail the run,
+    /// not shrink the output).
+    async fn staged(
+        &self,
+        area: Area,
+        reported: &[String],
+    ) -> Result<BTreeMap<String, Vec<ObjectMeta>>> {
         let prefix = self.staging_path(area);
         let mut groups: BTreeMap<String, Vec<ObjectMeta>> = BTreeMap::new();
-        for meta in self.list(&prefix).await? {
-            if !is_data_file(&meta.location) {
-                continue;
-            }
-            let parts: Vec<String> = meta
-                .location
-                .prefix_match(&prefix)
-                .map(|p| p.map(|part| part.as_ref().to_string()).collect())
-                .unwrap_or_default();
-            let partition = parts[..parts.len().saturating_sub(1)].join("/");
+        for relative in reported {
+            let location = Path::parse(format!("{prefix}/{relative}"))
+                .map_err(|e| Error::storage(format!("reported file {relative}"), e.into()))?;
+            let meta = self.store.head(&location).await.map_err(|e| {
+                Error::storage(
+                    format!("a task reported {location} but it cannot be read"),
+                    e,
+                )
+            })?;
+            let partition = relative
+                .rsplit_once('/')
+                .map_or("", |(dir, _)| dir)
+                .to_string();
             groups.entry(partition).or_default().push(meta);
         }
         Ok(groups)
@@ -218,7 +237,7 @@ impl Committer {
             .collect())
     }
 
-    /// Moves the staged files of `areas` into place (dynamic partition overwrite), writes
+    /// Moves the files reported for each area into place (dynamic partition overwrite), writes
     /// `success(&summary)` (the run's JSON report) to `<output>/_SUCCESS`, and removes the
     /// staging folder.
     ///
@@ -227,12 +246,12 @@ impl Committer {
     /// absent.
     pub async fn commit(
         &self,
-        areas: &[Area],
+        areas: &[(Area, Vec<String>)],
         success: impl FnOnce(&CommitSummary) -> Vec<u8>,
     ) -> Result<CommitSummary> {
         let mut staged = Vec::new();
-        for &area in areas {
-            staged.push((area, self.staged(area).await?));
+        for (area, reported) in areas {
+            staged.push((*area, self.staged(*area, reported).await?));
         }
         let success_path = self.root.clone().join(SUCCESS_FILE);
         match self.store.delete(&success_path).await {
@@ -324,15 +343,32 @@ impl Committer {
                 // Fails, as it should, once a commit has put files there.
                 let _ = std::fs::remove_dir(&output);
             }
+        } else {
+            // Stores with real folders (HDFS) keep the ones renames emptied; a non-recursive
+            // delete removes a folder only when it is empty.
+            self.remove_empty_folders(root).await;
+            let _ = self
+                .store
+                .delete(&self.root.clone().join(STAGING_DIR))
+                .await;
         }
         Ok(())
     }
-}
 
-/// A committed data file: `*.parquet`, not hidden (`.`) or internal (`_`).
-fn is_data_file(path: &Path) -> bool {
-    path.filename()
-        .is_some_and(|name| name.ends_with(".parquet") && !name.starts_with(['.', '_']))
+    /// Deletes the empty folders under and including `folder`, deepest first (best effort).
+    async fn remove_empty_folders(&self, folder: Path) {
+        let mut stack = vec![folder];
+        let mut found = Vec::new();
+        while let Some(dir) = stack.pop() {
+            if let Ok(listing) = self.store.list_with_delimiter(Some(&dir)).await {
+                stack.extend(listing.common_prefixes);
+            }
+            found.push(dir);
+        }
+        for dir in found.iter().rev() {
+            let _ = self.store.delete(dir).await;
+        }
+    }
 }
 
 fn join(base: &Path, relative: &str) -> Path {

@@ -47,12 +47,14 @@ pub(crate) async fn register_all(
     ctx: &SessionContext,
     inputs: &[Input],
     committer: &Committer,
+    name_step: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<InputSummary>> {
     let mut summaries = Vec::with_capacity(inputs.len());
     for input in inputs {
         summaries.push(register(ctx, input, committer).await?);
     }
-    for input in inputs {
+    for input in inputs.iter().filter(|i| !i.unique_key.is_empty()) {
+        name_step(&format!("unique key of {}", input.name));
         check_unique_key(ctx, input).await?;
     }
     Ok(summaries)

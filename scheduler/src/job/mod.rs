@@ -33,6 +33,7 @@ use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionContext};
 use ember_core::manifest::{Job, REASON_COLUMN};
 use ember_core::sink::ParquetSinkNode;
 use ember_core::sql_file::SqlFile;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use committer::{Area, Committer};
@@ -41,22 +42,62 @@ use ember_core::report::{PartitionCounts, RowCounts, RunReport};
 /// The folder name Hive and Spark use for a NULL partition value.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
-/// Runs `job` on `ctx` and commits its output. `engine` names what `ctx` executes on, for the
-/// report (`ballista-embedded`, `datafusion`).
+/// A new run id: the UTC start time and 8 random hex digits (ids sort by time).
+pub fn new_run_id() -> String {
+    format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// Names the distributed jobs of the next step `<job> <run_id> <step>` (Ballista's
+/// `ballista.job.name`, shown by its UI and used by Ember's REST API to find a run's steps).
+/// A plain DataFusion session has no such setting; nothing happens then.
+pub fn name_step(ctx: &SessionContext, job: &str, run_id: &str, step: &str) {
+    let name = format!("{job} {run_id} {step}");
+    let _ = ctx
+        .state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .set("ballista.job.name", &name);
+}
+
+/// Runs `job` on `ctx` and commits its output, under a new run id. `engine` names what `ctx`
+/// executes on, for the report (`ballista-embedded`, `ballista-cluster`, `datafusion`).
 ///
 /// # Errors
 /// Any step's [`Error`]; nothing is committed then and the staging folder is removed.
 pub async fn run(ctx: &SessionContext, job: &Job, engine: &str) -> Result<RunReport> {
+    run_with_id(ctx, job, engine, &new_run_id()).await
+}
+
+/// [`run`] with a given run id (the scheduler's job id). The staging folder is
+/// `<output>/_temporary/<run_id>/`.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_id(
+    ctx: &SessionContext,
+    job: &Job,
+    engine: &str,
+    run_id: &str,
+) -> Result<RunReport> {
+    let span = tracing::info_span!("job", job = %job.name, run_id = %run_id);
+    run_in_span(ctx, job, engine, run_id).instrument(span).await
+}
+
+async fn run_in_span(
+    ctx: &SessionContext,
+    job: &Job,
+    engine: &str,
+    run_id: &str,
+) -> Result<RunReport> {
     let started = Utc::now();
     let clock = Instant::now();
-    let run_id = format!(
-        "{}-{}",
-        started.format("%Y%m%dT%H%M%SZ"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let run_id = run_id.to_string();
     let committer = Committer::new(ctx, &job.output.path, &run_id)?;
-    let span = tracing::info_span!("job", job = %job.name, run_id = %run_id);
-    let _enter = span.enter();
     let result = execute(ctx, job, &committer).await;
     let staged = match result {
         Ok(staged) => staged,
@@ -87,9 +128,9 @@ pub async fn run(ctx: &SessionContext, job: &Job, engine: &str) -> Result<RunRep
         files: 0,
         bytes: 0,
     };
-    let mut areas = vec![Area::Data];
+    let mut areas = vec![(Area::Data, staged.output_files)];
     if job.quarantine.is_some() {
-        areas.push(Area::Quarantine);
+        areas.push((Area::Quarantine, staged.quarantine_files));
     }
     let commit = committer
         .commit(&areas, |summary| {
@@ -129,10 +170,15 @@ struct Staged {
     inputs: Vec<ember_core::report::InputSummary>,
     rows: RowCounts,
     by_reason: BTreeMap<String, u64>,
+    /// Files the output's tasks reported (relative to the staging area).
+    output_files: Vec<String>,
+    /// Files the quarantine's tasks reported.
+    quarantine_files: Vec<String>,
 }
 
 async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Result<Staged> {
-    let inputs = inputs::register_all(ctx, &job.inputs, committer).await?;
+    let step = |label: &str| name_step(ctx, &job.name, committer.run_id(), label);
+    let inputs = inputs::register_all(ctx, &job.inputs, committer, &step).await?;
     for view in &job.views {
         let plan = plan_query(ctx, view).await?;
         ctx.register_table(
@@ -173,9 +219,11 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     };
 
     let mut rows = RowCounts::default();
-    let step = Instant::now();
+    let mut quarantine_files = Vec::new();
+    let clock = Instant::now();
     if let Some(df) = quarantine {
-        rows.quarantined = write(
+        step("quarantine");
+        let written = write(
             ctx,
             df,
             &committer.staging_url(Area::Quarantine),
@@ -186,14 +234,17 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         )
         .await
         .map_err(|e| Error::execution("writing the quarantine", e))?;
+        rows.quarantined = written.rows;
+        quarantine_files = written.paths;
         tracing::info!(
             rows = rows.quarantined,
-            ms = step.elapsed().as_millis() as u64,
+            ms = clock.elapsed().as_millis() as u64,
             "quarantine written"
         );
     }
-    let step = Instant::now();
-    rows.written = write(
+    let clock = Instant::now();
+    step("output");
+    let written = write(
         ctx,
         output,
         &committer.staging_url(Area::Data),
@@ -201,28 +252,35 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     )
     .await
     .map_err(|e| Error::execution("writing the output", e))?;
+    rows.written = written.rows;
+    let output_files = written.paths;
     tracing::info!(
         rows = rows.written,
-        ms = step.elapsed().as_millis() as u64,
+        ms = clock.elapsed().as_millis() as u64,
         "output written"
     );
 
-    let step = Instant::now();
+    let clock = Instant::now();
     let by_reason = if rows.quarantined > 0 {
-        count_reasons(ctx, committer).await?
+        step("quarantine reasons");
+        count_reasons(ctx, committer, &quarantine_files).await?
     } else {
         BTreeMap::new()
     };
     if let Some(checks) = &job.checks {
+        step(&format!("count {}", checks.rows_read));
         rows.read = Some(count_rows(ctx, &checks.rows_read).await?);
+        step(&format!("count {}", checks.rows_valid));
         rows.valid = Some(count_rows(ctx, &checks.rows_valid).await?);
     }
-    tracing::info!(ms = step.elapsed().as_millis() as u64, "rows counted");
+    tracing::info!(ms = clock.elapsed().as_millis() as u64, "rows counted");
     reconcile(&rows, &by_reason)?;
     Ok(Staged {
         inputs,
         rows,
         by_reason,
+        output_files,
+        quarantine_files,
     })
 }
 
@@ -315,30 +373,53 @@ fn hive_partitions(
 }
 
 /// Writes `df` as Parquet under `url`, hive-partitioned; returns the rows written.
+/// What the tasks of a write reported.
+#[derive(Debug, Default)]
+struct Written {
+    /// Rows written.
+    rows: u64,
+    /// Files written by the successful task attempts, relative to the staging area.
+    paths: Vec<String>,
+}
+
 /// Writes `df` through Ember's distributed Parquet sink: every task of the last stage writes its
-/// own files under `url` (see `ember_core::sink`). Returns the rows written.
+/// own files under `url` (see `ember_core::sink`) and reports them.
 async fn write(
     ctx: &SessionContext,
     df: DataFrame,
     url: &str,
     partition_by: Vec<String>,
-) -> datafusion::error::Result<u64> {
+) -> datafusion::error::Result<Written> {
     let (_, plan) = df.into_parts();
     let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by)?;
     let plan = LogicalPlan::Extension(Extension {
         node: Arc::new(sink),
     });
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
-    let mut rows = 0;
+    let mut written = Written::default();
     for batch in &batches {
-        if let Some(counts) = batch
-            .column_by_name("count")
-            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
-        {
-            rows += counts.iter().flatten().sum::<u64>();
+        let (Some(counts), Some(paths)) = (
+            batch
+                .column_by_name("count")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch
+                .column_by_name("paths")
+                .and_then(|c| c.as_list_opt::<i32>()),
+        ) else {
+            return datafusion::common::internal_err!(
+                "the Parquet sink returned {}",
+                batch.schema()
+            );
+        };
+        written.rows += counts.iter().flatten().sum::<u64>();
+        for list in paths.iter().flatten() {
+            let list = list.as_string::<i32>();
+            written
+                .paths
+                .extend(list.iter().flatten().map(str::to_string));
         }
     }
-    Ok(rows)
+    Ok(written)
 }
 
 async fn count_rows(ctx: &SessionContext, table: &str) -> Result<u64> {
@@ -354,17 +435,17 @@ async fn count_rows(ctx: &SessionContext, table: &str) -> Result<u64> {
     Ok(n as u64)
 }
 
-/// Quarantined rows per reason, read back from the staged quarantine files.
+/// Quarantined rows per reason, read back from the files the quarantine's tasks reported.
 async fn count_reasons(
     ctx: &SessionContext,
     committer: &Committer,
+    files: &[String],
 ) -> Result<BTreeMap<String, u64>> {
     let context = "counting quarantined rows by reason";
+    let base = committer.staging_url(Area::Quarantine);
+    let urls: Vec<String> = files.iter().map(|f| format!("{base}{f}")).collect();
     let batches = ctx
-        .read_parquet(
-            committer.staging_url(Area::Quarantine),
-            ParquetReadOptions::default(),
-        )
+        .read_parquet(urls, ParquetReadOptions::default())
         .await
         .and_then(|df| df.aggregate(vec![col(REASON_COLUMN)], vec![count(lit(1)).alias("n")]))
         .map_err(|e| Error::execution(context, e))?

@@ -1,0 +1,159 @@
+//! `ember submit <job> --scheduler HOST:PORT [--set k=v]... [--wait]`, as `spark-submit`: the
+//! job is resolved here (manifest, parameters, SQL files: errors show at once, with file and
+//! line), local paths are made absolute, and the scheduler runs it. With `--wait`, a progress
+//! bar per stage shows tasks done over total, then the run's counts; the exit code tells
+//! whether the job succeeded.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ember_core::api::{JobDetail, JobState, SubmitJob, Submitted};
+use ember_core::manifest::{Job, JobManifest};
+use ember_core::params::Params;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::client::Client;
+use crate::format::{Format, print_json};
+
+/// Arguments of `ember submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The job folder (holding job.toml) or a manifest file.
+    pub job: PathBuf,
+    /// The scheduler, HOST:PORT.
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER",
+        default_value = "localhost:50050",
+        value_name = "HOST:PORT"
+    )]
+    pub scheduler: String,
+    /// Override a job parameter declared in [params], as name=value (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Follow the job to its end: progress per stage, then the counts; exit 1 if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Makes a local relative path absolute (the scheduler runs elsewhere); URLs stay as they are.
+fn absolute(path: &str) -> Result<String, String> {
+    if path.is_empty() || path.contains("://") || path.starts_with('/') {
+        return Ok(path.to_string());
+    }
+    std::path::absolute(path)
+        .map(|p| p.display().to_string())
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// Loads and resolves the job, with absolute paths.
+///
+/// # Errors
+/// The manifest's, parameters' and SQL files' errors, one line each.
+pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
+    let manifest = JobManifest::load(job).map_err(|e| e.to_string())?;
+    let mut params = manifest.params();
+    let settings = set
+        .iter()
+        .map(|s| Params::parse_setting(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    params.apply(&settings).map_err(|e| e.to_string())?;
+    let mut job = manifest.resolve(params).map_err(|e| e.to_string())?;
+    for input in &mut job.inputs {
+        input.path = absolute(&input.path)?;
+    }
+    job.output.path = absolute(&job.output.path)?;
+    Ok(job)
+}
+
+/// Runs `ember submit`.
+///
+/// # Errors
+/// One line; with `--wait`, also when the job fails or is cancelled.
+pub async fn run(args: SubmitArgs) -> Result<(), String> {
+    let job = resolve(&args.job, &args.set)?;
+    let client = Client::new(&args.scheduler)?;
+    let Submitted { id } = client
+        .post("/jobs", &SubmitJob { job: job.clone() })
+        .await?;
+    if !args.wait {
+        match args.format {
+            Format::Table => println!("submitted job {} ({id}) to {}", job.name, args.scheduler),
+            Format::Json => print_json(&Submitted { id })?,
+        }
+        return Ok(());
+    }
+    if args.format == Format::Table {
+        eprintln!("submitted job {} ({id}) to {}", job.name, args.scheduler);
+    }
+    let detail = follow(&client, &id, args.format == Format::Table).await?;
+    match args.format {
+        Format::Json => print_json(&detail)?,
+        Format::Table => {
+            if let Some(report) = &detail.report {
+                println!("{report}");
+            }
+        }
+    }
+    match detail.summary.state {
+        JobState::Succeeded => Ok(()),
+        state => Err(format!(
+            "job {} ({id}) {}: {}",
+            detail.summary.name,
+            state.as_str(),
+            detail.summary.error.as_deref().unwrap_or("no reason given")
+        )),
+    }
+}
+
+/// Polls the job until it ends, drawing a progress bar per stage (tasks done / total).
+async fn follow(client: &Client, id: &str, bars: bool) -> Result<JobDetail, String> {
+    let progress = MultiProgress::new();
+    if !bars {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template("{prefix:<28} [{bar:30}] {pos}/{len} tasks {msg}")
+        .map_err(|e| e.to_string())?
+        .progress_chars("=> ");
+    let mut stages: BTreeMap<(String, String), ProgressBar> = BTreeMap::new();
+    loop {
+        let detail: JobDetail = client.get(&format!("/jobs/{id}")).await?;
+        for step in &detail.steps {
+            for stage in &step.stages {
+                let key = (step.ballista_job_id.clone(), stage.stage_id.clone());
+                let bar = stages.entry(key).or_insert_with(|| {
+                    let bar = progress.add(ProgressBar::new(stage.tasks as u64));
+                    bar.set_style(style.clone());
+                    bar.set_prefix(format!("{} · stage {}", step.step, stage.stage_id));
+                    bar
+                });
+                bar.set_length(stage.tasks.max(1) as u64);
+                bar.set_position(stage.tasks_done as u64);
+                let failed = if stage.tasks_failed > 0 {
+                    format!(", {} failed", stage.tasks_failed)
+                } else {
+                    String::new()
+                };
+                bar.set_message(format!("({}{failed})", stage.state.to_lowercase()));
+                if matches!(stage.state.as_str(), "Successful" | "Failed") && !bar.is_finished() {
+                    bar.finish();
+                }
+            }
+        }
+        if detail.summary.state.is_final() {
+            for bar in stages.values() {
+                if !bar.is_finished() {
+                    bar.abandon();
+                }
+            }
+            return Ok(detail);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

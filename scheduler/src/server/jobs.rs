@@ -1,0 +1,305 @@
+//! Ember's job service on the scheduler: runs submitted jobs, keeps their state, answers the
+//! REST API. A job runs here through a client session connected to this very scheduler, so
+//! its distributed steps are Ballista jobs on the executors and its commit happens here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use chrono::{DateTime, SecondsFormat, Utc};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use ember_core::api::{JobDetail, JobState, JobSummary};
+use ember_core::config::SchedulerSettings;
+use ember_core::manifest::Job;
+use ember_core::report::RunReport;
+use ember_executor::runtime::{RuntimeOptions, runtime_env};
+
+use super::ballista_api::BallistaApi;
+use crate::job::committer::Committer;
+
+/// What the service knows of one job.
+struct Record {
+    job: Job,
+    state: JobState,
+    submitted_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    report: Option<RunReport>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// Why a job cannot be cancelled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelError {
+    /// No job has this id.
+    NotFound,
+    /// The job already ended, in this state.
+    Finished(JobState),
+}
+
+/// Runs and tracks submitted jobs.
+pub struct JobManager {
+    settings: SchedulerSettings,
+    scheduler_url: String,
+    ballista: BallistaApi,
+    jobs: Mutex<BTreeMap<String, Record>>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl JobManager {
+    /// A service whose jobs connect to the scheduler at `scheduler_url` (`df://host:port`).
+    pub fn new(settings: SchedulerSettings, scheduler_url: String, ballista: BallistaApi) -> Self {
+        Self {
+            settings,
+            scheduler_url,
+            ballista,
+            jobs: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
+        // A panic while holding the lock leaves consistent records (every update is one
+        // assignment), so a poisoned lock is still usable.
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The executors registered with the scheduler.
+    pub async fn executors(&self) -> Vec<ember_core::api::ExecutorSummary> {
+        self.ballista.executors().await
+    }
+
+    /// Accepts `job` and starts running it; returns its id.
+    pub fn submit(self: &Arc<Self>, job: Job) -> String {
+        let id = crate::job::new_run_id();
+        self.jobs().insert(
+            id.clone(),
+            Record {
+                job: job.clone(),
+                state: JobState::Queued,
+                submitted_at: Utc::now(),
+                started_at: None,
+                finished_at: None,
+                error: None,
+                report: None,
+                task: None,
+            },
+        );
+        let this = Arc::clone(self);
+        let run_id = id.clone();
+        let task = tokio::spawn(async move { this.execute(run_id, job).await });
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.task = Some(task.abort_handle());
+        }
+        tracing::info!(job_id = %id, "job submitted");
+        id
+    }
+
+    /// A session that runs queries on this scheduler, with Ember's session settings.
+    async fn context(&self) -> Result<SessionContext, String> {
+        let config = ember_core::session::configure(
+            SessionConfig::new_with_ballista(),
+            self.settings.partitions,
+        );
+        let state = ember_core::session::session_state(config, self.runtime()?);
+        let ctx = SessionContext::remote_with_state(&self.scheduler_url, state)
+            .await
+            .map_err(|e| {
+                format!(
+                    "cannot connect to the scheduler at {}: {e}",
+                    self.scheduler_url
+                )
+            })?;
+        ember_core::session::register_functions(&ctx);
+        Ok(ctx)
+    }
+
+    fn runtime(&self) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>, String> {
+        // The job's client side lists, re-encodes and commits files; tasks run on executors.
+        let options = RuntimeOptions {
+            storage: self.settings.storage.clone(),
+            memory_limit: Some(0),
+            spill_dir: None,
+        };
+        runtime_env(&options, 1).map_err(|e| e.to_string())
+    }
+
+    async fn execute(&self, id: String, job: Job) {
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.state = JobState::Running;
+            record.started_at = Some(Utc::now());
+        }
+        let result = match self.context().await {
+            Ok(ctx) => crate::job::run_with_id(&ctx, &job, "ballista-cluster", &id)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.finished_at = Some(Utc::now());
+            record.task = None;
+            match result {
+                Ok(report) => {
+                    tracing::info!(job_id = %id, rows = report.rows.written, "job succeeded");
+                    record.state = JobState::Succeeded;
+                    record.report = Some(report);
+                }
+                Err(error) => {
+                    tracing::warn!(job_id = %id, %error, "job failed");
+                    record.state = JobState::Failed;
+                    record.error = Some(error);
+                }
+            }
+        }
+    }
+
+    fn summary(&self, id: &str, record: &Record) -> JobSummary {
+        let end = record.finished_at.unwrap_or_else(Utc::now);
+        JobSummary {
+            id: id.to_string(),
+            name: record.job.name.clone(),
+            state: record.state,
+            submitted_at: rfc3339(record.submitted_at),
+            started_at: record.started_at.map(rfc3339),
+            finished_at: record.finished_at.map(rfc3339),
+            duration_ms: record
+                .started_at
+                .map(|s| u64::try_from((end - s).num_milliseconds()).unwrap_or(0)),
+            stages_done: 0,
+            stages_total: 0,
+            rows_written: record.report.as_ref().map(|r| r.rows.written),
+            error: record.error.clone(),
+        }
+    }
+
+    async fn with_stages(&self, mut summary: JobSummary) -> JobSummary {
+        for job in self.ballista.jobs_of(&summary.id).await {
+            summary.stages_done += job.stages_done;
+            summary.stages_total += job.stages_total;
+        }
+        summary
+    }
+
+    /// All jobs, newest first; only those in `state` when given.
+    pub async fn list(&self, state: Option<JobState>) -> Vec<JobSummary> {
+        let summaries: Vec<JobSummary> = {
+            let jobs = self.jobs();
+            let mut records: Vec<(&String, &Record)> = jobs
+                .iter()
+                .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .collect();
+            // Ids sort by second only; the submit instant orders jobs of the same second.
+            records.sort_by(|a, b| (b.1.submitted_at, b.0).cmp(&(a.1.submitted_at, a.0)));
+            records
+                .into_iter()
+                .map(|(id, r)| self.summary(id, r))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            out.push(self.with_stages(summary).await);
+        }
+        out
+    }
+
+    /// One job with its steps, stages and tasks.
+    pub async fn detail(&self, id: &str) -> Option<JobDetail> {
+        let (summary, output, report) = {
+            let jobs = self.jobs();
+            let record = jobs.get(id)?;
+            (
+                self.summary(id, record),
+                record.job.output.path.clone(),
+                record.report.clone(),
+            )
+        };
+        let summary = self.with_stages(summary).await;
+        let mut steps = Vec::new();
+        for job in self.ballista.jobs_of(id).await {
+            steps.push(self.ballista.step(&job).await);
+        }
+        Some(JobDetail {
+            summary,
+            output,
+            report,
+            steps,
+        })
+    }
+
+    /// Cancels a queued or running job: stops its runner, cancels its running distributed
+    /// steps, and removes its staging folder. Nothing is committed.
+    ///
+    /// # Errors
+    /// [`CancelError`] when there is no such job or it already ended.
+    pub async fn cancel(&self, id: &str) -> Result<JobSummary, CancelError> {
+        let output = {
+            let mut jobs = self.jobs();
+            let record = jobs.get_mut(id).ok_or(CancelError::NotFound)?;
+            if record.state.is_final() {
+                return Err(CancelError::Finished(record.state));
+            }
+            if let Some(task) = record.task.take() {
+                task.abort();
+            }
+            record.state = JobState::Cancelled;
+            record.finished_at = Some(Utc::now());
+            record.error = Some("cancelled".to_string());
+            record.job.output.path.clone()
+        };
+        for job in self.ballista.jobs_of(id).await {
+            if matches!(job.state.as_str(), "Queued" | "Running") {
+                self.ballista.cancel(&job.id).await;
+            }
+        }
+        match self.runtime() {
+            Ok(runtime) => {
+                let ctx = SessionContext::new_with_state(ember_core::session::session_state(
+                    SessionConfig::new(),
+                    runtime,
+                ));
+                match Committer::new(&ctx, &output, id) {
+                    Ok(committer) => {
+                        if let Err(e) = committer.cleanup().await {
+                            tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed")
+            }
+        }
+        tracing::info!(job_id = %id, "job cancelled");
+        let jobs = self.jobs();
+        let record = jobs.get(id).ok_or(CancelError::NotFound)?;
+        Ok(self.summary(id, record))
+    }
+
+    /// Waits until no job is queued or running, for at most `grace` (graceful shutdown).
+    pub async fn drain(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.jobs().values().filter(|r| !r.state.is_final()).count();
+            if running == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    running,
+                    "shutdown: jobs still running after the grace period are abandoned; their staging folders stay"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

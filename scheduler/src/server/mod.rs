@@ -1,0 +1,209 @@
+//! The scheduler process (`ember scheduler`): Ballista's scheduler with Ember's session
+//! (functions, plan nodes, codecs, object stores), plus Ember's job service and REST API.
+//!
+//! One port serves everything, as Ballista's own scheduler does:
+//! - gRPC: Ballista's scheduler service (executors register and pull tasks; clients submit
+//!   queries);
+//! - `/api/*`: Ballista's REST API (its jobs, stages, executors);
+//! - `/api/v1/*`: Ember's REST API (Ember jobs: submit, list, status, cancel; executors), see
+//!   [`ember_core::api`].
+//!
+//! A submitted job runs inside this process, as Spark's driver does in cluster mode: its
+//! client-side steps (input listing, planning, commit) run here, and its distributed steps run
+//! on the executors. The output commit therefore happens on the scheduler side, once every
+//! task has succeeded.
+
+mod api;
+mod ballista_api;
+mod jobs;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::flight_proxy_service::BallistaFlightProxyService;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::create_scheduler;
+use ballista_scheduler::scheduler_server::SchedulerServer;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use ember_core::codec::{EmberLogicalCodec, EmberPhysicalCodec};
+use ember_core::config::SchedulerSettings;
+use ember_executor::runtime::{RuntimeOptions, runtime_env};
+
+pub use jobs::JobManager;
+
+/// Ballista's scheduler server with Ember's plan formats.
+pub type BallistaScheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
+
+/// Ballista's scheduler configuration for Ember's settings, listening on `port`.
+///
+/// # Errors
+/// When the runtime for planning cannot be built.
+pub fn ballista_config(settings: &SchedulerSettings, port: u16) -> Result<SchedulerConfig, String> {
+    let partitions = settings.partitions;
+    // Planning on the scheduler lists files: it needs Ember's object stores. It runs no task,
+    // so its runtime has no memory limit.
+    let runtime = runtime_env(
+        &RuntimeOptions {
+            storage: settings.storage.clone(),
+            memory_limit: Some(0),
+            spill_dir: None,
+        },
+        1,
+    )
+    .map_err(|e| e.to_string())?;
+    let session_builder = Arc::new(move |config: SessionConfig| {
+        Ok(ember_core::session::session_state(
+            config,
+            Arc::clone(&runtime),
+        ))
+    });
+    let config_producer = Arc::new(move || {
+        ember_core::session::configure(
+            <SessionConfig as ballista_core::extension::SessionConfigExt>::new_with_ballista(),
+            partitions,
+        )
+    });
+    let timeout = settings.executor_timeout.as_secs().max(1);
+    Ok(SchedulerConfig {
+        bind_host: settings.bind_host.clone(),
+        bind_port: port,
+        external_host: settings.external_host.clone(),
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
+        executor_timeout_seconds: timeout,
+        // Check for silent executors often enough to notice one within the timeout.
+        expire_dead_executor_interval_seconds: (timeout / 2).clamp(1, 15),
+        override_session_builder: Some(session_builder),
+        override_config_producer: Some(config_producer),
+        override_logical_codec: Some(Arc::new(EmberLogicalCodec::default())),
+        override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
+        ..SchedulerConfig::default()
+    })
+}
+
+/// The gRPC side of the port: Ballista's scheduler service, and its Flight proxy (so clients
+/// that cannot reach executors can fetch results through the scheduler).
+fn grpc_routes(scheduler: &BallistaScheduler) -> axum::Router {
+    let config = scheduler.state.config.clone();
+    let max_decoding = config.grpc_server_max_decoding_message_size as usize;
+    let max_encoding = config.grpc_server_max_encoding_message_size as usize;
+    let grpc = SchedulerGrpcServer::new(scheduler.clone())
+        .max_encoding_message_size(max_encoding)
+        .max_decoding_message_size(max_decoding);
+    let flight_proxy =
+        BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, None);
+    let mut routes = tonic::service::RoutesBuilder::default();
+    routes.add_service(grpc);
+    routes.add_service(
+        arrow_flight::flight_service_server::FlightServiceServer::new(flight_proxy)
+            .max_decoding_message_size(max_decoding)
+            .max_encoding_message_size(max_encoding),
+    );
+    routes.routes().into_axum_router()
+}
+
+/// A running scheduler.
+pub struct Started {
+    /// The address it listens on (the actual port when 0 was asked for).
+    pub address: SocketAddr,
+    /// Ember's job service.
+    pub jobs: Arc<JobManager>,
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+}
+
+/// Binds the port and builds the scheduler (nothing is served until [`Started::serve`]).
+///
+/// # Errors
+/// One line: the port cannot be bound, the configuration is invalid, …
+pub async fn start(settings: SchedulerSettings) -> Result<Started, String> {
+    let listener = tokio::net::TcpListener::bind((settings.bind_host.as_str(), settings.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {}:{}: {e}",
+                settings.bind_host, settings.port
+            )
+        })?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = ballista_config(&settings, address.port())?;
+    config.validate().map_err(|e| e.to_string())?;
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let scheduler: BallistaScheduler = create_scheduler(cluster, Arc::new(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    let ballista_rest = ballista_scheduler::api::get_routes(Arc::new(scheduler.clone()));
+    // Submitted jobs connect to this very scheduler over loopback.
+    let own_host = if settings.bind_host == "0.0.0.0" {
+        "127.0.0.1".to_string()
+    } else {
+        settings.bind_host.clone()
+    };
+    let jobs = Arc::new(JobManager::new(
+        settings.clone(),
+        format!("df://{own_host}:{}", address.port()),
+        ballista_api::BallistaApi::new(scheduler.clone(), ballista_rest.clone()),
+    ));
+    let router = grpc_routes(&scheduler)
+        .merge(ballista_rest)
+        .merge(api::routes(Arc::clone(&jobs)));
+    Ok(Started {
+        address,
+        jobs,
+        listener,
+        router,
+    })
+}
+
+impl Started {
+    /// Serves until `shutdown` resolves, then stops taking connections, lets running jobs
+    /// finish for up to `grace`, and returns.
+    ///
+    /// # Errors
+    /// One line when serving fails.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        grace: std::time::Duration,
+    ) -> Result<(), String> {
+        let jobs = Arc::clone(&self.jobs);
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|e| format!("scheduler stopped: {e}"))?;
+        jobs.drain(grace).await;
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::warn!("shutdown requested: finishing running jobs");
+}
