@@ -2,10 +2,14 @@
 //!
 //! - [`hdfs::HdfsCluster`]: a real HDFS (Hadoop 2.7.3 NameNode + DataNode, two JVMs) from the
 //!   jars that `bash .ci/hadoop.sh` installs; needs `java` (Java 8 or later; CI uses 17).
+//! - [`ember::EmberCluster`]: an `ember scheduler` and executors, as processes.
+//! - [`query`]: reading Parquet outputs back (local or `hdfs://`).
 //! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
 
+pub mod ember;
 pub mod hdfs;
+pub mod query;
 pub mod util;
 
 pub use hdfs::HdfsCluster;

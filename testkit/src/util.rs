@@ -80,6 +80,28 @@ pub fn tail_lines(path: &Path, lines: usize) -> String {
     }
 }
 
+/// The Python of the venv `.ci/python.sh` installs (DuckDB, …): `EMBER_VENV/bin/python`, or
+/// `~/.cache/ember-tools/venv/bin/python`.
+///
+/// # Errors
+/// A message saying to run `bash .ci/python.sh` when it is missing.
+pub fn python() -> Result<std::path::PathBuf, String> {
+    let venv = match std::env::var_os("EMBER_VENV") {
+        Some(v) => std::path::PathBuf::from(v),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/ember-tools/venv"),
+    };
+    let python = venv.join("bin/python");
+    if python.exists() {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} is missing: run `bash .ci/python.sh` (CI does)",
+            python.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,271 @@
+//! A real Ember cluster for tests: an `ember scheduler` and N `ember executor` processes on
+//! 127.0.0.1 (free ports), started from the binary under test and killed on drop.
+//!
+//! ```no_run
+//! use ember_testkit::ember::{ClusterOptions, EmberCluster};
+//!
+//! let cluster = EmberCluster::start("target/debug/ember".as_ref(), 2, &ClusterOptions::default())
+//!     .expect("start the cluster");
+//! println!("ember submit jobs/x --scheduler {}", cluster.address());
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::util::{free_port, tail_lines, wait_child, wait_for};
+
+/// How long the scheduler and the executors may take to start.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings of a test cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Task slots per executor.
+    pub task_slots: usize,
+    /// Partitions per stage of submitted jobs.
+    pub partitions: usize,
+    /// The scheduler's executor loss timeout (`--executor-timeout`).
+    pub executor_timeout: String,
+    /// The executors' heartbeat interval.
+    pub heartbeat_interval: String,
+    /// Extra environment variables for every process.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            task_slots: 2,
+            partitions: 4,
+            // Generous: on a loaded 2-core CI machine heartbeats arrive late, and an executor
+            // wrongly declared lost costs its finished shuffle files.
+            executor_timeout: "30s".into(),
+            heartbeat_interval: "2s".into(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running scheduler and its executors.
+pub struct EmberCluster {
+    bin: PathBuf,
+    options: ClusterOptions,
+    scheduler: Child,
+    executors: Vec<Option<Child>>,
+    address: String,
+    dir: TempDir,
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = wait_child(child, Duration::from_secs(10));
+}
+
+impl EmberCluster {
+    /// Starts a scheduler and `executors` executors, and waits (bounded) until every executor
+    /// is registered.
+    ///
+    /// # Errors
+    /// A message with the tail of the processes' logs when something does not start.
+    pub fn start(bin: &Path, executors: usize, options: &ClusterOptions) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ember-cluster-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let log = dir.path().join("scheduler.log");
+        let mut scheduler = Command::new(bin)
+            .args(["scheduler", "--bind-host", "127.0.0.1", "--port", "0"])
+            .args(["--executor-timeout", &options.executor_timeout])
+            .args(["--partitions", &options.partitions.to_string()])
+            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("EMBER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start {} scheduler: {e}", bin.display()))?;
+        // The scheduler prints `ember scheduler listening on HOST:PORT` once it is ready.
+        let (tx, rx) = mpsc::channel();
+        let stdout = scheduler.stdout.take().ok_or("no scheduler stdout")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("ember scheduler listening on ") {
+                    let _ = tx.send(address.trim().to_string());
+                }
+            }
+        });
+        let address = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(address) => address,
+            Err(_) => {
+                kill(&mut scheduler);
+                return Err(format!(
+                    "the scheduler did not start within {START_TIMEOUT:?}:\n{}",
+                    tail_lines(&log, 30)
+                ));
+            }
+        };
+        let mut cluster = Self {
+            bin: bin.to_path_buf(),
+            options: options.clone(),
+            scheduler,
+            executors: Vec::new(),
+            address,
+            dir,
+        };
+        for _ in 0..executors {
+            cluster.add_executor()?;
+        }
+        cluster.wait_for_executors(executors)?;
+        Ok(cluster)
+    }
+
+    /// Starts one more executor (it registers on its own); returns its index.
+    ///
+    /// # Errors
+    /// When the process cannot be started.
+    pub fn add_executor(&mut self) -> Result<usize, String> {
+        let index = self.executors.len();
+        let (flight, grpc) = (
+            free_port().map_err(|e| e.to_string())?,
+            free_port().map_err(|e| e.to_string())?,
+        );
+        let work = self.dir.path().join(format!("executor-{index}"));
+        let log = self.dir.path().join(format!("executor-{index}.log"));
+        let child = Command::new(&self.bin)
+            .args([
+                "executor",
+                "--scheduler",
+                &self.address,
+                "--bind-host",
+                "127.0.0.1",
+            ])
+            .args([
+                "--port",
+                &flight.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+            ])
+            .args(["--task-slots", &self.options.task_slots.to_string()])
+            .args(["--heartbeat-interval", &self.options.heartbeat_interval])
+            .args(["--scheduler-connect-timeout", "20s"])
+            .arg("--work-dir")
+            .arg(&work)
+            .envs(
+                self.options
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .env_remove("EMBER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start an executor: {e}"))?;
+        self.executors.push(Some(child));
+        Ok(index)
+    }
+
+    /// Waits (bounded) until the scheduler lists `count` executors.
+    ///
+    /// # Errors
+    /// On timeout, with the logs' tails.
+    pub fn wait_for_executors(&self, count: usize) -> Result<(), String> {
+        wait_for(
+            &format!("{count} executors to register"),
+            START_TIMEOUT,
+            Duration::from_millis(200),
+            || {
+                let body = self.get("/api/v1/executors").unwrap_or_default();
+                let listed: Vec<serde_json::Value> =
+                    serde_json::from_str(&body).unwrap_or_default();
+                Ok((listed.len() >= count).then_some(()))
+            },
+        )
+        .map_err(|e| format!("{e}\n{}", self.logs()))
+    }
+
+    /// `HOST:PORT` of the scheduler (gRPC and REST API).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Kills executor `index` with SIGKILL, as a lost machine would.
+    pub fn kill_executor(&mut self, index: usize) {
+        if let Some(mut child) = self.executors.get_mut(index).and_then(Option::take) {
+            kill(&mut child);
+        }
+    }
+
+    /// The work folder (shuffle files) of executor `index`: it holds a folder per Ballista job
+    /// the executor ran tasks for.
+    pub fn executor_work_dir(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("executor-{index}"))
+    }
+
+    /// The scheduler process, e.g. to signal it.
+    pub fn scheduler_pid(&self) -> u32 {
+        self.scheduler.id()
+    }
+
+    /// The tails of every process's log, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = format!(
+            "--- scheduler\n{}",
+            tail_lines(&self.dir.path().join("scheduler.log"), 20)
+        );
+        for i in 0..self.executors.len() {
+            out.push_str(&format!(
+                "\n--- executor {i}\n{}",
+                tail_lines(&self.dir.path().join(format!("executor-{i}.log")), 10)
+            ));
+        }
+        out
+    }
+
+    /// `GET <path>` on the scheduler's HTTP port; the body when the status is 2xx.
+    ///
+    /// # Errors
+    /// Connection errors and non-2xx answers (with the body).
+    pub fn get(&self, path: &str) -> Result<String, String> {
+        http_get(&self.address, path)
+    }
+}
+
+impl Drop for EmberCluster {
+    fn drop(&mut self) {
+        for child in self.executors.iter_mut().flatten() {
+            kill(child);
+        }
+        kill(&mut self.scheduler);
+    }
+}
+
+/// A minimal HTTP/1.0 GET (tests only): returns the body of a 2xx answer.
+///
+/// # Errors
+/// Connection errors and non-2xx answers (with the body).
+pub fn http_get(address: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status.starts_with('2') {
+        Ok(body.to_string())
+    } else {
+        Err(format!("GET {path}: {status}: {body}"))
+    }
+}
