@@ -11,8 +11,12 @@
 //! - `datafusion`: the same job (same manifest, SQL, runner and commit) on plain single-process
 //!   DataFusion, which isolates what Ballista costs;
 //! - `datafusion-output-only`: plain DataFusion writing only the output (no quarantine, no
-//!   row-count checks), which shows what the guarantees cost.
+//!   row-count checks), which shows what the guarantees cost;
+//! - `cluster-1` / `cluster-2`: `ember submit --wait` to an `ember scheduler` with one executor
+//!   (task slots = cores) or two (task slots = cores / 2 each), started fresh for every run and
+//!   not timed while starting; peak RSS is the sum of the scheduler's and executors' `VmHWM`.
 
+mod cluster;
 mod generate;
 mod machine;
 mod measure;
@@ -62,6 +66,9 @@ enum Cmd {
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench/results/daily_revenue.json")]
         json: PathBuf,
+        /// Peers to run (comma-separated); the first is the one ratios are taken against.
+        #[arg(long, value_delimiter = ',', default_values_t = PEERS.map(String::from))]
+        peers: Vec<String>,
     },
     /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
     /// `daily-revenue`).
@@ -79,7 +86,13 @@ enum Cmd {
 }
 
 const JOB: &str = "jobs/daily_revenue_by_product";
-const PEERS: [&str; 3] = ["ember", "datafusion", "datafusion-output-only"];
+const PEERS: [&str; 5] = [
+    "ember",
+    "datafusion",
+    "datafusion-output-only",
+    "cluster-1",
+    "cluster-2",
+];
 
 fn main() -> ExitCode {
     ember_core::telemetry::init(false);
@@ -92,7 +105,8 @@ fn main() -> ExitCode {
             runs,
             scratch,
             json,
-        } => daily_revenue(&input, runs, &scratch, &json),
+            peers,
+        } => daily_revenue(&input, runs, &scratch, &json, &peers),
         Cmd::RunLocal {
             input,
             output,
@@ -136,12 +150,33 @@ fn run_local(input: &Path, output: &Path, output_only: bool) -> Result<(), Strin
 
 #[derive(serde::Serialize)]
 struct Sample {
-    peer: &'static str,
+    peer: String,
     round: usize,
     #[serde(flatten)]
     cost: measure::Cost,
     rows_read: Option<u64>,
     rows_written: u64,
+}
+
+/// One run of `peer`: its cost and the counts of the `_SUCCESS` report it left in `out`.
+fn sample(peer: &str, round: usize, cost: measure::Cost, out: &Path) -> Result<Sample, String> {
+    let report: RunReport = serde_json::from_slice(
+        &std::fs::read(out.join("_SUCCESS")).map_err(|e| format!("{peer}: no _SUCCESS: {e}"))?,
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "round {round} {peer:<24} {:>7.2} s  peak RSS {:>6} MB  rows written {}",
+        cost.seconds,
+        cost.peak_rss_bytes / 1_000_000,
+        report.rows.written
+    );
+    Ok(Sample {
+        peer: peer.to_string(),
+        round,
+        cost,
+        rows_read: report.rows.read,
+        rows_written: report.rows.written,
+    })
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -156,7 +191,20 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-fn daily_revenue(input: &Path, runs: usize, scratch: &Path, json: &Path) -> Result<(), String> {
+fn daily_revenue(
+    input: &Path,
+    runs: usize,
+    scratch: &Path,
+    json: &Path,
+    peers: &[String],
+) -> Result<(), String> {
+    if let Some(unknown) = peers.iter().find(|p| !PEERS.contains(&p.as_str())) {
+        return Err(format!(
+            "unknown peer {unknown}; known: {}",
+            PEERS.join(", ")
+        ));
+    }
+    let base = peers.first().ok_or("no peers given")?.clone();
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let ember = me.with_file_name("ember");
     if !ember.exists() {
@@ -171,9 +219,17 @@ fn daily_revenue(input: &Path, runs: usize, scratch: &Path, json: &Path) -> Resu
     let machine = machine::describe();
     let mut samples = Vec::new();
     for round in 1..=runs {
-        for peer in PEERS {
+        for peer in peers {
+            let peer = peer.as_str();
             let out = scratch.join(peer);
             let _ = std::fs::remove_dir_all(&out);
+            if let Some(executors) = peer.strip_prefix("cluster-") {
+                let executors: usize = executors.parse().map_err(|e| format!("{peer}: {e}"))?;
+                let cost = cluster::run(&ember, executors, machine.cores, input, &out)?;
+                samples.push(sample(peer, round, cost, &out)?);
+                let _ = std::fs::remove_dir_all(&out);
+                continue;
+            }
             let mut cmd = if peer == "ember" {
                 let mut c = Command::new(&ember);
                 c.args(["run", JOB, "--set"])
@@ -193,24 +249,7 @@ fn daily_revenue(input: &Path, runs: usize, scratch: &Path, json: &Path) -> Resu
             };
             cmd.stdout(std::process::Stdio::null());
             let cost = measure::run(cmd)?;
-            let report: RunReport = serde_json::from_slice(
-                &std::fs::read(out.join("_SUCCESS"))
-                    .map_err(|e| format!("{peer}: no _SUCCESS: {e}"))?,
-            )
-            .map_err(|e| e.to_string())?;
-            eprintln!(
-                "round {round} {peer:<24} {:>7.2} s  peak RSS {:>6} MB  rows written {}",
-                cost.seconds,
-                cost.peak_rss_bytes / 1_000_000,
-                report.rows.written
-            );
-            samples.push(Sample {
-                peer,
-                round,
-                cost,
-                rows_read: report.rows.read,
-                rows_written: report.rows.written,
-            });
+            samples.push(sample(peer, round, cost, &out)?);
             let _ = std::fs::remove_dir_all(&out);
         }
     }
@@ -239,15 +278,16 @@ fn daily_revenue(input: &Path, runs: usize, scratch: &Path, json: &Path) -> Resu
                     .find(|s| s.peer == p && s.round == round)
                     .map(|s| s.cost.seconds)
             };
-            Some(at("ember")? / at(peer)?)
+            Some(at(&base)? / at(peer)?)
         });
         median(per_round.collect())
     };
     println!(
-        "| peer | median wall time (s) | ember / peer (median of per-round ratios) | median peak RSS (MB) |"
+        "| peer | median wall time (s) | {base} / peer (median of per-round ratios) | median peak RSS (MB) |"
     );
     println!("|---|---:|---:|---:|");
-    for peer in PEERS {
+    for peer in peers {
+        let peer = peer.as_str();
         let s = med(peer, &seconds);
         println!(
             "| {peer} | {s:.2} | {:.2}× | {:.0} |",

@@ -214,6 +214,13 @@ impl EmberCluster {
         self.scheduler.id()
     }
 
+    /// Process ids of the scheduler and the executors still running, scheduler first.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(self.scheduler.id())
+            .chain(self.executors.iter().flatten().map(Child::id))
+            .collect()
+    }
+
     /// The tails of every process's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = format!(
