@@ -15,11 +15,14 @@
 //! - `cluster-1` / `cluster-2`: `ember submit --wait` to an `ember scheduler` with one executor
 //!   (task slots = cores) or two (task slots = cores / 2 each), started fresh for every run and
 //!   not timed while starting; peak RSS is the sum of the scheduler's and executors' `VmHWM`.
+//!
+//! `stream` times the streaming job against a plain Kafka consumer (see `stream.rs`).
 
 mod cluster;
 mod generate;
 mod machine;
 mod measure;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -70,6 +73,21 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_values_t = PEERS.map(String::from))]
         peers: Vec<String>,
     },
+    /// Streaming job end to end (Kafka → windows → Parquet) vs the broker's raw consume rate.
+    Stream {
+        /// Synthetic events to produce.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Partitions of the topic.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench/results/stream.json")]
+        json: PathBuf,
+    },
     /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
     /// `daily-revenue`).
     RunLocal {
@@ -107,6 +125,16 @@ fn main() -> ExitCode {
             json,
             peers,
         } => daily_revenue(&input, runs, &scratch, &json, &peers),
+        Cmd::Stream {
+            events,
+            partitions,
+            runs,
+            json,
+        } => std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|me| {
+                stream::run(&me.with_file_name("ember"), events, partitions, runs, &json)
+            }),
         Cmd::RunLocal {
             input,
             output,

@@ -1,6 +1,8 @@
 //! `ember`: the command users run.
 //!
-//! - `ember run <job>`: runs a batch job in embedded mode (in-process scheduler + executor);
+//! - `ember run <job>`: runs a batch job in embedded mode (in-process scheduler + executor), or
+//!   a streaming job (a manifest with `[stream]`) until its trigger stops or Ctrl-C;
+//! - `ember produce`: writes sales events into a Kafka topic;
 //! - `ember scheduler` / `ember executor`: the cluster's processes;
 //! - `ember submit <job> --scheduler HOST:PORT [--wait]`, `ember jobs`, `ember status <id>`,
 //!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`).
@@ -13,6 +15,7 @@ mod daemons;
 mod format;
 mod jobs;
 mod run;
+mod stream;
 mod submit;
 
 use std::future::Future;
@@ -48,6 +51,8 @@ enum Command {
     Status(jobs::JobArgs),
     /// Cancel a queued or running job; nothing of it is committed.
     Cancel(jobs::JobArgs),
+    /// Write sales events into a Kafka topic (replay a CSV, or synthetic), creating it if missing.
+    Produce(stream::ProduceArgs),
 }
 
 type Task = Pin<Box<dyn Future<Output = Result<(), String>>>>;
@@ -60,7 +65,11 @@ fn prepare(command: Command) -> Result<Task, String> {
             let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
                 .map_err(|e| e.to_string())?;
             ember_core::storage::apply_process_environment(&storage);
-            Box::pin(run::run(args, storage))
+            if stream::is_stream(&args.job) {
+                Box::pin(stream::run(args, storage))
+            } else {
+                Box::pin(run::run(args, storage))
+            }
         }
         Command::Scheduler(args) => {
             let settings = SchedulerSettings::resolve(&args).map_err(|e| e.to_string())?;
@@ -76,6 +85,7 @@ fn prepare(command: Command) -> Result<Task, String> {
         Command::Jobs(args) => Box::pin(jobs::list(args)),
         Command::Status(args) => Box::pin(jobs::status(args)),
         Command::Cancel(args) => Box::pin(jobs::cancel(args)),
+        Command::Produce(args) => Box::pin(stream::produce_command(args)),
     })
 }
 

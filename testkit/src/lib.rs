@@ -9,6 +9,7 @@
 
 pub mod ember;
 pub mod hdfs;
+pub mod kafka;
 pub mod query;
 pub mod util;
 

@@ -17,6 +17,19 @@ use ember_core::storage::EmberObjectStoreRegistry;
 /// # Errors
 /// DataFusion's message.
 pub async fn parquet_rows(location: &str, sql: &str) -> Result<Vec<String>, String> {
+    parquet_rows_with(location, &["order_date"], sql).await
+}
+
+/// [`parquet_rows`] with other hive partition columns (Utf8), e.g. a stream's
+/// `window_date`, `window_hour`. Files under folders starting with `_` are not read.
+///
+/// # Errors
+/// DataFusion's message.
+pub async fn parquet_rows_with(
+    location: &str,
+    partition_cols: &[&str],
+    sql: &str,
+) -> Result<Vec<String>, String> {
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new(
             &StorageSettings::default(),
@@ -24,8 +37,12 @@ pub async fn parquet_rows(location: &str, sql: &str) -> Result<Vec<String>, Stri
         .build_arc()
         .map_err(|e| e.to_string())?;
     let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
-    let options = ParquetReadOptions::default()
-        .table_partition_cols(vec![("order_date".to_string(), DataType::Utf8)]);
+    let options = ParquetReadOptions::default().table_partition_cols(
+        partition_cols
+            .iter()
+            .map(|c| ((*c).to_string(), DataType::Utf8))
+            .collect(),
+    );
     ctx.register_parquet("t", location, options)
         .await
         .map_err(|e| e.to_string())?;

@@ -4,16 +4,24 @@
 //! | function | returns | rule |
 //! |---|---|---|
 //! | `try_to_timestamp(text [, format …])` | `Timestamp(µs)` | chrono formats tried in order; NULL when none parses |
+//! | `hop(ts, size, slide)` | `List<Timestamp(µs)>` | starts of the hopping windows holding `ts` (unnest it) |
+//! | `tumble(ts, size)` | `Timestamp(µs)` | start of the tumbling window holding `ts` |
 
 mod try_to_timestamp;
+pub mod window;
 
 use std::sync::Arc;
 
 use datafusion::logical_expr::ScalarUDF;
 
 pub use try_to_timestamp::TryToTimestamp;
+pub use window::{Hop, Tumble, WindowSpec};
 
 /// Every scalar function Ember adds to DataFusion's.
 pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
-    vec![Arc::new(ScalarUDF::new_from_impl(TryToTimestamp::new()))]
+    vec![
+        Arc::new(ScalarUDF::new_from_impl(TryToTimestamp::new())),
+        Arc::new(ScalarUDF::new_from_impl(Hop::new())),
+        Arc::new(ScalarUDF::new_from_impl(Tumble::new())),
+    ]
 }

@@ -1,0 +1,165 @@
+//! `ember-bench stream`: sustained events/s of the streaming job end to end (Kafka → parse →
+//! windows → Parquet, with checkpoints) against the broker's raw consume rate, on one topic
+//! and one broker (tansu, started by the runner), rounds interleaved.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ember_testkit::kafka::KafkaBroker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::measure;
+
+const TOPIC: &str = "bench_events";
+const JOB: &str = "jobs/hourly_product_revenue";
+
+/// Reads every message of `TOPIC` (partitions `0..partitions`) with a plain rdkafka consumer:
+/// the broker's raw consume rate. Returns (messages, seconds).
+fn raw_consume(brokers: &str, partitions: i32, expected: u64) -> Result<(u64, f64), String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-raw")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition_offset(TOPIC, p, Offset::Beginning)
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(600);
+    let mut seen = 0u64;
+    while seen < expected {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "raw consume: {seen} of {expected} messages in 600 s"
+            ));
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(500)) {
+            m.map_err(|e| e.to_string())?;
+            seen += 1;
+        }
+    }
+    Ok((seen, started.elapsed().as_secs_f64()))
+}
+
+/// Runs the benchmark; prints a Markdown table and writes JSON to `json`.
+///
+/// # Errors
+/// A message when the broker, the producer or a run fails.
+pub fn run(
+    ember: &Path,
+    events: u64,
+    partitions: i32,
+    runs: usize,
+    json: &Path,
+) -> Result<(), String> {
+    let broker = KafkaBroker::start()?;
+    let brokers = broker.brokers();
+    let produce = Command::new(ember)
+        .args([
+            "produce",
+            "--brokers",
+            &brokers,
+            "--topic",
+            TOPIC,
+            "--format",
+            "json",
+        ])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--synthetic", &events.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !produce.status.success() {
+        return Err(format!(
+            "ember produce: {}",
+            String::from_utf8_lossy(&produce.stderr)
+        ));
+    }
+    let produced: serde_json::Value =
+        serde_json::from_slice(&produce.stdout).map_err(|e| e.to_string())?;
+    let produce_ms = produced["duration_ms"].as_f64().unwrap_or(0.0);
+    #[allow(clippy::cast_precision_loss)]
+    let produce_rate = events as f64 / (produce_ms / 1000.0);
+    eprintln!(
+        "produced {events} events in {:.1} s ({produce_rate:.0}/s)",
+        produce_ms / 1000.0
+    );
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut rounds = Vec::new();
+    for round in 1..=runs {
+        let (n, raw_s) = raw_consume(&brokers, partitions, events)?;
+        let out = scratch.path().join(format!("out-{round}"));
+        let mut cmd = Command::new(ember);
+        cmd.args(["run", JOB, "--format", "json"])
+            .args(["--set", &format!("brokers={brokers}")])
+            .args(["--set", &format!("topic={TOPIC}")])
+            .args(["--set", &format!("output={}", out.display())])
+            .args(["--set", "trigger=available-now"])
+            .args(["--set", "max_records=100000"])
+            .stdout(std::process::Stdio::null());
+        let cost = measure::run(cmd)?;
+        let report: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("_checkpoint/commits").join(last_commit(&out)?))
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| e.to_string())?;
+        #[allow(clippy::cast_precision_loss)]
+        let (raw_rate, ember_rate) = (n as f64 / raw_s, events as f64 / cost.seconds);
+        eprintln!(
+            "round {round}: raw consume {raw_rate:.0} msg/s ({raw_s:.2} s); ember {ember_rate:.0} events/s ({:.2} s, peak RSS {} MB, last batch {})",
+            cost.seconds,
+            cost.peak_rss_bytes / 1_000_000,
+            report["batch_id"]
+        );
+        rounds.push(serde_json::json!({
+            "round": round, "raw_seconds": raw_s, "raw_msgs_per_s": raw_rate,
+            "ember_seconds": cost.seconds, "ember_events_per_s": ember_rate,
+            "ember_peak_rss_bytes": cost.peak_rss_bytes, "ratio": ember_rate / raw_rate,
+        }));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let mut ratios: Vec<f64> = rounds.iter().filter_map(|r| r["ratio"].as_f64()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    println!(
+        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember end to end (events/s, median) | ember / raw (median of rounds) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let med = |k: &str| {
+        let mut v: Vec<f64> = rounds.iter().filter_map(|r| r[k].as_f64()).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {median:.2}× |",
+        med("raw_msgs_per_s"),
+        med("ember_events_per_s")
+    );
+    let result = serde_json::json!({
+        "benchmark": "stream", "events": events, "partitions": partitions,
+        "produce_events_per_s": produce_rate, "machine": crate::machine::describe(), "rounds": rounds,
+    });
+    std::fs::write(
+        json,
+        serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("{}: {e}", json.display()))?;
+    println!("results: {}", json.display());
+    Ok(())
+}
+
+fn last_commit(out: &Path) -> Result<String, String> {
+    let dir = out.join("_checkpoint/commits");
+    std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.parse::<u64>().ok())
+        .max()
+        .map(|n| n.to_string())
+        .ok_or_else(|| format!("{}: no commit", dir.display()))
+}

@@ -1,0 +1,364 @@
+//! Streaming end to end against a real Kafka-protocol broker (tansu on 127.0.0.1): the
+//! `ember run` process reads micro-batches, emits windows once the watermark passes them,
+//! quarantines malformed and late events, and survives kill -9 with exactly-once output.
+//! Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use ember_streaming::engine::StreamReport;
+use ember_testkit::kafka::KafkaBroker;
+use ember_testkit::query::parquet_rows_with;
+use ember_testkit::util::wait_child;
+use rand::{Rng, SeedableRng};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+const JOB: &str = "jobs/hourly_product_revenue";
+const MIN_US: i64 = 60_000_000;
+/// 2011-12-09T00:00:00Z in µs.
+const DAY_US: i64 = 1_323_388_800_000_000;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ember"))
+}
+
+fn stream_command(broker: &KafkaBroker, topic: &str, out: &Path, max_records: u64) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["run", JOB, "--format", "json"])
+        .args(["--set", &format!("brokers={}", broker.brokers())])
+        .args(["--set", &format!("topic={topic}")])
+        .args(["--set", &format!("output={}", out.display())])
+        .args(["--set", "trigger=available-now"])
+        .args(["--set", "lateness=10m"])
+        .args(["--set", "idle_timeout=1h"])
+        .args(["--set", &format!("max_records={max_records}")])
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .env_remove(ember_streaming::engine::CRASH_AFTER_OUTPUT);
+    c
+}
+
+fn run_to_end(mut cmd: Command) -> StreamReport {
+    let out: Output = cmd.output().expect("run ember");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| panic!("report: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Writes `messages` (partition, value) in order, with the broker's acknowledgement.
+fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, messages: &[(i32, String)]) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(ember_streaming::kafka::ensure_topic(
+        &broker.brokers(),
+        topic,
+        partitions,
+        &BTreeMap::new(),
+    ))
+    .unwrap_or_else(|e| panic!("{e}\n{}", broker.logs()));
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for (p, value) in messages {
+        producer
+            .send(
+                BaseRecord::<(), String>::to(topic)
+                    .partition(*p)
+                    .payload(value),
+            )
+            .expect("queue");
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all messages acknowledged");
+}
+
+fn event(minute: i64, product: &str, kind: &str, quantity: i64, price: &str) -> String {
+    let t = chrono::DateTime::from_timestamp_micros(DAY_US + minute * MIN_US).expect("time");
+    serde_json::json!({
+        "event_time": t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "store_id": "S1",
+        "product_id": product,
+        "transaction_type": kind,
+        "quantity": quantity,
+        "unit_price": price,
+    })
+    .to_string()
+}
+
+/// Output rows `window_start|product_id|units_sold|units_returned|gross|returns|net|events`.
+fn output_rows(out: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(parquet_rows_with(
+        &format!("{}/", out.display()),
+        &["window_date", "window_hour"],
+        "SELECT CAST(window_start AS VARCHAR), product_id, units_sold, units_returned, \
+         CAST(gross_revenue AS VARCHAR), CAST(returns_value AS VARCHAR), \
+         CAST(net_revenue AS VARCHAR), events FROM t",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn quarantine_rows(out: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(parquet_rows_with(
+        &format!("{}/_quarantine/", out.display()),
+        &[],
+        "SELECT reason, partition, \"offset\" FROM t",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The windows a batch query computes over `events` (minute, product, kind, quantity, price
+/// in cents): 1-hour windows every 15 minutes, only those ending at or before `watermark_min`.
+fn expected_windows(events: &[(i64, &str, &str, i64, i64)], watermark_min: i64) -> Vec<String> {
+    #[derive(Default)]
+    struct Agg {
+        sold: i64,
+        returned: i64,
+        gross: i64,
+        returns: i64,
+        events: i64,
+    }
+    let mut windows: BTreeMap<(i64, String), Agg> = BTreeMap::new();
+    for &(minute, product, kind, q, cents) in events {
+        let last = minute.div_euclid(15) * 15;
+        for start in (last - 45..=last).step_by(15) {
+            let a = windows.entry((start, product.to_string())).or_default();
+            a.events += 1;
+            if kind == "SALE" {
+                a.sold += q;
+                a.gross += q * cents;
+            } else {
+                a.returned += q;
+                a.returns += q * cents;
+            }
+        }
+    }
+    let money = |cents: i64| {
+        let sign = if cents < 0 { "-" } else { "" };
+        format!("{sign}{}.{:02}00", cents.abs() / 100, cents.abs() % 100)
+    };
+    let mut rows: Vec<String> = windows
+        .into_iter()
+        .filter(|((start, _), _)| start + 60 <= watermark_min)
+        .map(|((start, product), a)| {
+            let t = chrono::DateTime::from_timestamp_micros(DAY_US + start * MIN_US)
+                .expect("time")
+                .format("%Y-%m-%dT%H:%M:%S");
+            format!(
+                "{t}|{product}|{}|{}|{}|{}|{}|{}",
+                a.sold,
+                a.returned,
+                money(a.gross),
+                money(a.returns),
+                money(a.gross - a.returns),
+                a.events
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_rest() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    // Two partitions, read 2 messages per partition per batch (max_records = 4). Event times
+    // in minutes after 2011-12-09T00:00Z; prices in cents.
+    let p0: Vec<(i64, &str, &str, i64, i64)> = vec![
+        (600, "A", "SALE", 2, 150),
+        (620, "B", "SALE", 1, 1000),
+        (640, "A", "RETURN", 1, 150),
+        (660, "A", "SALE", 3, 150),
+        (540, "A", "SALE", 5, 150), // 09:00 in batch 2, when the watermark is 10:50 → late
+        (700, "B", "SALE", 4, 1000),
+        (730, "A", "SALE", 1, 150),
+        (725, "B", "SALE", 2, 1000), // out of order but within the lateness → counted
+        (760, "A", "SALE", 1, 150),
+    ];
+    let p1: Vec<(i64, &str, &str, i64, i64)> = vec![
+        (605, "C", "SALE", 1, 999),
+        (650, "C", "SALE", 2, 999),
+        (690, "A", "SALE", 1, 150),
+        (710, "C", "RETURN", 1, 999),
+        (745, "C", "SALE", 1, 999),
+        (770, "B", "SALE", 1, 1000),
+    ];
+    let price = |cents: i64| format!("{}.{:02}", cents / 100, cents % 100);
+    let mut messages: Vec<(i32, String)> = Vec::new();
+    for (i, &(m, prod, kind, q, c)) in p0.iter().enumerate() {
+        messages.push((0, event(m, prod, kind, q, &price(c))));
+        if i == 5 {
+            // Malformed messages in between (offsets 6, 7 and 8 of partition 0).
+            messages.push((0, "{not json".into()));
+            messages.push((0, event(705, "A", "SALE", 0, "1.00"))); // zero quantity
+            messages.push((0, event(706, "", "SALE", 1, "1.00"))); // no product
+        }
+    }
+    for &(m, prod, kind, q, c) in &p1 {
+        messages.push((1, event(m, prod, kind, q, &price(c))));
+    }
+    produce(&broker, "sales", 2, &messages);
+
+    let report = run_to_end(stream_command(&broker, "sales", &out, 4));
+    assert_eq!(report.records, 18, "{report:?}");
+    assert_eq!(report.quarantined.get("late"), Some(&1), "{report:?}");
+    assert_eq!(
+        report.quarantined.values().sum::<u64>(),
+        4,
+        "1 late + 3 malformed: {report:?}"
+    );
+    assert_eq!(report.events, 14, "{report:?}");
+
+    // The watermark: the smaller of the partitions' highest event times, minus 10 minutes.
+    let high = |events: &[(i64, &str, &str, i64, i64)]| events.iter().map(|e| e.0).max();
+    let watermark_min = high(&p0).min(high(&p1)).expect("events") - 10;
+    assert_eq!(watermark_min, 750);
+    let expected_wm = chrono::DateTime::from_timestamp_micros(DAY_US + watermark_min * MIN_US)
+        .expect("time")
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    assert_eq!(report.watermark.as_deref(), Some(expected_wm.as_str()));
+
+    let not_late: Vec<_> = p0
+        .iter()
+        .chain(&p1)
+        .filter(|e| e.0 != 540)
+        .copied()
+        .collect();
+    let expected = expected_windows(&not_late, watermark_min);
+    assert!(expected.len() > 10, "{expected:?}");
+    assert_eq!(output_rows(&out), expected);
+    assert_eq!(report.rows_written, expected.len() as u64);
+
+    let mut quarantine = quarantine_rows(&out);
+    quarantine.sort();
+    assert_eq!(
+        quarantine,
+        [
+            "bad_quantity|0|7",
+            "late|0|4",
+            "missing_product_id|0|8",
+            "not_json|0|6"
+        ]
+    );
+
+    // A second run finds nothing new: same output, no new batch.
+    let again = run_to_end(stream_command(&broker, "sales", &out, 4));
+    assert_eq!((again.batches, again.records), (0, 0), "{again:?}");
+    assert_eq!(output_rows(&out), expected);
+}
+
+#[test]
+fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 3000 synthetic events over ~50 minutes of event time, on 3 partitions.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let messages: Vec<(i32, String)> = (0..3000)
+        .map(|i: i64| {
+            let minute = i / 60;
+            let cents = rng.random_range(1..5000);
+            (
+                i32::try_from(i % 3).expect("partition"),
+                event(
+                    minute,
+                    &format!("P{}", rng.random_range(0..20)),
+                    if rng.random_bool(0.1) {
+                        "RETURN"
+                    } else {
+                        "SALE"
+                    },
+                    rng.random_range(1..5),
+                    &format!("{}.{:02}", cents / 100, cents % 100),
+                ),
+            )
+        })
+        .collect();
+    produce(&broker, "crash", 3, &messages);
+
+    // Reference: one run without crashes.
+    let reference_out = tmp.path().join("reference");
+    let reference = run_to_end(stream_command(&broker, "crash", &reference_out, 150));
+    assert_eq!(reference.records, 3000);
+    let expected = output_rows(&reference_out);
+    assert!(!expected.is_empty());
+
+    // 1. Abort after batch 3 wrote its output, before its commit mark.
+    let out = tmp.path().join("crashed");
+    let mut first = stream_command(&broker, "crash", &out, 150);
+    first.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, "3");
+    let status = first
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    assert!(!status.success(), "the failpoint should abort the process");
+    assert!(
+        std::fs::read_dir(out.join("_checkpoint/offsets"))
+            .expect("offsets")
+            .any(|e| e.is_ok_and(|e| e.file_name() == "3")),
+        "batch 3 was planned"
+    );
+    assert!(
+        !out.join("_checkpoint/commits/3").exists(),
+        "and not committed"
+    );
+
+    // 2. kill -9 at random moments, several times.
+    let mut kills = 0;
+    for _ in 0..5 {
+        let mut child = stream_command(&broker, "crash", &out, 150)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
+        if wait_child(&mut child, Duration::ZERO)
+            .expect("wait")
+            .is_none()
+        {
+            child.kill().expect("kill -9");
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(
+        kills >= 2,
+        "only {kills} of 5 runs were still running when killed"
+    );
+    // 3. A run to the end.
+    let last = run_to_end(stream_command(&broker, "crash", &out, 150));
+    eprintln!("{kills} kills; the last run: {last:?}");
+    let rows = output_rows(&out);
+    let keys: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(|r| r.split('|').take(2).collect::<Vec<_>>().join("|"))
+        .collect();
+    assert_eq!(keys.len(), rows.len(), "a window was written twice");
+    assert_eq!(
+        rows, expected,
+        "output after {kills} kills differs from the run without crashes ({last:?})"
+    );
+}

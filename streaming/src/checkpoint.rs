@@ -1,0 +1,225 @@
+//! The checkpoint of a stream, Spark's layout (`offsets/`, `commits/`, `state/`) on the
+//! output's storage:
+//!
+//! | file | written | content |
+//! |---|---|---|
+//! | `offsets/<batch id>` | before the batch reads anything (write-ahead) | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
+//! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema) |
+//! | `commits/<batch id>` | last | JSON [`BatchCommit`]: the watermark after the batch and its counts |
+//!
+//! On restart: the newest `offsets/N` without `commits/N` is run again with exactly its plan
+//! (same offsets, same watermark, same processing time), so it writes the same files. A stream
+//! whose newest plan is committed goes on with batch N+1 from the ends of plan N. Files of
+//! batches older than [`KEEP_BATCHES`] are deleted, so the checkpoint stays small.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::dir::Dir;
+use crate::error::{Error, Result};
+use crate::watermark::Watermark;
+
+/// How many batches' checkpoint files are kept.
+pub const KEEP_BATCHES: u64 = 10;
+
+/// The offsets `[start, end)` a batch reads from one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OffsetRange {
+    /// Kafka partition.
+    pub partition: i32,
+    /// First offset read.
+    pub start: i64,
+    /// First offset not read.
+    pub end: i64,
+}
+
+/// The write-ahead record of one micro-batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchPlan {
+    /// Batch id, from 0.
+    pub batch_id: u64,
+    /// The topic.
+    pub topic: String,
+    /// What the batch reads, one range per partition (empty ranges included).
+    pub ranges: Vec<OffsetRange>,
+    /// The watermark state before the batch.
+    pub watermark: Watermark,
+    /// Processing time of the batch, ms since the epoch (idle-partition decisions use it).
+    pub now_ms: i64,
+}
+
+impl BatchPlan {
+    /// Messages the batch reads.
+    pub fn records(&self) -> i64 {
+        self.ranges.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// End offset per partition.
+    pub fn ends(&self) -> BTreeMap<i32, i64> {
+        self.ranges.iter().map(|r| (r.partition, r.end)).collect()
+    }
+}
+
+/// The commit mark of one micro-batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchCommit {
+    /// Batch id.
+    pub batch_id: u64,
+    /// Watermark state after the batch.
+    pub watermark: Watermark,
+    /// Messages read.
+    pub records: i64,
+    /// Valid events (not late).
+    pub events: u64,
+    /// Quarantined messages by reason (`late` included).
+    pub quarantined: BTreeMap<String, u64>,
+    /// Windows emitted (output rows).
+    pub rows_written: u64,
+    /// Events kept in the state for windows still open.
+    pub state_events: u64,
+    /// Wall time of the batch, ms.
+    pub duration_ms: u64,
+}
+
+/// Where a stream resumes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// No batch yet.
+    Fresh,
+    /// Plan `plan` was written but not committed: run it again.
+    Replay {
+        /// The plan to run again.
+        plan: BatchPlan,
+    },
+    /// Everything up to `last` is committed.
+    Continue {
+        /// The last commit.
+        last: BatchCommit,
+        /// Its plan (the ends are the next starts).
+        plan: BatchPlan,
+    },
+}
+
+/// A stream's checkpoint folder.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    dir: Dir,
+}
+
+fn ids(names: &[String]) -> Vec<u64> {
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".parquet").unwrap_or(n).parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+impl Checkpoint {
+    /// The checkpoint in `dir`.
+    pub fn new(dir: Dir) -> Self {
+        Self { dir }
+    }
+
+    /// Its folder's URL.
+    pub fn url(&self) -> &str {
+        self.dir.url()
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(&self, rel: &str) -> Result<T> {
+        let bytes = self.dir.get(rel).await?.ok_or_else(|| Error::Checkpoint {
+            path: format!("{}/{rel}", self.dir.url()),
+            message: "missing".into(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint {
+            path: format!("{}/{rel}", self.dir.url()),
+            message: format!("unreadable: {e}"),
+        })
+    }
+
+    async fn write_json<T: serde::Serialize>(&self, rel: &str, value: &T) -> Result<()> {
+        let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Checkpoint {
+            path: format!("{}/{rel}", self.dir.url()),
+            message: e.to_string(),
+        })?;
+        self.dir.put(rel, Bytes::from(json)).await
+    }
+
+    /// Where to resume.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when files are unreadable or a commit has no plan.
+    pub async fn resume(&self) -> Result<Resume> {
+        let planned = ids(&self.dir.list("offsets").await?);
+        let committed = ids(&self.dir.list("commits").await?);
+        let Some(&last_plan) = planned.last() else {
+            return Ok(Resume::Fresh);
+        };
+        let plan: BatchPlan = self.read_json(&format!("offsets/{last_plan}")).await?;
+        match committed.last() {
+            Some(&c) if c == last_plan => Ok(Resume::Continue {
+                last: self.read_json(&format!("commits/{c}")).await?,
+                plan,
+            }),
+            Some(&c) if c + 1 == last_plan => Ok(Resume::Replay { plan }),
+            None if last_plan == 0 => Ok(Resume::Replay { plan }),
+            other => Err(Error::Checkpoint {
+                path: self.dir.url().to_string(),
+                message: format!(
+                    "newest plan is batch {last_plan} but newest commit is {other:?}: the checkpoint was edited or mixed with another stream's"
+                ),
+            }),
+        }
+    }
+
+    /// Writes the plan of a batch (before it reads).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it cannot be written.
+    pub async fn plan(&self, plan: &BatchPlan) -> Result<()> {
+        self.write_json(&format!("offsets/{}", plan.batch_id), plan)
+            .await
+    }
+
+    /// Writes the state after batch `batch_id` (Parquet bytes of the open windows' events).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it cannot be written.
+    pub async fn save_state(&self, batch_id: u64, parquet: Bytes) -> Result<()> {
+        self.dir
+            .put(&format!("state/{batch_id}.parquet"), parquet)
+            .await
+    }
+
+    /// The state after batch `batch_id`; `None` when there is none (no batch yet).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] for read failures.
+    pub async fn load_state(&self, batch_id: u64) -> Result<Option<Bytes>> {
+        self.dir.get(&format!("state/{batch_id}.parquet")).await
+    }
+
+    /// Marks a batch committed, then deletes the files of batches older than
+    /// [`KEEP_BATCHES`].
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the mark cannot be written (old files that cannot be deleted
+    /// are left and logged).
+    pub async fn commit(&self, commit: &BatchCommit) -> Result<()> {
+        self.write_json(&format!("commits/{}", commit.batch_id), commit)
+            .await?;
+        if let Some(old) = commit.batch_id.checked_sub(KEEP_BATCHES) {
+            for rel in [
+                format!("offsets/{old}"),
+                format!("commits/{old}"),
+                format!("state/{old}.parquet"),
+            ] {
+                if let Err(e) = self.dir.delete(&rel).await {
+                    tracing::warn!(error = %e, "cannot delete an old checkpoint file");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,599 @@
+//! The micro-batch engine: plans a batch (offset ranges, write-ahead), reads it from Kafka,
+//! parses and quarantines, runs the windowed SQL over the new events plus the state, emits the
+//! windows the watermark closed, and commits (output files, state, commit mark, group offsets).
+//!
+//! One batch, in order (the numbers are the crash points the recovery rules cover):
+//! 1. `offsets/<id>` is written (the plan). A crash before: the batch never existed.
+//! 2. The ranges are read and parsed. Late events (below the watermark before the batch) and
+//!    malformed messages are the batch's quarantine.
+//! 3. The new watermark is computed from the plan's processing time and the batch's events.
+//! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
+//!    `(watermark before, watermark after]` are emitted (append mode: each window once).
+//! 5. Output and quarantine files are written, named by batch id. A crash here or later: the
+//!    restart runs plan `<id>` again, which writes the same files over these.
+//! 6. `state/<id>.parquet`: the events of windows still open (bounded by the open windows).
+//! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
+//!    (for lag tools only).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{RecordBatch, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{filter_record_batch, kernels::cmp};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::prelude::{SessionContext, col, lit};
+use ember_core::udf::WindowSpec;
+
+use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint, OffsetRange, Resume};
+use crate::dir::Dir;
+use crate::error::{Error, Result};
+use crate::event::{self, EVENT_SCHEMA, Origin, Rejected};
+use crate::kafka::KafkaSource;
+use crate::manifest::{StartingOffsets, StreamJob, Trigger};
+use crate::sink;
+use crate::watermark::Watermark;
+
+/// Longest wait for the brokers to deliver a planned range.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variable for crash tests: `EMBER_STREAM_CRASH_AFTER_OUTPUT=<batch id>` aborts
+/// the process after that batch wrote its output and before its commit mark (not on a replay).
+pub const CRASH_AFTER_OUTPUT: &str = "EMBER_STREAM_CRASH_AFTER_OUTPUT";
+
+/// What a run of a stream did (this process only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamReport {
+    /// The job.
+    pub job: String,
+    /// Batches committed by this run.
+    pub batches: u64,
+    /// Of those, batches run again from a plan a crashed run left.
+    pub replayed: u64,
+    /// Messages read.
+    pub records: i64,
+    /// Valid, not late events.
+    pub events: u64,
+    /// Quarantined messages by reason.
+    pub quarantined: BTreeMap<String, u64>,
+    /// Windows written (output rows).
+    pub rows_written: u64,
+    /// The watermark at the end, RFC 3339; none before the first event.
+    pub watermark: Option<String>,
+    /// Events in the state at the end.
+    pub state_events: u64,
+    /// The checkpoint folder.
+    pub checkpoint: String,
+    /// The output folder.
+    pub output: String,
+}
+
+/// A streaming job ready to run.
+pub struct Stream {
+    job: StreamJob,
+    ctx: SessionContext,
+    window: WindowSpec,
+    source: KafkaSource,
+    checkpoint: Checkpoint,
+    output: Dir,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("job", &self.job.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+fn ts_lit(us: i64) -> datafusion::logical_expr::Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(us), None))
+}
+
+fn query_error(batch_id: u64, context: &str, e: datafusion::error::DataFusionError) -> Error {
+    Error::Query {
+        batch_id,
+        source: ember_core::Error::datafusion(context.to_string(), e),
+    }
+}
+
+/// Splits `budget` messages over partitions with `available` messages each: an equal share,
+/// then what is left to the partitions that have more, in partition order.
+pub fn split_budget(available: &BTreeMap<i32, i64>, budget: i64) -> BTreeMap<i32, i64> {
+    let mut take: BTreeMap<i32, i64> = available.keys().map(|&p| (p, 0)).collect();
+    let mut left = budget.max(0);
+    let n = i64::try_from(available.len().max(1)).unwrap_or(1);
+    let share = left / n;
+    for (&p, &a) in available {
+        let t = a.max(0).min(share);
+        take.insert(p, t);
+        left -= t;
+    }
+    for (&p, &a) in available {
+        if left == 0 {
+            break;
+        }
+        let t = take.get(&p).copied().unwrap_or(0);
+        let more = (a.max(0) - t).min(left);
+        take.insert(p, t + more);
+        left -= more;
+    }
+    take
+}
+
+/// Events whose last window ends after `watermark_us`: the state to keep.
+///
+/// # Errors
+/// An Arrow error (a bug: the batch is not in the events schema).
+pub fn retain(
+    batches: &[RecordBatch],
+    window: &WindowSpec,
+    watermark_us: Option<i64>,
+) -> std::result::Result<Vec<RecordBatch>, datafusion::arrow::error::ArrowError> {
+    let Some(w) = watermark_us else {
+        return Ok(batches.to_vec());
+    };
+    // last_end(t) > w  ⇔  t ≥ ((w − size) div slide + 1) × slide
+    let threshold = ((w - window.size_us).div_euclid(window.slide_us) + 1) * window.slide_us;
+    let scalar = TimestampMicrosecondArray::new_scalar(threshold);
+    batches
+        .iter()
+        .map(|b| {
+            let mask = cmp::gt_eq(b.column(0), &scalar)?;
+            filter_record_batch(b, &mask)
+        })
+        .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0))
+        .collect()
+}
+
+impl Stream {
+    /// Prepares `job`: its session (DataFusion with Ember's functions), its window shape from
+    /// the SQL, the Kafka consumer, the checkpoint and output folders.
+    ///
+    /// # Errors
+    /// The SQL's errors (file, line, column), a query without window, storage that cannot be
+    /// opened, or a consumer librdkafka refuses.
+    pub async fn new(job: StreamJob, registry: Arc<dyn ObjectStoreRegistry>) -> Result<Self> {
+        let config = ember_core::session::configure(datafusion::prelude::SessionConfig::new(), 2);
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::clone(&registry))
+            .build_arc()
+            .map_err(|e| Error::Job(ember_core::Error::datafusion("runtime", e)))?;
+        let ctx =
+            SessionContext::new_with_state(ember_core::session::session_state(config, runtime));
+        let window = crate::window_query::analyze(&ctx, &job.sql, &job.partition_by).await?;
+        let source = KafkaSource::new(
+            &job.source.brokers,
+            &job.source.topic,
+            &job.source.group_id,
+            &job.source.options,
+        )?;
+        let checkpoint = Checkpoint::new(Dir::open(&job.checkpoint, registry.as_ref())?);
+        let output = Dir::open(&job.output, registry.as_ref())?;
+        Ok(Self {
+            job,
+            ctx,
+            window,
+            source,
+            checkpoint,
+            output,
+        })
+    }
+
+    /// The window shape found in the SQL.
+    pub fn window(&self) -> WindowSpec {
+        self.window
+    }
+
+    /// Runs the stream until its trigger says stop (available-now: the topic is drained) or
+    /// `stop` resolves (between batches).
+    ///
+    /// # Errors
+    /// The first error of a batch; what was committed before stays committed, and a restart
+    /// runs the failed batch again.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<StreamReport> {
+        tokio::pin!(stop);
+        let mut report = StreamReport {
+            job: self.job.name.clone(),
+            checkpoint: self.checkpoint.url().to_string(),
+            output: self.output.url().to_string(),
+            ..StreamReport::default()
+        };
+        // Poll it once now, so that signal handlers are installed before the first batch.
+        if self
+            .wait(Some(Duration::ZERO), Instant::now(), &mut stop)
+            .await
+        {
+            return Ok(report);
+        }
+        let topic = self.job.source.topic.clone();
+        let partitions = self.blocking_source(|s| s.partitions()).await?;
+        let (mut next_plan, mut watermark, mut state, mut next_id) =
+            match self.checkpoint.resume().await? {
+                Resume::Fresh => (
+                    None,
+                    Watermark::new(self.job.allowed_lateness_us, self.job.idle_timeout_ms),
+                    Vec::new(),
+                    0,
+                ),
+                Resume::Replay { plan } => {
+                    tracing::info!(
+                        batch_id = plan.batch_id,
+                        "running an uncommitted batch again with its planned offsets"
+                    );
+                    let state = self.load_state(plan.batch_id.checked_sub(1)).await?;
+                    let wm = plan.watermark.clone();
+                    let id = plan.batch_id;
+                    (Some(plan), wm, state, id)
+                }
+                Resume::Continue { last, .. } => {
+                    let state = self.load_state(Some(last.batch_id)).await?;
+                    (None, last.watermark, state, last.batch_id + 1)
+                }
+            };
+        // Start offsets: the ends of the last plan, else the starting offsets.
+        let mut starts: BTreeMap<i32, i64> = match self.checkpoint.resume().await? {
+            Resume::Continue { plan, .. } => plan.ends(),
+            _ => BTreeMap::new(),
+        };
+        for &p in &partitions {
+            if let std::collections::btree_map::Entry::Vacant(slot) = starts.entry(p) {
+                let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
+                slot.insert(match self.job.source.starting_offsets {
+                    StartingOffsets::Earliest => low,
+                    StartingOffsets::Latest => high,
+                });
+            }
+        }
+        // Available-now: stop at the ends seen now.
+        let mut limit: Option<BTreeMap<i32, i64>> = None;
+        if self.job.trigger == Trigger::AvailableNow {
+            let mut ends = BTreeMap::new();
+            for &p in &partitions {
+                ends.insert(p, self.blocking_source(move |s| s.watermarks(p)).await?.1);
+            }
+            limit = Some(ends);
+        }
+        let interval = match self.job.trigger {
+            Trigger::ProcessingTime(d) => Some(d),
+            Trigger::AvailableNow => None,
+        };
+        let mut replay = next_plan.is_some();
+        loop {
+            let tick = Instant::now();
+            let plan = match next_plan.take() {
+                Some(plan) => plan,
+                None => {
+                    let mut available = BTreeMap::new();
+                    for &p in &partitions {
+                        let high = match &limit {
+                            Some(l) => l.get(&p).copied().unwrap_or(0),
+                            None => self.blocking_source(move |s| s.watermarks(p)).await?.1,
+                        };
+                        let start = starts.get(&p).copied().unwrap_or(0);
+                        available.insert(p, (high - start).max(0));
+                    }
+                    let budget =
+                        i64::try_from(self.job.source.max_records_per_trigger).unwrap_or(i64::MAX);
+                    let take = split_budget(&available, budget);
+                    let now = now_ms();
+                    let mut wm = watermark.clone();
+                    wm.track(partitions.iter().copied(), now);
+                    let ranges: Vec<OffsetRange> = partitions
+                        .iter()
+                        .map(|&p| {
+                            let start = starts.get(&p).copied().unwrap_or(0);
+                            OffsetRange {
+                                partition: p,
+                                start,
+                                end: start + take.get(&p).copied().unwrap_or(0),
+                            }
+                        })
+                        .collect();
+                    let records: i64 = ranges.iter().map(|r| r.end - r.start).sum();
+                    if records == 0 {
+                        // A no-data batch only when idle partitions would move the watermark.
+                        let moved =
+                            wm.clone().advance(&BTreeMap::new(), now) != watermark.current_us;
+                        if limit.is_some() {
+                            break;
+                        }
+                        if !moved {
+                            if self.wait(interval, tick, &mut stop).await {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                    let plan = BatchPlan {
+                        batch_id: next_id,
+                        topic: topic.clone(),
+                        ranges,
+                        watermark: wm,
+                        now_ms: now,
+                    };
+                    self.checkpoint.plan(&plan).await?;
+                    plan
+                }
+            };
+            let commit = self.run_batch(&plan, &mut state, replay).await?;
+            tracing::info!(
+                batch_id = commit.batch_id, records = commit.records, events = commit.events,
+                rows_written = commit.rows_written, state_events = commit.state_events,
+                watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
+                "batch committed"
+            );
+            report.batches += 1;
+            report.replayed += u64::from(replay);
+            report.records += commit.records;
+            report.events += commit.events;
+            for (k, v) in &commit.quarantined {
+                *report.quarantined.entry(k.clone()).or_default() += v;
+            }
+            report.rows_written += commit.rows_written;
+            report.state_events = commit.state_events;
+            report.watermark = commit.watermark.current_us.map(rfc3339);
+            replay = false;
+            starts.extend(plan.ends());
+            watermark = commit.watermark;
+            next_id = plan.batch_id + 1;
+            if self.wait(interval, tick, &mut stop).await {
+                break;
+            }
+        }
+        report.watermark = watermark.current_us.map(rfc3339);
+        Ok(report)
+    }
+
+    /// Waits for the next trigger; true when `stop` resolved first.
+    async fn wait(
+        &self,
+        interval: Option<Duration>,
+        since: Instant,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let left = interval.map_or(Duration::ZERO, |i| i.saturating_sub(since.elapsed()));
+        tokio::select! {
+            biased;
+            () = stop.as_mut() => true,
+            () = tokio::time::sleep(left) => false,
+        }
+    }
+
+    async fn blocking_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&KafkaSource) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // librdkafka calls block; the consumer is used from one task at a time.
+        tokio::task::block_in_place(|| f(&self.source))
+    }
+
+    async fn load_state(&self, batch_id: Option<u64>) -> Result<Vec<RecordBatch>> {
+        let Some(id) = batch_id else {
+            return Ok(Vec::new());
+        };
+        match self.checkpoint.load_state(id).await? {
+            Some(bytes) => sink::from_parquet(
+                &format!("{}/state/{id}.parquet", self.checkpoint.url()),
+                bytes,
+            ),
+            None => Err(Error::Checkpoint {
+                path: format!("{}/state/{id}.parquet", self.checkpoint.url()),
+                message: "missing: the state of the last committed batch is needed to resume"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Runs one planned batch and commits it; `state` is the state before and becomes the
+    /// state after.
+    async fn run_batch(
+        &self,
+        plan: &BatchPlan,
+        state: &mut Vec<RecordBatch>,
+        replay: bool,
+    ) -> Result<BatchCommit> {
+        let started = Instant::now();
+        let id = plan.batch_id;
+        let ranges = plan.ranges.clone();
+        let records = tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
+        // Parse; late and malformed messages go to the quarantine.
+        let mut events = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        let mut delivered: BTreeMap<i32, i64> = BTreeMap::new();
+        for r in &records {
+            let origin = Origin {
+                partition: r.partition,
+                offset: r.offset,
+            };
+            match event::parse(&r.payload) {
+                Ok(e) if plan.watermark.is_late(e.event_time_us) => rejected.push(Rejected {
+                    origin,
+                    value: String::from_utf8_lossy(&r.payload).into_owned(),
+                    reason: "late",
+                    event_time_us: Some(e.event_time_us),
+                }),
+                Ok(e) => {
+                    let m = delivered.entry(r.partition).or_insert(e.event_time_us);
+                    *m = (*m).max(e.event_time_us);
+                    events.push((origin, e));
+                }
+                Err(reason) => rejected.push(Rejected {
+                    origin,
+                    value: String::from_utf8_lossy(&r.payload).into_owned(),
+                    reason,
+                    event_time_us: None,
+                }),
+            }
+        }
+        let mut watermark = plan.watermark.clone();
+        let before = watermark.current_us;
+        let after = watermark.advance(&delivered, plan.now_ms);
+        let new_events =
+            event::to_batch(&events).map_err(|e| query_error(id, "events", e.into()))?;
+        let mut all = state.clone();
+        if new_events.num_rows() > 0 {
+            all.push(new_events);
+        }
+        // Windows the watermark closed in this batch.
+        let mut emitted = Vec::new();
+        if let Some(after) = after {
+            let table = MemTable::try_new(EVENT_SCHEMA.clone(), vec![all.clone()])
+                .map_err(|e| query_error(id, "events table", e))?;
+            let _ = self.ctx.deregister_table("events");
+            self.ctx
+                .register_table("events", Arc::new(table))
+                .map_err(|e| query_error(id, "events table", e))?;
+            let df = self
+                .ctx
+                .sql(&self.job.sql.text)
+                .await
+                .map_err(|e| Error::Query {
+                    batch_id: id,
+                    source: self.job.sql.error(e),
+                })?;
+            let end = col("window_end");
+            let ends_now = end.clone().lt_eq(ts_lit(after));
+            let closed = match before {
+                Some(b) => end.gt(ts_lit(b)).and(ends_now),
+                None => ends_now,
+            };
+            emitted = df
+                .filter(closed)
+                .map_err(|e| query_error(id, "emit filter", e))?
+                .collect()
+                .await
+                .map_err(|e| Error::Query {
+                    batch_id: id,
+                    source: self.job.sql.error(e),
+                })?;
+        }
+        let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
+        sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
+        if !rejected.is_empty() {
+            let q = event::quarantine_batch(&plan.topic, &rejected)
+                .map_err(|e| query_error(id, "quarantine", e.into()))?;
+            self.output
+                .put(
+                    &format!("_quarantine/{}", sink::file_name(id)),
+                    sink::to_parquet(&q.schema(), &[q])?,
+                )
+                .await?;
+        }
+        if !replay
+            && std::env::var(CRASH_AFTER_OUTPUT)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                == Some(id)
+        {
+            tracing::error!(
+                batch_id = id,
+                "{CRASH_AFTER_OUTPUT}: aborting after the output, before the commit"
+            );
+            std::process::abort();
+        }
+        let kept =
+            retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;
+        let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
+        self.checkpoint
+            .save_state(id, sink::to_parquet(&EVENT_SCHEMA, &kept)?)
+            .await?;
+        let mut quarantined = BTreeMap::new();
+        for r in &rejected {
+            *quarantined.entry(r.reason.to_string()).or_insert(0u64) += 1;
+        }
+        let commit = BatchCommit {
+            batch_id: id,
+            watermark,
+            records: plan.records(),
+            events: events.len() as u64,
+            quarantined,
+            rows_written,
+            state_events,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        self.checkpoint.commit(&commit).await?;
+        *state = kept;
+        if let Err(e) = tokio::task::block_in_place(|| self.source.commit(&plan.ends())) {
+            tracing::warn!(error = %e, "cannot commit offsets to the consumer group (lag tools will lag)");
+        }
+        Ok(commit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_shared_then_filled() {
+        let avail: BTreeMap<i32, i64> = [(0, 100), (1, 5), (2, 0)].into();
+        assert_eq!(split_budget(&avail, 30), [(0, 25), (1, 5), (2, 0)].into());
+        assert_eq!(
+            split_budget(&avail, 1000),
+            [(0, 100), (1, 5), (2, 0)].into()
+        );
+        assert_eq!(split_budget(&avail, 0), [(0, 0), (1, 0), (2, 0)].into());
+    }
+
+    #[test]
+    fn the_state_keeps_events_of_open_windows_only() {
+        const MIN: i64 = 60_000_000;
+        let spec = WindowSpec::new(60 * MIN, 15 * MIN).expect("spec");
+        let e = |t: i64| {
+            (
+                Origin {
+                    partition: 0,
+                    offset: t,
+                },
+                event::Event {
+                    event_time_us: t * MIN,
+                    store_id: None,
+                    product_id: "A".into(),
+                    category: None,
+                    transaction_type: "SALE",
+                    quantity: 1,
+                    unit_price: 1,
+                },
+            )
+        };
+        let batch = event::to_batch(&[e(0), e(44), e(45), e(100)]).expect("batch");
+        // Watermark 105 min: the last window of t=44 is [30, 90) → closed; t=45's is [45, 105)
+        // → closed at 105; t=100's is [90, 150) → open. Only events with last end > 105 stay.
+        let kept = retain(std::slice::from_ref(&batch), &spec, Some(105 * MIN)).expect("retain");
+        let times: Vec<i64> = kept
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .map(|a| a.values().to_vec())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(times, [100 * MIN]);
+        for t in [0, 44, 45, 100] {
+            assert_eq!(
+                spec.last_end(t * MIN) > 105 * MIN,
+                times.contains(&(t * MIN)),
+                "t={t}"
+            );
+        }
+        assert_eq!(retain(&[batch], &spec, None).expect("all")[0].num_rows(), 4);
+    }
+}

@@ -1,0 +1,58 @@
+//! Errors of streaming jobs: one line each, saying what was wrong and where (manifest line,
+//! topic and partition, offset, checkpoint file).
+
+use ember_core::ErrorKind;
+
+/// A streaming job's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The job definition (manifest, parameters, SQL) is wrong.
+    #[error(transparent)]
+    Job(#[from] ember_core::Error),
+    /// A Kafka call failed: which call, on which brokers/topic/partition.
+    #[error("kafka {context}: {message}")]
+    Kafka {
+        /// What Ember was doing (`reading sales_events/2 offsets [10, 20) from 127.0.0.1:9092`).
+        context: String,
+        /// librdkafka's message.
+        message: String,
+    },
+    /// The checkpoint is unreadable or inconsistent.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file or folder.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Reading or writing the output or checkpoint storage failed.
+    #[error("storage {path}: {message}")]
+    Storage {
+        /// The file or folder.
+        path: String,
+        /// The store's message.
+        message: String,
+    },
+    /// A micro-batch query failed.
+    #[error("batch {batch_id}: {source}")]
+    Query {
+        /// The micro-batch.
+        batch_id: u64,
+        /// The query error (with the SQL file's line and column when planning failed).
+        source: ember_core::Error,
+    },
+}
+
+impl Error {
+    /// Who has to act: the user (job, data), an external system (Kafka, storage), or Ember.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Job(e) | Error::Query { source: e, .. } => e.kind(),
+            Error::Kafka { .. } | Error::Storage { .. } => ErrorKind::External,
+            Error::Checkpoint { .. } => ErrorKind::User,
+        }
+    }
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,271 @@
+//! The Kafka side of a stream (rdkafka): partitions and their offsets, reading an exact offset
+//! range per partition, committing offsets to the consumer group, and creating topics.
+//!
+//! Ember's checkpoint owns the offsets. The consumer never auto-commits; after a batch is
+//! committed its end offsets are also committed to the group, so that Kafka's tools show the
+//! stream's lag (Spark does not do this).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::checkpoint::OffsetRange;
+use crate::error::{Error, Result};
+
+/// Bound of every metadata and offset request to the brokers.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One message read: partition, offset, payload (empty for a NULL value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The value's bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A consumer of one topic.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+    brokers: String,
+    topic: String,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+fn kafka(context: impl Into<String>, e: &KafkaError) -> Error {
+    Error::Kafka {
+        context: context.into(),
+        message: e.to_string(),
+    }
+}
+
+/// librdkafka settings every Ember client uses, plus `options`.
+pub fn client_config(brokers: &str, options: &BTreeMap<String, String>) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("socket.timeout.ms", "15000")
+        .set("log_level", "3");
+    for (k, v) in options {
+        config.set(k, v);
+    }
+    config
+}
+
+impl KafkaSource {
+    /// A consumer of `topic` in group `group_id` (no auto-commit).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when librdkafka rejects the settings.
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        group_id: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let consumer: BaseConsumer = client_config(brokers, options)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| kafka(format!("consumer for {brokers}"), &e))?;
+        Ok(Self {
+            consumer,
+            brokers: brokers.to_string(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The topic's partitions, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the brokers do not answer or the topic does not exist.
+    pub fn partitions(&self) -> Result<Vec<i32>> {
+        let context = || format!("metadata of topic {} from {}", self.topic, self.brokers);
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), REQUEST_TIMEOUT)
+            .map_err(|e| kafka(context(), &e))?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)
+            .ok_or_else(|| Error::Kafka {
+                context: context(),
+                message: "no such topic".into(),
+            })?;
+        if let Some(e) = topic.error() {
+            return Err(Error::Kafka {
+                context: context(),
+                message: format!("{e:?} (does the topic exist?)"),
+            });
+        }
+        let mut ids: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        if ids.is_empty() {
+            return Err(Error::Kafka {
+                context: context(),
+                message: "the topic has no partitions (does it exist?)".into(),
+            });
+        }
+        Ok(ids)
+    }
+
+    /// `(low, high)` offsets of a partition: the first offset still there and the next offset
+    /// to be written.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the brokers do not answer.
+    pub fn watermarks(&self, partition: i32) -> Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)
+            .map_err(|e| kafka(format!("offsets of {}/{partition}", self.topic), &e))
+    }
+
+    /// Reads exactly the offsets of `ranges` (a partition's messages removed by retention are
+    /// skipped). Blocking; at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when a fetch fails or the range is not complete within `timeout`
+    /// (naming the partition and the offsets still missing).
+    pub fn read(&self, ranges: &[OffsetRange], timeout: Duration) -> Result<Vec<Record>> {
+        let wanted: Vec<&OffsetRange> = ranges.iter().filter(|r| r.end > r.start).collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut assignment = TopicPartitionList::new();
+        for r in &wanted {
+            assignment
+                .add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start))
+                .map_err(|e| kafka(format!("assigning {}/{}", self.topic, r.partition), &e))?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(|e| kafka(format!("assigning {}", self.topic), &e))?;
+        // Next offset wanted per partition; a partition is done at its end.
+        let mut next: BTreeMap<i32, (i64, i64)> = wanted
+            .iter()
+            .map(|r| (r.partition, (r.start, r.end)))
+            .collect();
+        let mut out = Vec::with_capacity(wanted.iter().map(|r| (r.end - r.start) as usize).sum());
+        let deadline = Instant::now() + timeout;
+        while next.values().any(|(n, end)| n < end) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let missing: Vec<String> = next
+                    .iter()
+                    .filter(|(_, (n, e))| n < e)
+                    .map(|(p, (n, e))| format!("{}/{p} [{n}, {e})", self.topic))
+                    .collect();
+                let _ = self.consumer.unassign();
+                return Err(Error::Kafka {
+                    context: format!("reading from {}", self.brokers),
+                    message: format!(
+                        "offsets {} not delivered within {timeout:?}",
+                        missing.join(", ")
+                    ),
+                });
+            }
+            let Some(message) = self.consumer.poll(left.min(Duration::from_millis(500))) else {
+                continue;
+            };
+            let message = message.map_err(|e| kafka(format!("reading {}", self.topic), &e))?;
+            let p = message.partition();
+            let Some((n, end)) = next.get_mut(&p) else {
+                continue;
+            };
+            let offset = message.offset();
+            if offset < *n || offset >= *end {
+                continue;
+            }
+            out.push(Record {
+                partition: p,
+                offset,
+                payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            });
+            *n = offset + 1;
+        }
+        let _ = self.consumer.unassign();
+        Ok(out)
+    }
+
+    /// Commits `ends` (next offset per partition) to the consumer group.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the group coordinator refuses.
+    pub fn commit(&self, ends: &BTreeMap<i32, i64>) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (&p, &end) in ends {
+            list.add_partition_offset(&self.topic, p, Offset::Offset(end))
+                .map_err(|e| kafka(format!("committing {}/{p}", self.topic), &e))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(|e| kafka(format!("committing offsets of {}", self.topic), &e))
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1) unless it exists. Returns
+/// whether it was created.
+///
+/// # Errors
+/// [`Error::Kafka`] when the brokers do not answer or refuse.
+pub async fn ensure_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    options: &BTreeMap<String, String>,
+) -> Result<bool> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, options)
+        .create()
+        .map_err(|e| kafka(format!("admin client for {brokers}"), &e))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(|e| kafka(format!("metadata from {brokers}"), &e))?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if exists {
+        return Ok(false);
+    }
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT)),
+        )
+        .await
+        .map_err(|e| kafka(format!("creating topic {topic} on {brokers}"), &e))?;
+    for r in results {
+        if let Err((name, code)) = r
+            && code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+        {
+            return Err(Error::Kafka {
+                context: format!("creating topic {name} on {brokers}"),
+                message: code.to_string(),
+            });
+        }
+    }
+    Ok(true)
+}
