@@ -362,3 +362,59 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
         "output after {kills} kills differs from the run without crashes ({last:?})"
     );
 }
+
+#[test]
+fn output_and_checkpoint_on_hdfs() {
+    let hdfs = ember_testkit::HdfsCluster::start().expect("HDFS");
+    let broker = KafkaBroker::start().expect("broker");
+    let messages: Vec<(i32, String)> = (0..400_i64)
+        .map(|i| {
+            (
+                i32::try_from(i % 2).expect("partition"),
+                event(i / 2, &format!("P{}", i % 7), "SALE", 1 + i % 3, "2.50"),
+            )
+        })
+        .collect();
+    produce(&broker, "to_hdfs", 2, &messages);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let local = tmp.path().join("local");
+    let reference = run_to_end(stream_command(&broker, "to_hdfs", &local, 60));
+
+    // The same stream with its output and checkpoint on HDFS, stopped after batch 2 wrote
+    // its output and resumed.
+    let url = format!("{}/streams/hourly", hdfs.url());
+    let on_hdfs = |crash: bool| {
+        let mut c = stream_command(&broker, "to_hdfs", Path::new(&url), 60);
+        if crash {
+            c.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, "2")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        }
+        c
+    };
+    let crashed = on_hdfs(true).status().expect("run");
+    assert!(!crashed.success());
+    let report = run_to_end(on_hdfs(false));
+    assert_eq!(report.replayed, 1, "{report:?}");
+    assert!(report.checkpoint.starts_with("hdfs://"), "{report:?}");
+    let listing = hdfs
+        .fs(&["-ls", "-R", "/streams/hourly/_checkpoint"])
+        .expect("ls");
+    assert!(
+        listing.contains("/commits/") && listing.contains("/state/"),
+        "{listing}"
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt
+        .block_on(parquet_rows_with(
+            &format!("{url}/"),
+            &["window_date", "window_hour"],
+            "SELECT CAST(window_start AS VARCHAR), product_id, units_sold, units_returned, \
+             CAST(gross_revenue AS VARCHAR), CAST(returns_value AS VARCHAR), \
+             CAST(net_revenue AS VARCHAR), events FROM t",
+        ))
+        .expect("read back from HDFS");
+    assert!(!rows.is_empty());
+    assert_eq!(rows, output_rows(&local), "{reference:?}");
+}
