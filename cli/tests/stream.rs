@@ -307,7 +307,7 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
 
     // 1. Abort after batch 3 wrote its output, before its commit mark.
     let out = tmp.path().join("crashed");
-    let mut first = stream_command(&broker, "crash", &out, 150);
+    let mut first = stream_command(&broker, "crash", &out, 50);
     first.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, "3");
     let status = first
         .stdout(Stdio::null())
@@ -329,12 +329,12 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
     // 2. kill -9 at random moments, several times.
     let mut kills = 0;
     for _ in 0..5 {
-        let mut child = stream_command(&broker, "crash", &out, 150)
+        let mut child = stream_command(&broker, "crash", &out, 50)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
-        std::thread::sleep(Duration::from_millis(rng.random_range(200..1500)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..1000)));
         if wait_child(&mut child, Duration::ZERO)
             .expect("wait")
             .is_none()
@@ -349,7 +349,7 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
         "only {kills} of 5 runs were still running when killed"
     );
     // 3. A run to the end.
-    let last = run_to_end(stream_command(&broker, "crash", &out, 150));
+    let last = run_to_end(stream_command(&broker, "crash", &out, 50));
     eprintln!("{kills} kills; the last run: {last:?}");
     let rows = output_rows(&out);
     let keys: std::collections::BTreeSet<String> = rows

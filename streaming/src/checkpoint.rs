@@ -80,6 +80,10 @@ pub struct BatchCommit {
     pub state_events: u64,
     /// Wall time of the batch, ms.
     pub duration_ms: u64,
+    /// Wall time per phase, ms: `read` (Kafka), `parse`, `query` (windows), `write` (output
+    /// and quarantine), `state` (as Spark's `durationMs`).
+    #[serde(default)]
+    pub phases_ms: BTreeMap<String, u64>,
 }
 
 /// Where a stream resumes.

@@ -335,6 +335,7 @@ impl Stream {
             tracing::info!(
                 batch_id = commit.batch_id, records = commit.records, events = commit.events,
                 rows_written = commit.rows_written, state_events = commit.state_events,
+                phases_ms = ?commit.phases_ms,
                 watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
                 "batch committed"
             );
@@ -411,7 +412,18 @@ impl Stream {
         let started = Instant::now();
         let id = plan.batch_id;
         let ranges = plan.ranges.clone();
+        // Wall time per phase, ms (Spark's `durationMs`).
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        let mut phase = Instant::now();
+        let mut lap = |name: &str, phases: &mut BTreeMap<String, u64>| {
+            phases.insert(
+                name.to_string(),
+                u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX),
+            );
+            phase = Instant::now();
+        };
         let records = tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
+        lap("read", &mut phases);
         // Parse; late and malformed messages go to the quarantine.
         let mut events = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
@@ -441,6 +453,7 @@ impl Stream {
                 }),
             }
         }
+        lap("parse", &mut phases);
         let mut watermark = plan.watermark.clone();
         let before = watermark.current_us;
         let after = watermark.advance(&delivered, plan.now_ms);
@@ -483,6 +496,7 @@ impl Stream {
                     source: self.job.sql.error(e),
                 })?;
         }
+        lap("query", &mut phases);
         let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
         sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
         if !rejected.is_empty() {
@@ -507,12 +521,14 @@ impl Stream {
             );
             std::process::abort();
         }
+        lap("write", &mut phases);
         let kept =
             retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;
         let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
         self.checkpoint
             .save_state(id, sink::to_parquet(&EVENT_SCHEMA, &kept)?)
             .await?;
+        lap("state", &mut phases);
         let mut quarantined = BTreeMap::new();
         for r in &rejected {
             *quarantined.entry(r.reason.to_string()).or_insert(0u64) += 1;
@@ -526,6 +542,7 @@ impl Stream {
             rows_written,
             state_events,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            phases_ms: phases,
         };
         self.checkpoint.commit(&commit).await?;
         *state = kept;

@@ -38,6 +38,38 @@ pub struct KafkaSource {
     consumer: BaseConsumer,
     brokers: String,
     topic: String,
+    /// Where the consumer stands between batches, so that the next batch goes on fetching
+    /// where the last one stopped (re-assigning would make the broker serve the same data
+    /// again, as Spark's cached Kafka consumers avoid too).
+    position: std::sync::Mutex<Position>,
+}
+
+/// The consumer's assignment between batches: per partition, the next offset it will deliver,
+/// and messages it delivered past the last batch's end.
+#[derive(Default)]
+struct Position {
+    assigned: bool,
+    next: BTreeMap<i32, i64>,
+    ahead: BTreeMap<i32, std::collections::VecDeque<Record>>,
+}
+
+impl Position {
+    /// Whether `ranges` go on where the consumer stands.
+    fn continues(&self, ranges: &[&OffsetRange]) -> bool {
+        self.assigned
+            && ranges.iter().all(|r| {
+                let front = self
+                    .ahead
+                    .get(&r.partition)
+                    .and_then(|q| q.front())
+                    .map(|m| m.offset);
+                match (front, self.next.get(&r.partition)) {
+                    (Some(f), _) => f <= r.start,
+                    (None, Some(&n)) => n == r.start,
+                    (None, None) => false,
+                }
+            })
+    }
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -92,6 +124,7 @@ impl KafkaSource {
             consumer,
             brokers: brokers.to_string(),
             topic: topic.to_string(),
+            position: std::sync::Mutex::new(Position::default()),
         })
     }
 
@@ -152,21 +185,56 @@ impl KafkaSource {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let mut assignment = TopicPartitionList::new();
-        for r in &wanted {
-            assignment
-                .add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start))
-                .map_err(|e| kafka(format!("assigning {}/{}", self.topic, r.partition), &e))?;
+        let mut position = self.position.lock().map_err(|_| Error::Kafka {
+            context: format!("reading {}", self.topic),
+            message: "the consumer's position lock is poisoned".into(),
+        })?;
+        if !position.continues(&wanted) {
+            // A replay, a new stream, or other partitions: assign at the starts.
+            let mut assignment = TopicPartitionList::new();
+            for r in ranges {
+                assignment
+                    .add_partition_offset(&self.topic, r.partition, Offset::Offset(r.start))
+                    .map_err(|e| kafka(format!("assigning {}/{}", self.topic, r.partition), &e))?;
+            }
+            self.consumer
+                .assign(&assignment)
+                .map_err(|e| kafka(format!("assigning {}", self.topic), &e))?;
+            *position = Position {
+                assigned: true,
+                next: ranges.iter().map(|r| (r.partition, r.start)).collect(),
+                ahead: BTreeMap::new(),
+            };
         }
-        self.consumer
-            .assign(&assignment)
-            .map_err(|e| kafka(format!("assigning {}", self.topic), &e))?;
         // Next offset wanted per partition; a partition is done at its end.
         let mut next: BTreeMap<i32, (i64, i64)> = wanted
             .iter()
             .map(|r| (r.partition, (r.start, r.end)))
             .collect();
         let mut out = Vec::with_capacity(wanted.iter().map(|r| (r.end - r.start) as usize).sum());
+        let mut take =
+            |record: Record,
+             next: &mut BTreeMap<i32, (i64, i64)>,
+             ahead: &mut BTreeMap<i32, std::collections::VecDeque<Record>>| {
+                match next.get_mut(&record.partition) {
+                    Some((n, end)) if record.offset >= *n && record.offset < *end => {
+                        *n = record.offset + 1;
+                        out.push(record);
+                    }
+                    Some((_, end)) if record.offset >= *end => {
+                        ahead.entry(record.partition).or_default().push_back(record);
+                    }
+                    Some(_) => {}
+                    None => ahead.entry(record.partition).or_default().push_back(record),
+                }
+            };
+        // Messages fetched during the last batch past its end come first.
+        let buffered = std::mem::take(&mut position.ahead);
+        for (_, queue) in buffered {
+            for record in queue {
+                take(record, &mut next, &mut position.ahead);
+            }
+        }
         let deadline = Instant::now() + timeout;
         while next.values().any(|(n, end)| n < end) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -176,6 +244,7 @@ impl KafkaSource {
                     .filter(|(_, (n, e))| n < e)
                     .map(|(p, (n, e))| format!("{}/{p} [{n}, {e})", self.topic))
                     .collect();
+                *position = Position::default();
                 let _ = self.consumer.unassign();
                 return Err(Error::Kafka {
                     context: format!("reading from {}", self.brokers),
@@ -188,23 +257,22 @@ impl KafkaSource {
             let Some(message) = self.consumer.poll(left.min(Duration::from_millis(500))) else {
                 continue;
             };
-            let message = message.map_err(|e| kafka(format!("reading {}", self.topic), &e))?;
-            let p = message.partition();
-            let Some((n, end)) = next.get_mut(&p) else {
-                continue;
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    *position = Position::default();
+                    let _ = self.consumer.unassign();
+                    return Err(kafka(format!("reading {}", self.topic), &e));
+                }
             };
-            let offset = message.offset();
-            if offset < *n || offset >= *end {
-                continue;
-            }
-            out.push(Record {
-                partition: p,
-                offset,
+            let record = Record {
+                partition: message.partition(),
+                offset: message.offset(),
                 payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            });
-            *n = offset + 1;
+            };
+            position.next.insert(record.partition, record.offset + 1);
+            take(record, &mut next, &mut position.ahead);
         }
-        let _ = self.consumer.unassign();
         Ok(out)
     }
 
