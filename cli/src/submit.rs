@@ -56,6 +56,13 @@ fn absolute(path: &str) -> Result<String, String> {
 /// # Errors
 /// The manifest's, parameters' and SQL files' errors, one line each.
 pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
+    if crate::stream::is_stream(job) {
+        return Err(format!(
+            "{} is a streaming job: streams do not run on a cluster yet; run it with `ember run {}`",
+            ember_streaming::manifest::manifest_file(job).display(),
+            job.display()
+        ));
+    }
     let manifest = JobManifest::load(job).map_err(|e| e.to_string())?;
     let mut params = manifest.params();
     let settings = set

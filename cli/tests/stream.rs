@@ -418,3 +418,74 @@ fn output_and_checkpoint_on_hdfs() {
     assert!(!rows.is_empty());
     assert_eq!(rows, output_rows(&local), "{reference:?}");
 }
+
+#[test]
+fn stream_job_errors_are_one_clear_line() {
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .args(args)
+            .current_dir(repo())
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run ember");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Streams do not run on a cluster yet, and say so.
+    let (code, err) = run(&["submit", JOB, "--scheduler", "127.0.0.1:1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is a streaming job") && err.contains("ember run"),
+        "{err}"
+    );
+    // An unknown key names its line.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(repo().join(JOB).join("job.toml"))
+        .expect("manifest")
+        .replace(
+            "idle_timeout = \"${idle_timeout}\"",
+            "idle_timeout = \"${idle_timeout}\"\nwatermark = \"5m\"",
+        );
+    std::fs::write(tmp.path().join("job.toml"), &text).expect("write");
+    std::fs::copy(
+        repo().join(JOB).join("windows.sql"),
+        tmp.path().join("windows.sql"),
+    )
+    .expect("copy");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("watermark"))
+        .expect("line")
+        + 1;
+    let (code, err) = run(&["run", &tmp.path().display().to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("job.toml:{line}:")) && err.contains("unknown field `watermark`"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // A query without a window.
+    std::fs::write(
+        tmp.path().join("job.toml"),
+        text.replace("\nwatermark = \"5m\"", ""),
+    )
+    .expect("write");
+    std::fs::write(
+        tmp.path().join("windows.sql"),
+        "SELECT event_time AS window_start, event_time AS window_end, product_id, 'd' AS window_date, 'h' AS window_hour FROM events",
+    )
+    .expect("write");
+    let (code, err) = run(&[
+        "run",
+        &tmp.path().display().to_string(),
+        "--set",
+        "output=/tmp/none",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("windows.sql") && err.contains("has no window"),
+        "{err}"
+    );
+}
