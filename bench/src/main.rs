@@ -332,12 +332,17 @@ fn daily_revenue(
         "machine": machine,
         "samples": samples,
     });
+    write_results(json, &result)
+}
+
+/// Writes a benchmark's JSON results (creating the folder) and says where.
+fn write_results(json: &Path, result: &serde_json::Value) -> Result<(), String> {
     if let Some(dir) = json.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
     std::fs::write(
         json,
-        serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?,
+        serde_json::to_vec_pretty(result).map_err(|e| e.to_string())?,
     )
     .map_err(|e| format!("{}: {e}", json.display()))?;
     println!("results: {}", json.display());

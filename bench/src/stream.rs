@@ -144,13 +144,7 @@ pub fn run(
         "benchmark": "stream", "events": events, "partitions": partitions,
         "produce_events_per_s": produce_rate, "machine": crate::machine::describe(), "rounds": rounds,
     });
-    std::fs::write(
-        json,
-        serde_json::to_vec_pretty(&result).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("{}: {e}", json.display()))?;
-    println!("results: {}", json.display());
-    Ok(())
+    crate::write_results(json, &result)
 }
 
 fn last_commit(out: &Path) -> Result<String, String> {

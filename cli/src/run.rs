@@ -51,12 +51,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
     let manifest = JobManifest::load(&args.job).map_err(|e| e.to_string())?;
     let mut params = manifest.params();
-    let settings = args
-        .set
-        .iter()
-        .map(|s| Params::parse_setting(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let settings = Params::parse_settings(&args.set).map_err(|e| e.to_string())?;
     params.apply(&settings).map_err(|e| e.to_string())?;
     let job = manifest.resolve(params).map_err(|e| e.to_string())?;
     let options = EmbeddedOptions {

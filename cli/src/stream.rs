@@ -23,12 +23,7 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
-    let settings = args
-        .set
-        .iter()
-        .map(|s| Params::parse_setting(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let settings = Params::parse_settings(&args.set).map_err(|e| e.to_string())?;
     let job = ember_streaming::manifest::load(&args.job, &settings).map_err(|e| e.to_string())?;
     let name = job.name.clone();
     let registry = Arc::new(EmberObjectStoreRegistry::new(&storage));

@@ -22,23 +22,15 @@ use crate::format::{Format, print_json};
 pub struct SubmitArgs {
     /// The job folder (holding job.toml) or a manifest file.
     pub job: PathBuf,
-    /// The scheduler, HOST:PORT.
-    #[arg(
-        long,
-        env = "EMBER_SCHEDULER",
-        default_value = "localhost:50050",
-        value_name = "HOST:PORT"
-    )]
-    pub scheduler: String,
     /// Override a job parameter declared in [params], as name=value (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
     /// Follow the job to its end: progress per stage, then the counts; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
-    /// How to print the answer.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// `--scheduler` and `--format`, as for `ember jobs`.
+    #[command(flatten)]
+    pub common: crate::jobs::Common,
 }
 
 /// Makes a local relative path absolute (the scheduler runs elsewhere); URLs stay as they are.
@@ -65,11 +57,7 @@ pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
     }
     let manifest = JobManifest::load(job).map_err(|e| e.to_string())?;
     let mut params = manifest.params();
-    let settings = set
-        .iter()
-        .map(|s| Params::parse_setting(s))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
     params.apply(&settings).map_err(|e| e.to_string())?;
     let mut job = manifest.resolve(params).map_err(|e| e.to_string())?;
     for input in &mut job.inputs {
@@ -85,22 +73,28 @@ pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
 /// One line; with `--wait`, also when the job fails or is cancelled.
 pub async fn run(args: SubmitArgs) -> Result<(), String> {
     let job = resolve(&args.job, &args.set)?;
-    let client = Client::new(&args.scheduler)?;
+    let client = Client::new(&args.common.scheduler)?;
     let Submitted { id } = client
         .post("/jobs", &SubmitJob { job: job.clone() })
         .await?;
     if !args.wait {
-        match args.format {
-            Format::Table => println!("submitted job {} ({id}) to {}", job.name, args.scheduler),
+        match args.common.format {
+            Format::Table => println!(
+                "submitted job {} ({id}) to {}",
+                job.name, args.common.scheduler
+            ),
             Format::Json => print_json(&Submitted { id })?,
         }
         return Ok(());
     }
-    if args.format == Format::Table {
-        eprintln!("submitted job {} ({id}) to {}", job.name, args.scheduler);
+    if args.common.format == Format::Table {
+        eprintln!(
+            "submitted job {} ({id}) to {}",
+            job.name, args.common.scheduler
+        );
     }
-    let detail = follow(&client, &id, args.format == Format::Table).await?;
-    match args.format {
+    let detail = follow(&client, &id, args.common.format == Format::Table).await?;
+    match args.common.format {
         Format::Json => print_json(&detail)?,
         Format::Table => {
             if let Some(report) = &detail.report {

@@ -42,6 +42,14 @@ impl Params {
         }
     }
 
+    /// Parses every `--set` argument of a command line ([`Params::parse_setting`]).
+    ///
+    /// # Errors
+    /// The first bad argument's [`Error::BadSetting`].
+    pub fn parse_settings(args: &[String]) -> Result<Vec<(String, String)>> {
+        args.iter().map(|a| Self::parse_setting(a)).collect()
+    }
+
     /// Overrides declared parameters with `--set` values, in order (the last one wins).
     ///
     /// # Errors

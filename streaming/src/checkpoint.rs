@@ -70,6 +70,9 @@ pub struct BatchCommit {
     pub watermark: Watermark,
     /// Messages read.
     pub records: i64,
+    /// Offsets of the plan that held no message (removed by retention or compaction).
+    #[serde(default)]
+    pub offsets_skipped: i64,
     /// Valid events (not late).
     pub events: u64,
     /// Quarantined messages by reason (`late` included).

@@ -82,6 +82,29 @@ impl Dir {
             .map_err(|e| self.error(rel, e))
     }
 
+    /// Writes `bytes` to the file whose path below this folder is `parts`, one folder or file
+    /// name each. A `/` inside a part is escaped (`%2F`, as Spark's `escapePathName` and the
+    /// batch sink do) instead of making a sub-folder. Returns the path written, relative.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] naming the file.
+    pub async fn put_parts(&self, parts: &[String], bytes: Bytes) -> Result<String> {
+        let path = parts
+            .iter()
+            .fold(self.base.clone(), |p, part| p.join(part.as_str()));
+        let rel = path
+            .as_ref()
+            .strip_prefix(self.base.as_ref())
+            .unwrap_or(path.as_ref())
+            .trim_start_matches('/')
+            .to_string();
+        self.store
+            .put(&path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(|e| self.error(&rel, e))?;
+        Ok(rel)
+    }
+
     /// Reads the file `rel`; `None` when it does not exist.
     ///
     /// # Errors

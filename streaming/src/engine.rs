@@ -54,6 +54,9 @@ pub struct StreamReport {
     pub replayed: u64,
     /// Messages read.
     pub records: i64,
+    /// Planned offsets that held no message (retention, compaction).
+    #[serde(default)]
+    pub offsets_skipped: i64,
     /// Valid, not late events.
     pub events: u64,
     /// Quarantined messages by reason.
@@ -223,13 +226,16 @@ impl Stream {
         }
         let topic = self.job.source.topic.clone();
         let partitions = self.blocking_source(|s| s.partitions()).await?;
-        let (mut next_plan, mut watermark, mut state, mut next_id) =
+        // Where to go on: the plan to run again, the watermark, the state, the next batch id and
+        // the next start offset per partition (the ends of the last plan).
+        let (mut next_plan, mut watermark, mut state, mut next_id, mut starts) =
             match self.checkpoint.resume().await? {
                 Resume::Fresh => (
                     None,
                     Watermark::new(self.job.allowed_lateness_us, self.job.idle_timeout_ms),
                     Vec::new(),
                     0,
+                    BTreeMap::new(),
                 ),
                 Resume::Replay { plan } => {
                     tracing::info!(
@@ -239,35 +245,32 @@ impl Stream {
                     let state = self.load_state(plan.batch_id.checked_sub(1)).await?;
                     let wm = plan.watermark.clone();
                     let id = plan.batch_id;
-                    (Some(plan), wm, state, id)
+                    let starts = plan.ranges.iter().map(|r| (r.partition, r.start)).collect();
+                    (Some(plan), wm, state, id, starts)
                 }
-                Resume::Continue { last, .. } => {
+                Resume::Continue { last, plan } => {
                     let state = self.load_state(Some(last.batch_id)).await?;
-                    (None, last.watermark, state, last.batch_id + 1)
+                    (None, last.watermark, state, last.batch_id + 1, plan.ends())
                 }
             };
-        // Start offsets: the ends of the last plan, else the starting offsets.
-        let mut starts: BTreeMap<i32, i64> = match self.checkpoint.resume().await? {
-            Resume::Continue { plan, .. } => plan.ends(),
-            _ => BTreeMap::new(),
-        };
+        // Partitions without a start begin at the starting offsets; available-now stops at the
+        // ends seen now. One offsets request per partition answers both.
+        let available_now = self.job.trigger == Trigger::AvailableNow;
+        let mut limit: Option<BTreeMap<i32, i64>> = available_now.then(BTreeMap::new);
         for &p in &partitions {
-            if let std::collections::btree_map::Entry::Vacant(slot) = starts.entry(p) {
-                let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
-                slot.insert(match self.job.source.starting_offsets {
+            if !available_now && starts.contains_key(&p) {
+                continue;
+            }
+            let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
+            starts
+                .entry(p)
+                .or_insert(match self.job.source.starting_offsets {
                     StartingOffsets::Earliest => low,
                     StartingOffsets::Latest => high,
                 });
+            if let Some(ends) = limit.as_mut() {
+                ends.insert(p, high);
             }
-        }
-        // Available-now: stop at the ends seen now.
-        let mut limit: Option<BTreeMap<i32, i64>> = None;
-        if self.job.trigger == Trigger::AvailableNow {
-            let mut ends = BTreeMap::new();
-            for &p in &partitions {
-                ends.insert(p, self.blocking_source(move |s| s.watermarks(p)).await?.1);
-            }
-            limit = Some(ends);
         }
         let interval = match self.job.trigger {
             Trigger::ProcessingTime(d) => Some(d),
@@ -342,6 +345,7 @@ impl Stream {
             report.batches += 1;
             report.replayed += u64::from(replay);
             report.records += commit.records;
+            report.offsets_skipped += commit.offsets_skipped;
             report.events += commit.events;
             for (k, v) in &commit.quarantined {
                 *report.quarantined.entry(k.clone()).or_default() += v;
@@ -424,6 +428,16 @@ impl Stream {
         };
         let records = tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
         lap("read", &mut phases);
+        // Offsets of the plan with no message (removed by retention or compaction, or
+        // transaction markers): counted and logged, never silent.
+        let offsets_skipped = plan.records() - i64::try_from(records.len()).unwrap_or(i64::MAX);
+        if offsets_skipped > 0 {
+            tracing::warn!(
+                batch_id = id,
+                offsets_skipped,
+                "planned offsets without a message (retention, compaction or transaction markers)"
+            );
+        }
         // Parse; late and malformed messages go to the quarantine.
         let mut events = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
@@ -536,7 +550,8 @@ impl Stream {
         let commit = BatchCommit {
             batch_id: id,
             watermark,
-            records: plan.records(),
+            records: i64::try_from(records.len()).unwrap_or(i64::MAX),
+            offsets_skipped,
             events: events.len() as u64,
             quarantined,
             rows_written,

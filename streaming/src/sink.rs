@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use parquet::arrow::ArrowWriter;
@@ -26,8 +26,7 @@ use parquet::file::properties::WriterProperties;
 use crate::dir::Dir;
 use crate::error::{Error, Result};
 
-/// The folder name Hive and Spark use for a NULL partition value.
-pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+use ember_core::sink::HIVE_DEFAULT_PARTITION;
 
 /// The file name of batch `batch_id`'s data in each partition folder.
 pub fn file_name(batch_id: u64) -> String {
@@ -106,27 +105,29 @@ pub async fn write_partitioned(
             path: output.url().to_string(),
             message: format!("partition column `{name}` is not produced by the query"),
         })?;
-        let text = cast(column, &DataType::Utf8).map_err(|e| arrow_error(output.url(), e))?;
-        keys.push(text);
+        keys.push(cast(column, &DataType::Utf8).map_err(|e| arrow_error(output.url(), e))?);
     }
-    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    let keys: Vec<&StringArray> = keys
+        .iter()
+        .filter_map(|k| k.as_any().downcast_ref::<StringArray>())
+        .collect();
+    // One folder per distinct partition value list: `name=value`, NULL as Hive's default.
+    let mut groups: BTreeMap<Vec<String>, Vec<u32>> = BTreeMap::new();
     for row in 0..all.num_rows() {
         let folder: Vec<String> = partition_by
             .iter()
             .zip(&keys)
             .map(|(name, k)| {
-                let k = k
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::StringArray>()
-                    .filter(|a| !datafusion::arrow::array::Array::is_null(*a, row))
-                    .map_or(HIVE_DEFAULT_PARTITION.to_string(), |a| {
-                        a.value(row).to_string()
-                    });
-                format!("{name}={k}")
+                let value = if k.is_null(row) {
+                    HIVE_DEFAULT_PARTITION
+                } else {
+                    k.value(row)
+                };
+                format!("{name}={value}")
             })
             .collect();
         groups
-            .entry(folder.join("/"))
+            .entry(folder)
             .or_default()
             .push(u32::try_from(row).unwrap_or(u32::MAX));
     }
@@ -137,7 +138,7 @@ pub async fn write_partitioned(
         .project(&data_columns)
         .map_err(|e| arrow_error(output.url(), e))?;
     let mut written = Vec::with_capacity(groups.len());
-    for (folder, rows) in groups {
+    for (mut parts, rows) in groups {
         let indices = UInt32Array::from(rows);
         let columns = data
             .columns()
@@ -147,15 +148,12 @@ pub async fn write_partitioned(
             .map_err(|e| arrow_error(output.url(), e))?;
         let part = RecordBatch::try_new(data.schema(), columns)
             .map_err(|e| arrow_error(output.url(), e))?;
-        let rel = if folder.is_empty() {
-            file_name(batch_id)
-        } else {
-            format!("{folder}/{}", file_name(batch_id))
-        };
-        output
-            .put(&rel, to_parquet(&data.schema(), &[part])?)
-            .await?;
-        written.push(rel);
+        parts.push(file_name(batch_id));
+        written.push(
+            output
+                .put_parts(&parts, to_parquet(&data.schema(), &[part])?)
+                .await?,
+        );
     }
     Ok(written)
 }

@@ -24,6 +24,10 @@
 //!
 //! [output committer]: ../../ember_scheduler/job/committer/index.html
 
+/// The folder name Hive and Spark use for a NULL partition value (`col=__HIVE_DEFAULT_PARTITION__`);
+/// the batch job's committer and the stream sink both write it.
+pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+
 mod exec;
 mod node;
 mod planner;

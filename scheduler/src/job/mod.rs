@@ -39,8 +39,7 @@ use crate::error::{Error, Result};
 use committer::{Area, Committer};
 use ember_core::report::{PartitionCounts, RowCounts, RunReport};
 
-/// The folder name Hive and Spark use for a NULL partition value.
-pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
+pub use ember_core::sink::HIVE_DEFAULT_PARTITION;
 
 /// A new run id: the UTC start time and 8 random hex digits (ids sort by time).
 pub fn new_run_id() -> String {
