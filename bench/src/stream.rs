@@ -1,11 +1,14 @@
 //! `ember-bench stream`: sustained events/s of the streaming job end to end (Kafka → parse →
 //! windows → Parquet, with checkpoints) against the broker's raw consume rate, on one topic
-//! and one broker (tansu, started by the runner), rounds interleaved.
+//! and one broker (tansu, started by the runner), rounds interleaved. Peers: the raw consume
+//! rate, `ember run` (embedded) and `ember submit` to a scheduler with 2 executors × 1 slot
+//! (`cluster-2`: the Kafka scans run on the executors, the driver in the submit process).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ember_testkit::ember::{ClusterOptions, EmberCluster};
 use ember_testkit::kafka::KafkaBroker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -90,55 +93,79 @@ pub fn run(
         produce_ms / 1000.0
     );
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The cluster peer's daemons start once, outside the timings.
+    let cluster = EmberCluster::start(
+        ember,
+        2,
+        &ClusterOptions {
+            task_slots: 1,
+            partitions: 2,
+            executor_timeout: "60s".into(),
+            heartbeat_interval: "5s".into(),
+            env: Vec::new(),
+        },
+    )?;
     let mut rounds = Vec::new();
     for round in 1..=runs {
         let (n, raw_s) = raw_consume(&brokers, partitions, events)?;
-        let out = scratch.path().join(format!("out-{round}"));
-        let mut cmd = Command::new(ember);
-        cmd.args(["run", JOB, "--format", "json"])
-            .args(["--set", &format!("brokers={brokers}")])
-            .args(["--set", &format!("topic={TOPIC}")])
-            .args(["--set", &format!("output={}", out.display())])
-            .args(["--set", "trigger=available-now"])
-            .args(["--set", "max_records=100000"])
-            .stdout(std::process::Stdio::null());
-        let cost = measure::run(cmd)?;
-        let report: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join("_checkpoint/commits").join(last_commit(&out)?))
-                .map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
         #[allow(clippy::cast_precision_loss)]
-        let (raw_rate, ember_rate) = (n as f64 / raw_s, events as f64 / cost.seconds);
-        eprintln!(
-            "round {round}: raw consume {raw_rate:.0} msg/s ({raw_s:.2} s); ember {ember_rate:.0} events/s ({:.2} s, peak RSS {} MB, last batch {})",
-            cost.seconds,
-            cost.peak_rss_bytes / 1_000_000,
-            report["batch_id"]
-        );
-        rounds.push(serde_json::json!({
+        let raw_rate = n as f64 / raw_s;
+        let mut row = serde_json::json!({
             "round": round, "raw_seconds": raw_s, "raw_msgs_per_s": raw_rate,
-            "ember_seconds": cost.seconds, "ember_events_per_s": ember_rate,
-            "ember_peak_rss_bytes": cost.peak_rss_bytes, "ratio": ember_rate / raw_rate,
-        }));
-        let _ = std::fs::remove_dir_all(&out);
+        });
+        for (peer, command) in [
+            ("ember", vec!["run"]),
+            ("cluster2", vec!["submit", "--scheduler", cluster.address()]),
+        ] {
+            let out = scratch.path().join(format!("{peer}-{round}"));
+            let mut cmd = Command::new(ember);
+            cmd.args(&command)
+                .args([JOB, "--format", "json"])
+                .args(["--set", &format!("brokers={brokers}")])
+                .args(["--set", &format!("topic={TOPIC}")])
+                .args(["--set", &format!("output={}", out.display())])
+                .args(["--set", "trigger=available-now"])
+                .args(["--set", "max_records=100000"])
+                .stdout(std::process::Stdio::null());
+            let cost = measure::run(cmd).map_err(|e| format!("{peer}: {e}\n{}", cluster.logs()))?;
+            let report: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(out.join("_checkpoint/commits").join(last_commit(&out)?))
+                    .map_err(|e| e.to_string())?,
+            )
+            .map_err(|e| e.to_string())?;
+            #[allow(clippy::cast_precision_loss)]
+            let rate = events as f64 / cost.seconds;
+            eprintln!(
+                "round {round}: raw consume {raw_rate:.0} msg/s ({raw_s:.2} s); {peer} {rate:.0} events/s ({:.2} s, peak RSS of the {} {} MB, last batch {})",
+                cost.seconds,
+                if peer == "ember" { "process" } else { "driver" },
+                cost.peak_rss_bytes / 1_000_000,
+                report["batch_id"]
+            );
+            row[format!("{peer}_seconds")] = cost.seconds.into();
+            row[format!("{peer}_events_per_s")] = rate.into();
+            row[format!("{peer}_peak_rss_bytes")] = cost.peak_rss_bytes.into();
+            row[format!("{peer}_ratio")] = (rate / raw_rate).into();
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        rounds.push(row);
     }
-    let mut ratios: Vec<f64> = rounds.iter().filter_map(|r| r["ratio"].as_f64()).collect();
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios[ratios.len() / 2];
-    println!(
-        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember end to end (events/s, median) | ember / raw (median of rounds) |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|");
     let med = |k: &str| {
         let mut v: Vec<f64> = rounds.iter().filter_map(|r| r[k].as_f64()).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!(
-        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {median:.2}× |",
+        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember run (events/s, median) | ember / raw | cluster-2 submit (events/s, median) | cluster-2 / raw |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× |",
         med("raw_msgs_per_s"),
-        med("ember_events_per_s")
+        med("ember_events_per_s"),
+        med("ember_ratio"),
+        med("cluster2_events_per_s"),
+        med("cluster2_ratio"),
     );
     let result = serde_json::json!({
         "benchmark": "stream", "events": events, "partitions": partitions,

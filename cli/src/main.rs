@@ -5,7 +5,8 @@
 //! - `ember produce`: writes sales events into a Kafka topic;
 //! - `ember scheduler` / `ember executor`: the cluster's processes;
 //! - `ember submit <job> --scheduler HOST:PORT [--wait]`, `ember jobs`, `ember status <id>`,
-//!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`).
+//!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`); a streaming
+//!   job's driver runs in the `submit` process, its micro-batch scans on the executors.
 //!
 //! Exit codes: 0 success; 1 failure (one line on stderr says why and where); 2 the command line
 //! is wrong (clap's usage error).
@@ -81,6 +82,12 @@ fn prepare(command: Command) -> Result<Task, String> {
             ember_core::storage::apply_process_environment(&settings.storage);
             Box::pin(daemons::executor(settings))
         }
+        Command::Submit(args) if stream::is_stream(&args.job) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            ember_core::storage::apply_process_environment(&storage);
+            Box::pin(stream::submit(args, storage))
+        }
         Command::Submit(args) => Box::pin(submit::run(args)),
         Command::Jobs(args) => Box::pin(jobs::list(args)),
         Command::Status(args) => Box::pin(jobs::status(args)),
@@ -93,6 +100,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Executor(_));
     ember_core::telemetry::init(daemon);
+    // Every role may meet a stream's Kafka scan in a plan.
+    ember_streaming::scan::register_codec();
     let task = match prepare(cli.command) {
         Ok(task) => task,
         Err(message) => {

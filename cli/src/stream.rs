@@ -13,6 +13,7 @@ use ember_streaming::produce::{EventSource, ProduceOptions, produce};
 
 use crate::format::{Format, print_json};
 use crate::run::RunArgs;
+use crate::submit::SubmitArgs;
 
 /// Whether the job at `path` is a streaming job.
 pub fn is_stream(path: &std::path::Path) -> bool {
@@ -23,18 +24,49 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
-    let settings = Params::parse_settings(&args.set).map_err(|e| e.to_string())?;
-    let job = ember_streaming::manifest::load(&args.job, &settings).map_err(|e| e.to_string())?;
+    drive(&args.job, &args.set, args.format, &storage, None).await
+}
+
+/// `ember submit` of a streaming job: this process is the stream's driver (Spark's client
+/// deploy mode) and each micro-batch's Kafka scan runs as tasks on the scheduler's executors.
+/// Runs until the trigger stops it or Ctrl-C/SIGTERM, like [`run`].
+pub async fn submit(args: SubmitArgs, storage: StorageSettings) -> Result<(), String> {
+    let address = args.common.scheduler.trim_start_matches("http://");
+    let url = format!("df://{}", address.trim_end_matches('/'));
+    drive(
+        &args.job,
+        &args.set,
+        args.common.format,
+        &storage,
+        Some(&url),
+    )
+    .await
+}
+
+async fn drive(
+    path: &std::path::Path,
+    set: &[String],
+    format: Format,
+    storage: &StorageSettings,
+    scheduler_url: Option<&str>,
+) -> Result<(), String> {
+    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
+    let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
     let name = job.name.clone();
-    let registry = Arc::new(EmberObjectStoreRegistry::new(&storage));
-    let mut stream = Stream::new(job, registry)
-        .await
-        .map_err(|e| format!("stream {name}: {e}"))?;
+    let registry = Arc::new(EmberObjectStoreRegistry::new(storage));
+    let mut stream = match scheduler_url {
+        None => Stream::new(job, registry).await,
+        Some(url) => Stream::on_cluster(job, registry, url).await,
+    }
+    .map_err(|e| format!("stream {name}: {e}"))?;
+    if let Some(url) = scheduler_url {
+        eprintln!("stream {name}: driver in this process, Kafka scans on the executors of {url}");
+    }
     let report = stream
         .run(ember_scheduler::server::shutdown_signal())
         .await
         .map_err(|e| format!("stream {name} failed: {e}"))?;
-    match args.format {
+    match format {
         Format::Table => {
             println!(
                 "stream {} stopped after {} batches ({} replayed)\n  output       {}\n  checkpoint   {}\n  records read {}\n  events       {}\n  quarantined  {:?}\n  windows out  {}\n  watermark    {}\n  state        {} events",

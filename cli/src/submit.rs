@@ -3,6 +3,10 @@
 //! line), local paths are made absolute, and the scheduler runs it. With `--wait`, a progress
 //! bar per stage shows tasks done over total, then the run's counts; the exit code tells
 //! whether the job succeeded.
+//!
+//! A streaming job is not handed over: this process becomes its driver (Spark's client deploy
+//! mode, `spark-submit`'s default) and runs in the foreground, and each micro-batch's Kafka
+//! scan runs as tasks on the executors (see `crate::stream::submit`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -31,6 +35,13 @@ pub struct SubmitArgs {
     /// `--scheduler` and `--format`, as for `ember jobs`.
     #[command(flatten)]
     pub common: crate::jobs::Common,
+    /// TOML configuration file; a streaming job's driver reads its [storage] section.
+    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Storage of a streaming job's driver (output and checkpoint); batch jobs use the
+    /// scheduler's.
+    #[command(flatten)]
+    pub storage: ember_core::config::StorageArgs,
 }
 
 /// Makes a local relative path absolute (the scheduler runs elsewhere); URLs stay as they are.
@@ -48,13 +59,6 @@ fn absolute(path: &str) -> Result<String, String> {
 /// # Errors
 /// The manifest's, parameters' and SQL files' errors, one line each.
 pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
-    if crate::stream::is_stream(job) {
-        return Err(format!(
-            "{} is a streaming job: streams do not run on a cluster yet; run it with `ember run {}`",
-            ember_streaming::manifest::manifest_file(job).display(),
-            job.display()
-        ));
-    }
     let manifest = JobManifest::load(job).map_err(|e| e.to_string())?;
     let mut params = manifest.params();
     let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use ember_streaming::engine::StreamReport;
+use ember_testkit::ember::{ClusterOptions, EmberCluster};
 use ember_testkit::kafka::KafkaBroker;
 use ember_testkit::query::parquet_rows_with;
 use ember_testkit::util::wait_child;
@@ -29,8 +30,21 @@ fn bin() -> &'static Path {
 }
 
 fn stream_command(broker: &KafkaBroker, topic: &str, out: &Path, max_records: u64) -> Command {
+    stream_command_with(&["run"], broker, topic, out, max_records)
+}
+
+/// `ember <command…> JOB` with the test settings; `command` is `["run"]` or
+/// `["submit", "--scheduler", ADDRESS]`.
+fn stream_command_with(
+    command: &[&str],
+    broker: &KafkaBroker,
+    topic: &str,
+    out: &Path,
+    max_records: u64,
+) -> Command {
     let mut c = Command::new(bin());
-    c.args(["run", JOB, "--format", "json"])
+    c.args(command)
+        .args([JOB, "--format", "json"])
         .args(["--set", &format!("brokers={}", broker.brokers())])
         .args(["--set", &format!("topic={topic}")])
         .args(["--set", &format!("output={}", out.display())])
@@ -179,13 +193,13 @@ fn expected_windows(events: &[(i64, &str, &str, i64, i64)], watermark_min: i64) 
     rows
 }
 
-#[test]
-fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_rest() {
-    let broker = KafkaBroker::start().expect("broker");
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = tmp.path().join("out");
-    // Two partitions, read 2 messages per partition per batch (max_records = 4). Event times
-    // in minutes after 2011-12-09T00:00Z; prices in cents.
+/// An event: minute after 2011-12-09T00:00Z, product, type, quantity, price in cents.
+type Known = (i64, &'static str, &'static str, i64, i64);
+
+/// The known event set of two partitions, and the messages to produce (with 3 malformed ones
+/// at offsets 6, 7 and 8 of partition 0). Read 2 messages per partition per batch
+/// (max_records = 4), the event at minute 540 is late and the one at 725 out of order.
+fn known_events() -> (Vec<Known>, Vec<Known>, Vec<(i32, String)>) {
     let p0: Vec<(i64, &str, &str, i64, i64)> = vec![
         (600, "A", "SALE", 2, 150),
         (620, "B", "SALE", 1, 1000),
@@ -219,9 +233,11 @@ fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_re
     for &(m, prod, kind, q, c) in &p1 {
         messages.push((1, event(m, prod, kind, q, &price(c))));
     }
-    produce(&broker, "sales", 2, &messages);
+    (p0, p1, messages)
+}
 
-    let report = run_to_end(stream_command(&broker, "sales", &out, 4));
+/// Checks a run of [`known_events`] on a fresh output: counts, watermark, windows, quarantine.
+fn check_known_run(report: &StreamReport, p0: &[Known], p1: &[Known], out: &Path) {
     assert_eq!(report.records, 18, "{report:?}");
     assert_eq!(report.quarantined.get("late"), Some(&1), "{report:?}");
     assert_eq!(
@@ -232,8 +248,8 @@ fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_re
     assert_eq!(report.events, 14, "{report:?}");
 
     // The watermark: the smaller of the partitions' highest event times, minus 10 minutes.
-    let high = |events: &[(i64, &str, &str, i64, i64)]| events.iter().map(|e| e.0).max();
-    let watermark_min = high(&p0).min(high(&p1)).expect("events") - 10;
+    let high = |events: &[Known]| events.iter().map(|e| e.0).max();
+    let watermark_min = high(p0).min(high(p1)).expect("events") - 10;
     assert_eq!(watermark_min, 750);
     let expected_wm = chrono::DateTime::from_timestamp_micros(DAY_US + watermark_min * MIN_US)
         .expect("time")
@@ -243,16 +259,16 @@ fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_re
 
     let not_late: Vec<_> = p0
         .iter()
-        .chain(&p1)
+        .chain(p1)
         .filter(|e| e.0 != 540)
         .copied()
         .collect();
     let expected = expected_windows(&not_late, watermark_min);
     assert!(expected.len() > 10, "{expected:?}");
-    assert_eq!(output_rows(&out), expected);
+    assert_eq!(output_rows(out), expected);
     assert_eq!(report.rows_written, expected.len() as u64);
 
-    let mut quarantine = quarantine_rows(&out);
+    let mut quarantine = quarantine_rows(out);
     quarantine.sort();
     assert_eq!(
         quarantine,
@@ -263,11 +279,87 @@ fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_re
             "not_json|0|6"
         ]
     );
+}
+
+#[test]
+fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_rest() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("out");
+    let (p0, p1, messages) = known_events();
+    produce(&broker, "sales", 2, &messages);
+
+    let report = run_to_end(stream_command(&broker, "sales", &out, 4));
+    check_known_run(&report, &p0, &p1, &out);
 
     // A second run finds nothing new: same output, no new batch.
+    let expected = output_rows(&out);
     let again = run_to_end(stream_command(&broker, "sales", &out, 4));
     assert_eq!((again.batches, again.records), (0, 0), "{again:?}");
     assert_eq!(output_rows(&out), expected);
+}
+
+#[test]
+fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode_writes() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (p0, p1, messages) = known_events();
+    produce(&broker, "sales", 2, &messages);
+    // One slot per executor: a batch's two range tasks run on both executors.
+    let options = ClusterOptions {
+        task_slots: 1,
+        ..ClusterOptions::default()
+    };
+    let cluster = EmberCluster::start(bin(), 2, &options).expect("cluster");
+    let out = tmp.path().join("cluster");
+    let submit = ["submit", "--scheduler", cluster.address()];
+    let report = run_to_end(stream_command_with(&submit, &broker, "sales", &out, 4));
+    check_known_run(&report, &p0, &p1, &out);
+
+    // The same job embedded writes the same windows and the same quarantine.
+    let embedded = tmp.path().join("embedded");
+    let local = run_to_end(stream_command(&broker, "sales", &embedded, 4));
+    assert_eq!(
+        (
+            local.batches,
+            local.records,
+            local.events,
+            &local.quarantined
+        ),
+        (
+            report.batches,
+            report.records,
+            report.events,
+            &report.quarantined
+        )
+    );
+    assert_eq!(output_rows(&embedded), output_rows(&out));
+
+    // Every message was read by a scan task on an executor, and both executors took tasks.
+    let scanned: Vec<Vec<i64>> = (0..2)
+        .map(|i| {
+            let log = std::fs::read_to_string(cluster.executor_log(i)).unwrap_or_default();
+            log.lines()
+                .filter(|l| l.contains("kafka scan task"))
+                .filter_map(|l| {
+                    let messages = l.split("messages=").nth(1)?;
+                    messages.split_whitespace().next()?.parse().ok()
+                })
+                .collect()
+        })
+        .collect();
+    let per_executor: Vec<i64> = scanned.iter().map(|m| m.iter().sum()).collect();
+    assert_eq!(
+        per_executor.iter().sum::<i64>(),
+        report.records,
+        "{scanned:?}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        per_executor.iter().all(|&n| n > 0),
+        "both executors scan: {scanned:?}\n{}",
+        cluster.logs()
+    );
 }
 
 #[test]
@@ -433,13 +525,14 @@ fn stream_job_errors_are_one_clear_line() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    // Streams do not run on a cluster yet, and say so.
+    // A stream submitted to a scheduler that is not there says so, in one line.
     let (code, err) = run(&["submit", JOB, "--scheduler", "127.0.0.1:1"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("is a streaming job") && err.contains("ember run"),
+        err.contains("cannot connect to the scheduler at df://127.0.0.1:1"),
         "{err}"
     );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     // An unknown key names its line.
     let tmp = tempfile::tempdir().expect("tempdir");
     let text = std::fs::read_to_string(repo().join(JOB).join("job.toml"))

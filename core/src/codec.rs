@@ -5,6 +5,9 @@
 //! encoding) or an Ember node tag (the rest is the node's JSON). All roles use these codecs:
 //! the client and embedded mode through the session config, the scheduler and executor
 //! processes through their `override_*_codec` settings.
+//!
+//! Crates above `ember-core` add their own nodes with [`register_extension`] (the streaming
+//! crate's Kafka scan): the `ember` binary registers them at start, in every role.
 
 use std::sync::Arc;
 
@@ -28,6 +31,74 @@ use crate::sink::{ParquetSinkExec, ParquetSinkNode};
 pub const TAG_BALLISTA: u8 = 0;
 /// Tag of Ember's Parquet sink (logical and physical).
 pub const TAG_PARQUET_SINK: u8 = 1;
+
+/// Plan nodes a crate above `ember-core` adds to Ember's codecs: a table provider (travels in
+/// logical plans, client → scheduler) and the execution plan node its scan makes (travels in
+/// physical plans, scheduler → executors). Each is encoded as [`ExtensionNodes::tag`] followed
+/// by the implementation's bytes.
+pub trait ExtensionNodes: Send + Sync + std::fmt::Debug {
+    /// The tag byte: unique, and not one of Ember's own (`0..16`).
+    fn tag(&self) -> u8;
+
+    /// Encodes `table` when it is one of these nodes' tables; `None` otherwise.
+    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>>;
+
+    /// Decodes a table encoded by [`ExtensionNodes::encode_table`], whose schema is `schema`.
+    ///
+    /// # Errors
+    /// Bytes this implementation did not write.
+    fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>>;
+
+    /// Encodes `node` when it is one of these nodes; `None` otherwise.
+    fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<Result<Vec<u8>>>;
+
+    /// Decodes a node encoded by [`ExtensionNodes::encode_exec`] with its `inputs`.
+    ///
+    /// # Errors
+    /// Bytes this implementation did not write, or the wrong number of inputs.
+    fn decode_exec(
+        &self,
+        bytes: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> Result<Arc<dyn ExecutionPlan>>;
+}
+
+static EXTENSIONS: std::sync::RwLock<Vec<Arc<dyn ExtensionNodes>>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Adds `nodes` to this process's codecs (once per tag; a second registration of a tag is
+/// ignored). Call it before any plan is encoded or decoded.
+pub fn register_extension(nodes: Arc<dyn ExtensionNodes>) {
+    let mut list = EXTENSIONS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if list.iter().all(|n| n.tag() != nodes.tag()) {
+        list.push(nodes);
+    }
+}
+
+fn extensions() -> Vec<Arc<dyn ExtensionNodes>> {
+    EXTENSIONS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn extension(tag: u8) -> Result<Arc<dyn ExtensionNodes>> {
+    extensions()
+        .into_iter()
+        .find(|n| n.tag() == tag)
+        .ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!(
+                "plan node tag {tag} is not known to this process (are the client, scheduler and executors the same `ember` build?)"
+            ))
+        })
+}
+
+fn with_tag(tag: u8, bytes: Vec<u8>, buf: &mut Vec<u8>) {
+    buf.push(tag);
+    buf.extend(bytes);
+}
 
 /// What Ember's Parquet sink carries besides its input.
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,8 +177,13 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         schema: SchemaRef,
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
-        self.inner
-            .try_decode_table_provider(buf, table_ref, schema, ctx)
+        match buf.split_first() {
+            Some((&TAG_BALLISTA, rest)) => self
+                .inner
+                .try_decode_table_provider(rest, table_ref, schema, ctx),
+            Some((&tag, rest)) => extension(tag)?.decode_table(rest, schema),
+            None => internal_err!("empty table provider encoding for {table_ref}"),
+        }
     }
 
     fn try_encode_table_provider(
@@ -116,6 +192,13 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
+        for ext in extensions() {
+            if let Some(bytes) = ext.encode_table(node.as_ref()) {
+                with_tag(ext.tag(), bytes?, buf);
+                return Ok(());
+            }
+        }
+        buf.push(TAG_BALLISTA);
         self.inner.try_encode_table_provider(table_ref, node, buf)
     }
 
@@ -216,7 +299,8 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             Some((&TAG_BALLISTA, rest)) => {
                 self.inner.try_decode(rest, inputs, ctx, proto_converter)
             }
-            _ => internal_err!("unknown physical extension tag {:?}", buf.first()),
+            Some((&tag, rest)) => extension(tag)?.decode_exec(rest, inputs),
+            None => internal_err!("empty physical extension encoding"),
         }
     }
 
@@ -232,6 +316,12 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                 partition_by: sink.partition_by().to_vec(),
             };
             return encode_json(TAG_PARQUET_SINK, &spec, buf);
+        }
+        for ext in extensions() {
+            if let Some(bytes) = ext.encode_exec(node.as_ref()) {
+                with_tag(ext.tag(), bytes?, buf);
+                return Ok(());
+            }
         }
         buf.push(TAG_BALLISTA);
         self.inner.try_encode(node, buf, proto_converter)

@@ -4,8 +4,9 @@
 //!
 //! One batch, in order (the numbers are the crash points the recovery rules cover):
 //! 1. `offsets/<id>` is written (the plan). A crash before: the batch never existed.
-//! 2. The ranges are read and parsed. Late events (below the watermark before the batch) and
-//!    malformed messages are the batch's quarantine.
+//! 2. The ranges are read and parsed, in this process (`ember run`) or by one Ballista task per
+//!    range on the executors (`ember submit`, see [`crate::scan`]). Late events (below the
+//!    watermark before the batch) and malformed messages are the batch's quarantine.
 //! 3. The new watermark is computed from the plan's processing time and the batch's events.
 //! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
 //!    `(watermark before, watermark after]` are emitted (append mode: each window once).
@@ -30,9 +31,10 @@ use ember_core::udf::WindowSpec;
 use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint, OffsetRange, Resume};
 use crate::dir::Dir;
 use crate::error::{Error, Result};
-use crate::event::{self, EVENT_SCHEMA, Origin, Rejected};
+use crate::event::{self, EVENT_SCHEMA};
 use crate::kafka::KafkaSource;
 use crate::manifest::{StartingOffsets, StreamJob, Trigger};
+use crate::scan::{self, KafkaBatchTable, Message, ScanSpec};
 use crate::sink;
 use crate::watermark::Watermark;
 
@@ -73,10 +75,20 @@ pub struct StreamReport {
     pub output: String,
 }
 
+/// Where a batch's messages are read and parsed.
+enum Reader {
+    /// In this process, by the stream's consumer, which keeps its position between batches.
+    Local,
+    /// By Ballista tasks on the executors, one per partition range ([`crate::scan`]), through
+    /// this session on the scheduler.
+    Cluster(SessionContext),
+}
+
 /// A streaming job ready to run.
 pub struct Stream {
     job: StreamJob,
     ctx: SessionContext,
+    reader: Reader,
     window: WindowSpec,
     source: KafkaSource,
     checkpoint: Checkpoint,
@@ -89,6 +101,15 @@ impl std::fmt::Debug for Stream {
             .field("job", &self.job.name)
             .finish_non_exhaustive()
     }
+}
+
+fn runtime(
+    registry: &Arc<dyn ObjectStoreRegistry>,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::clone(registry))
+        .build_arc()
+        .map_err(|e| Error::Job(ember_core::Error::datafusion("runtime", e)))
 }
 
 fn now_ms() -> i64 {
@@ -170,12 +191,10 @@ impl Stream {
     /// opened, or a consumer librdkafka refuses.
     pub async fn new(job: StreamJob, registry: Arc<dyn ObjectStoreRegistry>) -> Result<Self> {
         let config = ember_core::session::configure(datafusion::prelude::SessionConfig::new(), 2);
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::clone(&registry))
-            .build_arc()
-            .map_err(|e| Error::Job(ember_core::Error::datafusion("runtime", e)))?;
-        let ctx =
-            SessionContext::new_with_state(ember_core::session::session_state(config, runtime));
+        let ctx = SessionContext::new_with_state(ember_core::session::session_state(
+            config,
+            runtime(&registry)?,
+        ));
         let window = crate::window_query::analyze(&ctx, &job.sql, &job.partition_by).await?;
         let source = KafkaSource::new(
             &job.source.brokers,
@@ -188,11 +207,62 @@ impl Stream {
         Ok(Self {
             job,
             ctx,
+            reader: Reader::Local,
             window,
             source,
             checkpoint,
             output,
         })
+    }
+
+    /// Like [`Stream::new`], but each batch's Kafka ranges are read and parsed by tasks on the
+    /// executors of the Ballista scheduler at `scheduler_url` (`df://HOST:PORT`), one task per
+    /// partition range; this process (the driver, as in Spark's client deploy mode) plans the
+    /// batches, runs the windows over the parsed events and the state, and commits.
+    ///
+    /// # Errors
+    /// As [`Stream::new`], and a scheduler that cannot be reached.
+    pub async fn on_cluster(
+        job: StreamJob,
+        registry: Arc<dyn ObjectStoreRegistry>,
+        scheduler_url: &str,
+    ) -> Result<Self> {
+        use ballista::prelude::{SessionConfigExt, SessionContextExt};
+        scan::register_codec();
+        // Ballista's session connects lazily; a driver should fail at once, not at its first
+        // batch.
+        let unreachable = |message: String| Error::Scheduler {
+            url: scheduler_url.to_string(),
+            message,
+        };
+        let address = scheduler_url.trim_start_matches("df://");
+        match tokio::time::timeout(
+            crate::kafka::REQUEST_TIMEOUT,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("no answer".into())),
+        }
+        let mut config = ember_core::session::configure(
+            datafusion::prelude::SessionConfig::new_with_ballista(),
+            2,
+        );
+        // No round-robin repartition above the scan: Ballista keeps it inside the scan's stage,
+        // so every task of the stage would run every range's read (each message read twice).
+        config
+            .options_mut()
+            .optimizer
+            .enable_round_robin_repartition = false;
+        let state = ember_core::session::session_state(config, runtime(&registry)?);
+        let remote = SessionContext::remote_with_state(scheduler_url, state)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut stream = Self::new(job, registry).await?;
+        stream.reader = Reader::Cluster(remote);
+        Ok(stream)
     }
 
     /// The window shape found in the SQL.
@@ -405,6 +475,39 @@ impl Stream {
         }
     }
 
+    /// Reads and parses `plan`'s ranges with one Ballista task per range ([`crate::scan`]).
+    async fn scan_on_executors(
+        &self,
+        remote: &SessionContext,
+        plan: &BatchPlan,
+    ) -> Result<Vec<Message>> {
+        let id = plan.batch_id;
+        if plan.records() == 0 {
+            return Ok(Vec::new());
+        }
+        let spec = ScanSpec {
+            brokers: self.job.source.brokers.clone(),
+            topic: plan.topic.clone(),
+            group_id: self.job.source.group_id.clone(),
+            options: self.job.source.options.clone(),
+            ranges: plan.ranges.clone(),
+            watermark: plan.watermark.clone(),
+        };
+        let context = "the Kafka scan on the executors";
+        let batches = remote
+            .read_table(Arc::new(KafkaBatchTable::new(spec)))
+            .map_err(|e| query_error(id, context, e))?
+            .collect()
+            .await
+            .map_err(|e| query_error(id, context, e))?;
+        let mut messages = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        for b in &batches {
+            messages
+                .extend(scan::from_scan_batch(b).map_err(|e| query_error(id, context, e.into()))?);
+        }
+        Ok(messages)
+    }
+
     /// Runs one planned batch and commits it; `state` is the state before and becomes the
     /// state after.
     async fn run_batch(
@@ -426,11 +529,27 @@ impl Stream {
             );
             phase = Instant::now();
         };
-        let records = tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
-        lap("read", &mut phases);
+        let messages: Vec<Message> = match &self.reader {
+            Reader::Local => {
+                let records =
+                    tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
+                lap("read", &mut phases);
+                let parsed = records
+                    .iter()
+                    .map(|r| scan::classify(r, &plan.watermark))
+                    .collect();
+                lap("parse", &mut phases);
+                parsed
+            }
+            Reader::Cluster(remote) => {
+                let parsed = self.scan_on_executors(remote, plan).await?;
+                lap("scan", &mut phases);
+                parsed
+            }
+        };
         // Offsets of the plan with no message (removed by retention or compaction, or
         // transaction markers): counted and logged, never silent.
-        let offsets_skipped = plan.records() - i64::try_from(records.len()).unwrap_or(i64::MAX);
+        let offsets_skipped = plan.records() - i64::try_from(messages.len()).unwrap_or(i64::MAX);
         if offsets_skipped > 0 {
             tracing::warn!(
                 batch_id = id,
@@ -438,36 +557,21 @@ impl Stream {
                 "planned offsets without a message (retention, compaction or transaction markers)"
             );
         }
-        // Parse; late and malformed messages go to the quarantine.
-        let mut events = Vec::with_capacity(records.len());
+        // Late and malformed messages go to the quarantine.
+        let records = messages.len();
+        let mut events = Vec::with_capacity(records);
         let mut rejected = Vec::new();
         let mut delivered: BTreeMap<i32, i64> = BTreeMap::new();
-        for r in &records {
-            let origin = Origin {
-                partition: r.partition,
-                offset: r.offset,
-            };
-            match event::parse(&r.payload) {
-                Ok(e) if plan.watermark.is_late(e.event_time_us) => rejected.push(Rejected {
-                    origin,
-                    value: String::from_utf8_lossy(&r.payload).into_owned(),
-                    reason: "late",
-                    event_time_us: Some(e.event_time_us),
-                }),
-                Ok(e) => {
-                    let m = delivered.entry(r.partition).or_insert(e.event_time_us);
-                    *m = (*m).max(e.event_time_us);
+        for m in messages {
+            match m {
+                Message::Valid(origin, e) => {
+                    let high = delivered.entry(origin.partition).or_insert(e.event_time_us);
+                    *high = (*high).max(e.event_time_us);
                     events.push((origin, e));
                 }
-                Err(reason) => rejected.push(Rejected {
-                    origin,
-                    value: String::from_utf8_lossy(&r.payload).into_owned(),
-                    reason,
-                    event_time_us: None,
-                }),
+                Message::Rejected(r) => rejected.push(r),
             }
         }
-        lap("parse", &mut phases);
         let mut watermark = plan.watermark.clone();
         let before = watermark.current_us;
         let after = watermark.advance(&delivered, plan.now_ms);
@@ -550,7 +654,7 @@ impl Stream {
         let commit = BatchCommit {
             batch_id: id,
             watermark,
-            records: i64::try_from(records.len()).unwrap_or(i64::MAX),
+            records: i64::try_from(records).unwrap_or(i64::MAX),
             offsets_skipped,
             events: events.len() as u64,
             quarantined,
@@ -571,6 +675,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Origin;
 
     #[test]
     fn budget_is_shared_then_filled() {

@@ -33,6 +33,14 @@ pub enum Error {
         /// The store's message.
         message: String,
     },
+    /// The Ballista scheduler of `ember submit` cannot be reached.
+    #[error("cannot connect to the scheduler at {url}: {message}")]
+    Scheduler {
+        /// `df://HOST:PORT`.
+        url: String,
+        /// Why.
+        message: String,
+    },
     /// A micro-batch query failed.
     #[error("batch {batch_id}: {source}")]
     Query {
@@ -48,7 +56,9 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Job(e) | Error::Query { source: e, .. } => e.kind(),
-            Error::Kafka { .. } | Error::Storage { .. } => ErrorKind::External,
+            Error::Kafka { .. } | Error::Storage { .. } | Error::Scheduler { .. } => {
+                ErrorKind::External
+            }
             Error::Checkpoint { .. } => ErrorKind::User,
         }
     }

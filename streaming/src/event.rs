@@ -76,6 +76,19 @@ pub static QUARANTINE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Every quarantine reason: the rules of the table above, then `late` (an event older than the
+/// watermark, see [`crate::watermark`]).
+pub const REASONS: [&str; 8] = [
+    "not_json",
+    "missing_event_time",
+    "bad_event_time",
+    "missing_product_id",
+    "bad_transaction_type",
+    "bad_quantity",
+    "bad_unit_price",
+    "late",
+];
+
 /// One valid event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
@@ -318,6 +331,7 @@ mod tests {
             (br#"{"event_time":"2011-12-09T12:50:00Z","product_id":"A","transaction_type":"SALE","quantity":1,"unit_price":"abc"}"#, "bad_unit_price"),
         ];
         for (payload, reason) in cases {
+            assert!(REASONS.contains(&reason), "{reason} is not listed");
             assert_eq!(
                 parse(payload),
                 Err(reason),

@@ -12,6 +12,7 @@ pub mod event;
 pub mod kafka;
 pub mod manifest;
 pub mod produce;
+pub mod scan;
 pub mod sink;
 pub mod watermark;
 pub mod window_query;

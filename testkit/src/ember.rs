@@ -209,6 +209,11 @@ impl EmberCluster {
         self.dir.path().join(format!("executor-{index}"))
     }
 
+    /// The log (stderr) of executor `index`.
+    pub fn executor_log(&self, index: usize) -> PathBuf {
+        self.dir.path().join(format!("executor-{index}.log"))
+    }
+
     /// The scheduler process, e.g. to signal it.
     pub fn scheduler_pid(&self) -> u32 {
         self.scheduler.id()
