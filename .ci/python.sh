@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Python peers the tests use to check Ember with software nobody here wrote: DuckDB reads the
-# Parquet Ember writes. Installed idempotently into a venv outside the clone.
+# Parquet Ember writes; the ADBC Flight SQL driver (with pyarrow and pandas) queries Ember's
+# Flight SQL endpoint. Installed idempotently into a venv outside the clone.
 set -euo pipefail
 VENV="${EMBER_VENV:-$HOME/.cache/ember-tools/venv}"
 REQUIREMENTS=(
   "duckdb==1.5.6"
+  "adbc-driver-flightsql==1.13.0"
+  "adbc-driver-manager==1.13.0"
+  "pyarrow==26.0.1"
+  "pandas==3.1.1"
 )
 marker="$VENV/.ember-requirements"
 wanted="$(printf '%s\n' "${REQUIREMENTS[@]}")"

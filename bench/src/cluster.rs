@@ -28,6 +28,7 @@ pub fn run(
         executor_timeout: "60s".into(),
         heartbeat_interval: "5s".into(),
         env: Vec::new(),
+        scheduler_args: Vec::new(),
     };
     let cluster = EmberCluster::start(ember, executors, &options)?;
     let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));

@@ -17,8 +17,10 @@
 //!   not timed while starting; peak RSS is the sum of the scheduler's and executors' `VmHWM`.
 //!
 //! `stream` times the streaming job against a plain Kafka consumer (see `stream.rs`).
+//! `flight-sql` loads the Flight SQL endpoint with concurrent clients (see `flight_sql.rs`).
 
 mod cluster;
+mod flight_sql;
 mod generate;
 mod machine;
 mod measure;
@@ -88,6 +90,18 @@ enum Cmd {
         #[arg(long, default_value = "bench/results/stream.json")]
         json: PathBuf,
     },
+    /// Concurrent Flight SQL clients against `ember serve` over the daily revenue table.
+    FlightSql {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Queries per client.
+        #[arg(long, default_value_t = 20)]
+        queries: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench/results/flight_sql.json")]
+        json: PathBuf,
+    },
     /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
     /// `daily-revenue`).
     RunLocal {
@@ -135,6 +149,13 @@ fn main() -> ExitCode {
             .and_then(|me| {
                 stream::run(&me.with_file_name("ember"), events, partitions, runs, &json)
             }),
+        Cmd::FlightSql {
+            clients,
+            queries,
+            json,
+        } => std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|me| flight_sql::run(&me.with_file_name("ember"), clients, queries, &json)),
         Cmd::RunLocal {
             input,
             output,

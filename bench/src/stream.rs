@@ -103,6 +103,7 @@ pub fn run(
             executor_timeout: "60s".into(),
             heartbeat_interval: "5s".into(),
             env: Vec::new(),
+            scheduler_args: Vec::new(),
         },
     )?;
     let mut rounds = Vec::new();

@@ -14,6 +14,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// One line: the port is taken, …
 pub async fn scheduler(settings: SchedulerSettings) -> Result<(), String> {
     let started = ember_scheduler::server::start(settings).await?;
+    println!(
+        "ember flight sql listening on {}{}",
+        started.flight_sql.address,
+        if started.flight_sql.tls { " (tls)" } else { "" }
+    );
     println!("ember scheduler listening on {}", started.address);
     started
         .serve(ember_scheduler::server::shutdown_signal(), SHUTDOWN_GRACE)

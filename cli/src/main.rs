@@ -3,6 +3,7 @@
 //! - `ember run <job>`: runs a batch job in embedded mode (in-process scheduler + executor), or
 //!   a streaming job (a manifest with `[stream]`) until its trigger stops or Ctrl-C;
 //! - `ember produce`: writes sales events into a Kafka topic;
+//! - `ember serve`: the Arrow Flight SQL endpoint over the job outputs, embedded;
 //! - `ember scheduler` / `ember executor`: the cluster's processes;
 //! - `ember submit <job> --scheduler HOST:PORT [--wait]`, `ember jobs`, `ember status <id>`,
 //!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`); a streaming
@@ -16,6 +17,7 @@ mod daemons;
 mod format;
 mod jobs;
 mod run;
+mod serve;
 mod stream;
 mod submit;
 
@@ -54,6 +56,8 @@ enum Command {
     Cancel(jobs::JobArgs),
     /// Write sales events into a Kafka topic (replay a CSV, or synthetic), creating it if missing.
     Produce(stream::ProduceArgs),
+    /// Serve the job outputs over Arrow Flight SQL, embedded (in-process scheduler + executor).
+    Serve(serve::ServeArgs),
 }
 
 type Task = Pin<Box<dyn Future<Output = Result<(), String>>>>;
@@ -93,6 +97,12 @@ fn prepare(command: Command) -> Result<Task, String> {
         Command::Status(args) => Box::pin(jobs::status(args)),
         Command::Cancel(args) => Box::pin(jobs::cancel(args)),
         Command::Produce(args) => Box::pin(stream::produce_command(args)),
+        Command::Serve(args) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            ember_core::storage::apply_process_environment(&storage);
+            Box::pin(serve::run(args, storage))
+        }
     })
 }
 

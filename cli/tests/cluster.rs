@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ember_core::api::{JobDetail, JobState, JobSummary, Submitted};
 use ember_testkit::ember::{ClusterOptions, EmberCluster, http_get};
+use ember_testkit::flight_sql;
 use ember_testkit::query::parquet_rows;
 use ember_testkit::util::{free_port, python, wait_for};
 
@@ -179,6 +180,22 @@ fn two_executors_write_exactly_what_embedded_mode_writes() {
         text.contains("succeeded") && text.contains("output") && text.contains("Successful"),
         "{text}"
     );
+    // The succeeded job's output is a table of the scheduler's Flight SQL endpoint, queried
+    // through Ballista, with partition pruning on `order_date`.
+    let sql = "SELECT COUNT(*) AS n, CAST(SUM(net_revenue) AS VARCHAR) AS net FROM daily_revenue_by_product \
+               WHERE order_date BETWEEN DATE '2011-12-01' AND DATE '2011-12-09'";
+    let want = block_on(parquet_rows(
+        &out.display().to_string(),
+        "SELECT COUNT(*), CAST(SUM(net_revenue) AS VARCHAR) FROM t \
+         WHERE order_date BETWEEN '2011-12-01' AND '2011-12-09'",
+    ))
+    .expect("read the output");
+    let got = block_on(async {
+        let mut client = flight_sql::connect(cluster.flight_sql_address()).await?;
+        flight_sql::query(&mut client, sql).await
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -50,6 +50,27 @@ pub async fn context(options: &EmbeddedOptions) -> Result<SessionContext> {
     Ok(ctx)
 }
 
+/// [`context`] with Ember's tables in `ember.public`, for the Flight SQL endpoint of
+/// `ember serve`.
+///
+/// # Errors
+/// As [`context`].
+pub async fn flight_sql_context(options: &EmbeddedOptions) -> Result<SessionContext> {
+    let (catalog, schema) = crate::flight_sql::CATALOG;
+    let config = SessionConfig::new_with_ballista()
+        .with_ballista_standalone_parallelism(options.parallelism());
+    let config = ember_core::session::configure(config, options.parallelism())
+        .with_default_catalog_and_schema(catalog, schema)
+        .with_create_default_catalog_and_schema(true);
+    let state = ember_core::session::session_state(
+        config,
+        runtime_env(&options.runtime, options.parallelism())?,
+    );
+    let ctx = SessionContext::standalone_with_state(state).await?;
+    ember_core::session::register_functions(&ctx);
+    Ok(ctx)
+}
+
 /// The same session on plain single-process DataFusion, without Ballista.
 ///
 /// # Errors

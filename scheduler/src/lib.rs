@@ -5,6 +5,7 @@
 
 pub mod embedded;
 pub mod error;
+pub mod flight_sql;
 pub mod job;
 pub mod server;
 

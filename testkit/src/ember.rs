@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -36,6 +36,8 @@ pub struct ClusterOptions {
     pub heartbeat_interval: String,
     /// Extra environment variables for every process.
     pub env: Vec<(String, String)>,
+    /// Extra arguments of `ember scheduler` (e.g. Flight SQL users).
+    pub scheduler_args: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -48,6 +50,7 @@ impl Default for ClusterOptions {
             executor_timeout: "30s".into(),
             heartbeat_interval: "2s".into(),
             env: Vec::new(),
+            scheduler_args: Vec::new(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct EmberCluster {
     scheduler: Child,
     executors: Vec<Option<Child>>,
     address: String,
+    flight_sql: String,
     dir: TempDir,
 }
 
@@ -81,6 +85,8 @@ impl EmberCluster {
         let log = dir.path().join("scheduler.log");
         let mut scheduler = Command::new(bin)
             .args(["scheduler", "--bind-host", "127.0.0.1", "--port", "0"])
+            .args(["--flight-sql-port", "0"])
+            .args(&options.scheduler_args)
             .args(["--executor-timeout", &options.executor_timeout])
             .args(["--partitions", &options.partitions.to_string()])
             .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -90,11 +96,18 @@ impl EmberCluster {
             .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("cannot start {} scheduler: {e}", bin.display()))?;
-        // The scheduler prints `ember scheduler listening on HOST:PORT` once it is ready.
+        // The scheduler prints `ember flight sql listening on HOST:PORT`, then
+        // `ember scheduler listening on HOST:PORT` once it is ready.
         let (tx, rx) = mpsc::channel();
         let stdout = scheduler.stdout.take().ok_or("no scheduler stdout")?;
+        let flight_sql = Arc::new(Mutex::new(String::new()));
+        let flight_seen = Arc::clone(&flight_sql);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("ember flight sql listening on ") {
+                    let address = address.split_whitespace().next().unwrap_or_default();
+                    *flight_seen.lock().unwrap_or_else(|e| e.into_inner()) = address.to_string();
+                }
                 if let Some(address) = line.strip_prefix("ember scheduler listening on ") {
                     let _ = tx.send(address.trim().to_string());
                 }
@@ -110,12 +123,14 @@ impl EmberCluster {
                 ));
             }
         };
+        let flight_sql = flight_sql.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut cluster = Self {
             bin: bin.to_path_buf(),
             options: options.clone(),
             scheduler,
             executors: Vec::new(),
             address,
+            flight_sql,
             dir,
         };
         for _ in 0..executors {
@@ -189,6 +204,11 @@ impl EmberCluster {
             },
         )
         .map_err(|e| format!("{e}\n{}", self.logs()))
+    }
+
+    /// `HOST:PORT` of the scheduler's Flight SQL endpoint.
+    pub fn flight_sql_address(&self) -> &str {
+        &self.flight_sql
     }
 
     /// `HOST:PORT` of the scheduler (gRPC and REST API).

@@ -4,10 +4,12 @@
 //!   jars that `bash .ci/hadoop.sh` installs; needs `java` (Java 8 or later; CI uses 17).
 //! - [`ember::EmberCluster`]: an `ember scheduler` and executors, as processes.
 //! - [`query`]: reading Parquet outputs back (local or `hdfs://`).
+//! - [`flight_sql`]: a Flight SQL client with results as rows.
 //! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
 
 pub mod ember;
+pub mod flight_sql;
 pub mod hdfs;
 pub mod kafka;
 pub mod query;

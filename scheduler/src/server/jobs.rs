@@ -43,6 +43,7 @@ pub enum CancelError {
 pub struct JobManager {
     settings: SchedulerSettings,
     scheduler_url: String,
+    tables: std::sync::OnceLock<crate::flight_sql::FlightSqlEndpoint>,
     ballista: BallistaApi,
     jobs: Mutex<BTreeMap<String, Record>>,
 }
@@ -57,6 +58,7 @@ impl JobManager {
         Self {
             settings,
             scheduler_url,
+            tables: std::sync::OnceLock::new(),
             ballista,
             jobs: Mutex::new(BTreeMap::new()),
         }
@@ -101,6 +103,11 @@ impl JobManager {
         id
     }
 
+    /// Registers each succeeded job's output on `endpoint` as a table named after the job.
+    pub fn serve_tables(&self, endpoint: crate::flight_sql::FlightSqlEndpoint) {
+        let _ = self.tables.set(endpoint);
+    }
+
     /// A session that runs queries on this scheduler, with Ember's session settings.
     async fn context(&self) -> Result<SessionContext, String> {
         let config = ember_core::session::configure(
@@ -141,6 +148,13 @@ impl JobManager {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        if let (Ok(_), Some(endpoint)) = (&result, self.tables.get())
+            && let Err(e) = endpoint
+                .register(&job.name, &job.output.path, "parquet")
+                .await
+        {
+            tracing::warn!(job_id = %id, error = %e, "the job's output is not served over Flight SQL");
+        }
         if let Some(record) = self.jobs().get_mut(&id) {
             record.finished_at = Some(Utc::now());
             record.task = None;

@@ -8,6 +8,10 @@
 //! - `/api/v1/*`: Ember's REST API (Ember jobs: submit, list, status, cancel; executors), see
 //!   [`ember_core::api`].
 //!
+//! The Arrow Flight SQL endpoint ([`crate::flight_sql`]) has a port of its own. Its queries go
+//! to this scheduler like any client's, and each job that succeeds becomes a table named after
+//! the job.
+//!
 //! A submitted job runs inside this process, as Spark's driver does in cluster mode: its
 //! client-side steps (input listing, planning, commit) run here, and its distributed steps run
 //! on the executors. The output commit therefore happens on the scheduler side, once every
@@ -32,6 +36,8 @@ use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use ember_core::codec::{EmberLogicalCodec, EmberPhysicalCodec};
 use ember_core::config::SchedulerSettings;
+
+use crate::flight_sql::FlightSqlEndpoint;
 use ember_executor::runtime::{RuntimeOptions, runtime_env};
 
 pub use jobs::JobManager;
@@ -112,8 +118,45 @@ pub struct Started {
     pub address: SocketAddr,
     /// Ember's job service.
     pub jobs: Arc<JobManager>,
+    /// The Flight SQL endpoint.
+    pub flight_sql: FlightSqlEndpoint,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// A session on the scheduler at `url` (`df://HOST:PORT`) for Flight SQL queries: Ember's
+/// settings, tables in `ember.public`.
+///
+/// # Errors
+/// The runtime's or Ballista's, in one line.
+pub async fn flight_sql_context(
+    settings: &SchedulerSettings,
+    url: &str,
+) -> Result<datafusion::prelude::SessionContext, String> {
+    use ballista::prelude::SessionContextExt;
+    let (catalog, schema) = crate::flight_sql::CATALOG;
+    let config = ember_core::session::configure(
+        <SessionConfig as ballista_core::extension::SessionConfigExt>::new_with_ballista(),
+        settings.partitions,
+    )
+    .with_default_catalog_and_schema(catalog, schema)
+    .with_create_default_catalog_and_schema(true);
+    let runtime = runtime_env(
+        &RuntimeOptions {
+            storage: settings.storage.clone(),
+            memory_limit: Some(0),
+            spill_dir: None,
+        },
+        1,
+    )
+    .map_err(|e| e.to_string())?;
+    let state = ember_core::session::session_state(config, runtime);
+    let ctx = datafusion::prelude::SessionContext::remote_with_state(url, state)
+        .await
+        .map_err(|e| format!("Flight SQL session on {url}: {e}"))?;
+    ember_core::session::register_functions(&ctx);
+    Ok(ctx)
 }
 
 /// Binds the port and builds the scheduler (nothing is served until [`Started::serve`]).
@@ -145,19 +188,33 @@ pub async fn start(settings: SchedulerSettings) -> Result<Started, String> {
     } else {
         settings.bind_host.clone()
     };
+    let own_url = format!("df://{own_host}:{}", address.port());
     let jobs = Arc::new(JobManager::new(
         settings.clone(),
-        format!("df://{own_host}:{}", address.port()),
+        own_url.clone(),
         ballista_api::BallistaApi::new(scheduler.clone(), ballista_rest.clone()),
     ));
     let router = grpc_routes(&scheduler)
         .merge(ballista_rest)
         .merge(api::routes(Arc::clone(&jobs)));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let flight_sql = crate::flight_sql::serve(
+        &settings.flight_sql,
+        &settings.bind_host,
+        flight_sql_context(&settings, &own_url).await?,
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    )
+    .await?;
+    jobs.serve_tables(flight_sql.clone());
     Ok(Started {
         address,
         jobs,
+        flight_sql,
         listener,
         router,
+        stop,
     })
 }
 
@@ -176,10 +233,12 @@ impl Started {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service)
+        let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(|e| format!("scheduler stopped: {e}"))?;
+            .map_err(|e| format!("scheduler stopped: {e}"));
+        let _ = self.stop.send(true);
+        served?;
         jobs.drain(grace).await;
         Ok(())
     }

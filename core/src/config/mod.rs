@@ -40,6 +40,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
 
+mod flight_sql;
+
+pub use flight_sql::{FlightSqlArgs, FlightSqlFile, FlightSqlSettings, Secret, TableFile};
+
 /// The TOML configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +57,9 @@ pub struct ConfigFile {
     /// `[storage]`.
     #[serde(default)]
     pub storage: StorageFile,
+    /// `[flight_sql]`.
+    #[serde(default)]
+    pub flight_sql: FlightSqlFile,
 }
 
 /// `[scheduler]` of the configuration file; see [`SchedulerArgs`] for each key.
@@ -127,7 +134,7 @@ impl ConfigFile {
 }
 
 /// An invalid setting: which one (flag and variable) and why.
-fn invalid(setting: &str, message: impl std::fmt::Display) -> Error {
+pub(crate) fn invalid(setting: &str, message: impl std::fmt::Display) -> Error {
     Error::InvalidSetting {
         setting: setting.to_string(),
         message: message.to_string(),
@@ -256,6 +263,9 @@ pub struct SchedulerArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flight_sql: FlightSqlArgs,
 }
 
 /// Resolved settings of `ember scheduler`.
@@ -273,6 +283,8 @@ pub struct SchedulerSettings {
     pub partitions: usize,
     /// Storage settings.
     pub storage: StorageSettings,
+    /// The Flight SQL endpoint.
+    pub flight_sql: FlightSqlSettings,
 }
 
 impl SchedulerSettings {
@@ -324,6 +336,7 @@ impl SchedulerSettings {
             )?,
             partitions,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
+            flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
         })
     }
 }

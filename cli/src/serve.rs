@@ -1,0 +1,119 @@
+//! `ember serve`: the Arrow Flight SQL endpoint in embedded mode (an in-process scheduler and
+//! executor), for a laptop. It serves the outputs of the jobs under `--jobs` that exist (each
+//! job's default output, named after the job), plus `--table NAME=PATH` and the configuration's
+//! `[[flight_sql.tables]]`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use ember_core::config::{
+    ConfigFile, FlightSqlArgs, FlightSqlSettings, StorageArgs, StorageSettings, TableFile,
+};
+use ember_core::manifest::JobManifest;
+use ember_executor::runtime::RuntimeOptions;
+use ember_scheduler::embedded::{self, EmbeddedOptions};
+
+/// Arguments of `ember serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve the outputs of the jobs in this folder (each job's default output, if it exists).
+    #[arg(long, default_value = "jobs", value_name = "DIR")]
+    pub jobs: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "EMBER_SERVE_BIND_HOST", default_value = "127.0.0.1")]
+    pub bind_host: String,
+    /// Task slots of the embedded executor [default: CPU cores].
+    #[arg(
+        long,
+        env = "EMBER_EXECUTOR_TASK_SLOTS",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    pub parallelism: usize,
+    /// TOML configuration file: its [storage] and [flight_sql] sections.
+    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flight_sql: FlightSqlArgs,
+}
+
+/// The default output of each job folder under `dir`, as a table named after the job.
+fn job_outputs(dir: &Path) -> Vec<TableFile> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut folders: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    folders.sort();
+    folders
+        .into_iter()
+        .filter(|p| p.join("job.toml").is_file())
+        .filter_map(|p| {
+            let (name, output) = if crate::stream::is_stream(&p) {
+                let job = ember_streaming::manifest::load(&p, &[]).ok()?;
+                (job.name, job.output)
+            } else {
+                let manifest = JobManifest::load(&p).ok()?;
+                let job = manifest.resolve(manifest.params()).ok()?;
+                (job.name, job.output.path)
+            };
+            Some(TableFile {
+                name,
+                path: output,
+                format: "parquet".into(),
+            })
+        })
+        .collect()
+}
+
+/// Runs the endpoint until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// One line: the configuration, the port, TLS files, the embedded scheduler.
+pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
+        None => ConfigFile::default(),
+    };
+    let mut settings = FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)
+        .map_err(|e| e.to_string())?;
+    let mut tables = job_outputs(&args.jobs);
+    tables.append(&mut settings.tables);
+    let options = EmbeddedOptions {
+        parallelism: args.parallelism,
+        runtime: RuntimeOptions {
+            storage,
+            memory_limit: None,
+            spill_dir: None,
+        },
+    };
+    let ctx = embedded::flight_sql_context(&options)
+        .await
+        .map_err(|e| format!("cannot start the embedded scheduler and executor: {e}"))?;
+    let endpoint = ember_scheduler::flight_sql::serve(
+        &settings,
+        &args.bind_host,
+        ctx,
+        ember_scheduler::server::shutdown_signal(),
+    )
+    .await?;
+    for table in &tables {
+        match endpoint
+            .register(&table.name, &table.path, &table.format)
+            .await
+        {
+            Ok(t) => eprintln!("serving table {} from {}", t.name, t.location),
+            Err(e) => eprintln!("not serving {} ({}): {e}", table.name, table.path),
+        }
+    }
+    println!(
+        "ember flight sql listening on {}{}",
+        endpoint.address,
+        if endpoint.tls { " (tls)" } else { "" }
+    );
+    ember_scheduler::server::shutdown_signal().await;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The Arrow Flight SQL endpoint: BI tools, notebooks and ADBC/JDBC clients query Ember's
+//! tables. Served by `ember scheduler` (queries run on the executors) and by `ember serve`
+//! (embedded: an in-process scheduler and executor), on its own port (default 32010; the
+//! scheduler's port already serves Ballista's Flight service).
+//!
+//! - [`service`]: statements, prepared statements with `$n` parameters, and the metadata calls
+//!   (GetSqlInfo, GetCatalogs, GetDbSchemas, GetTables with schemas, GetTableTypes);
+//! - [`catalog`]: job outputs and configured tables as listing tables with typed partition
+//!   columns;
+//! - [`auth`]: the basic handshake, bearer tokens, static tokens.
+//!
+//! Read-only by default: DDL, DML and COPY get `PERMISSION_DENIED`.
+
+pub mod auth;
+pub mod catalog;
+pub mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use datafusion::prelude::SessionContext;
+use ember_core::config::FlightSqlSettings;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+use self::auth::{Auth, AuthLayer};
+use self::service::EmberFlightSql;
+
+/// Catalog and schema of Ember's tables: `ember.public.<table>`.
+pub const CATALOG: (&str, &str) = ("ember", "public");
+
+/// A running endpoint.
+#[derive(Clone)]
+pub struct FlightSqlEndpoint {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for FlightSqlEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlightSqlEndpoint")
+            .field("address", &self.address)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlightSqlEndpoint {
+    /// Registers (or replaces) table `name` over `path` (see [`catalog::register`]).
+    ///
+    /// # Errors
+    /// DataFusion's, when the path cannot be listed or holds no readable file.
+    pub async fn register(
+        &self,
+        name: &str,
+        path: &str,
+        format: &str,
+    ) -> datafusion::error::Result<catalog::Registered> {
+        catalog::register(&self.ctx, name, path, format).await
+    }
+}
+
+/// Binds `bind_host:settings.port`, registers the configured tables, and serves Flight SQL over
+/// `ctx` in a background task until `shutdown` resolves.
+///
+/// # Errors
+/// One line: the port cannot be bound, or the TLS files cannot be read or used.
+pub async fn serve(
+    settings: &FlightSqlSettings,
+    bind_host: &str,
+    ctx: SessionContext,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<FlightSqlEndpoint, String> {
+    let listener = tokio::net::TcpListener::bind((bind_host, settings.port))
+        .await
+        .map_err(|e| {
+            format!(
+                "Flight SQL: cannot listen on {bind_host}:{}: {e}",
+                settings.port
+            )
+        })?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut builder = Server::builder();
+    if let Some((cert, key)) = &settings.tls {
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|e| format!("Flight SQL TLS: {}: {e}", p.display()))
+        };
+        let identity = Identity::from_pem(read(cert)?, read(key)?);
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(identity))
+            .map_err(|e| format!("Flight SQL TLS: {e}"))?;
+    }
+    let auth = Arc::new(Auth::new(settings));
+    let service = EmberFlightSql::new(ctx.clone(), Arc::clone(&auth), settings.allow_writes);
+    let router = builder
+        .layer(AuthLayer::new(auth))
+        .add_service(FlightServiceServer::new(service));
+    let incoming = TcpIncoming::from(listener);
+    tokio::spawn(async move {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "Flight SQL endpoint stopped");
+        }
+    });
+    let endpoint = FlightSqlEndpoint {
+        address,
+        tls: settings.tls.is_some(),
+        ctx,
+    };
+    for table in &settings.tables {
+        if let Err(e) = endpoint
+            .register(&table.name, &table.path, &table.format)
+            .await
+        {
+            tracing::warn!(table = %table.name, path = %table.path, error = %e, "configured table not registered");
+        }
+    }
+    Ok(endpoint)
+}
