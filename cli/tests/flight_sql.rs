@@ -75,8 +75,13 @@ impl Drop for Server {
 }
 
 fn serve(out: &Path, log: &Path) -> Server {
+    serve_with(out, log, &[])
+}
+
+fn serve_with(out: &Path, log: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(bin())
         .args(["serve", "--jobs", "/nonexistent", "--parallelism", "2"])
+        .args(extra)
         .args([
             "--table",
             &format!("daily_revenue_by_product={}", out.display()),
@@ -96,7 +101,8 @@ fn serve(out: &Path, log: &Path) -> Server {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
-                let _ = tx.send(a.trim().to_string());
+                // `HOST:PORT`, then ` (tls)` when TLS is on.
+                let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_string());
             }
         }
     });
@@ -345,4 +351,78 @@ fn adbc_driver_lists_tables_binds_parameters_and_fetches_arrow_and_pandas() {
             || wrong.contains("wrong user name or password"),
         "{wrong}"
     );
+}
+
+#[test]
+fn tls_serves_queries_and_refuses_plain_text_clients() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = job_output(tmp.path());
+    // A self-signed certificate for localhost and 127.0.0.1.
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let openssl = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // An end-entity certificate: rustls refuses a CA certificate as a server's.
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (CI installs it)");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    let server = serve_with(
+        &out,
+        &tmp.path().join("serve.log"),
+        &[
+            "--flight-sql-tls-cert",
+            &cert.display().to_string(),
+            "--flight-sql-tls-key",
+            &key.display().to_string(),
+        ],
+    );
+    let want = expected(&out, "SELECT COUNT(*) FROM t");
+    let pem = std::fs::read(&cert).expect("cert");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&pem))
+            .domain_name("localhost");
+        let channel = Channel::from_shared(format!("https://{}", server.address))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .connect()
+            .await
+            .expect("TLS connection");
+        let mut c = FlightSqlServiceClient::new(channel);
+        c.handshake(USER.0, USER.1)
+            .await
+            .expect("handshake over TLS");
+        assert_eq!(
+            query(&mut c, "SELECT COUNT(*) FROM daily_revenue_by_product")
+                .await
+                .expect("query over TLS"),
+            want
+        );
+        // A plain-text client gets no answer from a TLS port.
+        let plain = async {
+            let mut p = flight_sql::connect(&server.address).await?;
+            p.handshake(USER.0, USER.1).await.map_err(|e| e.to_string())
+        };
+        let refused = tokio::time::timeout(Duration::from_secs(30), plain).await;
+        assert!(
+            !matches!(refused, Ok(Ok(_))),
+            "a plain-text handshake succeeded on the TLS port"
+        );
+    });
 }
