@@ -113,6 +113,19 @@ fn flight_info(
         .with_descriptor(descriptor))
 }
 
+/// The `FlightInfo` of a metadata command: its result schema, and the command as the ticket.
+fn metadata_info<M: ProstMessageExt>(
+    query: &M,
+    schema: &Schema,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    Ok(Response::new(flight_info(
+        schema,
+        query.as_any().encode_to_vec(),
+        request.into_inner(),
+    )?))
+}
+
 fn one_batch(schema: SchemaRef, batch: arrow_flight::error::Result<RecordBatch>) -> DoGetStream {
     Box::pin(
         FlightDataEncoderBuilder::new()
@@ -418,11 +431,7 @@ impl FlightSqlService for EmberFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let data = SQL_INFO.as_ref().map_err(|e| Status::internal(e.clone()))?;
         let schema = query.clone().into_builder(data).schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_sql_info(
@@ -442,11 +451,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_catalogs(
@@ -470,11 +475,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_schemas(
@@ -504,11 +505,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_tables(
@@ -546,11 +543,7 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        Ok(Response::new(flight_info(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_table_types(

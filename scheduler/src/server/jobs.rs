@@ -13,7 +13,6 @@ use ember_core::api::{JobDetail, JobState, JobSummary};
 use ember_core::config::SchedulerSettings;
 use ember_core::manifest::Job;
 use ember_core::report::RunReport;
-use ember_executor::runtime::{RuntimeOptions, runtime_env};
 
 use super::ballista_api::BallistaApi;
 use crate::job::committer::Committer;
@@ -129,12 +128,7 @@ impl JobManager {
 
     fn runtime(&self) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>, String> {
         // The job's client side lists, re-encodes and commits files; tasks run on executors.
-        let options = RuntimeOptions {
-            storage: self.settings.storage.clone(),
-            memory_limit: Some(0),
-            spill_dir: None,
-        };
-        runtime_env(&options, 1).map_err(|e| e.to_string())
+        super::client_runtime(&self.settings.storage)
     }
 
     async fn execute(&self, id: String, job: Job) {

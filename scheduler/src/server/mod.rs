@@ -45,23 +45,30 @@ pub use jobs::JobManager;
 /// Ballista's scheduler server with Ember's plan formats.
 pub type BallistaScheduler = SchedulerServer<LogicalPlanNode, PhysicalPlanNode>;
 
+/// The runtime of the scheduler's own sessions (planning, job drivers, Flight SQL): Ember's
+/// object stores, since planning lists files and drivers commit them; no memory limit, since no
+/// task runs in the scheduler.
+///
+/// # Errors
+/// The runtime's, in one line.
+pub(crate) fn client_runtime(
+    storage: &ember_core::config::StorageSettings,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>, String> {
+    let options = RuntimeOptions {
+        storage: storage.clone(),
+        memory_limit: Some(0),
+        spill_dir: None,
+    };
+    runtime_env(&options, 1).map_err(|e| e.to_string())
+}
+
 /// Ballista's scheduler configuration for Ember's settings, listening on `port`.
 ///
 /// # Errors
 /// When the runtime for planning cannot be built.
 pub fn ballista_config(settings: &SchedulerSettings, port: u16) -> Result<SchedulerConfig, String> {
     let partitions = settings.partitions;
-    // Planning on the scheduler lists files: it needs Ember's object stores. It runs no task,
-    // so its runtime has no memory limit.
-    let runtime = runtime_env(
-        &RuntimeOptions {
-            storage: settings.storage.clone(),
-            memory_limit: Some(0),
-            spill_dir: None,
-        },
-        1,
-    )
-    .map_err(|e| e.to_string())?;
+    let runtime = client_runtime(&settings.storage)?;
     let session_builder = Arc::new(move |config: SessionConfig| {
         Ok(ember_core::session::session_state(
             config,
@@ -142,16 +149,7 @@ pub async fn flight_sql_context(
     )
     .with_default_catalog_and_schema(catalog, schema)
     .with_create_default_catalog_and_schema(true);
-    let runtime = runtime_env(
-        &RuntimeOptions {
-            storage: settings.storage.clone(),
-            memory_limit: Some(0),
-            spill_dir: None,
-        },
-        1,
-    )
-    .map_err(|e| e.to_string())?;
-    let state = ember_core::session::session_state(config, runtime);
+    let state = ember_core::session::session_state(config, client_runtime(&settings.storage)?);
     let ctx = datafusion::prelude::SessionContext::remote_with_state(url, state)
         .await
         .map_err(|e| format!("Flight SQL session on {url}: {e}"))?;
