@@ -101,6 +101,13 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
     )
     .await?;
     for table in &tables {
+        if !table.path.contains("://") && !Path::new(&table.path).exists() {
+            eprintln!(
+                "not serving {}: no output at {} yet (run the job first)",
+                table.name, table.path
+            );
+            continue;
+        }
         match endpoint
             .register(&table.name, &table.path, &table.format)
             .await
