@@ -5,13 +5,13 @@
 //! Ballista and the network. Each query is one of a few shapes a dashboard sends (a day
 //! range's top products, a day's totals, a product's history), with varying days.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use ember_testkit::ember::EmberServe;
 use ember_testkit::flight_sql;
 
 /// Query `i` of client `c`: shapes and days vary.
@@ -105,32 +105,14 @@ pub fn run(ember: &Path, clients: usize, per_client: usize, json: &Path) -> Resu
             String::from_utf8_lossy(&job.stderr)
         ));
     }
-    let mut server = Command::new(ember)
-        .args(["serve", "--jobs", "/nonexistent", "--flight-sql-port", "0"])
-        .args([
-            "--table",
-            &format!("daily_revenue_by_product={}", out.display()),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = server.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
-                let _ = tx.send(a.trim().to_string());
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| "ember serve did not start within 60 s".to_string());
-    let result = address.and_then(|address| measure(&address, &out, clients, per_client, json));
-    let _ = server.kill();
-    let _ = server.wait();
-    result
+    let table = format!("daily_revenue_by_product={}", out.display());
+    let server = EmberServe::start(
+        ember,
+        Path::new("."),
+        &["--jobs", "/nonexistent", "--table", &table],
+        &scratch.path().join("serve.log"),
+    )?;
+    measure(server.address(), &out, clients, per_client, json)
 }
 
 fn measure(

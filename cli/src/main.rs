@@ -112,6 +112,7 @@ fn main() -> ExitCode {
     ember_core::telemetry::init(daemon);
     // Every role may meet a stream's Kafka scan in a plan.
     ember_streaming::scan::register_codec();
+    ember_scheduler::flight_sql::sink_log::register_codec();
     let task = match prepare(cli.command) {
         Ok(task) => task,
         Err(message) => {

@@ -112,7 +112,16 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
             .register(&table.name, &table.path, &table.format)
             .await
         {
-            Ok(t) => eprintln!("serving table {} from {}", t.name, t.location),
+            Ok(t) => eprintln!(
+                "serving table {} from {}{}",
+                t.name,
+                t.location,
+                if t.committed_only {
+                    " (a stream's output: its committed batches)"
+                } else {
+                    ""
+                }
+            ),
             Err(e) => eprintln!("not serving {} ({}): {e}", table.name, table.path),
         }
     }

@@ -5,15 +5,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use ember_testkit::ember::EmberServe;
 use ember_testkit::flight_sql::{self, query, rows_of};
 use ember_testkit::query::parquet_rows;
 use ember_testkit::util::python;
@@ -62,60 +62,25 @@ fn job_output(dir: &Path) -> PathBuf {
 }
 
 /// `ember serve` over `out`, with a user and a static token; killed on drop.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(out: &Path, log: &Path) -> Server {
+fn serve(out: &Path, log: &Path) -> EmberServe {
     serve_with(out, log, &[])
 }
 
-fn serve_with(out: &Path, log: &Path, extra: &[&str]) -> Server {
-    let mut child = Command::new(bin())
-        .args(["serve", "--jobs", "/nonexistent", "--parallelism", "2"])
-        .args(extra)
-        .args([
-            "--table",
-            &format!("daily_revenue_by_product={}", out.display()),
-        ])
-        .args(["--flight-sql-port", "0", "--bind-host", "127.0.0.1"])
-        .args(["--flight-sql-user", &format!("{}:{}", USER.0, USER.1)])
-        .args(["--flight-sql-token", TOKEN])
-        .current_dir(repo())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log"))
-        .spawn()
-        .expect("ember serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
-                // `HOST:PORT`, then ` (tls)` when TLS is on.
-                let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let address = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!(
-                "ember serve did not start within 60 s:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-    Server { child, address }
+fn serve_with(out: &Path, log: &Path, extra: &[&str]) -> EmberServe {
+    let table = format!("daily_revenue_by_product={}", out.display());
+    let user = format!("{}:{}", USER.0, USER.1);
+    let mut args = vec![
+        "--jobs",
+        "/nonexistent",
+        "--parallelism",
+        "2",
+        "--table",
+        &table,
+    ];
+    args.extend(["--bind-host", "127.0.0.1", "--flight-sql-user", &user]);
+    args.extend(["--flight-sql-token", TOKEN]);
+    args.extend(extra);
+    EmberServe::start(bin(), &repo(), &args, log).unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn client(address: &str) -> FlightSqlServiceClient<Channel> {
@@ -146,7 +111,7 @@ fn rust_client_authenticates_queries_binds_parameters_and_gets_clear_errors() {
     assert!(want_day.len() > 10, "{want_day:?}");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let mut c = client(&server.address).await;
+        let mut c = client(server.address()).await;
         // Without a token, and with a wrong password: UNAUTHENTICATED.
         let unauthenticated = Code::Unauthenticated.description();
         let e = query(&mut c, "SELECT 1").await.expect_err("no token");
@@ -258,7 +223,7 @@ fn rust_client_authenticates_queries_binds_parameters_and_gets_clear_errors() {
         );
 
         // A static token works without a handshake.
-        let mut s = client(&server.address).await;
+        let mut s = client(server.address()).await;
         s.set_token(TOKEN.to_string());
         assert_eq!(
             query(
@@ -282,7 +247,7 @@ fn adbc_driver_lists_tables_binds_parameters_and_fetches_arrow_and_pandas() {
     let run = Command::new(python)
         .arg(script)
         .args([
-            &format!("grpc://{}", server.address),
+            &format!("grpc://{}", server.address()),
             USER.0,
             USER.1,
             TOKEN,
@@ -395,7 +360,7 @@ fn tls_serves_queries_and_refuses_plain_text_clients() {
         let tls = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(&pem))
             .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://{}", server.address))
+        let channel = Channel::from_shared(format!("https://{}", server.address()))
             .expect("uri")
             .tls_config(tls)
             .expect("tls")
@@ -416,7 +381,7 @@ fn tls_serves_queries_and_refuses_plain_text_clients() {
         );
         // A plain-text client gets no answer from a TLS port.
         let plain = async {
-            let mut p = flight_sql::connect(&server.address).await?;
+            let mut p = flight_sql::connect(server.address()).await?;
             p.handshake(USER.0, USER.1).await.map_err(|e| e.to_string())
         };
         let refused = tokio::time::timeout(Duration::from_secs(30), plain).await;

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use ember_streaming::engine::StreamReport;
-use ember_testkit::ember::{ClusterOptions, EmberCluster};
+use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe};
 use ember_testkit::kafka::KafkaBroker;
 use ember_testkit::query::parquet_rows_with;
 use ember_testkit::util::wait_child;
@@ -360,6 +360,116 @@ fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode
         "both executors scan: {scanned:?}\n{}",
         cluster.logs()
     );
+}
+
+/// The sink log entries of `out`: batch id → data files.
+fn sink_log(out: &Path) -> BTreeMap<u64, Vec<String>> {
+    let dir = out.join(ember_streaming::sink::SINK_LOG);
+    std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                .filter_map(|b| {
+                    serde_json::from_slice::<ember_streaming::sink::SinkLogEntry>(&b).ok()
+                })
+                .map(|e| (e.batch_id, e.files))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Rows in the Parquet files `files` (relative to `out`).
+fn rows_in(out: &Path, files: &[&String]) -> usize {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let mut n = 0;
+        for f in files {
+            let path = out.join(f).display().to_string();
+            n += ctx
+                .read_parquet(path.as_str(), Default::default())
+                .await
+                .expect("parquet")
+                .count()
+                .await
+                .expect("count");
+        }
+        n
+    })
+}
+
+fn served_count(address: &str) -> usize {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt
+        .block_on(async {
+            let mut c = ember_testkit::flight_sql::connect(address).await?;
+            ember_testkit::flight_sql::query(&mut c, "SELECT COUNT(*) FROM windows").await
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    rows[0].parse().expect("count")
+}
+
+#[test]
+fn flight_sql_serves_a_batch_once_the_sink_log_commits_it() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, _, messages) = known_events();
+    produce(&broker, "sales", 2, &messages);
+    // A clean run shows which batches write windows.
+    let reference = tmp.path().join("reference");
+    run_to_end(stream_command(&broker, "sales", &reference, 4));
+    let log = sink_log(&reference);
+    let k = *log
+        .iter()
+        .find(|(id, files)| {
+            **id > 0 && !files.is_empty() && log.range(..**id).any(|(_, f)| !f.is_empty())
+        })
+        .expect("a later batch with windows")
+        .0;
+    // The same stream, aborted after batch k wrote its files and before its log entry.
+    let out = tmp.path().join("out");
+    let mut crash = stream_command(&broker, "sales", &out, 4);
+    crash.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, k.to_string());
+    let status = crash.output().expect("run").status;
+    assert!(!status.success(), "the run was to abort at batch {k}");
+    assert!(
+        sink_log(&out).keys().all(|id| *id < k),
+        "{:?}",
+        sink_log(&out)
+    );
+    let on_disk = output_rows(&out).len();
+    let committed: Vec<&String> = log.range(..k).flat_map(|(_, f)| f).collect();
+    let want = rows_in(&reference, &committed);
+    let table = format!("windows={}", out.display());
+    let server = EmberServe::start(
+        bin(),
+        &repo(),
+        &[
+            "--jobs",
+            "/nonexistent",
+            "--parallelism",
+            "2",
+            "--table",
+            &table,
+        ],
+        &tmp.path().join("serve.log"),
+    )
+    .expect("ember serve");
+    let before = served_count(server.address());
+    // The folders hold batch k's windows already; the table does not show them.
+    assert_eq!(
+        before,
+        want,
+        "{}",
+        std::fs::read_to_string(tmp.path().join("serve.log")).unwrap_or_default()
+    );
+    assert!(before < on_disk, "{before} < {on_disk}");
+    // The restart runs batch k again and commits it: the same table now shows everything.
+    run_to_end(stream_command(&broker, "sales", &out, 4));
+    let after = served_count(server.address());
+    drop(server);
+    assert_eq!(after, output_rows(&reference).len());
+    assert_eq!(output_rows(&out), output_rows(&reference));
 }
 
 #[test]

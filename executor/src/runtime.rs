@@ -46,10 +46,18 @@ impl RuntimeOptions {
 /// Builds the runtime environment for `options` and an executor with `slots` task slots: the
 /// memory pool, the spill folder and Ember's object stores.
 ///
+/// DataFusion 55's cache of file listings is off: it keeps a folder's listing with no expiry by
+/// default, so a long-running scheduler or `ember serve` would never see the files a job or a
+/// stream writes after the first query (seen in Ember's sink log test).
+///
 /// # Errors
 /// DataFusion's, if the spill folder cannot be used.
 pub fn runtime_env(options: &RuntimeOptions, slots: usize) -> Result<Arc<RuntimeEnv>> {
+    let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+        .with_list_files_cache(None)
+        .with_list_files_cache_limit(0);
     let mut builder = RuntimeEnvBuilder::new()
+        .with_cache_manager(cache)
         .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new(&options.storage)));
     if let Some(limit) = options.memory_pool_bytes(slots) {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);

@@ -10,8 +10,10 @@
 //! 3. The new watermark is computed from the plan's processing time and the batch's events.
 //! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
 //!    `(watermark before, watermark after]` are emitted (append mode: each window once).
-//! 5. Output and quarantine files are written, named by batch id. A crash here or later: the
-//!    restart runs plan `<id>` again, which writes the same files over these.
+//! 5. Output and quarantine files are written, named by batch id, then the batch's sink log
+//!    entry (`_ember_sink/<id>.json`), which makes them visible to readers of the log at once.
+//!    A crash here or later: the restart runs plan `<id>` again, which writes the same files
+//!    and entry over these.
 //! 6. `state/<id>.parquet`: the events of windows still open (bounded by the open windows).
 //! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
 //!    (for lag tools only).
@@ -616,7 +618,8 @@ impl Stream {
         }
         lap("query", &mut phases);
         let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
-        sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
+        let files =
+            sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
         if !rejected.is_empty() {
             let q = event::quarantine_batch(&plan.topic, &rejected)
                 .map_err(|e| query_error(id, "quarantine", e.into()))?;
@@ -639,6 +642,8 @@ impl Stream {
             );
             std::process::abort();
         }
+        // The batch's windows become visible to readers of the sink log at once.
+        sink::log_batch(&self.output, id, files).await?;
         lap("write", &mut phases);
         let kept =
             retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;

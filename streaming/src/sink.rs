@@ -9,8 +9,11 @@
 //! ```
 //!
 //! Each file is written whole (a temporary file, then a rename), so readers never see a part
-//! of a file. Between the first and the last file of a batch, readers can see some of its
-//! files; the batch's `commits/` mark in the checkpoint says when it is complete.
+//! of a file. Once every file of a batch is written, the batch's entry in the sink log
+//! `<output>/_ember_sink/<batch id>.json` lists them ([`SinkLogEntry`]), as Spark's
+//! FileStreamSink writes `_spark_metadata/<batch id>`. Readers that go through the log (Ember's
+//! Flight SQL tables) see a batch's windows all at once or not at all. Readers that list the
+//! folders may see some files of a batch in flight.
 
 use std::collections::BTreeMap;
 
@@ -27,6 +30,31 @@ use crate::dir::Dir;
 use crate::error::{Error, Result};
 
 use ember_core::sink::HIVE_DEFAULT_PARTITION;
+
+/// Folder of the sink log, below the output.
+pub const SINK_LOG: &str = "_ember_sink";
+
+/// One batch's entry in the sink log: `{"batch_id": 42, "files": ["window_date=…/…parquet"]}`,
+/// the data files of the batch relative to the output folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SinkLogEntry {
+    /// The micro-batch.
+    pub batch_id: u64,
+    /// Its data files, relative to the output folder.
+    pub files: Vec<String>,
+}
+
+/// Writes batch `batch_id`'s sink log entry (a replay writes the same entry again).
+///
+/// # Errors
+/// [`Error::Storage`] when it cannot be written.
+pub async fn log_batch(output: &Dir, batch_id: u64, files: Vec<String>) -> Result<()> {
+    let entry = SinkLogEntry { batch_id, files };
+    let json = serde_json::to_vec(&entry).map_err(|e| arrow_error(output.url(), e))?;
+    output
+        .put(&format!("{SINK_LOG}/{batch_id:08}.json"), Bytes::from(json))
+        .await
+}
 
 /// The file name of batch `batch_id`'s data in each partition folder.
 pub fn file_name(batch_id: u64) -> String {

@@ -301,3 +301,60 @@ pub fn http_get(address: &str, path: &str) -> Result<String, String> {
         Err(format!("GET {path}: {status}: {body}"))
     }
 }
+
+/// An `ember serve` process (Flight SQL, embedded), killed on drop.
+pub struct EmberServe {
+    child: Child,
+    address: String,
+}
+
+impl EmberServe {
+    /// Starts `bin serve --flight-sql-port 0 <args>` in `dir`, its stderr to `log`, and waits
+    /// (bounded) for its `ember flight sql listening on HOST:PORT` line.
+    ///
+    /// # Errors
+    /// When it cannot start or does not listen within the start timeout (with the log's tail).
+    pub fn start(bin: &Path, dir: &Path, args: &[&str], log: &Path) -> Result<Self, String> {
+        let mut child = Command::new(bin)
+            .args(["serve", "--flight-sql-port", "0"])
+            .args(args)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| format!("cannot start ember serve: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // `HOST:PORT`, then ` (tls)` when TLS is on.
+                if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
+                    let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_string());
+                }
+            }
+        });
+        match rx.recv_timeout(START_TIMEOUT) {
+            Ok(address) => Ok(Self { child, address }),
+            Err(_) => {
+                kill(&mut child);
+                Err(format!(
+                    "ember serve did not listen within {START_TIMEOUT:?}:\n{}",
+                    tail_lines(log, 30)
+                ))
+            }
+        }
+    }
+
+    /// `HOST:PORT` of its Flight SQL endpoint.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Drop for EmberServe {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}

@@ -7,7 +7,8 @@
 //! Hive's `__HIVE_DEFAULT_PARTITION__` for NULL) Utf8. A filter on a partition column prunes
 //! the folders that cannot match: `WHERE order_date BETWEEN DATE '2011-12-01' AND
 //! DATE '2011-12-09'` reads nine folders. Folders and files whose name starts with `_` or `.`
-//! (`_quarantine/`, `_checkpoint/`, `_SUCCESS`) are not part of the table.
+//! (`_quarantine/`, `_checkpoint/`, `_SUCCESS`) are not part of the table. A folder with a sink
+//! log (a stream's output) serves only the batches the log committed ([`super::sink_log`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct Registered {
     pub location: String,
     /// Partition columns, in folder order.
     pub partitions: Vec<(String, DataType)>,
+    /// Whether only the files of a sink log's committed batches are read (a stream's output,
+    /// see [`super::sink_log`]).
+    pub committed_only: bool,
 }
 
 /// The type Spark's partition discovery gives `values`.
@@ -123,17 +127,30 @@ pub async fn register(
         .collect();
     let options = options.with_table_partition_cols(partitions.clone());
     let schema = options.infer_schema(&state, &url).await?;
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(schema);
-    let table = ListingTable::try_new(config)?;
+    // A stream's output: only what its sink log committed.
+    let log = url.prefix().clone().join(super::sink_log::SINK_LOG);
+    let committed_only =
+        extension == ".parquet" && store.list(Some(&log)).try_next().await?.is_some();
+    let table: Arc<dyn datafusion::datasource::TableProvider> = if committed_only {
+        Arc::new(super::sink_log::SinkLogTable::try_new(
+            &location,
+            schema,
+            partitions.clone(),
+        )?)
+    } else {
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Arc::new(ListingTable::try_new(config)?)
+    };
     let _ = ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(table))?;
-    tracing::info!(table = name, location, partitions = ?partitions, "Flight SQL table registered");
+    ctx.register_table(name, table)?;
+    tracing::info!(table = name, location, partitions = ?partitions, committed_only, "Flight SQL table registered");
     Ok(Registered {
         name: name.to_string(),
         location,
         partitions,
+        committed_only,
     })
 }
 

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod service;
+pub mod sink_log;
 
 use std::future::Future;
 use std::net::SocketAddr;
