@@ -99,7 +99,19 @@ fn expected(out: &Path, sql: &str) -> Vec<String> {
 fn rust_client_authenticates_queries_binds_parameters_and_gets_clear_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = job_output(tmp.path());
-    let server = serve(&out, &tmp.path().join("serve.log"));
+    // A view from the configuration file, over the job's table.
+    let config = tmp.path().join("ember.toml");
+    std::fs::write(
+        &config,
+        "[[flight_sql.views]]\nname = \"daily_net\"\nsql = \"SELECT order_date, SUM(net_revenue) AS net FROM daily_revenue_by_product GROUP BY order_date\"\n",
+    )
+    .expect("config");
+    let server = serve_with(
+        &out,
+        &tmp.path().join("serve.log"),
+        &["--config", &config.display().to_string()],
+    );
+    let want_days = expected(&out, "SELECT COUNT(DISTINCT order_date) FROM t");
     let want_total = expected(&out, "SELECT COUNT(*), SUM(units_sold) FROM t");
     let want_day = expected(
         &out,
@@ -180,6 +192,18 @@ fn rust_client_authenticates_queries_binds_parameters_and_gets_clear_errors() {
                 .iter()
                 .any(|t| t.starts_with("ember|public|daily_revenue_by_product|TABLE|")),
             "{tables:?}"
+        );
+        assert!(
+            tables
+                .iter()
+                .any(|t| t.starts_with("ember|public|daily_net|VIEW|")),
+            "{tables:?}"
+        );
+        assert_eq!(
+            query(&mut c, "SELECT COUNT(*) FROM daily_net")
+                .await
+                .expect("view"),
+            want_days
         );
 
         // Errors: the right status and DataFusion's message; the server keeps serving.

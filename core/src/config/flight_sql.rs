@@ -16,6 +16,10 @@
 //! name = "returns_2011"
 //! path = "hdfs://namenode:9000/warehouse/returns_2011/"
 //! format = "parquet"           # parquet (default) or csv (with a header row)
+//!
+//! [[flight_sql.views]]         # created once the tables it reads exist
+//! name = "daily_net"
+//! sql = "SELECT order_date, SUM(net_revenue) AS net FROM daily_revenue_by_product GROUP BY order_date"
 //! ```
 //!
 //! Authentication is on as soon as one user or token is set: Flight SQL's basic handshake turns
@@ -67,6 +71,16 @@ pub struct TableFile {
     pub format: String,
 }
 
+/// A view declared in configuration: a name and the `SELECT` it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewFile {
+    /// The view's name in SQL.
+    pub name: String,
+    /// Its query.
+    pub sql: String,
+}
+
 fn parquet() -> String {
     "parquet".into()
 }
@@ -86,6 +100,8 @@ pub struct FlightSqlFile {
     pub users: BTreeMap<String, Secret>,
     #[serde(default)]
     pub tables: Vec<TableFile>,
+    #[serde(default)]
+    pub views: Vec<ViewFile>,
 }
 
 /// Flags of the Flight SQL endpoint.
@@ -148,6 +164,8 @@ pub struct FlightSqlSettings {
     pub allow_writes: bool,
     /// Tables declared in configuration.
     pub tables: Vec<TableFile>,
+    /// Views declared in configuration.
+    pub views: Vec<ViewFile>,
 }
 
 impl FlightSqlSettings {
@@ -232,6 +250,7 @@ impl FlightSqlSettings {
             tls,
             allow_writes: args.flight_sql_allow_writes || file.allow_writes.unwrap_or(false),
             tables,
+            views: file.views.clone(),
         })
     }
 }

@@ -42,7 +42,9 @@ use crate::error::{Error, Location, Result};
 
 mod flight_sql;
 
-pub use flight_sql::{FlightSqlArgs, FlightSqlFile, FlightSqlSettings, Secret, TableFile};
+pub use flight_sql::{
+    FlightSqlArgs, FlightSqlFile, FlightSqlSettings, Secret, TableFile, ViewFile,
+};
 
 /// The TOML configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]

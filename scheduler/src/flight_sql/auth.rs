@@ -205,6 +205,7 @@ mod tests {
             tls: None,
             allow_writes: false,
             tables: Vec::new(),
+            views: Vec::new(),
         };
         let auth = Auth::new(&settings);
         assert!(auth.enabled());

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use datafusion::prelude::SessionContext;
-use ember_core::config::FlightSqlSettings;
+use ember_core::config::{FlightSqlSettings, ViewFile};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
@@ -40,6 +40,7 @@ pub struct FlightSqlEndpoint {
     /// Whether it speaks TLS.
     pub tls: bool,
     ctx: SessionContext,
+    views: Arc<Vec<ViewFile>>,
 }
 
 impl std::fmt::Debug for FlightSqlEndpoint {
@@ -62,7 +63,23 @@ impl FlightSqlEndpoint {
         path: &str,
         format: &str,
     ) -> datafusion::error::Result<catalog::Registered> {
-        catalog::register(&self.ctx, name, path, format).await
+        let registered = catalog::register(&self.ctx, name, path, format).await?;
+        self.create_views().await;
+        Ok(registered)
+    }
+
+    /// Creates (or replaces) the configured views whose tables all exist; a view that cannot
+    /// be planned yet waits for the next table.
+    pub async fn create_views(&self) {
+        for view in self.views.iter() {
+            let sql = format!("CREATE OR REPLACE VIEW {} AS {}", view.name, view.sql);
+            match self.ctx.sql(&sql).await {
+                Ok(_) => tracing::info!(view = %view.name, "Flight SQL view created"),
+                Err(e) => {
+                    tracing::debug!(view = %view.name, error = %e, "Flight SQL view not created yet")
+                }
+            }
+        }
     }
 }
 
@@ -114,6 +131,7 @@ pub async fn serve(
         address,
         tls: settings.tls.is_some(),
         ctx,
+        views: Arc::new(settings.views.clone()),
     };
     for table in &settings.tables {
         if let Err(e) = endpoint
@@ -123,5 +141,6 @@ pub async fn serve(
             tracing::warn!(table = %table.name, path = %table.path, error = %e, "configured table not registered");
         }
     }
+    endpoint.create_views().await;
     Ok(endpoint)
 }
