@@ -199,6 +199,70 @@ fn parse_price(s: &str) -> Option<i128> {
     .ok()
 }
 
+/// Builders of an event's own columns, in [`EVENT_SCHEMA`] order: `event_time`, `store_id`,
+/// `product_id`, `category`, `transaction_type`, `quantity`, `unit_price`. Shared by the events
+/// table and the Kafka scan's rows ([`crate::scan::SCAN_SCHEMA`]).
+pub(crate) struct EventColumns {
+    time: TimestampMicrosecondBuilder,
+    store: StringBuilder,
+    product: StringBuilder,
+    category: StringBuilder,
+    kind: StringBuilder,
+    quantity: Int64Builder,
+    price: Decimal128Builder,
+}
+
+impl EventColumns {
+    /// Builders for about `n` rows.
+    pub(crate) fn with_capacity(n: usize) -> Result<Self, datafusion::arrow::error::ArrowError> {
+        Ok(Self {
+            time: TimestampMicrosecondBuilder::with_capacity(n),
+            store: StringBuilder::new(),
+            product: StringBuilder::new(),
+            category: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            quantity: Int64Builder::with_capacity(n),
+            price: Decimal128Builder::with_capacity(n)
+                .with_precision_and_scale(PRICE_PRECISION, PRICE_SCALE)?,
+        })
+    }
+
+    /// Appends an event.
+    pub(crate) fn append(&mut self, e: &Event) {
+        self.time.append_value(e.event_time_us);
+        self.store.append_option(e.store_id.as_deref());
+        self.product.append_value(&e.product_id);
+        self.category.append_option(e.category.as_deref());
+        self.kind.append_value(e.transaction_type);
+        self.quantity.append_value(e.quantity);
+        self.price.append_value(e.unit_price);
+    }
+
+    /// Appends a row with no event, only its event time when known.
+    pub(crate) fn append_none(&mut self, event_time_us: Option<i64>) {
+        self.time.append_option(event_time_us);
+        self.store.append_null();
+        self.product.append_null();
+        self.category.append_null();
+        self.kind.append_null();
+        self.quantity.append_null();
+        self.price.append_null();
+    }
+
+    /// The seven columns.
+    pub(crate) fn finish(mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.store.finish()),
+            Arc::new(self.product.finish()),
+            Arc::new(self.category.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.quantity.finish()),
+            Arc::new(self.price.finish()),
+        ]
+    }
+}
+
 /// Builds the [`EVENT_SCHEMA`] batch of `events`.
 ///
 /// # Errors
@@ -207,38 +271,17 @@ pub fn to_batch(
     events: &[(Origin, Event)],
 ) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let n = events.len();
-    let mut time = TimestampMicrosecondBuilder::with_capacity(n);
-    let mut store = StringBuilder::new();
-    let mut product = StringBuilder::new();
-    let mut category = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut quantity = Int64Builder::with_capacity(n);
-    let mut price = Decimal128Builder::with_capacity(n)
-        .with_precision_and_scale(PRICE_PRECISION, PRICE_SCALE)?;
+    let mut columns = EventColumns::with_capacity(n)?;
     let mut partition = Int32Builder::with_capacity(n);
     let mut offset = Int64Builder::with_capacity(n);
     for (o, e) in events {
-        time.append_value(e.event_time_us);
-        store.append_option(e.store_id.as_deref());
-        product.append_value(&e.product_id);
-        category.append_option(e.category.as_deref());
-        kind.append_value(e.transaction_type);
-        quantity.append_value(e.quantity);
-        price.append_value(e.unit_price);
+        columns.append(e);
         partition.append_value(o.partition);
         offset.append_value(o.offset);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(time.finish()),
-        Arc::new(store.finish()),
-        Arc::new(product.finish()),
-        Arc::new(category.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(quantity.finish()),
-        Arc::new(price.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(offset.finish()),
-    ];
+    let mut columns = columns.finish();
+    columns.push(Arc::new(partition.finish()));
+    columns.push(Arc::new(offset.finish()));
     RecordBatch::try_new(EVENT_SCHEMA.clone(), columns)
 }
 

@@ -25,8 +25,8 @@ use std::fmt;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Builder, Int32Array, Int32Builder, Int64Array,
-    Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, Int32Array, Int32Builder, Int64Array, Int64Builder, RecordBatch,
+    StringBuilder,
 };
 use datafusion::arrow::datatypes::{
     DataType, Decimal128Type, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
@@ -52,7 +52,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::OffsetRange;
-use crate::event::{self, Event, Origin, PRICE_PRECISION, PRICE_SCALE, Rejected};
+use crate::event::{self, Event, EventColumns, Origin, PRICE_PRECISION, PRICE_SCALE, Rejected};
 use crate::kafka::{KafkaSource, Record};
 use crate::watermark::Watermark;
 
@@ -134,14 +134,7 @@ pub fn to_scan_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
     let mut offset = Int64Builder::with_capacity(n);
     let mut reason = StringBuilder::new();
     let mut value = StringBuilder::new();
-    let mut time = TimestampMicrosecondBuilder::with_capacity(n);
-    let mut store = StringBuilder::new();
-    let mut product = StringBuilder::new();
-    let mut category = StringBuilder::new();
-    let mut kind = StringBuilder::new();
-    let mut quantity = Int64Builder::with_capacity(n);
-    let mut price = Decimal128Builder::with_capacity(n)
-        .with_precision_and_scale(PRICE_PRECISION, PRICE_SCALE)?;
+    let mut event = EventColumns::with_capacity(n)?;
     for m in messages {
         match m {
             Message::Valid(o, e) => {
@@ -149,42 +142,24 @@ pub fn to_scan_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
                 offset.append_value(o.offset);
                 reason.append_null();
                 value.append_null();
-                time.append_value(e.event_time_us);
-                store.append_option(e.store_id.as_deref());
-                product.append_value(&e.product_id);
-                category.append_option(e.category.as_deref());
-                kind.append_value(e.transaction_type);
-                quantity.append_value(e.quantity);
-                price.append_value(e.unit_price);
+                event.append(e);
             }
             Message::Rejected(r) => {
                 partition.append_value(r.origin.partition);
                 offset.append_value(r.origin.offset);
                 reason.append_value(r.reason);
                 value.append_value(&r.value);
-                time.append_option(r.event_time_us);
-                store.append_null();
-                product.append_null();
-                category.append_null();
-                kind.append_null();
-                quantity.append_null();
-                price.append_null();
+                event.append_none(r.event_time_us);
             }
         }
     }
-    let columns: Vec<ArrayRef> = vec![
+    let mut columns: Vec<ArrayRef> = vec![
         Arc::new(partition.finish()),
         Arc::new(offset.finish()),
         Arc::new(reason.finish()),
         Arc::new(value.finish()),
-        Arc::new(time.finish()),
-        Arc::new(store.finish()),
-        Arc::new(product.finish()),
-        Arc::new(category.finish()),
-        Arc::new(kind.finish()),
-        Arc::new(quantity.finish()),
-        Arc::new(price.finish()),
     ];
+    columns.extend(event.finish());
     RecordBatch::try_new(SCAN_SCHEMA.clone(), columns)
 }
 
