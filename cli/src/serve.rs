@@ -41,7 +41,8 @@ pub struct ServeArgs {
     pub flight_sql: FlightSqlArgs,
 }
 
-/// The default output of each job folder under `dir`, as a table named after the job.
+/// The default output of each job folder under `dir`, as a table named after the job. A job
+/// whose manifest does not load is left out with one line saying why.
 fn job_outputs(dir: &Path) -> Vec<TableFile> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -52,19 +53,27 @@ fn job_outputs(dir: &Path) -> Vec<TableFile> {
         .into_iter()
         .filter(|p| p.join("job.toml").is_file())
         .filter_map(|p| {
-            let (name, output) = if crate::stream::is_stream(&p) {
-                let job = ember_streaming::manifest::load(&p, &[]).ok()?;
-                (job.name, job.output)
+            let resolved = if crate::stream::is_stream(&p) {
+                ember_streaming::manifest::load(&p, &[])
+                    .map(|job| (job.name, job.output))
+                    .map_err(|e| e.to_string())
             } else {
-                let manifest = JobManifest::load(&p).ok()?;
-                let job = manifest.resolve(manifest.params()).ok()?;
-                (job.name, job.output.path)
+                JobManifest::load(&p)
+                    .and_then(|m| m.resolve(m.params()))
+                    .map(|job| (job.name, job.output.path))
+                    .map_err(|e| e.to_string())
             };
-            Some(TableFile {
-                name,
-                path: output,
-                format: "parquet".into(),
-            })
+            match resolved {
+                Ok((name, path)) => Some(TableFile {
+                    name,
+                    path,
+                    format: "parquet".into(),
+                }),
+                Err(e) => {
+                    eprintln!("not serving the job in {}: {e}", p.display());
+                    None
+                }
+            }
         })
         .collect()
 }
@@ -93,13 +102,13 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
     let ctx = embedded::flight_sql_context(&options)
         .await
         .map_err(|e| format!("cannot start the embedded scheduler and executor: {e}"))?;
-    let endpoint = ember_scheduler::flight_sql::serve(
-        &settings,
-        &args.bind_host,
-        ctx,
-        ember_scheduler::server::shutdown_signal(),
-    )
-    .await?;
+    // One signal handler: it stops the endpoint, then this command.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let endpoint =
+        ember_scheduler::flight_sql::serve(&settings, &args.bind_host, ctx, async move {
+            let _ = stopped.await;
+        })
+        .await?;
     for table in &tables {
         if !table.path.contains("://") && !Path::new(&table.path).exists() {
             eprintln!(
@@ -125,11 +134,15 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
             Err(e) => eprintln!("not serving {} ({}): {e}", table.name, table.path),
         }
     }
+    for (view, why) in endpoint.create_views().await {
+        eprintln!("not serving view {view}: {why}");
+    }
     println!(
         "ember flight sql listening on {}{}",
         endpoint.address,
         if endpoint.tls { " (tls)" } else { "" }
     );
     ember_scheduler::server::shutdown_signal().await;
+    let _ = stop.send(());
     Ok(())
 }

@@ -83,8 +83,9 @@ pub struct BatchCommit {
     pub state_events: u64,
     /// Wall time of the batch, ms.
     pub duration_ms: u64,
-    /// Wall time per phase, ms: `read` (Kafka), `parse`, `query` (windows), `write` (output
-    /// and quarantine), `state` (as Spark's `durationMs`).
+    /// Wall time per phase, ms: `read` (Kafka) and `parse` in this process, or `scan` (read and
+    /// parse on the executors), then `query` (windows), `write` (output, quarantine and sink
+    /// log), `state` (as Spark's `durationMs`).
     #[serde(default)]
     pub phases_ms: BTreeMap<String, u64>,
 }

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::event::{self, EVENT_SCHEMA};
 use crate::kafka::KafkaSource;
 use crate::manifest::{StartingOffsets, StreamJob, Trigger};
-use crate::scan::{self, KafkaBatchTable, Message, ScanSpec};
+use crate::scan::{self, KafkaBatchTable, Message, ScanSource, ScanSpec};
 use crate::sink;
 use crate::watermark::Watermark;
 
@@ -488,12 +488,14 @@ impl Stream {
             return Ok(Vec::new());
         }
         let spec = ScanSpec {
-            brokers: self.job.source.brokers.clone(),
-            topic: plan.topic.clone(),
-            group_id: self.job.source.group_id.clone(),
-            options: self.job.source.options.clone(),
+            source: ScanSource {
+                brokers: self.job.source.brokers.clone(),
+                topic: plan.topic.clone(),
+                group_id: self.job.source.group_id.clone(),
+                options: self.job.source.options.clone(),
+                watermark: plan.watermark.clone(),
+            },
             ranges: plan.ranges.clone(),
-            watermark: plan.watermark.clone(),
         };
         let context = "the Kafka scan on the executors";
         let batches = remote
@@ -550,8 +552,20 @@ impl Stream {
             }
         };
         // Offsets of the plan with no message (removed by retention or compaction, or
-        // transaction markers): counted and logged, never silent.
+        // transaction markers): counted and logged, never silent. More messages than offsets
+        // means a message was delivered twice, which would count it twice: the batch fails.
         let offsets_skipped = plan.records() - i64::try_from(messages.len()).unwrap_or(i64::MAX);
+        if offsets_skipped < 0 {
+            return Err(Error::Kafka {
+                context: format!("batch {id} of {}", plan.topic),
+                message: format!(
+                    "{} messages read for {} planned offsets {:?}: a range was read twice",
+                    messages.len(),
+                    plan.records(),
+                    plan.ranges
+                ),
+            });
+        }
         if offsets_skipped > 0 {
             tracing::warn!(
                 batch_id = id,

@@ -16,7 +16,7 @@
 //! partitions, shuffle readers), and runs every partition of a leaf it does not know in every
 //! task. A leaf holding the ranges would be read whole by each task.
 //!
-//! Both nodes are encoded as JSON ([`ScanSpec`]) behind tag [`TAG_KAFKA_SCAN`] by
+//! Both nodes are encoded as JSON ([`ScanSpec`], [`ScanSource`]) behind tag [`TAG_KAFKA_SCAN`] by
 //! [`KafkaScanNodes`], which [`register_codec`] adds to Ember's codecs; the ranges' source is
 //! encoded by DataFusion's own codec.
 
@@ -244,10 +244,10 @@ pub fn from_scan_batch(batch: &RecordBatch) -> Result<Vec<Message>, ArrowError> 
         .collect()
 }
 
-/// What a batch's Kafka scan needs: where to read, which ranges (one task each), and the
-/// watermark before the batch (to mark late events).
+/// What every task of a batch's Kafka scan needs: where to read, and the watermark before the
+/// batch (to mark late events). Its range comes from the scan's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanSpec {
+pub struct ScanSource {
     /// Bootstrap servers, `HOST:PORT[,…]`.
     pub brokers: String,
     /// The topic.
@@ -256,10 +256,17 @@ pub struct ScanSpec {
     pub group_id: String,
     /// librdkafka settings (`[stream.source.options]`).
     pub options: std::collections::BTreeMap<String, String>,
-    /// The ranges; empty ones are left out of the plan.
-    pub ranges: Vec<OffsetRange>,
     /// The watermark before the batch.
     pub watermark: Watermark,
+}
+
+/// A batch's Kafka scan: the source and its ranges (one task each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSpec {
+    /// Where to read.
+    pub source: ScanSource,
+    /// The ranges; empty ones are left out of the plan.
+    pub ranges: Vec<OffsetRange>,
 }
 
 impl ScanSpec {
@@ -338,7 +345,7 @@ impl TableProvider for KafkaBatchTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(KafkaScanExec::try_new(
-            self.spec.clone(),
+            self.spec.source.clone(),
             self.spec.ranges_source()?,
             projection.cloned(),
         )?))
@@ -347,10 +354,10 @@ impl TableProvider for KafkaBatchTable {
 
 /// Reads the Kafka ranges of its input ([`RANGE_SCHEMA`], one partition per range): output
 /// partition `i` holds the messages of input partition `i`'s ranges in [`SCAN_SCHEMA`]
-/// (projected), one record batch per range, unordered. `spec.ranges` is only for display.
+/// (projected), one record batch per range, unordered.
 #[derive(Debug)]
 pub struct KafkaScanExec {
-    spec: ScanSpec,
+    source: ScanSource,
     input: Arc<dyn ExecutionPlan>,
     projection: Option<Vec<usize>>,
     properties: Arc<PlanProperties>,
@@ -362,7 +369,7 @@ impl KafkaScanExec {
     /// # Errors
     /// A projection index outside [`SCAN_SCHEMA`], or an input not in [`RANGE_SCHEMA`].
     pub fn try_new(
-        spec: ScanSpec,
+        source: ScanSource,
         input: Arc<dyn ExecutionPlan>,
         projection: Option<Vec<usize>>,
     ) -> DfResult<Self> {
@@ -380,7 +387,7 @@ impl KafkaScanExec {
             Boundedness::Bounded,
         ));
         Ok(Self {
-            spec,
+            source,
             input,
             projection,
             properties,
@@ -393,7 +400,7 @@ impl DisplayAs for KafkaScanExec {
         write!(
             f,
             "KafkaScanExec: topic={}, brokers={}",
-            self.spec.topic, self.spec.brokers
+            self.source.topic, self.source.brokers
         )
     }
 }
@@ -402,16 +409,18 @@ impl DisplayAs for KafkaScanExec {
 /// as Spark's executors cache their Kafka consumers: a task that reads the range after the one
 /// this consumer read last goes on fetching where it stands, instead of a new consumer asking
 /// the broker to serve the partition again from the range's start. A task for another offset
-/// re-assigns the consumer. They live as long as the executor.
-type ConsumerKey = (String, String, String, i32);
+/// re-assigns the consumer. They live as long as the executor. The key is the source without
+/// its watermark, and the partition.
+type ConsumerKey = (String, String, String, String, i32);
 static CONSUMERS: LazyLock<std::sync::Mutex<HashMap<ConsumerKey, Arc<KafkaSource>>>> =
     LazyLock::new(Default::default);
 
-fn consumer(spec: &ScanSpec, partition: i32) -> crate::Result<Arc<KafkaSource>> {
+fn consumer(spec: &ScanSource, partition: i32) -> crate::Result<Arc<KafkaSource>> {
     let key = (
         spec.brokers.clone(),
         spec.topic.clone(),
         spec.group_id.clone(),
+        format!("{:?}", spec.options),
         partition,
     );
     let mut cache = CONSUMERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -429,7 +438,7 @@ fn consumer(spec: &ScanSpec, partition: i32) -> crate::Result<Arc<KafkaSource>> 
 }
 
 /// Reads and classifies one range (blocking: librdkafka).
-fn read_range(spec: &ScanSpec, range: OffsetRange) -> DfResult<RecordBatch> {
+fn read_range(spec: &ScanSource, range: OffsetRange) -> DfResult<RecordBatch> {
     let started = std::time::Instant::now();
     let kafka = |e: crate::Error| DataFusionError::External(Box::new(e));
     let source = consumer(spec, range.partition).map_err(kafka)?;
@@ -483,7 +492,7 @@ impl ExecutionPlan for KafkaScanExec {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         match children.pop() {
             Some(input) if children.is_empty() => Ok(Arc::new(Self::try_new(
-                self.spec.clone(),
+                self.source.clone(),
                 input,
                 self.projection.clone(),
             )?)),
@@ -497,7 +506,7 @@ impl ExecutionPlan for KafkaScanExec {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let ranges = self.input.execute(partition, context)?;
-        let spec = Arc::new(self.spec.clone());
+        let spec = Arc::new(self.source.clone());
         let projection = self.projection.clone();
         let batches = ranges
             .map(|batch| batch.and_then(|b| ranges_of(&b)))
@@ -530,7 +539,7 @@ pub struct KafkaScanNodes;
 /// What a [`KafkaScanExec`] carries.
 #[derive(Serialize, Deserialize)]
 struct ExecSpec {
-    spec: ScanSpec,
+    source: ScanSource,
     projection: Option<Vec<usize>>,
 }
 
@@ -556,7 +565,7 @@ impl ExtensionNodes for KafkaScanNodes {
     fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<DfResult<Vec<u8>>> {
         let exec = node.downcast_ref::<KafkaScanExec>()?;
         let spec = ExecSpec {
-            spec: exec.spec.clone(),
+            source: exec.source.clone(),
             projection: exec.projection.clone(),
         };
         Some(serde_json::to_vec(&spec).map_err(json_error))
@@ -572,7 +581,7 @@ impl ExtensionNodes for KafkaScanNodes {
         };
         let spec: ExecSpec = serde_json::from_slice(bytes).map_err(json_error)?;
         Ok(Arc::new(KafkaScanExec::try_new(
-            spec.spec,
+            spec.source,
             Arc::clone(input),
             spec.projection,
         )?))
@@ -630,10 +639,13 @@ mod tests {
     #[test]
     fn the_codec_carries_the_table_and_the_scan() {
         let spec = ScanSpec {
-            brokers: "127.0.0.1:9092".into(),
-            topic: "t".into(),
-            group_id: "g".into(),
-            options: [("security.protocol".to_string(), "plaintext".to_string())].into(),
+            source: ScanSource {
+                brokers: "127.0.0.1:9092".into(),
+                topic: "t".into(),
+                group_id: "g".into(),
+                options: [("security.protocol".to_string(), "plaintext".to_string())].into(),
+                watermark: Watermark::new(1_000, 2_000),
+            },
             ranges: vec![
                 OffsetRange {
                     partition: 0,
@@ -646,7 +658,6 @@ mod tests {
                     end: 7,
                 },
             ],
-            watermark: Watermark::new(1_000, 2_000),
         };
         let nodes = KafkaScanNodes;
         let table = KafkaBatchTable::new(spec.clone());
@@ -657,16 +668,20 @@ mod tests {
         let back = back.downcast_ref::<KafkaBatchTable>().expect("table");
         assert_eq!(back.spec, spec);
         let source = spec.ranges_source().expect("ranges");
-        let exec = KafkaScanExec::try_new(spec.clone(), Arc::clone(&source), Some(vec![0, 1, 2]))
-            .expect("exec");
+        let exec = KafkaScanExec::try_new(
+            spec.source.clone(),
+            Arc::clone(&source),
+            Some(vec![0, 1, 2]),
+        )
+        .expect("exec");
         // The empty range of partition 1 is no task.
         assert_eq!(exec.properties.partitioning.partition_count(), 1);
         let bytes = nodes.encode_exec(&exec).expect("ours").expect("encoded");
         let back = nodes.decode_exec(&bytes, &[source]).expect("decoded");
         let back = back.downcast_ref::<KafkaScanExec>().expect("scan");
         assert_eq!(
-            (&back.spec, back.projection.clone(), back.schema()),
-            (&spec, exec.projection.clone(), exec.schema())
+            (&back.source, back.projection.clone(), back.schema()),
+            (&spec.source, exec.projection.clone(), exec.schema())
         );
         assert!(
             nodes

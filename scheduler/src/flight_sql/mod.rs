@@ -64,22 +64,26 @@ impl FlightSqlEndpoint {
         format: &str,
     ) -> datafusion::error::Result<catalog::Registered> {
         let registered = catalog::register(&self.ctx, name, path, format).await?;
-        self.create_views().await;
+        let _ = self.create_views().await;
         Ok(registered)
     }
 
     /// Creates (or replaces) the configured views whose tables all exist; a view that cannot
-    /// be planned yet waits for the next table.
-    pub async fn create_views(&self) {
+    /// be planned yet waits for the next table. Returns the views not created, with why.
+    pub async fn create_views(&self) -> Vec<(String, String)> {
+        let mut waiting = Vec::new();
         for view in self.views.iter() {
             let sql = format!("CREATE OR REPLACE VIEW {} AS {}", view.name, view.sql);
             match self.ctx.sql(&sql).await {
                 Ok(_) => tracing::info!(view = %view.name, "Flight SQL view created"),
                 Err(e) => {
-                    tracing::debug!(view = %view.name, error = %e, "Flight SQL view not created yet")
+                    let why = e.to_string().replace('\n', " ");
+                    tracing::info!(view = %view.name, error = %why, "Flight SQL view not created (yet)");
+                    waiting.push((view.name.clone(), why));
                 }
             }
         }
+        waiting
     }
 }
 
@@ -141,6 +145,6 @@ pub async fn serve(
             tracing::warn!(table = %table.name, path = %table.path, error = %e, "configured table not registered");
         }
     }
-    endpoint.create_views().await;
+    let _ = endpoint.create_views().await;
     Ok(endpoint)
 }

@@ -29,6 +29,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::datasource::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
@@ -61,10 +62,11 @@ static SQL_INFO: LazyLock<Result<SqlInfoData, String>> = LazyLock::new(|| {
     b.build().map_err(|e| e.to_string())
 });
 
-/// A prepared statement: its SQL and the parameters bound last.
+/// A prepared statement: its SQL, its parameters' schema, and the parameters bound last.
 #[derive(Debug, Clone)]
 struct Prepared {
     sql: String,
+    parameters: SchemaRef,
     params: Option<ParamValues>,
 }
 
@@ -229,7 +231,10 @@ impl EmberFlightSql {
             .ok_or_else(|| Status::not_found(format!("no prepared statement {key} (closed?)")))
     }
 
-    async fn table_names(&self) -> Vec<(String, String, String)> {
+    /// Every table and view: catalog, schema, name and provider, sorted by name.
+    async fn tables(
+        &self,
+    ) -> Result<Vec<(String, String, String, Arc<dyn TableProvider>)>, Status> {
         let mut out = Vec::new();
         for catalog_name in self.ctx.catalog_names() {
             let Some(catalog) = self.ctx.catalog(&catalog_name) else {
@@ -240,12 +245,14 @@ impl EmberFlightSql {
                     continue;
                 };
                 for table in schema.table_names() {
-                    out.push((catalog_name.clone(), schema_name.clone(), table));
+                    if let Some(provider) = schema.table(&table).await.map_err(|e| status(&e))? {
+                        out.push((catalog_name.clone(), schema_name.clone(), table, provider));
+                    }
                 }
             }
         }
-        out.sort();
-        out
+        out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+        Ok(out)
     }
 }
 
@@ -318,12 +325,13 @@ impl FlightSqlService for EmberFlightSql {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let plan = self.plan(&query.query, None).await?;
         let dataset = plan.schema().as_arrow().clone();
-        let parameters = parameter_schema(&plan)?;
+        let parameters = Arc::new(parameter_schema(&plan)?);
         let handle = uuid::Uuid::new_v4().to_string();
         self.prepared().insert(
             handle.clone(),
             Prepared {
                 sql: query.query,
+                parameters: Arc::clone(&parameters),
                 params: None,
             },
         );
@@ -339,9 +347,7 @@ impl FlightSqlService for EmberFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let prepared = self.lookup(&query.prepared_statement_handle)?;
-        let plan = self.plan(&prepared.sql, None).await?;
-        let expected = parameter_schema(&plan)?;
+        let expected = self.lookup(&query.prepared_statement_handle)?.parameters;
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
                 request.into_inner().map_err(FlightError::from),
@@ -514,16 +520,7 @@ impl FlightSqlService for EmberFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let mut builder = query.into_builder();
-        for (catalog, schema, table) in self.table_names().await {
-            let provider = self
-                .ctx
-                .catalog(&catalog)
-                .and_then(|c| c.schema(&schema))
-                .map(|s| async move { s.table(&table).await.map(|t| (table, t)) });
-            let Some(lookup) = provider else { continue };
-            let (table, Some(provider)) = lookup.await.map_err(|e| status(&e))? else {
-                continue;
-            };
+        for (catalog, schema, table, provider) in self.tables().await? {
             let kind = match provider.table_type() {
                 datafusion::datasource::TableType::View => "VIEW",
                 datafusion::datasource::TableType::Temporary => "LOCAL TEMPORARY",
