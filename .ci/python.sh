@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python peers the tests use to check Ember with software nobody here wrote: DuckDB reads the
 # Parquet Ember writes; the ADBC Flight SQL driver (with pyarrow and pandas) queries Ember's
-# Flight SQL endpoint. Installed idempotently into a venv outside the clone.
+# Flight SQL endpoint; Selenium drives headless Chromium for the web UI tests.
+# Installed idempotently into a venv outside the clone.
 set -euo pipefail
 VENV="${EMBER_VENV:-$HOME/.cache/ember-tools/venv}"
 REQUIREMENTS=(
@@ -10,6 +11,7 @@ REQUIREMENTS=(
   "adbc-driver-manager==1.13.0"
   "pyarrow==26.0.1"
   "pandas==3.1.1"
+  "selenium==4.50.0"
 )
 marker="$VENV/.ember-requirements"
 wanted="$(printf '%s\n' "${REQUIREMENTS[@]}")"

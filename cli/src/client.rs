@@ -15,15 +15,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the scheduler at `HOST:PORT`.
+    /// A client for the scheduler at `HOST:PORT`, sending `token` as a bearer token.
     ///
     /// # Errors
-    /// One line when the address is not `HOST:PORT`.
-    pub fn new(scheduler: &str) -> Result<Self, String> {
+    /// One line when the address is not `HOST:PORT` or the token is not header text.
+    pub fn new(scheduler: &str, token: Option<&str>) -> Result<Self, String> {
         let (host, port) =
             ember_core::config::parse_host_port("--scheduler / EMBER_SCHEDULER", scheduler)
                 .map_err(|e| e.to_string())?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| {
+                    "--token / EMBER_TOKEN holds characters a header cannot carry".to_string()
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
@@ -98,6 +108,35 @@ impl Client {
             .send()
             .await;
         self.answer(response).await
+    }
+}
+
+impl Client {
+    /// `POST /api/v1/<path>` with a JSON body, for calls answered with no body (204).
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub async fn send<B: Serialize>(&self, path: &str, body: &B) -> Result<(), String> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.failure(&e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+        Err(format!(
+            "scheduler at {} answered {}: {message}",
+            self.address,
+            status.as_u16()
+        ))
     }
 }
 

@@ -17,9 +17,28 @@ pub struct Common {
         value_name = "HOST:PORT"
     )]
     pub scheduler: String,
+    /// Bearer token for the scheduler's REST API, when its Flight SQL auth is on (a static
+    /// token of `[flight_sql]`).
+    #[arg(
+        long,
+        env = "EMBER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+impl Common {
+    /// A REST client for the scheduler, with the token.
+    ///
+    /// # Errors
+    /// As [`Client::new`].
+    pub fn client(&self) -> Result<Client, String> {
+        Client::new(&self.scheduler, self.token.as_deref())
+    }
 }
 
 /// Arguments of `ember jobs`.
@@ -61,7 +80,7 @@ fn summary_rows(jobs: &[JobSummary]) -> Vec<Vec<String>> {
 /// # Errors
 /// One line.
 pub async fn list(args: JobsArgs) -> Result<(), String> {
-    let client = Client::new(&args.common.scheduler)?;
+    let client = args.common.client()?;
     let path = match &args.state {
         Some(state) => format!("/jobs?state={state}"),
         None => "/jobs".to_string(),
@@ -87,7 +106,7 @@ pub async fn list(args: JobsArgs) -> Result<(), String> {
 /// # Errors
 /// One line (an unknown id included).
 pub async fn status(args: JobArgs) -> Result<(), String> {
-    let client = Client::new(&args.common.scheduler)?;
+    let client = args.common.client()?;
     let detail: JobDetail = client.get(&format!("/jobs/{}", args.id)).await?;
     match args.common.format {
         Format::Json => print_json(&detail),
@@ -151,7 +170,7 @@ pub async fn status(args: JobArgs) -> Result<(), String> {
 /// # Errors
 /// One line: unknown job, or it already ended.
 pub async fn cancel(args: JobArgs) -> Result<(), String> {
-    let client = Client::new(&args.common.scheduler)?;
+    let client = args.common.client()?;
     let summary: JobSummary = client
         .post(&format!("/jobs/{}/cancel", args.id), &())
         .await?;

@@ -45,6 +45,18 @@ pub struct RunArgs {
     /// Folder for spill files [default: the OS temporary folder].
     #[arg(long, env = "EMBER_EXECUTOR_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
+    /// Streaming jobs: report the stream's progress to the web UI of this scheduler or
+    /// `ember serve` (HTTP port), HOST:PORT.
+    #[arg(long, env = "EMBER_REPORT_TO", value_name = "HOST:PORT")]
+    pub report_to: Option<String>,
+    /// Bearer token for `--report-to`, when auth is on there.
+    #[arg(
+        long,
+        env = "EMBER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// Runs the job; the error is the one line to print.

@@ -1,7 +1,8 @@
 //! `ember serve`: the Arrow Flight SQL endpoint in embedded mode (an in-process scheduler and
 //! executor), for a laptop. It serves the outputs of the jobs under `--jobs` that exist (each
 //! job's default output, named after the job), plus `--table NAME=PATH` and the configuration's
-//! `[[flight_sql.tables]]`.
+//! `[[flight_sql.tables]]`. Its HTTP port serves the web UI (Streaming and Revenue pages),
+//! the streams' progress and dashboard REST calls, and `/metrics`.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "EMBER_SERVE_BIND_HOST", default_value = "127.0.0.1")]
     pub bind_host: String,
+    /// Port of the web UI, the REST API (streams, dashboard) and `/metrics` (0: a free one);
+    /// Spark's UI port.
+    #[arg(long, env = "EMBER_SERVE_HTTP_PORT", default_value_t = 4040)]
+    pub http_port: u16,
     /// Task slots of the embedded executor [default: CPU cores].
     #[arg(
         long,
@@ -137,12 +142,39 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
     for (view, why) in endpoint.create_views().await {
         eprintln!("not serving view {view}: {why}");
     }
+    let listener = tokio::net::TcpListener::bind((args.bind_host.as_str(), args.http_port))
+        .await
+        .map_err(|e| {
+            format!(
+                "web UI: cannot listen on {}:{}: {e}",
+                args.bind_host, args.http_port
+            )
+        })?;
+    let http = listener.local_addr().map_err(|e| e.to_string())?;
+    let web = std::sync::Arc::new(ember_scheduler::web::Web {
+        jobs: None,
+        streams: std::sync::Arc::default(),
+        flight_sql: endpoint.clone(),
+        mode: "serve",
+    });
+    let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = ember_scheduler::web::routes(web);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = web_stopped.await;
+            })
+            .await
+    });
     println!(
         "ember flight sql listening on {}{}",
         endpoint.address,
         if endpoint.tls { " (tls)" } else { "" }
     );
+    println!("ember web ui on http://{http}/ui/dashboard");
     ember_scheduler::server::shutdown_signal().await;
     let _ = stop.send(());
+    let _ = web_stop.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;
     Ok(())
 }

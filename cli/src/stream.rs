@@ -11,6 +11,9 @@ use ember_core::storage::EmberObjectStoreRegistry;
 use ember_streaming::engine::Stream;
 use ember_streaming::produce::{EventSource, ProduceOptions, produce};
 
+use ember_core::api::{StreamProgress, StreamState, StreamUpdate};
+
+use crate::client::Client;
 use crate::format::{Format, print_json};
 use crate::run::RunArgs;
 use crate::submit::SubmitArgs;
@@ -24,7 +27,19 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
-    drive(&args.job, &args.set, args.format, &storage, None).await
+    let progress_to = match &args.report_to {
+        Some(address) => Some(Client::new(address, args.token.as_deref())?),
+        None => None,
+    };
+    drive(
+        &args.job,
+        &args.set,
+        args.format,
+        &storage,
+        None,
+        progress_to,
+    )
+    .await
 }
 
 /// `ember submit` of a streaming job: this process is the stream's driver (Spark's client
@@ -33,12 +48,14 @@ pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> 
 pub async fn submit(args: SubmitArgs, storage: StorageSettings) -> Result<(), String> {
     let address = args.common.scheduler.trim_start_matches("http://");
     let url = format!("df://{}", address.trim_end_matches('/'));
+    let client = args.common.client()?;
     drive(
         &args.job,
         &args.set,
         args.common.format,
         &storage,
         Some(&url),
+        Some(client),
     )
     .await
 }
@@ -49,10 +66,12 @@ async fn drive(
     format: Format,
     storage: &StorageSettings,
     scheduler_url: Option<&str>,
+    progress_to: Option<Client>,
 ) -> Result<(), String> {
     let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
     let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
     let name = job.name.clone();
+    let output = job.output.clone();
     let registry = Arc::new(EmberObjectStoreRegistry::new(storage));
     let mut stream = match scheduler_url {
         None => Stream::new(job, registry).await,
@@ -62,10 +81,23 @@ async fn drive(
     if let Some(url) = scheduler_url {
         eprintln!("stream {name}: driver in this process, Kafka scans on the executors of {url}");
     }
-    let report = stream
+    let reporter = match progress_to {
+        Some(client) => {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            stream.report_progress(sender);
+            Some(Reporter::start(client, &name, &output, receiver))
+        }
+        None => None,
+    };
+    let result = stream
         .run(ember_scheduler::server::shutdown_signal())
         .await
-        .map_err(|e| format!("stream {name} failed: {e}"))?;
+        .map_err(|e| format!("stream {name} failed: {e}"));
+    drop(stream);
+    if let Some(reporter) = reporter {
+        reporter.finish(result.as_ref().err()).await;
+    }
+    let report = result?;
     match format {
         Format::Table => {
             println!(
@@ -86,6 +118,86 @@ async fn drive(
         Format::Json => print_json(&report)?,
     }
     Ok(())
+}
+
+/// Sends a stream's state and each batch's progress to a scheduler (or `ember serve`), for
+/// its Streaming page (`POST /api/v1/streams/{id}`). A scheduler that cannot be reached is
+/// logged once and does not stop the stream.
+struct Reporter {
+    task: tokio::task::JoinHandle<()>,
+    client: Arc<Client>,
+    id: String,
+    name: String,
+    output: String,
+}
+
+impl Reporter {
+    fn start(
+        client: Client,
+        name: &str,
+        output: &str,
+        mut receiver: tokio::sync::mpsc::UnboundedReceiver<StreamProgress>,
+    ) -> Self {
+        let client = Arc::new(client);
+        let id = uuid::Uuid::new_v4().to_string();
+        let (task_client, task_id) = (Arc::clone(&client), id.clone());
+        let (n, o) = (name.to_string(), output.to_string());
+        let update = move |progress: Option<StreamProgress>| StreamUpdate {
+            name: n.clone(),
+            output: o.clone(),
+            state: StreamState::Running,
+            progress,
+            error: None,
+        };
+        let first = update(None);
+        let make = update.clone();
+        let task = tokio::spawn(async move {
+            let path = format!("/streams/{task_id}");
+            let mut failing = false;
+            let mut send = async |body: StreamUpdate| match task_client.send(&path, &body).await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot report the stream's progress");
+                }
+                Err(_) => {}
+            };
+            send(first).await;
+            while let Some(progress) = receiver.recv().await {
+                send(make(Some(progress))).await;
+            }
+        });
+        Self {
+            task,
+            client,
+            id,
+            name: name.to_string(),
+            output: output.to_string(),
+        }
+    }
+
+    /// Waits (at most 10 s) for the batches' updates to go out, then reports the end.
+    async fn finish(self, error: Option<&String>) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+        let end = StreamUpdate {
+            name: self.name,
+            output: self.output,
+            state: if error.is_some() {
+                StreamState::Failed
+            } else {
+                StreamState::Stopped
+            },
+            progress: None,
+            error: error.cloned(),
+        };
+        if let Err(e) = self
+            .client
+            .send(&format!("/streams/{}", self.id), &end)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot report the stream's end");
+        }
+    }
 }
 
 /// Arguments of `ember produce`.

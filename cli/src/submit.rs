@@ -77,7 +77,7 @@ pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
 /// One line; with `--wait`, also when the job fails or is cancelled.
 pub async fn run(args: SubmitArgs) -> Result<(), String> {
     let job = resolve(&args.job, &args.set)?;
-    let client = Client::new(&args.common.scheduler)?;
+    let client = args.common.client()?;
     let Submitted { id } = client
         .post("/jobs", &SubmitJob { job: job.clone() })
         .await?;

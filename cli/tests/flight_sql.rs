@@ -13,7 +13,7 @@ use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use ember_testkit::ember::EmberServe;
+use ember_testkit::ember::{EmberServe, http_request};
 use ember_testkit::flight_sql::{self, query, rows_of};
 use ember_testkit::query::parquet_rows;
 use ember_testkit::util::python;
@@ -259,6 +259,24 @@ fn rust_client_authenticates_queries_binds_parameters_and_gets_clear_errors() {
             want_total
         );
     });
+
+    // `ember serve`'s web side: the same credentials, and the dashboard over the same table.
+    let http = server.http_address();
+    let bearer = format!("Bearer {TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    assert_eq!(
+        http_request(http, "GET", "/api/v1/dashboard/daily", &[])
+            .expect("request")
+            .status,
+        401
+    );
+    let info = http_request(http, "GET", "/api/v1/info", &auth).expect("info");
+    assert!(info.body.contains("\"mode\":\"serve\""), "{}", info.body);
+    let daily = http_request(http, "GET", "/api/v1/dashboard/daily", &auth).expect("daily");
+    let days: Vec<serde_json::Value> = serde_json::from_str(&daily.body).expect("JSON rows");
+    assert_eq!(vec![days.len().to_string()], want_days, "{}", daily.body);
+    let page = http_request(http, "GET", "/ui/dashboard", &auth).expect("page");
+    assert!(page.status == 200 && page.body.contains("/static/app.js"));
 }
 
 #[test]

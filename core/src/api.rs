@@ -7,7 +7,16 @@
 //! | `GET /api/v1/jobs` | | 200 `[`[`JobSummary`]`]`, newest first |
 //! | `GET /api/v1/jobs/{id}` | | 200 [`JobDetail`], 404 |
 //! | `POST /api/v1/jobs/{id}/cancel` | | 200 [`JobSummary`], 404, 409 when already finished |
-//! | `GET /api/v1/executors` | | 200 `[`[`ExecutorSummary`]`]` |
+//! | `GET /api/v1/executors` | | 200 `[`[`ExecutorSummary`]`]`, lost ones included |
+//! | `POST /api/v1/executors/{id}/status` | [`ExecutorStatus`] | 204 (sent by executors) |
+//! | `GET /api/v1/streams` | | 200 `[`[`StreamSummary`]`]`, newest first |
+//! | `GET /api/v1/streams/{id}` | | 200 [`StreamDetail`], 404 |
+//! | `POST /api/v1/streams/{id}` | [`StreamUpdate`] | 204 (sent by stream drivers) |
+//! | `GET /api/v1/dashboard/daily?from=&to=` | | 200 rows: `order_date`, `net_revenue`, … |
+//! | `GET /api/v1/dashboard/top-products?from=&to=&limit=` | | 200 rows |
+//! | `GET /api/v1/dashboard/windows?limit=` | | 200 rows: the latest windows |
+//! | `GET /api/v1/info` | | 200 [`ServerInfo`] |
+//! | `GET /metrics` | | 200 Prometheus text |
 //!
 //! Errors are [`ApiError`] with the HTTP status.
 
@@ -159,10 +168,174 @@ pub struct ExecutorSummary {
     pub host: String,
     /// Arrow Flight port.
     pub port: u16,
+    /// `alive` (registered with the scheduler) or `lost` (was registered, no longer is:
+    /// stopped, or its heartbeats stopped for longer than the executor timeout).
+    pub state: String,
     /// Task slots.
     pub task_slots: u32,
+    /// Tasks running now, from the executor's last status report (`None` before the first).
+    pub tasks_running: Option<u32>,
+    /// Tasks finished successfully since the executor started, from its last status report.
+    pub tasks_succeeded: Option<u64>,
+    /// Tasks failed since the executor started, from its last status report.
+    pub tasks_failed: Option<u64>,
+    /// Resident memory of the executor process, bytes (its heartbeat or status report).
+    pub memory_bytes: Option<u64>,
     /// Time of its last heartbeat (RFC 3339), if any.
     pub last_heartbeat: Option<String>,
+}
+
+/// What an executor reports of itself every heartbeat interval
+/// (`POST /api/v1/executors/{id}/status`), for the UI's slots and `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecutorStatus {
+    /// Task slots.
+    pub task_slots: u32,
+    /// Tasks running now.
+    pub tasks_running: u32,
+    /// Tasks finished successfully since the executor started.
+    pub tasks_succeeded: u64,
+    /// Tasks failed since the executor started.
+    pub tasks_failed: u64,
+    /// Resident memory of the executor process, bytes.
+    pub memory_bytes: u64,
+}
+
+/// Life cycle of a stream, as its driver reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamState {
+    /// Running micro-batches.
+    Running,
+    /// Stopped by its trigger (available-now) or by the user; everything read is committed.
+    Stopped,
+    /// Stopped by an error.
+    Failed,
+}
+
+impl StreamState {
+    /// The state's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One Kafka partition of a micro-batch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Kafka partition.
+    pub partition: i32,
+    /// First offset the batch read.
+    pub start_offset: i64,
+    /// Offset after the last one it read.
+    pub end_offset: i64,
+    /// The partition's end (high watermark) when the batch was planned.
+    pub latest_offset: i64,
+    /// Messages behind: `latest_offset - end_offset`.
+    pub lag: i64,
+}
+
+/// One committed micro-batch, as Spark's `StreamingQueryProgress`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamProgress {
+    /// Batch id.
+    pub batch_id: u64,
+    /// When the batch committed (RFC 3339 UTC).
+    pub timestamp: String,
+    /// Kafka topic.
+    pub topic: String,
+    /// Messages read (Spark's `numInputRows`).
+    pub input_rows: i64,
+    /// Messages read per second since the previous batch started (Spark's
+    /// `inputRowsPerSecond`), events/s.
+    pub input_rows_per_second: f64,
+    /// Messages read per second of this batch's processing (Spark's
+    /// `processedRowsPerSecond`), events/s.
+    pub processed_rows_per_second: f64,
+    /// Wall time of the batch, ms.
+    pub duration_ms: u64,
+    /// Wall time per phase, ms (`read`, `parse` or `scan`, `query`, `write`, `state`).
+    pub phases_ms: std::collections::BTreeMap<String, u64>,
+    /// Valid events (not late).
+    pub events: u64,
+    /// Messages quarantined, all reasons.
+    pub quarantined: u64,
+    /// Window rows written.
+    pub rows_written: u64,
+    /// Events kept for windows still open.
+    pub state_events: u64,
+    /// The event-time watermark after the batch (RFC 3339), `None` before the first event.
+    pub watermark: Option<String>,
+    /// Per partition: offsets read and lag.
+    pub partitions: Vec<PartitionProgress>,
+}
+
+/// What a stream driver sends the scheduler (`POST /api/v1/streams/{id}`): at start, after
+/// each batch, and when it stops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamUpdate {
+    /// The job's name.
+    pub name: String,
+    /// The output folder (URL); the scheduler serves it as a Flight SQL table named after the
+    /// job once a batch committed.
+    pub output: String,
+    /// State now.
+    pub state: StreamState,
+    /// The batch just committed, if this update is for one.
+    pub progress: Option<StreamProgress>,
+    /// Why it failed, one line.
+    pub error: Option<String>,
+}
+
+/// One line of the streams list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamSummary {
+    /// Stream run id (one per driver start).
+    pub id: String,
+    /// The job's name.
+    pub name: String,
+    /// The output folder (URL).
+    pub output: String,
+    /// State.
+    pub state: StreamState,
+    /// When the driver first reported (RFC 3339).
+    pub started_at: String,
+    /// When it last reported (RFC 3339).
+    pub updated_at: String,
+    /// Batches reported.
+    pub batches: u64,
+    /// The last batch, if any.
+    pub last: Option<StreamProgress>,
+    /// Why it failed, one line.
+    pub error: Option<String>,
+}
+
+/// A stream with its recent batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamDetail {
+    /// The summary.
+    #[serde(flatten)]
+    pub summary: StreamSummary,
+    /// The last batches (at most 120), oldest first.
+    pub recent: Vec<StreamProgress>,
+}
+
+/// What the server serving the UI is: `scheduler` (jobs, executors, streams, dashboard) or
+/// `serve` (embedded: streams and dashboard).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// `scheduler` or `serve`.
+    pub mode: String,
+    /// Ember's version.
+    pub version: String,
+    /// The table the dashboard's daily revenue and top products read.
+    pub daily_table: String,
+    /// The table the dashboard's live windows read.
+    pub windows_table: String,
 }
 
 /// An error answer.

@@ -9,6 +9,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod manifest;
+pub mod metrics;
 pub mod params;
 pub mod report;
 pub mod session;

@@ -18,6 +18,7 @@ use ember_core::config::ExecutorSettings;
 use ember_core::storage::EmberObjectStoreRegistry;
 
 use crate::runtime::RuntimeOptions;
+use crate::tasks::{CountingEngine, TaskCounters};
 
 /// Waits until the scheduler accepts TCP connections, for at most `timeout`.
 ///
@@ -53,8 +54,13 @@ pub async fn wait_for_scheduler(host: &str, port: u16, timeout: Duration) -> Res
     }
 }
 
-/// Ballista's executor configuration for Ember's settings.
-pub fn process_config(settings: &ExecutorSettings) -> ExecutorProcessConfig {
+/// Ballista's executor configuration for Ember's settings; tasks are counted in `counters`
+/// and the executor registers as `id`.
+pub fn process_config(
+    settings: &ExecutorSettings,
+    id: &str,
+    counters: Arc<TaskCounters>,
+) -> ExecutorProcessConfig {
     let slots = settings.task_slots;
     let storage = settings.storage.clone();
     let work_dir = settings.work_dir.clone();
@@ -78,6 +84,8 @@ pub fn process_config(settings: &ExecutorSettings) -> ExecutorProcessConfig {
         ..Default::default()
     };
     ExecutorProcessConfig {
+        executor_id: id.to_string(),
+        override_execution_engine: Some(Arc::new(CountingEngine::new(counters))),
         bind_host: settings.bind_host.clone(),
         external_host: Some(settings.external_host.clone()),
         port: settings.port,
@@ -116,7 +124,24 @@ pub async fn run(settings: ExecutorSettings) -> Result<(), String> {
     if let Some(dir) = &settings.work_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("work dir {}: {e}", dir.display()))?;
     }
-    let config = process_config(&settings);
+    let id = uuid::Uuid::new_v4().to_string();
+    let counters = Arc::new(TaskCounters::default());
+    let config = process_config(&settings, &id, Arc::clone(&counters));
+    let snapshot = crate::http::Snapshot {
+        id: id.clone(),
+        slots: u32::try_from(config.vcores).unwrap_or(u32::MAX),
+        counters,
+    };
+    let metrics =
+        crate::http::serve_metrics(&settings.bind_host, settings.metrics_port, snapshot.clone())
+            .await?;
+    tracing::info!(executor_id = %id, metrics = %format!("http://{metrics}/metrics"), "executor metrics served");
+    tokio::spawn(crate::http::report_status(
+        format!("{}:{}", settings.scheduler_host, settings.scheduler_port),
+        settings.token.clone(),
+        settings.heartbeat_interval,
+        snapshot,
+    ));
     tracing::info!(
         scheduler = %format!("{}:{}", settings.scheduler_host, settings.scheduler_port),
         flight = %format!("{}:{}", settings.bind_host, settings.port),

@@ -28,6 +28,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::prelude::{SessionContext, col, lit};
+use ember_core::api::{PartitionProgress, StreamProgress};
 use ember_core::udf::WindowSpec;
 
 use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint, OffsetRange, Resume};
@@ -95,6 +96,7 @@ pub struct Stream {
     source: KafkaSource,
     checkpoint: Checkpoint,
     output: Dir,
+    progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -214,6 +216,7 @@ impl Stream {
             source,
             checkpoint,
             output,
+            progress: None,
         })
     }
 
@@ -270,6 +273,12 @@ impl Stream {
     /// The window shape found in the SQL.
     pub fn window(&self) -> WindowSpec {
         self.window
+    }
+
+    /// Sends each committed batch's progress (offsets, lag, rates, watermark) to `sender`,
+    /// for the scheduler's streaming page. A closed receiver is ignored.
+    pub fn report_progress(&mut self, sender: tokio::sync::mpsc::UnboundedSender<StreamProgress>) {
+        self.progress = Some(sender);
     }
 
     /// Runs the stream until its trigger says stop (available-now: the topic is drained) or
@@ -349,11 +358,16 @@ impl Stream {
             Trigger::AvailableNow => None,
         };
         let mut replay = next_plan.is_some();
+        // The partitions' ends when the batch was planned (lag), and the previous batch's start
+        // (input rate).
+        let mut latest: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut last_tick: Option<Instant> = None;
         loop {
             let tick = Instant::now();
             let plan = match next_plan.take() {
                 Some(plan) => plan,
                 None => {
+                    latest.clear();
                     let mut available = BTreeMap::new();
                     for &p in &partitions {
                         let high = match &limit {
@@ -361,6 +375,7 @@ impl Stream {
                             None => self.blocking_source(move |s| s.watermarks(p)).await?.1,
                         };
                         let start = starts.get(&p).copied().unwrap_or(0);
+                        latest.insert(p, high);
                         available.insert(p, (high - start).max(0));
                     }
                     let budget =
@@ -414,6 +429,8 @@ impl Stream {
                 watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
                 "batch committed"
             );
+            self.send_progress(&plan, &commit, &latest, tick, last_tick);
+            last_tick = Some(tick);
             report.batches += 1;
             report.replayed += u64::from(replay);
             report.records += commit.records;
@@ -435,6 +452,69 @@ impl Stream {
         }
         report.watermark = watermark.current_us.map(rfc3339);
         Ok(report)
+    }
+
+    /// Sends the progress of a committed batch, as Spark's `StreamingQueryProgress`: the input
+    /// rate counts from the previous batch's start (or this one's, for the first), the process
+    /// rate over this batch's wall time.
+    fn send_progress(
+        &self,
+        plan: &BatchPlan,
+        commit: &BatchCommit,
+        latest: &BTreeMap<i32, i64>,
+        tick: Instant,
+        last_tick: Option<Instant>,
+    ) {
+        let Some(sender) = &self.progress else {
+            return;
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = |rows: i64, seconds: f64| {
+            if seconds > 0.0 {
+                rows as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let since = last_tick.unwrap_or(tick).elapsed().as_secs_f64();
+        let partitions = plan
+            .ranges
+            .iter()
+            .map(|r| {
+                let end_of_partition = latest
+                    .get(&r.partition)
+                    .copied()
+                    .unwrap_or(r.end)
+                    .max(r.end);
+                PartitionProgress {
+                    partition: r.partition,
+                    start_offset: r.start,
+                    end_offset: r.end,
+                    latest_offset: end_of_partition,
+                    lag: end_of_partition - r.end,
+                }
+            })
+            .collect();
+        let progress = StreamProgress {
+            batch_id: commit.batch_id,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            topic: plan.topic.clone(),
+            input_rows: commit.records,
+            input_rows_per_second: per_second(commit.records, since),
+            processed_rows_per_second: per_second(
+                commit.records,
+                Duration::from_millis(commit.duration_ms).as_secs_f64(),
+            ),
+            duration_ms: commit.duration_ms,
+            phases_ms: commit.phases_ms.clone(),
+            events: commit.events,
+            quarantined: commit.quarantined.values().sum(),
+            rows_written: commit.rows_written,
+            state_events: commit.state_events,
+            watermark: commit.watermark.current_us.map(rfc3339),
+            partitions,
+        };
+        let _ = sender.send(progress);
     }
 
     /// Waits for the next trigger; true when `stop` resolved first.

@@ -61,6 +61,7 @@ pub struct EmberCluster {
     options: ClusterOptions,
     scheduler: Child,
     executors: Vec<Option<Child>>,
+    metrics_ports: Vec<u16>,
     address: String,
     flight_sql: String,
     dir: TempDir,
@@ -129,6 +130,7 @@ impl EmberCluster {
             options: options.clone(),
             scheduler,
             executors: Vec::new(),
+            metrics_ports: Vec::new(),
             address,
             flight_sql,
             dir,
@@ -146,7 +148,8 @@ impl EmberCluster {
     /// When the process cannot be started.
     pub fn add_executor(&mut self) -> Result<usize, String> {
         let index = self.executors.len();
-        let (flight, grpc) = (
+        let (flight, grpc, metrics) = (
+            free_port().map_err(|e| e.to_string())?,
             free_port().map_err(|e| e.to_string())?,
             free_port().map_err(|e| e.to_string())?,
         );
@@ -165,6 +168,8 @@ impl EmberCluster {
                 &flight.to_string(),
                 "--grpc-port",
                 &grpc.to_string(),
+                "--metrics-port",
+                &metrics.to_string(),
             ])
             .args(["--task-slots", &self.options.task_slots.to_string()])
             .args(["--heartbeat-interval", &self.options.heartbeat_interval])
@@ -184,10 +189,11 @@ impl EmberCluster {
             .spawn()
             .map_err(|e| format!("cannot start an executor: {e}"))?;
         self.executors.push(Some(child));
+        self.metrics_ports.push(metrics);
         Ok(index)
     }
 
-    /// Waits (bounded) until the scheduler lists `count` executors.
+    /// Waits (bounded) until the scheduler lists `count` alive executors.
     ///
     /// # Errors
     /// On timeout, with the logs' tails.
@@ -200,7 +206,8 @@ impl EmberCluster {
                 let body = self.get("/api/v1/executors").unwrap_or_default();
                 let listed: Vec<serde_json::Value> =
                     serde_json::from_str(&body).unwrap_or_default();
-                Ok((listed.len() >= count).then_some(()))
+                let alive = listed.iter().filter(|e| e["state"] == "alive").count();
+                Ok((alive >= count).then_some(()))
             },
         )
         .map_err(|e| format!("{e}\n{}", self.logs()))
@@ -261,6 +268,14 @@ impl EmberCluster {
         out
     }
 
+    /// `127.0.0.1:PORT` of executor `index`'s `/metrics`.
+    pub fn executor_metrics_address(&self, index: usize) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.metrics_ports.get(index).copied().unwrap_or(0)
+        )
+    }
+
     /// `GET <path>` on the scheduler's HTTP port; the body when the status is 2xx.
     ///
     /// # Errors
@@ -284,28 +299,70 @@ impl Drop for EmberCluster {
 /// # Errors
 /// Connection errors and non-2xx answers (with the body).
 pub fn http_get(address: &str, path: &str) -> Result<String, String> {
+    let answer = http_request(address, "GET", path, &[])?;
+    if (200..300).contains(&answer.status) {
+        Ok(answer.body)
+    } else {
+        Err(format!("GET {path}: {}: {}", answer.status, answer.body))
+    }
+}
+
+/// An HTTP answer (tests only).
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, as sent.
+    pub head: String,
+    /// Body.
+    pub body: String,
+}
+
+/// A minimal HTTP/1.0 request with extra header lines `(name, value)` (tests only).
+///
+/// # Errors
+/// Connection errors.
+pub fn http_request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpAnswer, String> {
     let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| e.to_string())?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n{extra}\r\n"
+    )
+    .map_err(|e| e.to_string())?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
         .map_err(|e| e.to_string())?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status.starts_with('2') {
-        Ok(body.to_string())
-    } else {
-        Err(format!("GET {path}: {status}: {body}"))
-    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok(HttpAnswer {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
 }
 
 /// An `ember serve` process (Flight SQL, embedded), killed on drop.
 pub struct EmberServe {
     child: Child,
     address: String,
+    http: String,
 }
 
 impl EmberServe {
@@ -316,7 +373,7 @@ impl EmberServe {
     /// When it cannot start or does not listen within the start timeout (with the log's tail).
     pub fn start(bin: &Path, dir: &Path, args: &[&str], log: &Path) -> Result<Self, String> {
         let mut child = Command::new(bin)
-            .args(["serve", "--flight-sql-port", "0"])
+            .args(["serve", "--flight-sql-port", "0", "--http-port", "0"])
             .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
@@ -328,15 +385,24 @@ impl EmberServe {
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut flight = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // `HOST:PORT`, then ` (tls)` when TLS is on.
+                // `HOST:PORT`, then ` (tls)` when TLS is on; then the web UI's URL.
                 if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
-                    let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_string());
+                    flight = a.split_whitespace().next().unwrap_or_default().to_string();
+                }
+                if let Some(url) = line.strip_prefix("ember web ui on http://") {
+                    let http = url.split('/').next().unwrap_or_default().to_string();
+                    let _ = tx.send((flight.clone(), http));
                 }
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
-            Ok(address) => Ok(Self { child, address }),
+            Ok((address, http)) => Ok(Self {
+                child,
+                address,
+                http,
+            }),
             Err(_) => {
                 kill(&mut child);
                 Err(format!(
@@ -350,6 +416,11 @@ impl EmberServe {
     /// `HOST:PORT` of its Flight SQL endpoint.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// `HOST:PORT` of its web UI and REST API.
+    pub fn http_address(&self) -> &str {
+        &self.http
     }
 }
 

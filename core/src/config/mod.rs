@@ -86,6 +86,7 @@ pub struct ExecutorFile {
     pub external_host: Option<String>,
     pub port: Option<u16>,
     pub grpc_port: Option<u16>,
+    pub metrics_port: Option<u16>,
     pub task_slots: Option<usize>,
     pub memory_limit: Option<String>,
     pub work_dir: Option<PathBuf>,
@@ -365,6 +366,18 @@ pub struct ExecutorArgs {
     /// gRPC port [default: 50052].
     #[arg(long, env = "EMBER_EXECUTOR_GRPC_PORT")]
     pub grpc_port: Option<u16>,
+    /// HTTP port of the executor's Prometheus `/metrics` [default: 50053].
+    #[arg(long, env = "EMBER_EXECUTOR_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// Bearer token for the scheduler's REST API, when Flight SQL auth is on there (the
+    /// executor reports its task slots and tasks with it).
+    #[arg(
+        long,
+        env = "EMBER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Tasks run at once [default: CPU cores].
     #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS")]
     pub task_slots: Option<usize>,
@@ -409,6 +422,10 @@ pub struct ExecutorSettings {
     pub port: u16,
     /// gRPC port.
     pub grpc_port: u16,
+    /// HTTP port of `/metrics`.
+    pub metrics_port: u16,
+    /// Bearer token for the scheduler's REST API.
+    pub token: Option<Secret>,
     /// Task slots.
     pub task_slots: usize,
     /// Memory limit in bytes (`Some(0)`: unbounded; `None`: 512 MiB per slot).
@@ -509,6 +526,8 @@ impl ExecutorSettings {
             external_host,
             port: args.port.or(f.port).unwrap_or(50051),
             grpc_port: args.grpc_port.or(f.grpc_port).unwrap_or(50052),
+            metrics_port: args.metrics_port.or(f.metrics_port).unwrap_or(50053),
+            token: args.token.clone().map(Secret::new),
             task_slots,
             memory_limit,
             work_dir: args.work_dir.clone().or_else(|| f.work_dir.clone()),

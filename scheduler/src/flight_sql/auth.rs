@@ -68,6 +68,22 @@ impl Auth {
                     "the handshake needs `authorization: Basic base64(user:password)`",
                 )
             })?;
+        let user = self.basic_user(encoded)?;
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        issued.retain(|_, (_, at)| now.duration_since(*at) < TOKEN_LIFETIME);
+        issued.insert(token.clone(), (user.clone(), now));
+        tracing::info!(user, "Flight SQL handshake: token issued");
+        Ok(token)
+    }
+
+    /// The user of basic credentials (`base64(user:password)`) whose password is right.
+    fn basic_user(&self, encoded: &str) -> Result<String, Status> {
         // Clients differ in padding (Go's ADBC driver sends none).
         let decoded = [&BASE64_STANDARD, &BASE64_STANDARD_NO_PAD]
             .iter()
@@ -82,20 +98,22 @@ impl Auth {
             .get(user)
             .is_some_and(|p| same(p.expose().as_bytes(), password.as_bytes()));
         if !known {
-            tracing::warn!(user, "Flight SQL handshake refused");
+            tracing::warn!(user, "sign-in refused");
             return Err(Status::unauthenticated("wrong user name or password"));
         }
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let mut issued = self.issued.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        issued.retain(|_, (_, at)| now.duration_since(*at) < TOKEN_LIFETIME);
-        issued.insert(token.clone(), (user.to_string(), now));
-        tracing::info!(user, "Flight SQL handshake: token issued");
-        Ok(token)
+        Ok(user.to_string())
+    }
+
+    /// Checks the `Authorization` header of an HTTP request to the web UI or the REST API:
+    /// `Bearer <token>` as [`Auth::check`], or `Basic base64(user:password)` (browsers).
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` with what was wrong.
+    pub fn check_http(&self, header: Option<&str>) -> Result<(), Status> {
+        match header.and_then(|h| h.strip_prefix("Basic ")) {
+            Some(encoded) => self.basic_user(encoded).map(|_| ()),
+            None => self.check(header),
+        }
     }
 
     /// Checks an `authorization: Bearer …` header.

@@ -41,6 +41,7 @@ pub struct FlightSqlEndpoint {
     pub tls: bool,
     ctx: SessionContext,
     views: Arc<Vec<ViewFile>>,
+    auth: Arc<Auth>,
 }
 
 impl std::fmt::Debug for FlightSqlEndpoint {
@@ -53,6 +54,17 @@ impl std::fmt::Debug for FlightSqlEndpoint {
 }
 
 impl FlightSqlEndpoint {
+    /// The session Flight SQL queries run in (tables in `ember.public`); the web UI's
+    /// dashboard queries run in it too.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The users and tokens of the endpoint, which the web UI and REST API accept too.
+    pub fn auth(&self) -> Arc<Auth> {
+        Arc::clone(&self.auth)
+    }
+
     /// Registers (or replaces) table `name` over `path` (see [`catalog::register`]).
     ///
     /// # Errors
@@ -120,7 +132,7 @@ pub async fn serve(
     let auth = Arc::new(Auth::new(settings));
     let service = EmberFlightSql::new(ctx.clone(), Arc::clone(&auth), settings.allow_writes);
     let router = builder
-        .layer(AuthLayer::new(auth))
+        .layer(AuthLayer::new(Arc::clone(&auth)))
         .add_service(FlightServiceServer::new(service));
     let incoming = TcpIncoming::from(listener);
     tokio::spawn(async move {
@@ -136,6 +148,7 @@ pub async fn serve(
         tls: settings.tls.is_some(),
         ctx,
         views: Arc::new(settings.views.clone()),
+        auth,
     };
     for table in &settings.tables {
         if let Err(e) = endpoint

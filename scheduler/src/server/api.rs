@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use ember_core::api::{API_PREFIX, ApiError, JobState, SubmitJob, Submitted};
+use ember_core::api::{API_PREFIX, ApiError, ExecutorStatus, JobState, SubmitJob, Submitted};
 use serde::Deserialize;
 
 use super::jobs::{CancelError, JobManager};
@@ -30,6 +30,10 @@ pub fn routes(jobs: Arc<JobManager>) -> axum::Router {
         .route(&format!("{API_PREFIX}/jobs/{{id}}"), get(detail))
         .route(&format!("{API_PREFIX}/jobs/{{id}}/cancel"), post(cancel))
         .route(&format!("{API_PREFIX}/executors"), get(executors))
+        .route(
+            &format!("{API_PREFIX}/executors/{{id}}/status"),
+            post(executor_status),
+        )
         .with_state(jobs)
 }
 
@@ -116,4 +120,21 @@ async fn cancel(State(jobs): State<Arc<JobManager>>, Path(id): Path<String>) -> 
 
 async fn executors(State(jobs): State<Arc<JobManager>>) -> Response {
     Json(jobs.executors().await).into_response()
+}
+
+async fn executor_status(
+    State(jobs): State<Arc<JobManager>>,
+    Path(id): Path<String>,
+    body: Result<Json<ExecutorStatus>, JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(status)) => {
+            jobs.executor_status(&id, status);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("bad executor status: {}", e.body_text()),
+        ),
+    }
 }

@@ -4,6 +4,7 @@
 //! them from crate-private state.
 
 use ballista_api_types::dto::{QueryStagesResponse, TaskStatus};
+use ballista_core::serde::protobuf::executor_metric::Metric;
 use ballista_core::serde::protobuf::job_status;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ember_core::api::{ExecutorSummary, StageDetail, StepDetail};
@@ -122,7 +123,8 @@ impl BallistaApi {
             .await;
     }
 
-    /// The executors registered with the scheduler.
+    /// The executors registered with the scheduler (all `alive`; memory from their last
+    /// heartbeat).
     pub async fn executors(&self) -> Vec<ExecutorSummary> {
         let state = self
             .scheduler
@@ -133,11 +135,19 @@ impl BallistaApi {
             .unwrap_or_default();
         state
             .into_iter()
-            .map(|(meta, heartbeat, _)| ExecutorSummary {
+            .map(|(meta, heartbeat, metrics)| ExecutorSummary {
                 id: meta.id,
                 host: meta.host,
                 port: meta.port,
+                state: "alive".to_string(),
                 task_slots: meta.specification.vcores,
+                tasks_running: None,
+                tasks_succeeded: None,
+                tasks_failed: None,
+                memory_bytes: metrics.iter().find_map(|m| match m.metric {
+                    Some(Metric::ProcPhysicalMemory(bytes)) => Some(bytes),
+                    _ => None,
+                }),
                 last_heartbeat: heartbeat.and_then(|d| {
                     DateTime::<Utc>::from_timestamp(i64::try_from(d.as_secs()).ok()?, 0)
                         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))

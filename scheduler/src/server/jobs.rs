@@ -45,7 +45,19 @@ pub struct JobManager {
     tables: std::sync::OnceLock<crate::flight_sql::FlightSqlEndpoint>,
     ballista: BallistaApi,
     jobs: Mutex<BTreeMap<String, Record>>,
+    executors: Mutex<ExecutorBook>,
 }
+
+/// What the scheduler remembers of executors beyond Ballista's registry: every executor seen
+/// (so that one that left is shown as lost), and each one's last status report.
+#[derive(Default)]
+struct ExecutorBook {
+    seen: BTreeMap<String, ember_core::api::ExecutorSummary>,
+    status: BTreeMap<String, ember_core::api::ExecutorStatus>,
+}
+
+/// Executors remembered at most; the oldest lost ones are forgotten first.
+const EXECUTORS_KEPT: usize = 500;
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -60,6 +72,7 @@ impl JobManager {
             tables: std::sync::OnceLock::new(),
             ballista,
             jobs: Mutex::new(BTreeMap::new()),
+            executors: Mutex::new(ExecutorBook::default()),
         }
     }
 
@@ -71,9 +84,61 @@ impl JobManager {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The executors registered with the scheduler.
+    /// The executors: those registered with the scheduler (`alive`, with their last status
+    /// report), then those seen before that are no longer registered (`lost`).
     pub async fn executors(&self) -> Vec<ember_core::api::ExecutorSummary> {
-        self.ballista.executors().await
+        let alive = self.ballista.executors().await;
+        let mut book = self
+            .executors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = Vec::with_capacity(alive.len());
+        for mut e in alive {
+            if let Some(status) = book.status.get(&e.id) {
+                e.tasks_running = Some(status.tasks_running);
+                e.tasks_succeeded = Some(status.tasks_succeeded);
+                e.tasks_failed = Some(status.tasks_failed);
+                e.memory_bytes = e.memory_bytes.or(Some(status.memory_bytes));
+            }
+            book.seen.insert(e.id.clone(), e.clone());
+            all.push(e);
+        }
+        let lost: Vec<String> = book
+            .seen
+            .keys()
+            .filter(|id| !all.iter().any(|e| &e.id == *id))
+            .cloned()
+            .collect();
+        for id in lost {
+            if let Some(e) = book.seen.get_mut(&id) {
+                e.state = "lost".to_string();
+                e.tasks_running = Some(0);
+                all.push(e.clone());
+            }
+        }
+        while book.seen.len() > EXECUTORS_KEPT {
+            let Some(id) = book
+                .seen
+                .iter()
+                .filter(|(_, e)| e.state == "lost")
+                .min_by(|a, b| a.1.last_heartbeat.cmp(&b.1.last_heartbeat))
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            book.seen.remove(&id);
+            book.status.remove(&id);
+        }
+        all
+    }
+
+    /// Records an executor's status report (`POST /api/v1/executors/{id}/status`).
+    pub fn executor_status(&self, id: &str, status: ember_core::api::ExecutorStatus) {
+        self.executors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .status
+            .insert(id.to_string(), status);
     }
 
     /// Accepts `job` and starts running it; returns its id.

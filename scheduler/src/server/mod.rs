@@ -5,8 +5,9 @@
 //! - gRPC: Ballista's scheduler service (executors register and pull tasks; clients submit
 //!   queries);
 //! - `/api/*`: Ballista's REST API (its jobs, stages, executors);
-//! - `/api/v1/*`: Ember's REST API (Ember jobs: submit, list, status, cancel; executors), see
-//!   [`ember_core::api`].
+//! - `/api/v1/*`: Ember's REST API (Ember jobs: submit, list, status, cancel; executors;
+//!   streams; the dashboard's data), see [`ember_core::api`];
+//! - `/` and `/ui/*`: the web UI, and `/metrics` (Prometheus), see [`crate::web`].
 //!
 //! The Arrow Flight SQL endpoint ([`crate::flight_sql`]) has a port of its own. Its queries go
 //! to this scheduler like any client's, and each job that succeeds becomes a table named after
@@ -94,6 +95,8 @@ pub fn ballista_config(settings: &SchedulerSettings, port: u16) -> Result<Schedu
         override_config_producer: Some(config_producer),
         override_logical_codec: Some(Arc::new(EmberLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
+        // `/` is Ember's web UI; Ballista's text page moves aside.
+        web_tui_route: "/ballista".into(),
         ..SchedulerConfig::default()
     })
 }
@@ -192,9 +195,6 @@ pub async fn start(settings: SchedulerSettings) -> Result<Started, String> {
         own_url.clone(),
         ballista_api::BallistaApi::new(scheduler.clone(), ballista_rest.clone()),
     ));
-    let router = grpc_routes(&scheduler)
-        .merge(ballista_rest)
-        .merge(api::routes(Arc::clone(&jobs)));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let flight_sql = crate::flight_sql::serve(
         &settings.flight_sql,
@@ -206,6 +206,21 @@ pub async fn start(settings: SchedulerSettings) -> Result<Started, String> {
     )
     .await?;
     jobs.serve_tables(flight_sql.clone());
+    // HTTP: Ballista's REST API, Ember's, and the web UI, all behind Flight SQL's users and
+    // tokens when it has some; gRPC (executors, Ballista clients) is not.
+    let web = Arc::new(crate::web::Web {
+        jobs: Some(Arc::clone(&jobs)),
+        streams: Arc::default(),
+        flight_sql: flight_sql.clone(),
+        mode: "scheduler",
+    });
+    let http = crate::web::auth::guard(
+        ballista_rest.merge(api::routes(Arc::clone(&jobs))),
+        flight_sql.auth(),
+    );
+    let router = grpc_routes(&scheduler)
+        .merge(http)
+        .merge(crate::web::routes(web));
     Ok(Started {
         address,
         jobs,

@@ -1,0 +1,158 @@
+//! The executor's own HTTP side: Prometheus `/metrics` on its metrics port, and a status
+//! report to the scheduler every heartbeat interval (`POST /api/v1/executors/{id}/status`,
+//! [`ember_core::api::ExecutorStatus`]) for the scheduler's Executors page and `/metrics`.
+//!
+//! | metric | type |
+//! |---|---|
+//! | `ember_executor_task_slots` | gauge |
+//! | `ember_executor_tasks_running` | gauge |
+//! | `ember_executor_tasks_succeeded_total`, `ember_executor_tasks_failed_total` | counter |
+//! | `ember_executor_memory_bytes` | gauge, resident memory in bytes |
+//!
+//! Each carries the label `executor` (the executor's id).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ember_core::api::{API_PREFIX, ExecutorStatus};
+use ember_core::config::Secret;
+use ember_core::metrics::{CONTENT_TYPE, Exposition, resident_memory_bytes};
+
+use crate::tasks::TaskCounters;
+
+/// What the executor reports of itself.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The executor's id.
+    pub id: String,
+    /// Task slots.
+    pub slots: u32,
+    /// Its task counts.
+    pub counters: Arc<TaskCounters>,
+}
+
+impl Snapshot {
+    /// The status now.
+    pub fn status(&self) -> ExecutorStatus {
+        ExecutorStatus {
+            task_slots: self.slots,
+            tasks_running: u32::try_from(self.counters.running()).unwrap_or(u32::MAX),
+            tasks_succeeded: self.counters.succeeded(),
+            tasks_failed: self.counters.failed(),
+            memory_bytes: resident_memory_bytes(),
+        }
+    }
+
+    /// The status in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let s = self.status();
+        let l = [("executor", self.id.as_str())];
+        let mut m = Exposition::default();
+        m.gauge(
+            "ember_executor_task_slots",
+            "Task slots of the executor",
+            &l,
+            f64::from(s.task_slots),
+        );
+        m.gauge(
+            "ember_executor_tasks_running",
+            "Tasks running on the executor",
+            &l,
+            f64::from(s.tasks_running),
+        );
+        m.counter(
+            "ember_executor_tasks_succeeded",
+            "Tasks the executor finished successfully",
+            &l,
+            s.tasks_succeeded,
+        );
+        m.counter(
+            "ember_executor_tasks_failed",
+            "Tasks that failed on the executor",
+            &l,
+            s.tasks_failed,
+        );
+        #[allow(clippy::cast_precision_loss)]
+        m.gauge(
+            "ember_executor_memory_bytes",
+            "Resident memory of the executor process, bytes",
+            &l,
+            s.memory_bytes as f64,
+        );
+        m.encode()
+    }
+}
+
+/// Binds `host:port` and serves `/metrics` in a background task; returns the bound address.
+///
+/// # Errors
+/// One line when the port cannot be bound.
+pub async fn serve_metrics(
+    host: &str,
+    port: u16,
+    snapshot: Snapshot,
+) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(|e| format!("executor metrics: cannot listen on {host}:{port}: {e}"))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let router =
+        axum::Router::new().route(
+            "/metrics",
+            get(move || {
+                let snapshot = snapshot.clone();
+                async move {
+                    ([(header::CONTENT_TYPE, CONTENT_TYPE)], snapshot.metrics()).into_response()
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::warn!(error = %e, "executor metrics endpoint stopped");
+        }
+    });
+    Ok(address)
+}
+
+/// Posts the executor's status to the scheduler at `scheduler` (`HOST:PORT`) every `every`,
+/// forever (run it as a task). A failed post is logged once until posts succeed again.
+pub async fn report_status(
+    scheduler: String,
+    token: Option<Secret>,
+    every: Duration,
+    snapshot: Snapshot,
+) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let url = format!(
+        "http://{scheduler}{API_PREFIX}/executors/{}/status",
+        snapshot.id
+    );
+    let mut failing = false;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let mut request = client.post(&url).json(&snapshot.status());
+        if let Some(t) = &token {
+            request = request.bearer_auth(t.expose());
+        }
+        match request
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        {
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(url = %url, error = %e, "cannot report the executor's status to the scheduler");
+            }
+            Err(_) => {}
+        }
+    }
+}

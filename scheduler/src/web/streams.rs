@@ -1,0 +1,145 @@
+//! The streams the scheduler knows of: each stream driver (`ember submit` of a streaming job)
+//! reports its state and every committed micro-batch (`POST /api/v1/streams/{id}`), as Spark's
+//! `StreamingQueryListener` feeds its Structured Streaming tab. Kept in memory: the last
+//! [`RECENT`] batches per stream, and at most [`KEPT`] streams.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use chrono::{SecondsFormat, Utc};
+use ember_core::api::{StreamDetail, StreamProgress, StreamState, StreamSummary, StreamUpdate};
+
+/// Batches kept per stream (at a 5 s trigger, 10 minutes).
+pub const RECENT: usize = 120;
+
+/// Streams kept; the oldest stopped ones go first.
+pub const KEPT: usize = 200;
+
+struct Entry {
+    summary: StreamSummary,
+    recent: VecDeque<StreamProgress>,
+}
+
+/// The streams reported to this server.
+#[derive(Default)]
+pub struct StreamRegistry {
+    streams: Mutex<BTreeMap<String, Entry>>,
+}
+
+impl std::fmt::Debug for StreamRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamRegistry").finish_non_exhaustive()
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl StreamRegistry {
+    fn streams(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        // Every update is a few assignments: a poisoned lock still holds usable entries.
+        self.streams
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records `update` of stream `id`. Returns whether the stream is new.
+    pub fn update(&self, id: &str, update: StreamUpdate) -> bool {
+        let mut streams = self.streams();
+        let new = !streams.contains_key(id);
+        if new && streams.len() >= KEPT {
+            let oldest = streams
+                .iter()
+                .filter(|(_, e)| e.summary.state != StreamState::Running)
+                .min_by(|a, b| a.1.summary.updated_at.cmp(&b.1.summary.updated_at))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                streams.remove(&k);
+            }
+        }
+        let entry = streams.entry(id.to_string()).or_insert_with(|| Entry {
+            summary: StreamSummary {
+                id: id.to_string(),
+                name: update.name.clone(),
+                output: update.output.clone(),
+                state: update.state,
+                started_at: now(),
+                updated_at: now(),
+                batches: 0,
+                last: None,
+                error: None,
+            },
+            recent: VecDeque::new(),
+        });
+        let summary = &mut entry.summary;
+        summary.state = update.state;
+        summary.updated_at = now();
+        if update.error.is_some() {
+            summary.error = update.error;
+        }
+        if let Some(progress) = update.progress {
+            summary.batches += 1;
+            summary.last = Some(progress.clone());
+            if entry.recent.len() == RECENT {
+                entry.recent.pop_front();
+            }
+            entry.recent.push_back(progress);
+        }
+        new
+    }
+
+    /// All streams, the most recently started first.
+    pub fn list(&self) -> Vec<StreamSummary> {
+        let mut list: Vec<StreamSummary> =
+            self.streams().values().map(|e| e.summary.clone()).collect();
+        list.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        list
+    }
+
+    /// One stream with its recent batches.
+    pub fn detail(&self, id: &str) -> Option<StreamDetail> {
+        self.streams().get(id).map(|e| StreamDetail {
+            summary: e.summary.clone(),
+            recent: e.recent.iter().cloned().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(state: StreamState, batch: Option<u64>) -> StreamUpdate {
+        StreamUpdate {
+            name: "s".into(),
+            output: "/out".into(),
+            state,
+            progress: batch.map(|batch_id| StreamProgress {
+                batch_id,
+                ..StreamProgress::default()
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_batches_and_the_state() {
+        let registry = StreamRegistry::default();
+        assert!(registry.update("a", update(StreamState::Running, None)));
+        for b in 0..(RECENT as u64 + 5) {
+            assert!(!registry.update("a", update(StreamState::Running, Some(b))));
+        }
+        registry.update("a", update(StreamState::Stopped, None));
+        let detail = registry.detail("a").expect("stream a");
+        assert_eq!(detail.summary.state, StreamState::Stopped);
+        assert_eq!(detail.summary.batches, RECENT as u64 + 5);
+        assert_eq!(detail.recent.len(), RECENT);
+        assert_eq!(detail.recent[0].batch_id, 5);
+        assert_eq!(
+            detail.summary.last.map(|p| p.batch_id),
+            Some(RECENT as u64 + 4)
+        );
+        assert!(registry.detail("b").is_none());
+    }
+}
