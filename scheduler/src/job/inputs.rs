@@ -302,9 +302,18 @@ async fn prepare(
     let mut replaced = 0;
     for (i, meta) in files.iter().enumerate() {
         let to = folder.clone().join(format!("part-{i:05}.csv"));
-        replaced += transcode::to_utf8(&store, &meta.location, gzip, encoding, &to)
-            .await
-            .map_err(|m| input_error(input, m))?;
+        // Read from the input's store, write to the staging folder's (they differ for a local
+        // input and an `hdfs://` output).
+        replaced += transcode::to_utf8(
+            &store,
+            &meta.location,
+            gzip,
+            encoding,
+            committer.store(),
+            &to,
+        )
+        .await
+        .map_err(|m| input_error(input, m))?;
     }
     if replaced > 0 {
         tracing::warn!(input = %input.name, replaced, "malformed byte sequences replaced with U+FFFD while re-encoding");

@@ -23,7 +23,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
-/// Writes one file as plain UTF-8 at `to`: decompressed when `gzip`, decoded from `encoding`
+/// Writes one file of `store` as plain UTF-8 at `to` in `to_store`: decompressed when `gzip`, decoded from `encoding`
 /// when given (`None`: the bytes are UTF-8 already and copied as they are; the CSV reader
 /// checks them). Returns the number of malformed sequences replaced with U+FFFD.
 ///
@@ -34,6 +34,7 @@ pub(crate) async fn to_utf8(
     from: &Path,
     gzip: bool,
     encoding: Option<&'static Encoding>,
+    to_store: &Arc<dyn ObjectStore>,
     to: &Path,
 ) -> Result<usize, String> {
     let mut source = store
@@ -41,7 +42,7 @@ pub(crate) async fn to_utf8(
         .await
         .map_err(|e| format!("reading {from}: {e}"))?
         .into_stream();
-    let mut sink = BufWriter::new(Arc::clone(store), to.clone());
+    let mut sink = BufWriter::new(Arc::clone(to_store), to.clone());
     let mut decoder = encoding.map(Encoding::new_decoder_without_bom_handling);
     let mut gunzip = gzip.then(|| MultiGzDecoder::new(Vec::new()));
     let mut replaced = 0;
@@ -120,7 +121,7 @@ mod tests {
             store.put(&from, bytes.into()).await.expect("put");
             let to = Path::from(format!("out/{name}.utf8.csv"));
             let enc = Encoding::for_label(b"latin1");
-            let replaced = to_utf8(&store, &from, gzip, enc, &to)
+            let replaced = to_utf8(&store, &from, gzip, enc, &store, &to)
                 .await
                 .expect("transcode");
             assert_eq!(replaced, 0);
@@ -148,6 +149,7 @@ mod tests {
             &Path::from("u.csv.gz"),
             true,
             None,
+            &store,
             &Path::from("u.csv"),
         )
         .await
