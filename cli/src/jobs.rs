@@ -51,6 +51,13 @@ pub struct JobsArgs {
     state: Option<String>,
 }
 
+impl JobsArgs {
+    /// Where the scheduler is.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
 /// Arguments of `ember status` and `ember cancel`.
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -58,6 +65,13 @@ pub struct JobArgs {
     id: String,
     #[command(flatten)]
     common: Common,
+}
+
+impl JobArgs {
+    /// Where the scheduler is.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
 }
 
 fn summary_rows(jobs: &[JobSummary]) -> Vec<Vec<String>> {

@@ -12,6 +12,7 @@
 //! Exit codes: 0 success; 1 failure (one line on stderr says why and where); 2 the command line
 //! is wrong (clap's usage error).
 
+mod check;
 mod client;
 mod daemons;
 mod format;
@@ -34,6 +35,11 @@ use ember_core::config::{
 #[derive(Debug, Parser)]
 #[command(name = "ember", version, about, long_about = None)]
 struct Cli {
+    /// Check the command line, the EMBER_* variables, the configuration file and the job's
+    /// parameters as the command would, print the resolved settings, and exit without
+    /// starting anything.
+    #[arg(long, global = true)]
+    check_config: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +114,19 @@ fn prepare(command: Command) -> Result<Task, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.check_config {
+        return match check::check(&cli.command) {
+            Ok(settings) => {
+                println!("{settings}");
+                println!("ember: the configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("ember: error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Executor(_));
     ember_core::telemetry::init(daemon);
     // Every role may meet a stream's Kafka scan in a plan.

@@ -357,7 +357,7 @@ pub struct ExecutorArgs {
     #[arg(long, env = "EMBER_EXECUTOR_BIND_HOST", value_name = "HOST")]
     pub bind_host: Option<String>,
     /// Host name other executors and clients use to fetch this executor's shuffle output
-    /// [default: the bind host, or localhost for 0.0.0.0].
+    /// [default: the bind host, or the machine's host name for 0.0.0.0].
     #[arg(long, env = "EMBER_EXECUTOR_EXTERNAL_HOST", value_name = "HOST")]
     pub external_host: Option<String>,
     /// Arrow Flight port (shuffle reads) [default: 50051].
@@ -461,6 +461,14 @@ pub fn parse_host_port(setting: &str, text: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// This machine's host name (Linux `/proc/sys/kernel/hostname`), if it has one.
+pub fn machine_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 impl ExecutorSettings {
     /// Resolves flags and variables over the configuration file over defaults.
     ///
@@ -487,7 +495,9 @@ impl ExecutorSettings {
             .or_else(|| f.external_host.clone())
             .unwrap_or_else(|| {
                 if bind_host == "0.0.0.0" {
-                    "localhost".into()
+                    // As Spark advertises a host: the machine's name, which other machines (and
+                    // other containers of a compose network) resolve.
+                    machine_hostname().unwrap_or_else(|| "localhost".into())
                 } else {
                     bind_host.clone()
                 }

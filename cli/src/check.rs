@@ -1,0 +1,103 @@
+//! `ember --check-config <command> …`: parses the command line, the `EMBER_*` variables and the
+//! configuration file, and loads the job with its `--set` parameters, exactly as the command
+//! would, then prints the resolved settings (secrets as `***`) and exits without starting
+//! anything. Deployments check their commands with it (the docker-compose test does).
+
+use std::path::Path;
+
+use ember_core::config::{
+    ExecutorSettings, FlightSqlSettings, SchedulerSettings, StorageSettings, parse_host_port,
+};
+use ember_core::manifest::JobManifest;
+use ember_core::params::Params;
+
+use crate::Command;
+
+/// The job at `path` with `set` applied: its name and output.
+fn job(path: &Path, set: &[String]) -> Result<String, String> {
+    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
+    if crate::stream::is_stream(path) {
+        let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "streaming job {} (topic {} on {}, output {})",
+            job.name, job.source.topic, job.source.brokers, job.output
+        ))
+    } else {
+        let manifest = JobManifest::load(path).map_err(|e| e.to_string())?;
+        let mut params = manifest.params();
+        params.apply(&settings).map_err(|e| e.to_string())?;
+        let job = manifest.resolve(params).map_err(|e| e.to_string())?;
+        Ok(format!(
+            "batch job {} (output {})",
+            job.name, job.output.path
+        ))
+    }
+}
+
+fn scheduler_address(text: &str) -> Result<String, String> {
+    parse_host_port("--scheduler / EMBER_SCHEDULER", text)
+        .map(|(h, p)| format!("{h}:{p}"))
+        .map_err(|e| e.to_string())
+}
+
+/// What `command` would run with, one setting per line.
+///
+/// # Errors
+/// The one line the command itself would fail with.
+pub fn check(command: &Command) -> Result<String, String> {
+    Ok(match command {
+        Command::Run(args) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            format!("run {}\nstorage {storage:?}", job(&args.job, &args.set)?)
+        }
+        Command::Scheduler(args) => {
+            let s = SchedulerSettings::resolve(args).map_err(|e| e.to_string())?;
+            format!("scheduler {s:#?}")
+        }
+        Command::Executor(args) => {
+            let s = ExecutorSettings::resolve(args).map_err(|e| e.to_string())?;
+            format!("executor {s:#?}")
+        }
+        Command::Submit(args) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            format!(
+                "submit {} to {}\nstorage {storage:?}",
+                job(&args.job, &args.set)?,
+                scheduler_address(&args.common.scheduler)?
+            )
+        }
+        Command::Jobs(args) => format!("jobs of {}", scheduler_address(&args.common().scheduler)?),
+        Command::Status(args) | Command::Cancel(args) => {
+            format!("job on {}", scheduler_address(&args.common().scheduler)?)
+        }
+        Command::Produce(args) => {
+            if let Some(csv) = &args.csv
+                && !csv.is_file()
+            {
+                return Err(format!("--csv {}: no such file", csv.display()));
+            }
+            if args.csv.is_none() && args.synthetic.is_none() {
+                return Err("give --csv FILE or --synthetic N".into());
+            }
+            format!("produce to topic {} on {}", args.topic, args.brokers)
+        }
+        Command::Serve(args) => {
+            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
+                .map_err(|e| e.to_string())?;
+            let file = match &args.config {
+                Some(path) => {
+                    ember_core::config::ConfigFile::load(path).map_err(|e| e.to_string())?
+                }
+                None => ember_core::config::ConfigFile::default(),
+            };
+            let flight_sql = FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)
+                .map_err(|e| e.to_string())?;
+            format!(
+                "serve on {} (web UI port {})\nflight sql {flight_sql:#?}\nstorage {storage:?}",
+                args.bind_host, args.http_port
+            )
+        }
+    })
+}
