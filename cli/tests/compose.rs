@@ -128,6 +128,19 @@ fn every_ember_service_passes_embers_own_parser_and_the_wiring_holds() {
             );
         }
         let command = strings(&service["command"]);
+        // Every variable is one the command reads (an unknown one would be ignored silently).
+        let help = Command::new(bin())
+            .args([command[0].as_str(), "--help"])
+            .output()
+            .expect("help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        for key in env.keys().filter(|k| k.starts_with("EMBER_")) {
+            assert!(
+                help.contains(&format!("[env: {key}")),
+                "{name}: `ember {}` does not read {key}",
+                command[0]
+            );
+        }
         let (ok, text) = check_config(&command, &env);
         assert!(
             ok,
