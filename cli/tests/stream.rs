@@ -464,10 +464,39 @@ fn flight_sql_serves_a_batch_once_the_sink_log_commits_it() {
         std::fs::read_to_string(tmp.path().join("serve.log")).unwrap_or_default()
     );
     assert!(before < on_disk, "{before} < {on_disk}");
-    // The restart runs batch k again and commits it: the same table now shows everything.
-    run_to_end(stream_command(&broker, "sales", &out, 4));
+    // The restart runs batch k again and commits it: the same table now shows everything. It
+    // reports its batches to `ember serve`'s Streaming page.
+    let mut restart = stream_command(&broker, "sales", &out, 4);
+    restart.args(["--report-to", server.http_address()]);
+    let report = run_to_end(restart);
     let after = served_count(server.address());
+    let streams: Vec<ember_core::api::StreamDetail> =
+        ember_testkit::ember::http_get(server.http_address(), "/api/v1/streams")
+            .ok()
+            .and_then(|b| serde_json::from_str::<Vec<ember_core::api::StreamSummary>>(&b).ok())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                let body = ember_testkit::ember::http_get(
+                    server.http_address(),
+                    &format!("/api/v1/streams/{}", s.id),
+                )
+                .ok()?;
+                serde_json::from_str(&body).ok()
+            })
+            .collect();
     drop(server);
+    assert_eq!(streams.len(), 1, "one stream reported");
+    let reported = &streams[0];
+    assert_eq!(
+        reported.summary.state,
+        ember_core::api::StreamState::Stopped
+    );
+    assert_eq!(reported.summary.batches, report.batches);
+    assert_eq!(
+        reported.recent.iter().map(|p| p.input_rows).sum::<i64>(),
+        report.records
+    );
     assert_eq!(after, output_rows(&reference).len());
     assert_eq!(output_rows(&out), output_rows(&reference));
 }
