@@ -116,6 +116,9 @@ impl JobManager {
                 all.push(e.clone());
             }
         }
+        // A status report of an executor the scheduler does not know (any more) is dropped.
+        let ExecutorBook { seen, status } = &mut *book;
+        status.retain(|id, _| seen.contains_key(id));
         while book.seen.len() > EXECUTORS_KEPT {
             let Some(id) = book
                 .seen
