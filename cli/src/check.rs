@@ -5,28 +5,22 @@
 
 use std::path::Path;
 
-use ember_core::config::{
-    ExecutorSettings, FlightSqlSettings, SchedulerSettings, StorageSettings, parse_host_port,
-};
-use ember_core::manifest::JobManifest;
+use ember_core::config::{ExecutorSettings, SchedulerSettings, StorageSettings, parse_host_port};
 use ember_core::params::Params;
 
 use crate::Command;
 
-/// The job at `path` with `set` applied: its name and output.
+/// The job at `path` with `set` applied, loaded as `ember submit` loads it: its name and output.
 fn job(path: &Path, set: &[String]) -> Result<String, String> {
-    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
     if crate::stream::is_stream(path) {
+        let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
         let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
         Ok(format!(
             "streaming job {} (topic {} on {}, output {})",
             job.name, job.source.topic, job.source.brokers, job.output
         ))
     } else {
-        let manifest = JobManifest::load(path).map_err(|e| e.to_string())?;
-        let mut params = manifest.params();
-        params.apply(&settings).map_err(|e| e.to_string())?;
-        let job = manifest.resolve(params).map_err(|e| e.to_string())?;
+        let job = crate::submit::resolve(path, set)?;
         Ok(format!(
             "batch job {} (output {})",
             job.name, job.output.path
@@ -73,27 +67,13 @@ pub fn check(command: &Command) -> Result<String, String> {
             format!("job on {}", scheduler_address(&args.common().scheduler)?)
         }
         Command::Produce(args) => {
-            if let Some(csv) = &args.csv
-                && !csv.is_file()
-            {
-                return Err(format!("--csv {}: no such file", csv.display()));
-            }
-            if args.csv.is_none() && args.synthetic.is_none() {
-                return Err("give --csv FILE or --synthetic N".into());
-            }
+            args.source()?;
             format!("produce to topic {} on {}", args.topic, args.brokers)
         }
         Command::Serve(args) => {
             let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
                 .map_err(|e| e.to_string())?;
-            let file = match &args.config {
-                Some(path) => {
-                    ember_core::config::ConfigFile::load(path).map_err(|e| e.to_string())?
-                }
-                None => ember_core::config::ConfigFile::default(),
-            };
-            let flight_sql = FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)
-                .map_err(|e| e.to_string())?;
+            let flight_sql = crate::serve::flight_sql_settings(args)?;
             format!(
                 "serve on {} (web UI port {})\nflight sql {flight_sql:#?}\nstorage {storage:?}",
                 args.bind_host, args.http_port

@@ -72,14 +72,7 @@ impl Client {
                 )
             })
         } else {
-            let message = serde_json::from_slice::<ApiError>(&body)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
-            Err(format!(
-                "scheduler at {} answered {}: {message}",
-                self.address,
-                status.as_u16()
-            ))
+            Err(self.error_answer(status, &body))
         }
     }
 
@@ -129,14 +122,21 @@ impl Client {
             return Ok(());
         }
         let body = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<ApiError>(&body)
+        Err(self.error_answer(status, &body))
+    }
+}
+
+impl Client {
+    /// The one line for an error answer: its [`ApiError`] message, or its text.
+    fn error_answer(&self, status: reqwest::StatusCode, body: &[u8]) -> String {
+        let message = serde_json::from_slice::<ApiError>(body)
             .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
-        Err(format!(
+            .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string());
+        format!(
             "scheduler at {} answered {}: {message}",
             self.address,
             status.as_u16()
-        ))
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 
 use clap::Args;
 use ember_core::api::{JobDetail, JobState, JobSummary};
+use ember_core::config::TokenArgs;
 
 use crate::client::Client;
 use crate::format::{Format, duration, print_json, table};
@@ -17,15 +18,9 @@ pub struct Common {
         value_name = "HOST:PORT"
     )]
     pub scheduler: String,
-    /// Bearer token for the scheduler's REST API, when its Flight SQL auth is on (a static
-    /// token of `[flight_sql]`).
-    #[arg(
-        long,
-        env = "EMBER_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub token: TokenArgs,
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -37,7 +32,7 @@ impl Common {
     /// # Errors
     /// As [`Client::new`].
     pub fn client(&self) -> Result<Client, String> {
-        Client::new(&self.scheduler, self.token.as_deref())
+        Client::new(&self.scheduler, self.token.token.as_deref())
     }
 }
 

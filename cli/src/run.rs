@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::Args;
-use ember_core::config::{StorageArgs, StorageSettings};
+use ember_core::config::{StorageArgs, StorageSettings, TokenArgs};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
 use ember_executor::runtime::RuntimeOptions;
@@ -49,14 +49,9 @@ pub struct RunArgs {
     /// `ember serve` (HTTP port), HOST:PORT.
     #[arg(long, env = "EMBER_REPORT_TO", value_name = "HOST:PORT")]
     pub report_to: Option<String>,
-    /// Bearer token for `--report-to`, when auth is on there.
-    #[arg(
-        long,
-        env = "EMBER_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub token: TokenArgs,
 }
 
 /// Runs the job; the error is the one line to print.

@@ -83,17 +83,24 @@ fn job_outputs(dir: &Path) -> Vec<TableFile> {
         .collect()
 }
 
+/// The Flight SQL settings: flags and variables over the configuration file's `[flight_sql]`.
+///
+/// # Errors
+/// The configuration file's or a setting's, in one line.
+pub fn flight_sql_settings(args: &ServeArgs) -> Result<FlightSqlSettings, String> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
+        None => ConfigFile::default(),
+    };
+    FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql).map_err(|e| e.to_string())
+}
+
 /// Runs the endpoint until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// One line: the configuration, the port, TLS files, the embedded scheduler.
 pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
-        None => ConfigFile::default(),
-    };
-    let mut settings = FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)
-        .map_err(|e| e.to_string())?;
+    let mut settings = flight_sql_settings(&args)?;
     let mut tables = job_outputs(&args.jobs);
     tables.append(&mut settings.tables);
     let options = EmbeddedOptions {

@@ -28,7 +28,7 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
     let progress_to = match &args.report_to {
-        Some(address) => Some(Client::new(address, args.token.as_deref())?),
+        Some(address) => Some(Client::new(address, args.token.token.as_deref())?),
         None => None,
     };
     drive(
@@ -149,8 +149,6 @@ impl Reporter {
             progress,
             error: None,
         };
-        let first = update(None);
-        let make = update.clone();
         let task = tokio::spawn(async move {
             let path = format!("/streams/{task_id}");
             let mut failing = false;
@@ -162,9 +160,9 @@ impl Reporter {
                 }
                 Err(_) => {}
             };
-            send(first).await;
+            send(update(None)).await;
             while let Some(progress) = receiver.recv().await {
-                send(make(Some(progress))).await;
+                send(update(Some(progress))).await;
             }
         });
         Self {
@@ -232,19 +230,33 @@ pub struct ProduceArgs {
     pub format: Format,
 }
 
+impl ProduceArgs {
+    /// The events to write, with the arguments checked.
+    ///
+    /// # Errors
+    /// One line: no source, a CSV that is not a file, a rate that is not positive.
+    pub fn source(&self) -> Result<EventSource, String> {
+        let source = match (&self.csv, self.synthetic) {
+            (Some(path), _) if !path.is_file() => {
+                return Err(format!("--csv {}: no such file", path.display()));
+            }
+            (Some(path), _) => EventSource::Csv(path.clone()),
+            (None, Some(count)) => EventSource::Synthetic {
+                count,
+                seed: self.seed,
+            },
+            (None, None) => return Err("give --csv FILE or --synthetic N".into()),
+        };
+        if self.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+            return Err("--rate must be a positive number of events per second".into());
+        }
+        Ok(source)
+    }
+}
+
 /// Produces events; the error is the one line to print.
 pub async fn produce_command(args: ProduceArgs) -> Result<(), String> {
-    let source = match (&args.csv, args.synthetic) {
-        (Some(path), _) => EventSource::Csv(path.clone()),
-        (None, Some(count)) => EventSource::Synthetic {
-            count,
-            seed: args.seed,
-        },
-        (None, None) => return Err("give --csv FILE or --synthetic N".into()),
-    };
-    if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
-        return Err("--rate must be a positive number of events per second".into());
-    }
+    let source = args.source()?;
     let options = ProduceOptions {
         brokers: args.brokers.clone(),
         topic: args.topic.clone(),

@@ -369,15 +369,9 @@ pub struct ExecutorArgs {
     /// HTTP port of the executor's Prometheus `/metrics` [default: 50053].
     #[arg(long, env = "EMBER_EXECUTOR_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    /// Bearer token for the scheduler's REST API, when Flight SQL auth is on there (the
-    /// executor reports its task slots and tasks with it).
-    #[arg(
-        long,
-        env = "EMBER_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub token: TokenArgs,
     /// Tasks run at once [default: CPU cores].
     #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS")]
     pub task_slots: Option<usize>,
@@ -405,6 +399,21 @@ pub struct ExecutorArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
+}
+
+/// The bearer token a command sends to the scheduler's REST API (or `ember serve`'s) when Flight
+/// SQL authentication is on there: a static token of `[flight_sql]`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenArgs {
+    /// Bearer token for the scheduler's REST API, when its Flight SQL authentication is on (a
+    /// static token of [flight_sql]).
+    #[arg(
+        long,
+        env = "EMBER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// Resolved settings of `ember executor`.
@@ -537,7 +546,7 @@ impl ExecutorSettings {
             port: args.port.or(f.port).unwrap_or(50051),
             grpc_port: args.grpc_port.or(f.grpc_port).unwrap_or(50052),
             metrics_port: args.metrics_port.or(f.metrics_port).unwrap_or(50053),
-            token: args.token.clone().map(Secret::new),
+            token: args.token.token.clone().map(Secret::new),
             task_slots,
             memory_limit,
             work_dir: args.work_dir.clone().or_else(|| f.work_dir.clone()),
