@@ -30,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use ember_core::codec::Codecs;
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
 use ember_core::report::RunReport;
-use ember_scheduler::embedded::{self, EmbeddedOptions};
+use ember_core::session::SessionBuilder;
 
 /// Ember's benchmark runner.
 #[derive(Debug, Parser)]
@@ -187,9 +188,10 @@ fn run_local(input: &Path, output: &Path, output_only: bool) -> Result<(), Strin
     }
     let runtime = ember_core::threads::tokio_runtime().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let ctx =
-            embedded::local_context(&EmbeddedOptions::default()).map_err(|e| e.to_string())?;
-        let report = ember_scheduler::job::run(&ctx, &job, "datafusion")
+        let ctx = SessionBuilder::new(Codecs::ember())
+            .local()
+            .map_err(|e| e.to_string())?;
+        let report = ember_batch::run(&ctx, &job, "datafusion")
             .await
             .map_err(|e| e.to_string())?;
         println!("{report}");

@@ -5,16 +5,19 @@
 
 use std::path::Path;
 
-use ember_core::config::{ExecutorSettings, SchedulerSettings, StorageSettings, parse_host_port};
+use ember_core::config::{StorageSettings, parse_host_port};
 use ember_core::params::Params;
+use ember_executor::config::ExecutorSettings;
+use ember_scheduler::config::SchedulerSettings;
 
 use crate::Command;
+use crate::error::Result;
 
 /// The job at `path` with `set` applied, loaded as `ember submit` loads it: its name and output.
-fn job(path: &Path, set: &[String]) -> Result<String, String> {
+fn job(path: &Path, set: &[String]) -> Result<String> {
     if crate::stream::is_stream(path) {
-        let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
-        let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
+        let settings = Params::parse_settings(set)?;
+        let job = ember_streaming::manifest::load(path, &settings)?;
         Ok(format!(
             "streaming job {} (topic {} on {}, output {})",
             job.name, job.source.topic, job.source.brokers, job.output
@@ -28,34 +31,33 @@ fn job(path: &Path, set: &[String]) -> Result<String, String> {
     }
 }
 
-fn scheduler_address(text: &str) -> Result<String, String> {
-    parse_host_port("--scheduler / EMBER_SCHEDULER", text)
-        .map(|(h, p)| format!("{h}:{p}"))
-        .map_err(|e| e.to_string())
+fn scheduler_address(text: &str) -> Result<String> {
+    let (host, port) = parse_host_port("--scheduler / EMBER_SCHEDULER", text)?;
+    Ok(format!("{host}:{port}"))
 }
 
 /// What `command` would run with, one setting per line.
 ///
 /// # Errors
 /// The one line the command itself would fail with.
-pub fn check(command: &Command) -> Result<String, String> {
+pub fn check(command: &Command) -> Result<String> {
     Ok(match command {
         Command::Run(args) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             format!("run {}\nstorage {storage:?}", job(&args.job, &args.set)?)
         }
         Command::Scheduler(args) => {
-            let s = SchedulerSettings::resolve(args).map_err(|e| e.to_string())?;
+            let s = SchedulerSettings::resolve(args)?;
             format!("scheduler {s:#?}")
         }
         Command::Executor(args) => {
-            let s = ExecutorSettings::resolve(args).map_err(|e| e.to_string())?;
+            let s = ExecutorSettings::resolve(args)?;
             format!("executor {s:#?}")
         }
         Command::Submit(args) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             format!(
                 "submit {} to {}\nstorage {storage:?}",
                 job(&args.job, &args.set)?,
@@ -71,8 +73,8 @@ pub fn check(command: &Command) -> Result<String, String> {
             format!("produce to topic {} on {}", args.topic, args.brokers)
         }
         Command::Serve(args) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             let flight_sql = crate::serve::flight_sql_settings(args)?;
             format!(
                 "serve on {} (web UI port {})\nflight sql {flight_sql:#?}\nstorage {storage:?}",

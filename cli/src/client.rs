@@ -3,9 +3,12 @@
 
 use std::time::Duration;
 
+use ember_core::ErrorKind;
 use ember_core::api::{API_PREFIX, ApiError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::error::{Failure, Result};
 
 /// A scheduler's REST API.
 pub struct Client {
@@ -18,16 +21,15 @@ impl Client {
     /// A client for the scheduler at `HOST:PORT`, sending `token` as a bearer token.
     ///
     /// # Errors
-    /// One line when the address is not `HOST:PORT` or the token is not header text.
-    pub fn new(scheduler: &str, token: Option<&str>) -> Result<Self, String> {
+    /// A user error when the address is not `HOST:PORT` or the token is not header text.
+    pub fn new(scheduler: &str, token: Option<&str>) -> Result<Self> {
         let (host, port) =
-            ember_core::config::parse_host_port("--scheduler / EMBER_SCHEDULER", scheduler)
-                .map_err(|e| e.to_string())?;
+            ember_core::config::parse_host_port("--scheduler / EMBER_SCHEDULER", scheduler)?;
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| {
-                    "--token / EMBER_TOKEN holds characters a header cannot carry".to_string()
+                    Failure::user("--token / EMBER_TOKEN holds characters a header cannot carry")
                 })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -37,7 +39,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::new(ErrorKind::Internal, e.to_string()))?;
         Ok(Self {
             base: format!("http://{host}:{port}{API_PREFIX}"),
             address: format!("{host}:{port}"),
@@ -45,31 +47,32 @@ impl Client {
         })
     }
 
-    fn failure(&self, e: &reqwest::Error) -> String {
+    /// The scheduler did not answer, or the exchange broke: always external.
+    fn failure(&self, e: &reqwest::Error) -> Failure {
         if e.is_connect() || e.is_timeout() {
-            format!(
+            Failure::external(format!(
                 "cannot reach the scheduler at {} ({}); is `ember scheduler` running there?",
                 self.address,
                 root_cause(e)
-            )
+            ))
         } else {
-            format!("scheduler at {}: {}", self.address, root_cause(e))
+            Failure::external(format!("scheduler at {}: {}", self.address, root_cause(e)))
         }
     }
 
     async fn answer<T: DeserializeOwned>(
         &self,
         response: Result<reqwest::Response, reqwest::Error>,
-    ) -> Result<T, String> {
+    ) -> Result<T> {
         let response = response.map_err(|e| self.failure(&e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.failure(&e))?;
         if status.is_success() {
             serde_json::from_slice(&body).map_err(|e| {
-                format!(
+                Failure::external(format!(
                     "scheduler at {} sent an unexpected answer: {e}",
                     self.address
-                )
+                ))
             })
         } else {
             Err(self.error_answer(status, &body))
@@ -80,7 +83,7 @@ impl Client {
     ///
     /// # Errors
     /// One line: unreachable scheduler, an error answer, or an unexpected body.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self.http.get(format!("{}{path}", self.base)).send().await;
         self.answer(response).await
     }
@@ -89,11 +92,7 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::get`].
-    pub async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, String> {
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -109,7 +108,7 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::get`].
-    pub async fn send<B: Serialize>(&self, path: &str, body: &B) -> Result<(), String> {
+    pub async fn send<B: Serialize>(&self, path: &str, body: &B) -> Result<()> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -127,15 +126,27 @@ impl Client {
 }
 
 impl Client {
-    /// The one line for an error answer: its [`ApiError`] message, or its text.
-    fn error_answer(&self, status: reqwest::StatusCode, body: &[u8]) -> String {
-        let message = serde_json::from_slice::<ApiError>(body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| String::from_utf8_lossy(body).trim().to_string());
-        format!(
-            "scheduler at {} answered {}: {message}",
-            self.address,
-            status.as_u16()
+    /// The failure for an error answer: its [`ApiError`] message and kind, or its text (a 4xx
+    /// the caller's, a 5xx the server's).
+    fn error_answer(&self, status: reqwest::StatusCode, body: &[u8]) -> Failure {
+        let (message, kind) = match serde_json::from_slice::<ApiError>(body) {
+            Ok(e) => (e.error, e.kind),
+            Err(_) => (
+                String::from_utf8_lossy(body).trim().to_string(),
+                if status.is_client_error() {
+                    ErrorKind::User
+                } else {
+                    ErrorKind::External
+                },
+            ),
+        };
+        Failure::new(
+            kind,
+            format!(
+                "scheduler at {} answered {}: {message}",
+                self.address,
+                status.as_u16()
+            ),
         )
     }
 }

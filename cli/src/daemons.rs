@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use ember_core::config::{ExecutorSettings, SchedulerSettings};
+use ember_core::codec::Codecs;
+use ember_executor::config::ExecutorSettings;
+use ember_scheduler::config::SchedulerSettings;
+
+use crate::error::Result;
 
 /// How long a stopping scheduler lets running jobs finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -11,25 +15,25 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// on stdout once it accepts connections (scripts and tests wait for that line).
 ///
 /// # Errors
-/// One line: the port is taken, …
-pub async fn scheduler(settings: SchedulerSettings) -> Result<(), String> {
-    let started = ember_scheduler::server::start(settings).await?;
+/// The port is taken, …
+pub async fn scheduler(settings: SchedulerSettings, codecs: Codecs) -> Result<()> {
+    let started = ember_scheduler::start(settings, codecs).await?;
     println!(
         "ember flight sql listening on {}{}",
         started.flight_sql.address,
         if started.flight_sql.tls { " (tls)" } else { "" }
     );
     println!("ember scheduler listening on {}", started.address);
-    started
-        .serve(ember_scheduler::server::shutdown_signal(), SHUTDOWN_GRACE)
-        .await
+    Ok(started
+        .serve(ember_core::signal::shutdown(), SHUTDOWN_GRACE)
+        .await?)
 }
 
 /// Runs an executor until SIGTERM, Ctrl-C or the scheduler stops it.
 ///
 /// # Errors
-/// One line: the scheduler cannot be reached, a port is taken, …
-pub async fn executor(settings: ExecutorSettings) -> Result<(), String> {
+/// The scheduler cannot be reached, a port is taken, …
+pub async fn executor(settings: ExecutorSettings, codecs: Codecs) -> Result<()> {
     println!(
         "ember executor connecting to {}:{} (flight {}:{}, {} task slots)",
         settings.scheduler_host,
@@ -38,5 +42,5 @@ pub async fn executor(settings: ExecutorSettings) -> Result<(), String> {
         settings.port,
         settings.task_slots
     );
-    ember_executor::process::run(settings).await
+    Ok(ember_executor::process::run(settings, codecs).await?)
 }

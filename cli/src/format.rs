@@ -15,11 +15,10 @@ pub enum Format {
 ///
 /// # Errors
 /// When it cannot be serialized (not expected).
-pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), String> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).map_err(|e| e.to_string())?
-    );
+pub fn print_json<T: serde::Serialize>(value: &T) -> crate::error::Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::error::Failure::new(ember_core::ErrorKind::Internal, e.to_string()))?;
+    println!("{text}");
     Ok(())
 }
 

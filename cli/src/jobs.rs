@@ -5,6 +5,7 @@ use ember_core::api::{JobDetail, JobState, JobSummary};
 use ember_core::config::TokenArgs;
 
 use crate::client::Client;
+use crate::error::Result;
 use crate::format::{Format, duration, print_json, table};
 
 /// Where the scheduler is, and how to print.
@@ -31,7 +32,7 @@ impl Common {
     ///
     /// # Errors
     /// As [`Client::new`].
-    pub fn client(&self) -> Result<Client, String> {
+    pub fn client(&self) -> Result<Client> {
         Client::new(&self.scheduler, self.token.token.as_deref())
     }
 }
@@ -87,8 +88,8 @@ fn summary_rows(jobs: &[JobSummary]) -> Vec<Vec<String>> {
 /// `ember jobs`: the scheduler's jobs, newest first.
 ///
 /// # Errors
-/// One line.
-pub async fn list(args: JobsArgs) -> Result<(), String> {
+/// The scheduler's answer or its absence, one line.
+pub async fn list(args: JobsArgs) -> Result<()> {
     let client = args.common.client()?;
     let path = match &args.state {
         Some(state) => format!("/jobs?state={state}"),
@@ -114,7 +115,7 @@ pub async fn list(args: JobsArgs) -> Result<(), String> {
 ///
 /// # Errors
 /// One line (an unknown id included).
-pub async fn status(args: JobArgs) -> Result<(), String> {
+pub async fn status(args: JobArgs) -> Result<()> {
     let client = args.common.client()?;
     let detail: JobDetail = client.get(&format!("/jobs/{}", args.id)).await?;
     match args.common.format {
@@ -178,7 +179,7 @@ pub async fn status(args: JobArgs) -> Result<(), String> {
 ///
 /// # Errors
 /// One line: unknown job, or it already ended.
-pub async fn cancel(args: JobArgs) -> Result<(), String> {
+pub async fn cancel(args: JobArgs) -> Result<()> {
     let client = args.common.client()?;
     let summary: JobSummary = client
         .post(&format!("/jobs/{}/cancel", args.id), &())

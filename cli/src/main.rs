@@ -9,12 +9,14 @@
 //!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`); a streaming
 //!   job's driver runs in the `submit` process, its micro-batch scans on the executors.
 //!
-//! Exit codes: 0 success; 1 failure (one line on stderr says why and where); 2 the command line
-//! is wrong (clap's usage error).
+//! Exit codes ([`error`]): 0 success; 1 the user's error, 3 an external system failed or does
+//! not answer, 4 a bug in Ember (one line on stderr says why and where); 2 the command line is
+//! wrong (clap's usage error).
 
 mod check;
 mod client;
 mod daemons;
+mod error;
 mod format;
 mod jobs;
 mod run;
@@ -27,9 +29,12 @@ use std::pin::Pin;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ember_core::config::{
-    ExecutorArgs, ExecutorSettings, SchedulerArgs, SchedulerSettings, StorageSettings,
-};
+use ember_core::codec::Codecs;
+use ember_core::config::StorageSettings;
+use ember_executor::config::{ExecutorArgs, ExecutorSettings};
+use ember_scheduler::config::{SchedulerArgs, SchedulerSettings};
+
+use crate::error::Failure;
 
 /// Ember: SQL data pipelines on Apache DataFusion and Ballista.
 #[derive(Debug, Parser)]
@@ -66,37 +71,43 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-type Task = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+type Task = Pin<Box<dyn Future<Output = Result<(), Failure>>>>;
+
+/// The plan codecs of every role: core's nodes and the stream's Kafka scan, which any role may
+/// meet in a plan.
+fn codecs() -> Result<Codecs, Failure> {
+    Ok(ember_streaming::scan::codecs(Codecs::ember())?)
+}
 
 /// Resolves the command's settings (before any thread starts, so process-wide settings such as
 /// the HDFS user can be applied) and returns what to run.
-fn prepare(command: Command) -> Result<Task, String> {
+fn prepare(command: Command, codecs: Codecs) -> Result<Task, Failure> {
     Ok(match command {
         Command::Run(args) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             ember_core::storage::apply_process_environment(&storage);
             if stream::is_stream(&args.job) {
-                Box::pin(stream::run(args, storage))
+                Box::pin(stream::run(args, storage, codecs))
             } else {
-                Box::pin(run::run(args, storage))
+                Box::pin(run::run(args, storage, codecs))
             }
         }
         Command::Scheduler(args) => {
-            let settings = SchedulerSettings::resolve(&args).map_err(|e| e.to_string())?;
+            let settings = SchedulerSettings::resolve(&args)?;
             ember_core::storage::apply_process_environment(&settings.storage);
-            Box::pin(daemons::scheduler(settings))
+            Box::pin(daemons::scheduler(settings, codecs))
         }
         Command::Executor(args) => {
-            let settings = ExecutorSettings::resolve(&args).map_err(|e| e.to_string())?;
+            let settings = ExecutorSettings::resolve(&args)?;
             ember_core::storage::apply_process_environment(&settings.storage);
-            Box::pin(daemons::executor(settings))
+            Box::pin(daemons::executor(settings, codecs))
         }
         Command::Submit(args) if stream::is_stream(&args.job) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             ember_core::storage::apply_process_environment(&storage);
-            Box::pin(stream::submit(args, storage))
+            Box::pin(stream::submit(args, storage, codecs))
         }
         Command::Submit(args) => Box::pin(submit::run(args)),
         Command::Jobs(args) => Box::pin(jobs::list(args)),
@@ -104,12 +115,18 @@ fn prepare(command: Command) -> Result<Task, String> {
         Command::Cancel(args) => Box::pin(jobs::cancel(args)),
         Command::Produce(args) => Box::pin(stream::produce_command(args)),
         Command::Serve(args) => {
-            let storage = StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())
-                .map_err(|e| e.to_string())?;
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
             ember_core::storage::apply_process_environment(&storage);
-            Box::pin(serve::run(args, storage))
+            Box::pin(serve::run(args, storage, codecs))
         }
     })
+}
+
+/// Prints the failure's one line and returns its exit code.
+fn fail(failure: &Failure) -> ExitCode {
+    eprintln!("ember: error: {failure}");
+    ExitCode::from(failure.kind.exit_code())
 }
 
 fn main() -> ExitCode {
@@ -121,36 +138,25 @@ fn main() -> ExitCode {
                 println!("ember: the configuration is valid");
                 ExitCode::SUCCESS
             }
-            Err(message) => {
-                eprintln!("ember: error: {message}");
-                ExitCode::FAILURE
-            }
+            Err(failure) => fail(&failure),
         };
     }
     let daemon = matches!(cli.command, Command::Scheduler(_) | Command::Executor(_));
     ember_core::telemetry::init(daemon);
-    // Every role may meet a stream's Kafka scan in a plan.
-    ember_streaming::scan::register_codec();
-    ember_scheduler::flight_sql::sink_log::register_codec();
-    let task = match prepare(cli.command) {
+    let task = match codecs().and_then(|codecs| prepare(cli.command, codecs)) {
         Ok(task) => task,
-        Err(message) => {
-            eprintln!("ember: error: {message}");
-            return ExitCode::FAILURE;
-        }
+        Err(failure) => return fail(&failure),
     };
     let runtime = match ember_core::threads::tokio_runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("ember: error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return fail(&Failure::external(format!(
+                "cannot start the async runtime: {e}"
+            )));
         }
     };
     match runtime.block_on(task) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ember: error: {message}");
-            ExitCode::FAILURE
-        }
+        Err(failure) => fail(&failure),
     }
 }

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use bytesize::ByteSize;
 use clap::Args;
+use ember_core::codec::Codecs;
 use ember_core::config::{StorageArgs, StorageSettings, TokenArgs};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
-use ember_executor::runtime::RuntimeOptions;
-use ember_scheduler::embedded::{self, EmbeddedOptions};
+use ember_core::runtime::RuntimeOptions;
+use ember_core::session::SessionBuilder;
 
+use crate::error::{Failure, Result};
 use crate::format::{Format, print_json};
 
 /// Arguments of `ember run`.
@@ -54,27 +56,28 @@ pub struct RunArgs {
     pub token: TokenArgs,
 }
 
-/// Runs the job; the error is the one line to print.
-pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
-    let manifest = JobManifest::load(&args.job).map_err(|e| e.to_string())?;
+/// Runs the job in embedded mode.
+///
+/// # Errors
+/// The manifest's, the parameters', the embedded scheduler's or the run's, one line.
+pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
+    let manifest = JobManifest::load(&args.job)?;
     let mut params = manifest.params();
-    let settings = Params::parse_settings(&args.set).map_err(|e| e.to_string())?;
-    params.apply(&settings).map_err(|e| e.to_string())?;
-    let job = manifest.resolve(params).map_err(|e| e.to_string())?;
-    let options = EmbeddedOptions {
-        parallelism: args.parallelism,
-        runtime: RuntimeOptions {
+    let settings = Params::parse_settings(&args.set)?;
+    params.apply(&settings)?;
+    let job = manifest.resolve(params)?;
+    let ctx = SessionBuilder::new(codecs)
+        .with_parallelism(args.parallelism)
+        .with_runtime(RuntimeOptions {
             storage,
             memory_limit: args.memory_limit.map(|b| b.as_u64()),
             spill_dir: args.spill_dir,
-        },
-    };
-    let ctx = embedded::context(&options)
+        })
+        .standalone()
+        .await?;
+    let report = ember_batch::run(&ctx, &job, "ballista-embedded")
         .await
-        .map_err(|e| format!("cannot start the embedded scheduler and executor: {e}"))?;
-    let report = ember_scheduler::job::run(&ctx, &job, "ballista-embedded")
-        .await
-        .map_err(|e| format!("job {} failed: {e}", job.name))?;
+        .map_err(|e| Failure::from(e).context(format!("job {} failed", job.name)))?;
     match args.format {
         Format::Table => println!("{report}"),
         Format::Json => print_json(&report)?,

@@ -7,12 +7,15 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use ember_core::config::{
-    ConfigFile, FlightSqlArgs, FlightSqlSettings, StorageArgs, StorageSettings, TableFile,
-};
+use ember_core::codec::Codecs;
+use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, TableFile};
 use ember_core::manifest::JobManifest;
-use ember_executor::runtime::RuntimeOptions;
-use ember_scheduler::embedded::{self, EmbeddedOptions};
+use ember_core::runtime::RuntimeOptions;
+use ember_core::session::SessionBuilder;
+use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
+use ember_serving::flight_sql;
+
+use crate::error::Result;
 
 /// Arguments of `ember serve`.
 #[derive(Debug, Args)]
@@ -87,40 +90,39 @@ fn job_outputs(dir: &Path) -> Vec<TableFile> {
 ///
 /// # Errors
 /// The configuration file's or a setting's, in one line.
-pub fn flight_sql_settings(args: &ServeArgs) -> Result<FlightSqlSettings, String> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::load(path).map_err(|e| e.to_string())?,
-        None => ConfigFile::default(),
-    };
-    FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql).map_err(|e| e.to_string())
+pub fn flight_sql_settings(args: &ServeArgs) -> Result<FlightSqlSettings> {
+    let file = ConfigFile::load_optional(args.config.as_deref())?;
+    Ok(FlightSqlSettings::resolve(
+        &args.flight_sql,
+        &file.flight_sql,
+    )?)
 }
 
 /// Runs the endpoint until Ctrl-C or SIGTERM.
 ///
 /// # Errors
-/// One line: the configuration, the port, TLS files, the embedded scheduler.
-pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String> {
+/// The configuration, the port, TLS files, the embedded scheduler, in one line.
+pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
     let mut settings = flight_sql_settings(&args)?;
     let mut tables = job_outputs(&args.jobs);
     tables.append(&mut settings.tables);
-    let options = EmbeddedOptions {
-        parallelism: args.parallelism,
-        runtime: RuntimeOptions {
+    let (catalog, schema) = flight_sql::CATALOG;
+    let ctx = SessionBuilder::new(codecs)
+        .with_parallelism(args.parallelism)
+        .with_runtime(RuntimeOptions {
             storage,
             memory_limit: None,
             spill_dir: None,
-        },
-    };
-    let ctx = embedded::flight_sql_context(&options)
-        .await
-        .map_err(|e| format!("cannot start the embedded scheduler and executor: {e}"))?;
+        })
+        .with_default_catalog(catalog, schema)
+        .standalone()
+        .await?;
     // One signal handler: it stops the endpoint, then this command.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let endpoint =
-        ember_scheduler::flight_sql::serve(&settings, &args.bind_host, ctx, async move {
-            let _ = stopped.await;
-        })
-        .await?;
+    let endpoint = flight_sql::serve(&settings, &args.bind_host, ctx, async move {
+        let _ = stopped.await;
+    })
+    .await?;
     for table in &tables {
         if !table.path.contains("://") && !Path::new(&table.path).exists() {
             eprintln!(
@@ -149,23 +151,19 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
     for (view, why) in endpoint.create_views().await {
         eprintln!("not serving view {view}: {why}");
     }
+    let bind = |e| ember_core::Error::bind("web UI", &args.bind_host, args.http_port, e);
     let listener = tokio::net::TcpListener::bind((args.bind_host.as_str(), args.http_port))
         .await
-        .map_err(|e| {
-            format!(
-                "web UI: cannot listen on {}:{}: {e}",
-                args.bind_host, args.http_port
-            )
-        })?;
-    let http = listener.local_addr().map_err(|e| e.to_string())?;
-    let web = std::sync::Arc::new(ember_scheduler::web::Web {
-        jobs: None,
+        .map_err(bind)?;
+    let http = listener.local_addr().map_err(bind)?;
+    let web = std::sync::Arc::new(ember_serving::web::Web {
+        cluster: None,
         streams: std::sync::Arc::default(),
         flight_sql: endpoint.clone(),
         mode: "serve",
     });
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = ember_scheduler::web::routes(web);
+    let router = ember_serving::web::routes(web);
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
@@ -179,7 +177,7 @@ pub async fn run(args: ServeArgs, storage: StorageSettings) -> Result<(), String
         if endpoint.tls { " (tls)" } else { "" }
     );
     println!("ember web ui on http://{http}/ui/dashboard");
-    ember_scheduler::server::shutdown_signal().await;
+    ember_core::signal::shutdown().await;
     let _ = stop.send(());
     let _ = web_stop.send(());
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), server).await;

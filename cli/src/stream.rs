@@ -5,15 +5,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use ember_core::api::{StreamProgress, StreamState, StreamUpdate};
+use ember_core::codec::Codecs;
 use ember_core::config::StorageSettings;
 use ember_core::params::Params;
-use ember_core::storage::EmberObjectStoreRegistry;
+use ember_core::runtime::RuntimeOptions;
+use ember_core::session::SessionBuilder;
 use ember_streaming::engine::Stream;
 use ember_streaming::produce::{EventSource, ProduceOptions, produce};
 
-use ember_core::api::{StreamProgress, StreamState, StreamUpdate};
-
 use crate::client::Client;
+use crate::error::{Failure, Result};
 use crate::format::{Format, print_json};
 use crate::run::RunArgs;
 use crate::submit::SubmitArgs;
@@ -26,7 +28,7 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
-pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> {
+pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
     let progress_to = match &args.report_to {
         Some(address) => Some(Client::new(address, args.token.token.as_deref())?),
         None => None,
@@ -35,7 +37,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> 
         &args.job,
         &args.set,
         args.format,
-        &storage,
+        &session(storage, codecs),
         None,
         progress_to,
     )
@@ -45,7 +47,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings) -> Result<(), String> 
 /// `ember submit` of a streaming job: this process is the stream's driver (Spark's client
 /// deploy mode) and each micro-batch's Kafka scan runs as tasks on the scheduler's executors.
 /// Runs until the trigger stops it or Ctrl-C/SIGTERM, like [`run`].
-pub async fn submit(args: SubmitArgs, storage: StorageSettings) -> Result<(), String> {
+pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
     let address = args.common.scheduler.trim_start_matches("http://");
     let url = format!("df://{}", address.trim_end_matches('/'));
     let client = args.common.client()?;
@@ -53,31 +55,38 @@ pub async fn submit(args: SubmitArgs, storage: StorageSettings) -> Result<(), St
         &args.job,
         &args.set,
         args.common.format,
-        &storage,
+        &session(storage, codecs),
         Some(&url),
         Some(client),
     )
     .await
 }
 
+/// The session recipe of a stream's driver: Ember's codecs (with the Kafka scan) and storage.
+fn session(storage: StorageSettings, codecs: Codecs) -> SessionBuilder {
+    SessionBuilder::new(codecs).with_runtime(RuntimeOptions {
+        storage,
+        ..RuntimeOptions::default()
+    })
+}
+
 async fn drive(
     path: &std::path::Path,
     set: &[String],
     format: Format,
-    storage: &StorageSettings,
+    session: &SessionBuilder,
     scheduler_url: Option<&str>,
     progress_to: Option<Client>,
-) -> Result<(), String> {
-    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
-    let job = ember_streaming::manifest::load(path, &settings).map_err(|e| e.to_string())?;
+) -> Result<()> {
+    let settings = Params::parse_settings(set)?;
+    let job = ember_streaming::manifest::load(path, &settings)?;
     let name = job.name.clone();
     let output = job.output.clone();
-    let registry = Arc::new(EmberObjectStoreRegistry::new(storage));
     let mut stream = match scheduler_url {
-        None => Stream::new(job, registry).await,
-        Some(url) => Stream::on_cluster(job, registry, url).await,
+        None => Stream::new(job, session).await,
+        Some(url) => Stream::on_cluster(job, session, url).await,
     }
-    .map_err(|e| format!("stream {name}: {e}"))?;
+    .map_err(|e| Failure::from(e).context(format!("stream {name}")))?;
     if let Some(url) = scheduler_url {
         eprintln!("stream {name}: driver in this process, Kafka scans on the executors of {url}");
     }
@@ -90,12 +99,14 @@ async fn drive(
         None => None,
     };
     let result = stream
-        .run(ember_scheduler::server::shutdown_signal())
+        .run(ember_core::signal::shutdown())
         .await
-        .map_err(|e| format!("stream {name} failed: {e}"));
+        .map_err(|e| Failure::from(e).context(format!("stream {name} failed")));
     drop(stream);
     if let Some(reporter) = reporter {
-        reporter.finish(result.as_ref().err()).await;
+        reporter
+            .finish(result.as_ref().err().map(|f| f.message.as_str()))
+            .await;
     }
     let report = result?;
     match format {
@@ -107,12 +118,12 @@ async fn drive(
                 report.replayed,
                 report.output,
                 report.checkpoint,
-                report.records,
-                report.events,
-                report.quarantined,
-                report.rows_written,
+                report.counts.records,
+                report.counts.events,
+                report.counts.quarantined,
+                report.counts.rows_written,
                 report.watermark.as_deref().unwrap_or("none yet"),
-                report.state_events
+                report.counts.state_events
             );
         }
         Format::Json => print_json(&report)?,
@@ -175,7 +186,7 @@ impl Reporter {
     }
 
     /// Waits (at most 10 s) for the batches' updates to go out, then reports the end.
-    async fn finish(self, error: Option<&String>) {
+    async fn finish(self, error: Option<&str>) {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
         let end = StreamUpdate {
             name: self.name,
@@ -186,7 +197,7 @@ impl Reporter {
                 StreamState::Stopped
             },
             progress: None,
-            error: error.cloned(),
+            error: error.map(str::to_string),
         };
         if let Err(e) = self
             .client
@@ -234,28 +245,36 @@ impl ProduceArgs {
     /// The events to write, with the arguments checked.
     ///
     /// # Errors
-    /// One line: no source, a CSV that is not a file, a rate that is not positive.
-    pub fn source(&self) -> Result<EventSource, String> {
+    /// A user error: no source, a CSV that is not a file, a rate that is not positive.
+    pub fn source(&self) -> Result<EventSource> {
         let source = match (&self.csv, self.synthetic) {
             (Some(path), _) if !path.is_file() => {
-                return Err(format!("--csv {}: no such file", path.display()));
+                return Err(Failure::user(format!(
+                    "--csv {}: no such file",
+                    path.display()
+                )));
             }
             (Some(path), _) => EventSource::Csv(path.clone()),
             (None, Some(count)) => EventSource::Synthetic {
                 count,
                 seed: self.seed,
             },
-            (None, None) => return Err("give --csv FILE or --synthetic N".into()),
+            (None, None) => return Err(Failure::user("give --csv FILE or --synthetic N")),
         };
         if self.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
-            return Err("--rate must be a positive number of events per second".into());
+            return Err(Failure::user(
+                "--rate must be a positive number of events per second",
+            ));
         }
         Ok(source)
     }
 }
 
-/// Produces events; the error is the one line to print.
-pub async fn produce_command(args: ProduceArgs) -> Result<(), String> {
+/// Produces events.
+///
+/// # Errors
+/// The arguments', the CSV's or the brokers', one line.
+pub async fn produce_command(args: ProduceArgs) -> Result<()> {
     let source = args.source()?;
     let options = ProduceOptions {
         brokers: args.brokers.clone(),
@@ -265,9 +284,7 @@ pub async fn produce_command(args: ProduceArgs) -> Result<(), String> {
         limit: args.limit,
         progress: args.format == Format::Table,
     };
-    let produced = produce(&source, &options)
-        .await
-        .map_err(|e| e.to_string())?;
+    let produced = produce(&source, &options).await?;
     match args.format {
         Format::Table => println!(
             "produced {} events to {} on {} in {:.1} s{}",

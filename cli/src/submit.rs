@@ -19,6 +19,7 @@ use ember_core::params::Params;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::client::Client;
+use crate::error::{Failure, Result};
 use crate::format::{Format, print_json};
 
 /// Arguments of `ember submit`.
@@ -45,25 +46,31 @@ pub struct SubmitArgs {
 }
 
 /// Makes a local relative path absolute (the scheduler runs elsewhere); URLs stay as they are.
-fn absolute(path: &str) -> Result<String, String> {
+fn absolute(path: &str) -> Result<String> {
     if path.is_empty() || path.contains("://") || path.starts_with('/') {
         return Ok(path.to_string());
     }
     std::path::absolute(path)
         .map(|p| p.display().to_string())
-        .map_err(|e| format!("{path}: {e}"))
+        .map_err(|source| {
+            ember_core::Error::Io {
+                path: path.into(),
+                source,
+            }
+            .into()
+        })
 }
 
 /// Loads and resolves the job, with absolute paths.
 ///
 /// # Errors
 /// The manifest's, parameters' and SQL files' errors, one line each.
-pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
-    let manifest = JobManifest::load(job).map_err(|e| e.to_string())?;
+pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job> {
+    let manifest = JobManifest::load(job)?;
     let mut params = manifest.params();
-    let settings = Params::parse_settings(set).map_err(|e| e.to_string())?;
-    params.apply(&settings).map_err(|e| e.to_string())?;
-    let mut job = manifest.resolve(params).map_err(|e| e.to_string())?;
+    let settings = Params::parse_settings(set)?;
+    params.apply(&settings)?;
+    let mut job = manifest.resolve(params)?;
     for input in &mut job.inputs {
         input.path = absolute(&input.path)?;
     }
@@ -74,8 +81,9 @@ pub fn resolve(job: &std::path::Path, set: &[String]) -> Result<Job, String> {
 /// Runs `ember submit`.
 ///
 /// # Errors
-/// One line; with `--wait`, also when the job fails or is cancelled.
-pub async fn run(args: SubmitArgs) -> Result<(), String> {
+/// One line; with `--wait`, also when the job fails (with the job's error kind) or is
+/// cancelled (a user's failure).
+pub async fn run(args: SubmitArgs) -> Result<()> {
     let job = resolve(&args.job, &args.set)?;
     let client = args.common.client()?;
     let Submitted { id } = client
@@ -108,23 +116,29 @@ pub async fn run(args: SubmitArgs) -> Result<(), String> {
     }
     match detail.summary.state {
         JobState::Succeeded => Ok(()),
-        state => Err(format!(
-            "job {} ({id}) {}: {}",
-            detail.summary.name,
-            state.as_str(),
-            detail.summary.error.as_deref().unwrap_or("no reason given")
+        state => Err(Failure::new(
+            detail
+                .summary
+                .error_kind
+                .unwrap_or(ember_core::ErrorKind::User),
+            format!(
+                "job {} ({id}) {}: {}",
+                detail.summary.name,
+                state.as_str(),
+                detail.summary.error.as_deref().unwrap_or("no reason given")
+            ),
         )),
     }
 }
 
 /// Polls the job until it ends, drawing a progress bar per stage (tasks done / total).
-async fn follow(client: &Client, id: &str, bars: bool) -> Result<JobDetail, String> {
+async fn follow(client: &Client, id: &str, bars: bool) -> Result<JobDetail> {
     let progress = MultiProgress::new();
     if !bars {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let style = ProgressStyle::with_template("{prefix:<28} [{bar:30}] {pos}/{len} tasks {msg}")
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Failure::new(ember_core::ErrorKind::Internal, e.to_string()))?
         .progress_chars("=> ");
     let mut stages: BTreeMap<(String, String), ProgressBar> = BTreeMap::new();
     loop {

@@ -376,7 +376,11 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
         "--set",
         "output=/tmp/x",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a scheduler that does not answer is an external failure (exit code 3)"
+    );
     let message = stderr(&out);
     assert!(
         message.starts_with(&format!(
@@ -405,7 +409,11 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
         "--scheduler-connect-timeout",
         "2s",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a scheduler that does not answer is an external failure (exit code 3)"
+    );
     let message = stderr(&out);
     assert!(
         message.contains(&format!(
@@ -468,6 +476,28 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
         "{}",
         stderr(&out)
     );
+    // The REST error body says who has to act, and whether a retry may help.
+    let answer =
+        ember_testkit::ember::http_request(cluster.address(), "GET", "/api/v1/jobs/nope", &[])
+            .expect("answer");
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON error body");
+    assert_eq!(
+        (
+            answer.status,
+            &body["error"],
+            &body["kind"],
+            &body["retryable"]
+        ),
+        (
+            404,
+            &serde_json::json!("no job nope"),
+            &serde_json::json!("user"),
+            &serde_json::json!(false)
+        )
+    );
+    // A failed job's summary carries its error's kind: a CSV line with too many fields is the
+    // user's.
+    assert_eq!(detail.summary.error_kind, Some(ember_core::ErrorKind::User));
 
     // The scheduler keeps serving: a good job succeeds afterwards, and `ember jobs` lists both.
     let good = tmp.path().join("good.csv");

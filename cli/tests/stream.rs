@@ -238,14 +238,18 @@ fn known_events() -> (Vec<Known>, Vec<Known>, Vec<(i32, String)>) {
 
 /// Checks a run of [`known_events`] on a fresh output: counts, watermark, windows, quarantine.
 fn check_known_run(report: &StreamReport, p0: &[Known], p1: &[Known], out: &Path) {
-    assert_eq!(report.records, 18, "{report:?}");
-    assert_eq!(report.quarantined.get("late"), Some(&1), "{report:?}");
+    assert_eq!(report.counts.records, 18, "{report:?}");
     assert_eq!(
-        report.quarantined.values().sum::<u64>(),
+        report.counts.quarantined.get("late"),
+        Some(&1),
+        "{report:?}"
+    );
+    assert_eq!(
+        report.counts.quarantined.values().sum::<u64>(),
         4,
         "1 late + 3 malformed: {report:?}"
     );
-    assert_eq!(report.events, 14, "{report:?}");
+    assert_eq!(report.counts.events, 14, "{report:?}");
 
     // The watermark: the smaller of the partitions' highest event times, minus 10 minutes.
     let high = |events: &[Known]| events.iter().map(|e| e.0).max();
@@ -266,7 +270,7 @@ fn check_known_run(report: &StreamReport, p0: &[Known], p1: &[Known], out: &Path
     let expected = expected_windows(&not_late, watermark_min);
     assert!(expected.len() > 10, "{expected:?}");
     assert_eq!(output_rows(out), expected);
-    assert_eq!(report.rows_written, expected.len() as u64);
+    assert_eq!(report.counts.rows_written, expected.len() as u64);
 
     let mut quarantine = quarantine_rows(out);
     quarantine.sort();
@@ -295,7 +299,7 @@ fn windows_equal_a_batch_query_minus_late_events_and_the_quarantine_holds_the_re
     // A second run finds nothing new: same output, no new batch.
     let expected = output_rows(&out);
     let again = run_to_end(stream_command(&broker, "sales", &out, 4));
-    assert_eq!((again.batches, again.records), (0, 0), "{again:?}");
+    assert_eq!((again.batches, again.counts.records), (0, 0), "{again:?}");
     assert_eq!(output_rows(&out), expected);
 }
 
@@ -322,15 +326,15 @@ fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode
     assert_eq!(
         (
             local.batches,
-            local.records,
-            local.events,
-            &local.quarantined
+            local.counts.records,
+            local.counts.events,
+            &local.counts.quarantined
         ),
         (
             report.batches,
-            report.records,
-            report.events,
-            &report.quarantined
+            report.counts.records,
+            report.counts.events,
+            &report.counts.quarantined
         )
     );
     assert_eq!(output_rows(&embedded), output_rows(&out));
@@ -351,7 +355,7 @@ fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode
     let per_executor: Vec<i64> = scanned.iter().map(|m| m.iter().sum()).collect();
     assert_eq!(
         per_executor.iter().sum::<i64>(),
-        report.records,
+        report.counts.records,
         "{scanned:?}\n{}",
         cluster.logs()
     );
@@ -364,13 +368,13 @@ fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode
 
 /// The sink log entries of `out`: batch id → data files.
 fn sink_log(out: &Path) -> BTreeMap<u64, Vec<String>> {
-    let dir = out.join(ember_streaming::sink::SINK_LOG);
+    let dir = out.join(ember_core::table::sink_log::SINK_LOG);
     std::fs::read_dir(&dir)
         .map(|entries| {
             entries
                 .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
                 .filter_map(|b| {
-                    serde_json::from_slice::<ember_streaming::sink::SinkLogEntry>(&b).ok()
+                    serde_json::from_slice::<ember_core::table::sink_log::SinkLogEntry>(&b).ok()
                 })
                 .map(|e| (e.batch_id, e.files))
                 .collect()
@@ -494,8 +498,12 @@ fn flight_sql_serves_a_batch_once_the_sink_log_commits_it() {
     );
     assert_eq!(reported.summary.batches, report.batches);
     assert_eq!(
-        reported.recent.iter().map(|p| p.input_rows).sum::<i64>(),
-        report.records
+        reported
+            .recent
+            .iter()
+            .map(|p| p.counts.records)
+            .sum::<i64>(),
+        report.counts.records
     );
     assert_eq!(after, output_rows(&reference).len());
     assert_eq!(output_rows(&out), output_rows(&reference));
@@ -532,7 +540,7 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
     // Reference: one run without crashes.
     let reference_out = tmp.path().join("reference");
     let reference = run_to_end(stream_command(&broker, "crash", &reference_out, 150));
-    assert_eq!(reference.records, 3000);
+    assert_eq!(reference.counts.records, 3000);
     let expected = output_rows(&reference_out);
     assert!(!expected.is_empty());
 
@@ -666,7 +674,11 @@ fn stream_job_errors_are_one_clear_line() {
     };
     // A stream submitted to a scheduler that is not there says so, in one line.
     let (code, err) = run(&["submit", JOB, "--scheduler", "127.0.0.1:1"]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        code,
+        Some(3),
+        "an unreachable scheduler is an external failure: {err}"
+    );
     assert!(
         err.contains("cannot connect to the scheduler at df://127.0.0.1:1"),
         "{err}"

@@ -225,7 +225,7 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
     let detail: StreamDetail = get_json(&cluster, &format!("/api/v1/streams/{stream_id}"));
     assert_eq!(detail.summary.name, "hourly_product_revenue");
     assert_eq!(detail.summary.state, ember_core::api::StreamState::Running);
-    let read: i64 = detail.recent.iter().map(|p| p.input_rows).sum();
+    let read: i64 = detail.recent.iter().map(|p| p.counts.records).sum();
     assert_eq!(read, 12_000);
     let lag = |i: usize| -> i64 { detail.recent[i].partitions.iter().map(|p| p.lag).sum() };
     assert_eq!(lag(0), 12_000 - 1_500, "{:?}", detail.recent[0]);

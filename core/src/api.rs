@@ -18,7 +18,8 @@
 //! | `GET /api/v1/info` | | 200 [`ServerInfo`] |
 //! | `GET /metrics` | | 200 Prometheus text |
 //!
-//! Errors are [`ApiError`] with the HTTP status.
+//! Errors are [`ApiError`] with the HTTP status: the message, its [`crate::ErrorKind`] and
+//! whether a retry may succeed.
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +104,10 @@ pub struct JobSummary {
     pub rows_written: Option<u64>,
     /// Why it failed, one line.
     pub error: Option<String>,
+    /// Who has to act on the failure (`user`, `external`, `internal`); `ember submit --wait`
+    /// exits with its code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<crate::ErrorKind>,
 }
 
 /// Tasks of one stage.
@@ -239,6 +244,47 @@ pub struct PartitionProgress {
     pub lag: i64,
 }
 
+/// What micro-batches read, rejected and wrote: one batch's counts in its checkpoint commit
+/// mark and its progress report, a driver run's totals in the stream's report. One type, so
+/// the three never disagree about what a counter means.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Messages read (Spark's `numInputRows`).
+    pub records: i64,
+    /// Planned offsets that held no message (removed by retention or compaction, or
+    /// transaction markers).
+    #[serde(default)]
+    pub offsets_skipped: i64,
+    /// Valid events (not late).
+    pub events: u64,
+    /// Quarantined messages by reason (`late` included).
+    pub quarantined: std::collections::BTreeMap<String, u64>,
+    /// Output rows written (windows).
+    pub rows_written: u64,
+    /// Events kept in the state for windows still open (after the batch; of a run's totals,
+    /// after its last batch).
+    pub state_events: u64,
+}
+
+impl BatchCounts {
+    /// Adds `batch` to these totals; the state is `batch`'s (the state after it).
+    pub fn add(&mut self, batch: &BatchCounts) {
+        self.records += batch.records;
+        self.offsets_skipped += batch.offsets_skipped;
+        self.events += batch.events;
+        for (reason, n) in &batch.quarantined {
+            *self.quarantined.entry(reason.clone()).or_default() += n;
+        }
+        self.rows_written += batch.rows_written;
+        self.state_events = batch.state_events;
+    }
+
+    /// Quarantined messages, all reasons.
+    pub fn quarantined_total(&self) -> u64 {
+        self.quarantined.values().sum()
+    }
+}
+
 /// One committed micro-batch, as Spark's `StreamingQueryProgress`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct StreamProgress {
@@ -248,8 +294,10 @@ pub struct StreamProgress {
     pub timestamp: String,
     /// Kafka topic.
     pub topic: String,
-    /// Messages read (Spark's `numInputRows`).
-    pub input_rows: i64,
+    /// What the batch read, rejected and wrote (flattened: `records`, `events`, `quarantined`
+    /// by reason, …).
+    #[serde(flatten)]
+    pub counts: BatchCounts,
     /// Messages read per second since the previous batch started (Spark's
     /// `inputRowsPerSecond`), events/s.
     pub input_rows_per_second: f64,
@@ -260,14 +308,6 @@ pub struct StreamProgress {
     pub duration_ms: u64,
     /// Wall time per phase, ms (`read`, `parse` or `scan`, `query`, `write`, `state`).
     pub phases_ms: std::collections::BTreeMap<String, u64>,
-    /// Valid events (not late).
-    pub events: u64,
-    /// Messages quarantined, all reasons.
-    pub quarantined: u64,
-    /// Window rows written.
-    pub rows_written: u64,
-    /// Events kept for windows still open.
-    pub state_events: u64,
     /// The event-time watermark after the batch (RFC 3339), `None` before the first event.
     pub watermark: Option<String>,
     /// Per partition: offsets read and lag.
@@ -338,9 +378,31 @@ pub struct ServerInfo {
     pub windows_table: String,
 }
 
-/// An error answer.
+/// An error answer: `{"error": "no job x", "kind": "user", "retryable": false}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiError {
     /// What went wrong, one line.
     pub error: String,
+    /// Who has to act: `user` (a bad request, an unknown id: 4xx), `external` (something the
+    /// server depends on failed), `internal` (a bug).
+    #[serde(default = "user_kind")]
+    pub kind: crate::ErrorKind,
+    /// Whether the same request may succeed later.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+fn user_kind() -> crate::ErrorKind {
+    crate::ErrorKind::User
+}
+
+impl ApiError {
+    /// An answer for `error` of `kind`.
+    pub fn new(kind: crate::ErrorKind, error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            kind,
+            retryable: kind.retryable(),
+        }
+    }
 }

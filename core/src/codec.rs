@@ -1,13 +1,15 @@
 //! Plan codecs that carry Ember's plan nodes between client, scheduler and executors, around
 //! Ballista's own codecs (which carry shuffle nodes and file formats).
 //!
-//! Every encoded extension starts with one tag byte: [`TAG_BALLISTA`] (the rest is Ballista's
-//! encoding) or an Ember node tag (the rest is the node's JSON). All roles use these codecs:
-//! the client and embedded mode through the session config, the scheduler and executor
+//! Every encoded extension starts with one tag byte, a [`CodecTag`]: [`CodecTag::Ballista`] (the
+//! rest is Ballista's encoding) or an Ember node's tag (the rest is the node's own bytes, JSON
+//! for Ember's). Every role gets the same [`Codecs`] explicitly: the client and embedded mode
+//! through the session config ([`crate::session::SessionBuilder`]), the scheduler and executor
 //! processes through their `override_*_codec` settings.
 //!
-//! Crates above `ember-core` add their own nodes with [`register_extension`] (the streaming
-//! crate's Kafka scan): the `ember` binary registers them at start, in every role.
+//! [`Codecs::ember`] knows core's nodes (the Parquet sink, the sink log table); a crate above
+//! core adds its own with [`Codecs::with`] (the streaming crate's Kafka scan). A tag claimed
+//! twice is an error, never a silent override.
 
 use std::sync::Arc;
 
@@ -26,19 +28,50 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use serde::{Deserialize, Serialize};
 
 use crate::sink::{ParquetSinkExec, ParquetSinkNode};
+use crate::table::sink_log::SinkLogTable;
 
-/// Tag of an extension encoded by Ballista's codec.
-pub const TAG_BALLISTA: u8 = 0;
-/// Tag of Ember's Parquet sink (logical and physical).
-pub const TAG_PARQUET_SINK: u8 = 1;
+/// The tag byte in front of every encoded extension: one list, so two crates cannot pick the
+/// same number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum CodecTag {
+    /// Encoded by Ballista's codec.
+    Ballista = 0,
+    /// Ember's Parquet sink (logical and physical), `ember_core::sink`.
+    ParquetSink = 1,
+    /// A micro-batch's Kafka scan (table and execution plan), `ember_streaming::scan`.
+    KafkaScan = 16,
+    /// A stream output read through its sink log, [`crate::table::sink_log`].
+    SinkLogTable = 17,
+}
 
-/// Plan nodes a crate above `ember-core` adds to Ember's codecs: a table provider (travels in
-/// logical plans, client → scheduler) and the execution plan node its scan makes (travels in
-/// physical plans, scheduler → executors). Each is encoded as [`ExtensionNodes::tag`] followed
-/// by the implementation's bytes.
+impl CodecTag {
+    /// Every tag, in byte order.
+    pub const ALL: [CodecTag; 4] = [
+        CodecTag::Ballista,
+        CodecTag::ParquetSink,
+        CodecTag::KafkaScan,
+        CodecTag::SinkLogTable,
+    ];
+
+    /// The byte.
+    pub fn byte(self) -> u8 {
+        self as u8
+    }
+
+    /// The tag of `byte`, if it is one.
+    pub fn of(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.byte() == byte)
+    }
+}
+
+/// Plan nodes a crate adds to Ember's codecs: a table provider (travels in logical plans,
+/// client → scheduler) and the execution plan node its scan makes (travels in physical plans,
+/// scheduler → executors). Each is encoded as [`ExtensionNodes::tag`] followed by the
+/// implementation's bytes.
 pub trait ExtensionNodes: Send + Sync + std::fmt::Debug {
-    /// The tag byte: unique, and not one of Ember's own (`0..16`).
-    fn tag(&self) -> u8;
+    /// The tag.
+    fn tag(&self) -> CodecTag;
 
     /// Encodes `table` when it is one of these nodes' tables; `None` otherwise.
     fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>>;
@@ -49,54 +82,125 @@ pub trait ExtensionNodes: Send + Sync + std::fmt::Debug {
     /// Bytes this implementation did not write.
     fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>>;
 
-    /// Encodes `node` when it is one of these nodes; `None` otherwise.
-    fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<Result<Vec<u8>>>;
+    /// Encodes `node` when it is one of these nodes; `None` otherwise (the default: a table
+    /// whose scan is made of DataFusion's own plan nodes).
+    fn encode_exec(&self, _node: &dyn ExecutionPlan) -> Option<Result<Vec<u8>>> {
+        None
+    }
 
     /// Decodes a node encoded by [`ExtensionNodes::encode_exec`] with its `inputs`.
     ///
     /// # Errors
-    /// Bytes this implementation did not write, or the wrong number of inputs.
+    /// Bytes this implementation did not write, or the wrong number of inputs; by default,
+    /// always (these nodes have no plan node of their own).
     fn decode_exec(
         &self,
-        bytes: &[u8],
-        inputs: &[Arc<dyn ExecutionPlan>],
-    ) -> Result<Arc<dyn ExecutionPlan>>;
-}
-
-static EXTENSIONS: std::sync::RwLock<Vec<Arc<dyn ExtensionNodes>>> =
-    std::sync::RwLock::new(Vec::new());
-
-/// Adds `nodes` to this process's codecs (once per tag; a second registration of a tag is
-/// ignored). Call it before any plan is encoded or decoded.
-pub fn register_extension(nodes: Arc<dyn ExtensionNodes>) {
-    let mut list = EXTENSIONS
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if list.iter().all(|n| n.tag() != nodes.tag()) {
-        list.push(nodes);
+        _bytes: &[u8],
+        _inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        internal_err!("{self:?} has no plan node of its own")
     }
 }
 
-fn extensions() -> Vec<Arc<dyn ExtensionNodes>> {
-    EXTENSIONS
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone()
+/// The plan nodes a process can encode and decode: core's, plus those added with
+/// [`Codecs::with`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Codecs {
+    nodes: Arc<Vec<Arc<dyn ExtensionNodes>>>,
 }
 
-fn extension(tag: u8) -> Result<Arc<dyn ExtensionNodes>> {
-    extensions()
-        .into_iter()
-        .find(|n| n.tag() == tag)
-        .ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal(format!(
-                "plan node tag {tag} is not known to this process (are the client, scheduler and executors the same `ember` build?)"
-            ))
+impl Codecs {
+    /// Core's nodes: the Parquet sink (built into the codecs) and the sink log table.
+    pub fn ember() -> Self {
+        Self {
+            nodes: Arc::new(vec![Arc::new(SinkLogNodes)]),
+        }
+    }
+
+    /// These codecs and `nodes`.
+    ///
+    /// # Errors
+    /// [`crate::Error::DuplicateCodecTag`] when `nodes`' tag is taken (by core's Parquet sink,
+    /// Ballista, or nodes added before).
+    pub fn with(self, nodes: Arc<dyn ExtensionNodes>) -> crate::Result<Self> {
+        let tag = nodes.tag();
+        let taken = match tag {
+            CodecTag::Ballista => Some("Ballista's codec".to_string()),
+            CodecTag::ParquetSink => Some("Ember's Parquet sink".to_string()),
+            _ => self
+                .nodes
+                .iter()
+                .find(|n| n.tag() == tag)
+                .map(|n| format!("{n:?}")),
+        };
+        if let Some(first) = taken {
+            return Err(crate::Error::DuplicateCodecTag {
+                tag: tag.byte(),
+                first,
+                second: format!("{nodes:?}"),
+            });
+        }
+        let mut list = self.nodes.as_ref().clone();
+        list.push(nodes);
+        Ok(Self {
+            nodes: Arc::new(list),
         })
+    }
+
+    /// Whether nodes with `tag` are known.
+    pub fn knows(&self, tag: CodecTag) -> bool {
+        matches!(tag, CodecTag::Ballista | CodecTag::ParquetSink)
+            || self.nodes.iter().any(|n| n.tag() == tag)
+    }
+
+    /// The logical codec (client → scheduler).
+    pub fn logical(&self) -> Arc<EmberLogicalCodec> {
+        Arc::new(EmberLogicalCodec {
+            inner: Arc::new(BallistaLogicalExtensionCodec::default()),
+            codecs: self.clone(),
+        })
+    }
+
+    /// The physical codec (scheduler → executors).
+    pub fn physical(&self) -> Arc<EmberPhysicalCodec> {
+        Arc::new(EmberPhysicalCodec {
+            inner: Arc::new(BallistaPhysicalExtensionCodec::default()),
+            codecs: self.clone(),
+        })
+    }
+
+    fn extension(&self, byte: u8) -> Result<&Arc<dyn ExtensionNodes>> {
+        self.nodes
+            .iter()
+            .find(|n| n.tag().byte() == byte)
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!(
+                    "plan node tag {byte} is not known to this process (are the client, scheduler and executors the same `ember` build?)"
+                ))
+            })
+    }
 }
 
-fn with_tag(tag: u8, bytes: Vec<u8>, buf: &mut Vec<u8>) {
-    buf.push(tag);
+/// [`SinkLogTable`] in Ember's codecs (a table only; its scan is a file scan).
+#[derive(Debug)]
+struct SinkLogNodes;
+
+impl ExtensionNodes for SinkLogNodes {
+    fn tag(&self) -> CodecTag {
+        CodecTag::SinkLogTable
+    }
+
+    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
+        Some(table.downcast_ref::<SinkLogTable>()?.encode())
+    }
+
+    fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(SinkLogTable::decode(bytes, schema)?))
+    }
+}
+
+fn with_tag(tag: CodecTag, bytes: Vec<u8>, buf: &mut Vec<u8>) {
+    buf.push(tag.byte());
     buf.extend(bytes);
 }
 
@@ -107,8 +211,8 @@ struct SinkSpec {
     partition_by: Vec<String>,
 }
 
-fn encode_json<T: Serialize>(tag: u8, value: &T, buf: &mut Vec<u8>) -> Result<()> {
-    buf.push(tag);
+fn encode_json<T: Serialize>(tag: CodecTag, value: &T, buf: &mut Vec<u8>) -> Result<()> {
+    buf.push(tag.byte());
     serde_json::to_writer(buf, value)
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
@@ -118,18 +222,11 @@ fn decode_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
 }
 
-/// Ballista's logical codec plus Ember's logical nodes.
+/// Ballista's logical codec plus Ember's logical nodes ([`Codecs::logical`]).
 #[derive(Debug)]
 pub struct EmberLogicalCodec {
     inner: Arc<dyn LogicalExtensionCodec>,
-}
-
-impl Default for EmberLogicalCodec {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(BallistaLogicalExtensionCodec::default()),
-        }
-    }
+    codecs: Codecs,
 }
 
 impl LogicalExtensionCodec for EmberLogicalCodec {
@@ -140,7 +237,7 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         ctx: &TaskContext,
     ) -> Result<Extension> {
         match buf.split_first() {
-            Some((&TAG_PARQUET_SINK, rest)) => {
+            Some((&tag, rest)) if tag == CodecTag::ParquetSink.byte() => {
                 let spec: SinkSpec = decode_json(rest)?;
                 let [input] = inputs else {
                     return internal_err!(
@@ -153,7 +250,9 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
                     node: Arc::new(node),
                 })
             }
-            Some((&TAG_BALLISTA, rest)) => self.inner.try_decode(rest, inputs, ctx),
+            Some((&tag, rest)) if tag == CodecTag::Ballista.byte() => {
+                self.inner.try_decode(rest, inputs, ctx)
+            }
             _ => internal_err!("unknown logical extension tag {:?}", buf.first()),
         }
     }
@@ -164,9 +263,9 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
                 url: sink.url.clone(),
                 partition_by: sink.partition_by.clone(),
             };
-            return encode_json(TAG_PARQUET_SINK, &spec, buf);
+            return encode_json(CodecTag::ParquetSink, &spec, buf);
         }
-        buf.push(TAG_BALLISTA);
+        buf.push(CodecTag::Ballista.byte());
         self.inner.try_encode(node, buf)
     }
 
@@ -178,10 +277,10 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         ctx: &TaskContext,
     ) -> Result<Arc<dyn TableProvider>> {
         match buf.split_first() {
-            Some((&TAG_BALLISTA, rest)) => self
+            Some((&tag, rest)) if tag == CodecTag::Ballista.byte() => self
                 .inner
                 .try_decode_table_provider(rest, table_ref, schema, ctx),
-            Some((&tag, rest)) => extension(tag)?.decode_table(rest, schema),
+            Some((&tag, rest)) => self.codecs.extension(tag)?.decode_table(rest, schema),
             None => internal_err!("empty table provider encoding for {table_ref}"),
         }
     }
@@ -192,13 +291,13 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        for ext in extensions() {
+        for ext in self.codecs.nodes.iter() {
             if let Some(bytes) = ext.encode_table(node.as_ref()) {
                 with_tag(ext.tag(), bytes?, buf);
                 return Ok(());
             }
         }
-        buf.push(TAG_BALLISTA);
+        buf.push(CodecTag::Ballista.byte());
         self.inner.try_encode_table_provider(table_ref, node, buf)
     }
 
@@ -259,18 +358,11 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
     }
 }
 
-/// Ballista's physical codec plus Ember's execution plan nodes.
+/// Ballista's physical codec plus Ember's execution plan nodes ([`Codecs::physical`]).
 #[derive(Debug)]
 pub struct EmberPhysicalCodec {
     inner: Arc<dyn PhysicalExtensionCodec>,
-}
-
-impl Default for EmberPhysicalCodec {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(BallistaPhysicalExtensionCodec::default()),
-        }
-    }
+    codecs: Codecs,
 }
 
 impl PhysicalExtensionCodec for EmberPhysicalCodec {
@@ -282,7 +374,7 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match buf.split_first() {
-            Some((&TAG_PARQUET_SINK, rest)) => {
+            Some((&tag, rest)) if tag == CodecTag::ParquetSink.byte() => {
                 let spec: SinkSpec = decode_json(rest)?;
                 let [input] = inputs else {
                     return internal_err!(
@@ -296,10 +388,10 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                     spec.partition_by,
                 )?))
             }
-            Some((&TAG_BALLISTA, rest)) => {
+            Some((&tag, rest)) if tag == CodecTag::Ballista.byte() => {
                 self.inner.try_decode(rest, inputs, ctx, proto_converter)
             }
-            Some((&tag, rest)) => extension(tag)?.decode_exec(rest, inputs),
+            Some((&tag, rest)) => self.codecs.extension(tag)?.decode_exec(rest, inputs),
             None => internal_err!("empty physical extension encoding"),
         }
     }
@@ -315,15 +407,15 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                 url: sink.url().to_string(),
                 partition_by: sink.partition_by().to_vec(),
             };
-            return encode_json(TAG_PARQUET_SINK, &spec, buf);
+            return encode_json(CodecTag::ParquetSink, &spec, buf);
         }
-        for ext in extensions() {
+        for ext in self.codecs.nodes.iter() {
             if let Some(bytes) = ext.encode_exec(node.as_ref()) {
                 with_tag(ext.tag(), bytes?, buf);
                 return Ok(());
             }
         }
-        buf.push(TAG_BALLISTA);
+        buf.push(CodecTag::Ballista.byte());
         self.inner.try_encode(node, buf, proto_converter)
     }
 
@@ -365,5 +457,61 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Nodes(CodecTag);
+
+    impl ExtensionNodes for Nodes {
+        fn tag(&self) -> CodecTag {
+            self.0
+        }
+        fn encode_table(&self, _table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
+            None
+        }
+        fn decode_table(
+            &self,
+            _bytes: &[u8],
+            _schema: SchemaRef,
+        ) -> Result<Arc<dyn TableProvider>> {
+            internal_err!("none")
+        }
+    }
+
+    #[test]
+    fn a_tag_claimed_twice_is_an_error_and_tags_are_unique() {
+        let codecs = Codecs::ember()
+            .with(Arc::new(Nodes(CodecTag::KafkaScan)))
+            .expect("a free tag");
+        assert!(codecs.knows(CodecTag::KafkaScan) && codecs.knows(CodecTag::SinkLogTable));
+        for taken in [
+            CodecTag::KafkaScan,
+            CodecTag::SinkLogTable,
+            CodecTag::ParquetSink,
+            CodecTag::Ballista,
+        ] {
+            let err = codecs
+                .clone()
+                .with(Arc::new(Nodes(taken)))
+                .expect_err("a taken tag");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("codec tag {} is claimed twice", taken.byte())),
+                "{err}"
+            );
+        }
+        let mut bytes: Vec<u8> = CodecTag::ALL.iter().map(|t| t.byte()).collect();
+        bytes.dedup();
+        assert_eq!(bytes.len(), CodecTag::ALL.len());
+        assert!(
+            CodecTag::ALL
+                .iter()
+                .all(|t| CodecTag::of(t.byte()) == Some(*t))
+        );
     }
 }

@@ -12,8 +12,10 @@ use datafusion::error::DataFusionError;
 /// `Result` with Ember's core [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Who has to act on an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Who has to act on an error. It reaches the user as the `ember` command's exit code
+/// ([`ErrorKind::exit_code`]) and as the `kind` of a REST error body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The user's input is wrong (manifest, parameter, SQL, data path). Retrying will not help.
     User,
@@ -21,6 +23,44 @@ pub enum ErrorKind {
     External,
     /// A bug or a broken invariant in Ember itself.
     Internal,
+}
+
+impl ErrorKind {
+    /// The `ember` command's exit code for a failure of this kind: 1 user, 3 external, 4
+    /// internal (2 is clap's usage error, 0 success).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::User => 1,
+            ErrorKind::External => 3,
+            ErrorKind::Internal => 4,
+        }
+    }
+
+    /// Whether a failure of this kind may go away when the same thing is tried again.
+    pub fn retryable(self) -> bool {
+        self == ErrorKind::External
+    }
+
+    /// The kind's name, as in JSON: `user`, `external`, `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::User => "user",
+            ErrorKind::External => "external",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+/// An error that knows who has to act on it. Every Ember crate's error type implements it, so
+/// exit codes, REST answers and retries read the kind, never the message.
+pub trait Classify: std::error::Error {
+    /// Who has to act on this error.
+    fn kind(&self) -> ErrorKind;
+
+    /// Whether running the same thing again may succeed.
+    fn retryable(&self) -> bool {
+        self.kind().retryable()
+    }
 }
 
 /// A place in a source file, 1-based, rendered as `path:line:column` like compilers do.
@@ -139,6 +179,38 @@ pub enum Error {
         message: String,
     },
 
+    /// Reading or writing a file or folder of an object store (local, HDFS) failed.
+    #[error("storage {path}: {message}")]
+    Storage {
+        /// The file or folder, as a URL.
+        path: String,
+        /// The store's message.
+        message: String,
+    },
+
+    /// A listener cannot be bound (port taken, address not local, no permission).
+    #[error("{service}: cannot listen on {address}: {source}")]
+    Bind {
+        /// `scheduler`, `Flight SQL`, `web UI`, `executor metrics`.
+        service: &'static str,
+        /// `HOST:PORT`.
+        address: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Two plan node implementations claim the same codec tag (a build mistake).
+    #[error("codec tag {tag} is claimed twice ({first} and {second})")]
+    DuplicateCodecTag {
+        /// The tag.
+        tag: u8,
+        /// The implementation registered first.
+        first: String,
+        /// The one registered second.
+        second: String,
+    },
+
     /// DataFusion failed outside a SQL file (registering a table, executing a plan).
     #[error("{context}: {}", one_line(&source.to_string()))]
     DataFusion {
@@ -150,9 +222,8 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Who has to act on this error.
-    pub fn kind(&self) -> ErrorKind {
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
         match self {
             Error::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -167,13 +238,36 @@ impl Error {
             | Error::InvalidSetting { .. }
             | Error::UndefinedReference { .. }
             | Error::Sql { .. } => ErrorKind::User,
+            Error::Storage { .. } => ErrorKind::External,
+            // A port that is taken or not ours: the user picks another.
+            Error::Bind { source, .. } => match source.kind() {
+                std::io::ErrorKind::AddrInUse
+                | std::io::ErrorKind::AddrNotAvailable
+                | std::io::ErrorKind::PermissionDenied => ErrorKind::User,
+                _ => ErrorKind::External,
+            },
+            Error::DuplicateCodecTag { .. } => ErrorKind::Internal,
             Error::DataFusion { source, .. } => datafusion_kind(source),
         }
     }
+}
 
-    /// Whether running the same thing again may succeed.
-    pub fn retryable(&self) -> bool {
-        self.kind() == ErrorKind::External
+impl Error {
+    /// A bind error of `service` on `host:port`.
+    pub fn bind(service: &'static str, host: &str, port: u16, source: std::io::Error) -> Self {
+        Error::Bind {
+            service,
+            address: format!("{host}:{port}"),
+            source,
+        }
+    }
+
+    /// A storage error on `path` (a URL), with the store's message.
+    pub fn storage(path: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Storage {
+            path: path.into(),
+            message: one_line(&message.to_string()),
+        }
     }
 
     /// Wraps a DataFusion error with what Ember was doing.
@@ -185,14 +279,19 @@ impl Error {
     }
 }
 
-/// Classifies a DataFusion error: plan and SQL errors are the user's, I/O and object store
-/// errors are external, the rest internal.
+/// Classifies a DataFusion error: plan and SQL errors are the user's, and so are execution
+/// errors (a value that does not cast, a CSV line with too many fields, a division by zero:
+/// the data or the query at run time). Ballista reports a job whose task failed on an
+/// executor as an execution error too, with the task's error as text, so a remote failure is
+/// the user's unless it is one of the I/O kinds below. I/O and object store errors are
+/// external, the rest internal.
 pub fn datafusion_kind(error: &DataFusionError) -> ErrorKind {
     match error.find_root() {
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::Configuration(_)
+        | DataFusionError::Execution(_)
         | DataFusionError::NotImplemented(_) => ErrorKind::User,
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ErrorKind::External,
         DataFusionError::ArrowError(e, _) => match e.as_ref() {
@@ -244,5 +343,23 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::User);
         let e = Error::datafusion("x", DataFusionError::Internal("bug".into()));
         assert_eq!(e.kind(), ErrorKind::Internal);
+        let e = Error::storage("hdfs://nn:9000/x", "connection refused");
+        assert_eq!((e.kind(), e.retryable()), (ErrorKind::External, true));
+        let e = Error::bind(
+            "scheduler",
+            "127.0.0.1",
+            1,
+            std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        );
+        assert_eq!(e.kind(), ErrorKind::User);
+        assert!(
+            e.to_string()
+                .starts_with("scheduler: cannot listen on 127.0.0.1:1: "),
+            "{e}"
+        );
+        assert_eq!(
+            [ErrorKind::User, ErrorKind::External, ErrorKind::Internal].map(ErrorKind::exit_code),
+            [1, 3, 4]
+        );
     }
 }

@@ -1,7 +1,8 @@
-//! Ember's core, shared by every role (client, scheduler, executor, embedded): errors, job
-//! manifests and their parameters, SQL files, Ember's SQL functions and plan nodes (the
-//! distributed Parquet sink) with their codecs, and the session every role builds the same
-//! way.
+//! Ember's core, shared by every role (client, scheduler, executor, embedded): errors and their
+//! kinds, job manifests and their parameters, SQL files, Ember's SQL functions and plan nodes
+//! (the distributed Parquet sink) with their codecs, the one session recipe every role uses
+//! ([`session::SessionBuilder`]), the runtime and object stores, the tables Ember writes (the
+//! stream sink log), the REST API's bodies, and the configuration file.
 #![warn(missing_docs)]
 
 pub mod api;
@@ -12,12 +13,15 @@ pub mod manifest;
 pub mod metrics;
 pub mod params;
 pub mod report;
+pub mod runtime;
 pub mod session;
+pub mod signal;
 pub mod sink;
 pub mod sql_file;
 pub mod storage;
+pub mod table;
 pub mod telemetry;
 pub mod threads;
 pub mod udf;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Classify, Error, ErrorKind, Result};

@@ -90,16 +90,17 @@ impl Snapshot {
 /// Binds `host:port` and serves `/metrics` in a background task; returns the bound address.
 ///
 /// # Errors
-/// One line when the port cannot be bound.
+/// [`ember_core::Error::Bind`] when the port cannot be bound.
 pub async fn serve_metrics(
     host: &str,
     port: u16,
     snapshot: Snapshot,
-) -> Result<SocketAddr, String> {
+) -> ember_core::Result<SocketAddr> {
+    let bind = |e| ember_core::Error::bind("executor metrics", host, port, e);
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
-        .map_err(|e| format!("executor metrics: cannot listen on {host}:{port}: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(bind)?;
+    let address = listener.local_addr().map_err(bind)?;
     let router =
         axum::Router::new().route(
             "/metrics",

@@ -1,9 +1,12 @@
-//! Ember's executor side: the runtime environment tasks run in (memory pool, spill folder,
-//! object stores), used by embedded mode's in-process executor, and the executor process
-//! (`ember executor`) with its task counts and `/metrics`.
+//! Ember's executor process (`ember executor`): a Ballista executor with Ember's session
+//! (functions, plan nodes, codecs, object stores, memory and spill settings), its task counts
+//! and its `/metrics`.
 #![warn(missing_docs)]
 
+pub mod config;
+pub mod error;
 pub mod http;
 pub mod process;
-pub mod runtime;
 pub mod tasks;
+
+pub use error::{Error, Result};

@@ -9,22 +9,22 @@ use std::time::{Duration, Instant};
 
 use ballista_core::RuntimeProducer;
 use ballista_core::config::TaskSchedulingPolicy;
-use ballista_core::extension::SessionConfigExt;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
-use ember_core::codec::{EmberLogicalCodec, EmberPhysicalCodec};
-use ember_core::config::ExecutorSettings;
-use ember_core::storage::EmberObjectStoreRegistry;
+use ember_core::codec::Codecs;
+use ember_core::runtime::RuntimeOptions;
+use ember_core::session::SessionBuilder;
 
-use crate::runtime::RuntimeOptions;
+use crate::config::ExecutorSettings;
+use crate::error::{Error, Result};
 use crate::tasks::{CountingEngine, TaskCounters};
 
 /// Waits until the scheduler accepts TCP connections, for at most `timeout`.
 ///
 /// # Errors
-/// One line naming the address, how long Ember waited and the last connection error.
-pub async fn wait_for_scheduler(host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+/// [`Error::SchedulerUnreachable`]: the address, how long Ember waited and the last connection
+/// error.
+pub async fn wait_for_scheduler(host: &str, port: u16, timeout: Duration) -> Result<()> {
     let started = Instant::now();
     let address = format!("{host}:{port}");
     loop {
@@ -45,45 +45,55 @@ pub async fn wait_for_scheduler(host: &str, port: u16, timeout: Duration) -> Res
             Err(e) => e.to_string(),
         };
         if started.elapsed() >= timeout {
-            return Err(format!(
-                "cannot reach the scheduler at {address} after {} s ({error}); check --scheduler / EMBER_EXECUTOR_SCHEDULER",
-                timeout.as_secs()
-            ));
+            return Err(Error::SchedulerUnreachable {
+                address,
+                seconds: timeout.as_secs(),
+                last_error: error,
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-/// Ballista's executor configuration for Ember's settings; tasks are counted in `counters`
-/// and the executor registers as `id`.
+/// Ballista's executor configuration for Ember's settings and codecs; tasks are counted in
+/// `counters` and the executor registers as `id`.
+///
+/// # Errors
+/// The session's (an option DataFusion refuses).
 pub fn process_config(
     settings: &ExecutorSettings,
+    codecs: &Codecs,
     id: &str,
     counters: Arc<TaskCounters>,
-) -> ExecutorProcessConfig {
+) -> Result<ExecutorProcessConfig> {
     let slots = settings.task_slots;
-    let storage = settings.storage.clone();
-    let work_dir = settings.work_dir.clone();
-    let config_producer =
-        Arc::new(move || ember_core::session::configure(SessionConfig::new_with_ballista(), slots));
-    // Ballista adds the memory pool on top of this runtime (its memory_pool_size).
+    // The tasks' runtime: Ember's object stores, spill files in the work folder. Ballista adds
+    // the memory pool on top of it (its memory_pool_size), so the runtime has none.
+    let runtime = RuntimeOptions {
+        storage: settings.storage.clone(),
+        memory_limit: Some(0),
+        spill_dir: settings.work_dir.clone(),
+    };
+    let session = SessionBuilder::new(codecs.clone())
+        .with_parallelism(slots)
+        .with_runtime(runtime);
+    let config = session.ballista_config()?;
+    let config_producer = Arc::new(move || config.clone());
+    let for_tasks = session.clone();
     let runtime_producer: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {
-        let mut builder = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new(&storage)));
-        if let Some(dir) = &work_dir {
-            builder = builder.with_temp_file_path(dir.clone());
-        }
-        builder.build_arc()
+        for_tasks
+            .runtime_env()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
     });
-    let state = ember_core::session::session_state(
-        ember_core::session::configure(SessionConfig::new_with_ballista(), slots),
+    let state = session.state(
+        session.ballista_config()?,
         Arc::new(datafusion::execution::runtime_env::RuntimeEnv::default()),
     );
     let memory = RuntimeOptions {
         memory_limit: settings.memory_limit,
         ..Default::default()
     };
-    ExecutorProcessConfig {
+    Ok(ExecutorProcessConfig {
         executor_id: id.to_string(),
         override_execution_engine: Some(Arc::new(CountingEngine::new(counters))),
         bind_host: settings.bind_host.clone(),
@@ -104,17 +114,17 @@ pub fn process_config(
         override_function_registry: Some(Arc::new((&state).into())),
         override_runtime_producer: Some(runtime_producer),
         override_config_producer: Some(config_producer),
-        override_logical_codec: Some(Arc::new(EmberLogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(EmberPhysicalCodec::default())),
+        override_logical_codec: Some(codecs.logical()),
+        override_physical_codec: Some(codecs.physical()),
         ..Default::default()
-    }
+    })
 }
 
-/// Runs the executor until it is stopped (SIGTERM, Ctrl-C, or the scheduler).
+/// Runs the executor with `codecs` until it is stopped (SIGTERM, Ctrl-C, or the scheduler).
 ///
 /// # Errors
-/// One line: the scheduler cannot be reached, a port is taken, …
-pub async fn run(settings: ExecutorSettings) -> Result<(), String> {
+/// The scheduler cannot be reached, a port is taken, the work folder cannot be made, …
+pub async fn run(settings: ExecutorSettings, codecs: Codecs) -> Result<()> {
     wait_for_scheduler(
         &settings.scheduler_host,
         settings.scheduler_port,
@@ -122,11 +132,14 @@ pub async fn run(settings: ExecutorSettings) -> Result<(), String> {
     )
     .await?;
     if let Some(dir) = &settings.work_dir {
-        std::fs::create_dir_all(dir).map_err(|e| format!("work dir {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ember_core::Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let id = uuid::Uuid::new_v4().to_string();
     let counters = Arc::new(TaskCounters::default());
-    let config = process_config(&settings, &id, Arc::clone(&counters));
+    let config = process_config(&settings, &codecs, &id, Arc::clone(&counters))?;
     let snapshot = crate::http::Snapshot {
         id: id.clone(),
         slots: u32::try_from(config.vcores).unwrap_or(u32::MAX),
@@ -150,5 +163,5 @@ pub async fn run(settings: ExecutorSettings) -> Result<(), String> {
     );
     start_executor_process(Arc::new(config))
         .await
-        .map_err(|e| ember_core::error::one_line(&format!("executor stopped: {e}")))
+        .map_err(|e| Error::Stopped(ember_core::error::one_line(&e.to_string())))
 }

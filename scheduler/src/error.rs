@@ -1,90 +1,37 @@
-//! Errors of running a job. Each renders as one line naming what was wrong and where (the
-//! input and its path, the SQL file and line, the output folder).
+//! Errors of starting and running the scheduler process. Each renders as one line.
 
-use datafusion::error::DataFusionError;
-use ember_core::error::{ErrorKind, datafusion_kind, one_line};
+use ember_core::error::{Classify, ErrorKind};
 
 /// `Result` with the scheduler's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Errors of the job runner and its output committer.
+/// Errors of the scheduler process.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Loading or resolving the job failed (manifest, parameters, SQL files).
+    /// Ballista refuses the scheduler's configuration.
+    #[error("scheduler configuration: {0}")]
+    InvalidConfig(String),
+
+    /// Ballista's scheduler cannot start (its cluster state, its task manager).
+    #[error("scheduler: {0}")]
+    Ballista(String),
+
+    /// A listener (the scheduler's port, Flight SQL's) or the web side failed.
+    #[error(transparent)]
+    Serving(#[from] ember_serving::Error),
+
+    /// The session of the scheduler's own queries cannot be built.
     #[error(transparent)]
     Core(#[from] ember_core::Error),
-
-    /// An input cannot be used: no file matches, unknown encoding, duplicate keys, …
-    #[error("input `{input}` ({path}): {message}")]
-    Input {
-        /// The input's table name.
-        input: String,
-        /// Its path as given.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-
-    /// The output cannot be planned or written (partition column missing, bad path, …).
-    #[error("output {path}: {message}")]
-    Output {
-        /// The output path as given.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-
-    /// Row counts do not reconcile (`rows_read != rows_valid + rows_quarantined`): a query
-    /// lost or duplicated rows. Nothing was committed.
-    #[error("row counts do not reconcile, nothing was committed: {0}")]
-    Reconcile(String),
-
-    /// A storage operation of the committer failed.
-    #[error("{context}: {source}")]
-    Storage {
-        /// What the committer was doing, with the path.
-        context: String,
-        /// The object store error.
-        #[source]
-        source: object_store::Error,
-    },
-
-    /// DataFusion or Ballista failed while executing a step of the job.
-    #[error("{context}: {}", one_line(&source.strip_backtrace()))]
-    Execution {
-        /// The step (e.g. "writing the output").
-        context: String,
-        /// The error.
-        #[source]
-        source: Box<DataFusionError>,
-    },
 }
 
-impl Error {
-    /// Who has to act on this error.
-    pub fn kind(&self) -> ErrorKind {
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
         match self {
+            Error::InvalidConfig(_) => ErrorKind::User,
+            Error::Ballista(_) => ErrorKind::Internal,
+            Error::Serving(e) => e.kind(),
             Error::Core(e) => e.kind(),
-            Error::Input { .. } | Error::Output { .. } => ErrorKind::User,
-            Error::Reconcile(_) => ErrorKind::Internal,
-            Error::Storage { .. } => ErrorKind::External,
-            Error::Execution { source, .. } => datafusion_kind(source),
-        }
-    }
-
-    /// Wraps a DataFusion error with the step that failed.
-    pub fn execution(context: impl Into<String>, source: DataFusionError) -> Self {
-        Error::Execution {
-            context: context.into(),
-            source: Box::new(source),
-        }
-    }
-
-    /// Wraps an object store error with what the committer was doing.
-    pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
-        Error::Storage {
-            context: context.into(),
-            source,
         }
     }
 }

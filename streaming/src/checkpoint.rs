@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::dir::Dir;
+use ember_core::api::BatchCounts;
+use ember_core::storage::Dir;
+
 use crate::error::{Error, Result};
 use crate::watermark::Watermark;
 
@@ -68,19 +70,9 @@ pub struct BatchCommit {
     pub batch_id: u64,
     /// Watermark state after the batch.
     pub watermark: Watermark,
-    /// Messages read.
-    pub records: i64,
-    /// Offsets of the plan that held no message (removed by retention or compaction).
-    #[serde(default)]
-    pub offsets_skipped: i64,
-    /// Valid events (not late).
-    pub events: u64,
-    /// Quarantined messages by reason (`late` included).
-    pub quarantined: BTreeMap<String, u64>,
-    /// Windows emitted (output rows).
-    pub rows_written: u64,
-    /// Events kept in the state for windows still open.
-    pub state_events: u64,
+    /// What the batch read, rejected and wrote (flattened in the JSON file).
+    #[serde(flatten)]
+    pub counts: BatchCounts,
     /// Wall time of the batch, ms.
     pub duration_ms: u64,
     /// Wall time per phase, ms: `read` (Kafka) and `parse` in this process, or `scan` (read and
@@ -151,7 +143,7 @@ impl Checkpoint {
             path: format!("{}/{rel}", self.dir.url()),
             message: e.to_string(),
         })?;
-        self.dir.put(rel, Bytes::from(json)).await
+        Ok(self.dir.put(rel, Bytes::from(json)).await?)
     }
 
     /// Where to resume.
@@ -195,9 +187,10 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::Storage`] when it cannot be written.
     pub async fn save_state(&self, batch_id: u64, parquet: Bytes) -> Result<()> {
-        self.dir
+        Ok(self
+            .dir
             .put(&format!("state/{batch_id}.parquet"), parquet)
-            .await
+            .await?)
     }
 
     /// The state after batch `batch_id`; `None` when there is none (no batch yet).
@@ -205,7 +198,7 @@ impl Checkpoint {
     /// # Errors
     /// [`Error::Storage`] for read failures.
     pub async fn load_state(&self, batch_id: u64) -> Result<Option<Bytes>> {
-        self.dir.get(&format!("state/{batch_id}.parquet")).await
+        Ok(self.dir.get(&format!("state/{batch_id}.parquet")).await?)
     }
 
     /// Marks a batch committed, then deletes the files of batches older than

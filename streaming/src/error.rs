@@ -1,14 +1,15 @@
 //! Errors of streaming jobs: one line each, saying what was wrong and where (manifest line,
 //! topic and partition, offset, checkpoint file).
 
-use ember_core::ErrorKind;
+use ember_core::error::{Classify, ErrorKind};
 
 /// A streaming job's error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The job definition (manifest, parameters, SQL) is wrong.
+    /// The job definition (manifest, parameters, SQL) is wrong, or the output or checkpoint
+    /// storage failed: core's errors.
     #[error(transparent)]
-    Job(#[from] ember_core::Error),
+    Core(#[from] ember_core::Error),
     /// A Kafka call failed: which call, on which brokers/topic/partition.
     #[error("kafka {context}: {message}")]
     Kafka {
@@ -23,14 +24,6 @@ pub enum Error {
         /// The checkpoint file or folder.
         path: String,
         /// What is wrong.
-        message: String,
-    },
-    /// Reading or writing the output or checkpoint storage failed.
-    #[error("storage {path}: {message}")]
-    Storage {
-        /// The file or folder.
-        path: String,
-        /// The store's message.
         message: String,
     },
     /// The Ballista scheduler of `ember submit` cannot be reached.
@@ -51,14 +44,12 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl Classify for Error {
     /// Who has to act: the user (job, data), an external system (Kafka, storage), or Ember.
-    pub fn kind(&self) -> ErrorKind {
+    fn kind(&self) -> ErrorKind {
         match self {
-            Error::Job(e) | Error::Query { source: e, .. } => e.kind(),
-            Error::Kafka { .. } | Error::Storage { .. } | Error::Scheduler { .. } => {
-                ErrorKind::External
-            }
+            Error::Core(e) | Error::Query { source: e, .. } => e.kind(),
+            Error::Kafka { .. } | Error::Scheduler { .. } => ErrorKind::External,
             Error::Checkpoint { .. } => ErrorKind::User,
         }
     }

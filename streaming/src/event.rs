@@ -32,12 +32,12 @@ pub const PRICE_PRECISION: u8 = 18;
 /// See [`PRICE_PRECISION`].
 pub const PRICE_SCALE: i8 = 4;
 
-/// Schema of parsed events, the `events` table a streaming job's SQL reads:
-/// `event_time` Timestamp(µs, UTC as no time zone), `store_id` Utf8?, `product_id` Utf8,
-/// `category` Utf8?, `transaction_type` Utf8 (`SALE` | `RETURN`), `quantity` Int64 (> 0),
-/// `unit_price` Decimal(18,4), `kafka_partition` Int32, `kafka_offset` Int64.
-pub static EVENT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    Arc::new(Schema::new(vec![
+/// The event's own columns, in order: `event_time` Timestamp(µs, UTC as no time zone),
+/// `store_id` Utf8?, `product_id` Utf8, `category` Utf8?, `transaction_type` Utf8 (`SALE` |
+/// `RETURN`), `quantity` Int64 (> 0), `unit_price` Decimal(18,4). [`EVENT_SCHEMA`] and the Kafka
+/// scan's rows (`crate::scan::SCAN_SCHEMA`, nullable there) are both made of them.
+pub static EVENT_FIELDS: LazyLock<Vec<Field>> = LazyLock::new(|| {
+    vec![
         Field::new(
             "event_time",
             DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -53,9 +53,16 @@ pub static EVENT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::Decimal128(PRICE_PRECISION, PRICE_SCALE),
             false,
         ),
-        Field::new("kafka_partition", DataType::Int32, false),
-        Field::new("kafka_offset", DataType::Int64, false),
-    ]))
+    ]
+});
+
+/// Schema of parsed events, the `events` table a streaming job's SQL reads: the
+/// [`EVENT_FIELDS`], then `kafka_partition` Int32 and `kafka_offset` Int64.
+pub static EVENT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = EVENT_FIELDS.clone();
+    fields.push(Field::new("kafka_partition", DataType::Int32, false));
+    fields.push(Field::new("kafka_offset", DataType::Int64, false));
+    Arc::new(Schema::new(fields))
 });
 
 /// Schema of quarantined messages (`<output>/_quarantine/`): `topic` Utf8, `partition` Int32,

@@ -22,6 +22,9 @@ use crate::error::{Error, Result};
 /// Bound of every metadata and offset request to the brokers.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Longest wait for the brokers to deliver a planned range.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One message read: partition, offset, payload (empty for a NULL value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

@@ -5,7 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
-pub mod dir;
 pub mod engine;
 pub mod error;
 pub mod event;

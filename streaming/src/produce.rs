@@ -69,10 +69,7 @@ pub struct Produced {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Storage {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+    ember_core::Error::storage(path.display().to_string(), e).into()
 }
 
 /// Counts messages the brokers did not acknowledge (librdkafka reports them once retries are
@@ -138,7 +135,7 @@ fn synthetic(i: u64, rng: &mut rand::rngs::StdRng) -> (String, String) {
 ///
 /// # Errors
 /// [`Error::Kafka`] when the topic cannot be created or a message is not delivered;
-/// [`Error::Storage`] when the CSV cannot be read.
+/// [`ember_core::Error::Storage`] when the CSV cannot be read.
 pub async fn produce(source: &EventSource, options: &ProduceOptions) -> Result<Produced> {
     let started = Instant::now();
     let created_topic = ensure_topic(

@@ -16,9 +16,9 @@
 //! partitions, shuffle readers), and runs every partition of a leaf it does not know in every
 //! task. A leaf holding the ranges would be read whole by each task.
 //!
-//! Both nodes are encoded as JSON ([`ScanSpec`], [`ScanSource`]) behind tag [`TAG_KAFKA_SCAN`] by
-//! [`KafkaScanNodes`], which [`register_codec`] adds to Ember's codecs; the ranges' source is
-//! encoded by DataFusion's own codec.
+//! Both nodes are encoded as JSON ([`ScanSpec`], [`ScanSource`]) behind tag
+//! [`CodecTag::KafkaScan`] by [`KafkaScanNodes`], which [`codecs`] adds to Ember's codecs; the
+//! ranges' source is encoded by DataFusion's own codec.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,7 +29,7 @@ use datafusion::arrow::array::{
     StringBuilder,
 };
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit,
+    DataType, Decimal128Type, Field, Int32Type, Int64Type, Schema, SchemaRef,
     TimestampMicrosecondType,
 };
 use datafusion::arrow::error::ArrowError;
@@ -47,17 +47,14 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
     PhysicalExpr, PlanProperties,
 };
-use ember_core::codec::ExtensionNodes;
+use ember_core::codec::{CodecTag, Codecs, ExtensionNodes};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::OffsetRange;
-use crate::event::{self, Event, EventColumns, Origin, PRICE_PRECISION, PRICE_SCALE, Rejected};
+use crate::event::{self, Event, EventColumns, Origin, Rejected};
 use crate::kafka::{KafkaSource, Record};
 use crate::watermark::Watermark;
-
-/// Codec tag of [`KafkaBatchTable`] and [`KafkaScanExec`].
-pub const TAG_KAFKA_SCAN: u8 = 16;
 
 /// The scan's input, one row per range and one partition per range: `kafka_partition` Int32,
 /// `start` Int64, `end` Int64 (offsets, end exclusive).
@@ -71,27 +68,21 @@ pub static RANGE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// One row per message read: `kafka_partition` Int32, `kafka_offset` Int64, `reason` Utf8
 /// (NULL for a valid event, else the quarantine reason incl. `late`), `value` Utf8 (the raw
-/// message of a rejected one, invalid UTF-8 replaced; NULL for a valid event), then the event's
-/// columns as in [`event::EVENT_SCHEMA`] but nullable (`event_time` is also set for `late`).
+/// message of a rejected one, invalid UTF-8 replaced; NULL for a valid event), then the
+/// [`event::EVENT_FIELDS`], nullable (`event_time` is also set for `late`).
 pub static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let ts = DataType::Timestamp(TimeUnit::Microsecond, None);
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
         Field::new("reason", DataType::Utf8, true),
         Field::new("value", DataType::Utf8, true),
-        Field::new("event_time", ts, true),
-        Field::new("store_id", DataType::Utf8, true),
-        Field::new("product_id", DataType::Utf8, true),
-        Field::new("category", DataType::Utf8, true),
-        Field::new("transaction_type", DataType::Utf8, true),
-        Field::new("quantity", DataType::Int64, true),
-        Field::new(
-            "unit_price",
-            DataType::Decimal128(PRICE_PRECISION, PRICE_SCALE),
-            true,
-        ),
-    ]))
+    ];
+    fields.extend(
+        event::EVENT_FIELDS
+            .iter()
+            .map(|f| f.clone().with_nullable(true)),
+    );
+    Arc::new(Schema::new(fields))
 });
 
 /// A message of a batch, parsed and checked against the watermark before the batch.
@@ -443,7 +434,7 @@ fn read_range(spec: &ScanSource, range: OffsetRange) -> DfResult<RecordBatch> {
     let kafka = |e: crate::Error| DataFusionError::External(Box::new(e));
     let source = consumer(spec, range.partition).map_err(kafka)?;
     let records = source
-        .read(&[range], crate::engine::READ_TIMEOUT)
+        .read(&[range], crate::kafka::READ_TIMEOUT)
         .map_err(kafka)?;
     let messages: Vec<Message> = records
         .iter()
@@ -548,8 +539,8 @@ fn json_error(e: serde_json::Error) -> DataFusionError {
 }
 
 impl ExtensionNodes for KafkaScanNodes {
-    fn tag(&self) -> u8 {
-        TAG_KAFKA_SCAN
+    fn tag(&self) -> CodecTag {
+        CodecTag::KafkaScan
     }
 
     fn encode_table(&self, table: &dyn TableProvider) -> Option<DfResult<Vec<u8>>> {
@@ -588,10 +579,13 @@ impl ExtensionNodes for KafkaScanNodes {
     }
 }
 
-/// Adds the Kafka scan to this process's plan codecs (see [`ember_core::codec`]). Every role
-/// that may see a stream's plan calls it: the driver, the scheduler and the executors.
-pub fn register_codec() {
-    ember_core::codec::register_extension(Arc::new(KafkaScanNodes));
+/// `codecs` and the Kafka scan's nodes: what every role needs to run a stream's micro-batches
+/// on a cluster (the driver, the scheduler, the executors).
+///
+/// # Errors
+/// [`ember_core::Error::DuplicateCodecTag`] when `codecs` already has nodes with the scan's tag.
+pub fn codecs(codecs: Codecs) -> ember_core::Result<Codecs> {
+    codecs.with(Arc::new(KafkaScanNodes))
 }
 
 #[cfg(test)]

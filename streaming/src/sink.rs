@@ -10,7 +10,7 @@
 //!
 //! Each file is written whole (a temporary file, then a rename), so readers never see a part
 //! of a file. Once every file of a batch is written, the batch's entry in the sink log
-//! `<output>/_ember_sink/<batch id>.json` lists them ([`SinkLogEntry`]), as Spark's
+//! `<output>/_ember_sink/<batch id>.json` lists them (`ember_core::table::sink_log`), as Spark's
 //! FileStreamSink writes `_spark_metadata/<batch id>`. Readers that go through the log (Ember's
 //! Flight SQL tables) see a batch's windows all at once or not at all. Readers that list the
 //! folders may see some files of a batch in flight.
@@ -26,35 +26,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::dir::Dir;
 use crate::error::{Error, Result};
+use ember_core::storage::Dir;
 
 use ember_core::sink::HIVE_DEFAULT_PARTITION;
-
-/// Folder of the sink log, below the output.
-pub const SINK_LOG: &str = "_ember_sink";
-
-/// One batch's entry in the sink log: `{"batch_id": 42, "files": ["window_date=…/…parquet"]}`,
-/// the data files of the batch relative to the output folder.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SinkLogEntry {
-    /// The micro-batch.
-    pub batch_id: u64,
-    /// Its data files, relative to the output folder.
-    pub files: Vec<String>,
-}
-
-/// Writes batch `batch_id`'s sink log entry (a replay writes the same entry again).
-///
-/// # Errors
-/// [`Error::Storage`] when it cannot be written.
-pub async fn log_batch(output: &Dir, batch_id: u64, files: Vec<String>) -> Result<()> {
-    let entry = SinkLogEntry { batch_id, files };
-    let json = serde_json::to_vec(&entry).map_err(|e| arrow_error(output.url(), e))?;
-    output
-        .put(&format!("{SINK_LOG}/{batch_id:08}.json"), Bytes::from(json))
-        .await
-}
 
 /// The file name of batch `batch_id`'s data in each partition folder.
 pub fn file_name(batch_id: u64) -> String {
@@ -62,16 +37,13 @@ pub fn file_name(batch_id: u64) -> String {
 }
 
 fn arrow_error(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Storage {
-        path: what.to_string(),
-        message: e.to_string(),
-    }
+    ember_core::Error::storage(what, e).into()
 }
 
 /// Encodes batches as one Parquet file (zstd), in memory.
 ///
 /// # Errors
-/// [`Error::Storage`] when encoding fails.
+/// [`ember_core::Error::Storage`] when encoding fails.
 pub fn to_parquet(schema: &Schema, batches: &[RecordBatch]) -> Result<Bytes> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
@@ -97,7 +69,7 @@ pub fn to_parquet(schema: &Schema, batches: &[RecordBatch]) -> Result<Bytes> {
 /// Decodes a Parquet file held in memory.
 ///
 /// # Errors
-/// [`Error::Storage`] naming `what` when the bytes are not Parquet.
+/// [`ember_core::Error::Storage`] naming `what` when the bytes are not Parquet.
 pub fn from_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| arrow_error(what, e))?
@@ -112,7 +84,7 @@ pub fn from_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
 /// partition folder named by `batch_id`. Returns the files written (relative to `output`).
 ///
 /// # Errors
-/// [`Error::Storage`] when a partition column is missing or a file cannot be written.
+/// [`ember_core::Error::Storage`] when a partition column is missing or a file cannot be written.
 pub async fn write_partitioned(
     output: &Dir,
     batch_id: u64,
@@ -129,9 +101,11 @@ pub async fn write_partitioned(
     }
     let mut keys = Vec::with_capacity(partition_by.len());
     for name in partition_by {
-        let column = all.column_by_name(name).ok_or_else(|| Error::Storage {
-            path: output.url().to_string(),
-            message: format!("partition column `{name}` is not produced by the query"),
+        let column = all.column_by_name(name).ok_or_else(|| {
+            arrow_error(
+                output.url(),
+                format!("partition column `{name}` is not produced by the query"),
+            )
         })?;
         keys.push(cast(column, &DataType::Utf8).map_err(|e| arrow_error(output.url(), e))?);
     }

@@ -20,7 +20,7 @@ use crate::event::EVENT_SCHEMA;
 pub const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
 
 fn invalid(sql: &SqlFile, message: String) -> Error {
-    Error::Job(ember_core::Error::InvalidJob {
+    Error::Core(ember_core::Error::InvalidJob {
         path: sql.path.clone(),
         message,
     })
@@ -29,7 +29,7 @@ fn invalid(sql: &SqlFile, message: String) -> Error {
 /// Plans `sql` over an empty `events` table and returns its window shape.
 ///
 /// # Errors
-/// The SQL's planning error (file, line, column); [`Error::Job`] when it has no or several
+/// The SQL's planning error (file, line, column); [`Error::Core`] when it has no or several
 /// window calls, lacks `window_start`/`window_end`, or lacks a partition column.
 pub async fn analyze(
     ctx: &SessionContext,
@@ -37,14 +37,14 @@ pub async fn analyze(
     partition_by: &[String],
 ) -> Result<WindowSpec> {
     let empty = MemTable::try_new(EVENT_SCHEMA.clone(), vec![vec![]])
-        .map_err(|e| Error::Job(ember_core::Error::datafusion("events table", e)))?;
+        .map_err(|e| Error::Core(ember_core::Error::datafusion("events table", e)))?;
     let _ = ctx.deregister_table("events");
     ctx.register_table("events", Arc::new(empty))
-        .map_err(|e| Error::Job(ember_core::Error::datafusion("events table", e)))?;
+        .map_err(|e| Error::Core(ember_core::Error::datafusion("events table", e)))?;
     let df = ctx
         .sql(&sql.text)
         .await
-        .map_err(|e| Error::Job(sql.error(e)))?;
+        .map_err(|e| Error::Core(sql.error(e)))?;
     let schema = df.schema().clone();
     for name in WINDOW_COLUMNS {
         match schema.field_with_unqualified_name(name) {
@@ -104,7 +104,7 @@ pub async fn analyze(
                 })
             })
         })
-        .map_err(|e| Error::Job(sql.error(e)))?;
+        .map_err(|e| Error::Core(sql.error(e)))?;
     if let Some(p) = problem {
         return Err(invalid(sql, p));
     }

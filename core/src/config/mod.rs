@@ -1,4 +1,7 @@
-//! Configuration of Ember's processes (`ember scheduler`, `ember executor`).
+//! Configuration of Ember's processes: the one TOML file every role reads ([`ConfigFile`], each
+//! role its sections), the settings every role shares (storage, the REST token) and the
+//! parsers of human values. Each role's own flags live with the role
+//! (`ember_scheduler::config`, `ember_executor::config`, `ember_serving::config`).
 //!
 //! Every setting can be given as a flag, as an `EMBER_<SECTION>_<KEY>` environment variable, or
 //! in a TOML file named by `--config` / `EMBER_CONFIG`. Flags win over the environment (clap),
@@ -42,9 +45,7 @@ use crate::error::{Error, Location, Result};
 
 mod flight_sql;
 
-pub use flight_sql::{
-    FlightSqlArgs, FlightSqlFile, FlightSqlSettings, Secret, TableFile, ViewFile,
-};
+pub use flight_sql::{FlightSqlFile, Secret, TableFile, ViewFile, parquet};
 
 /// The TOML configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -64,7 +65,8 @@ pub struct ConfigFile {
     pub flight_sql: FlightSqlFile,
 }
 
-/// `[scheduler]` of the configuration file; see [`SchedulerArgs`] for each key.
+/// `[scheduler]` of the configuration file; see `ember_scheduler::config::SchedulerArgs` for
+/// each key.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
@@ -76,7 +78,8 @@ pub struct SchedulerFile {
     pub partitions: Option<usize>,
 }
 
-/// `[executor]` of the configuration file; see [`ExecutorArgs`] for each key.
+/// `[executor]` of the configuration file; see `ember_executor::config::ExecutorArgs` for each
+/// key.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
@@ -131,13 +134,17 @@ impl ConfigFile {
         })
     }
 
-    fn load_optional(path: Option<&Path>) -> Result<Self> {
+    /// [`ConfigFile::load`] when a file is named, the defaults otherwise.
+    ///
+    /// # Errors
+    /// As [`ConfigFile::load`].
+    pub fn load_optional(path: Option<&Path>) -> Result<Self> {
         path.map_or_else(|| Ok(Self::default()), Self::load)
     }
 }
 
 /// An invalid setting: which one (flag and variable) and why.
-pub(crate) fn invalid(setting: &str, message: impl std::fmt::Display) -> Error {
+pub fn invalid(setting: &str, message: impl std::fmt::Display) -> Error {
     Error::InvalidSetting {
         setting: setting.to_string(),
         message: message.to_string(),
@@ -207,7 +214,11 @@ pub struct StorageSettings {
 }
 
 impl StorageSettings {
-    fn resolve(args: &StorageArgs, file: &StorageFile) -> Result<Self> {
+    /// Resolves storage flags over the file's `[storage]`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for an option that is not `key=value`.
+    pub fn resolve(args: &StorageArgs, file: &StorageFile) -> Result<Self> {
         let mut hdfs_options = file.hdfs.options.clone();
         for option in &args.hdfs_options {
             let (k, v) = option.split_once('=').ok_or_else(|| {
@@ -238,169 +249,6 @@ impl StorageSettings {
     }
 }
 
-/// Flags of `ember scheduler`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct SchedulerArgs {
-    /// TOML configuration file (flags and EMBER_* variables override it).
-    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0].
-    #[arg(long, env = "EMBER_SCHEDULER_BIND_HOST", value_name = "HOST")]
-    pub bind_host: Option<String>,
-    /// Port of gRPC (executors, clients) and the REST API; 0 picks a free port [default: 50050].
-    #[arg(long, env = "EMBER_SCHEDULER_PORT")]
-    pub port: Option<u16>,
-    /// Host name the scheduler advertises [default: the bind host, or localhost for 0.0.0.0].
-    #[arg(long, env = "EMBER_SCHEDULER_EXTERNAL_HOST", value_name = "HOST")]
-    pub external_host: Option<String>,
-    /// An executor silent this long is lost; its tasks run again elsewhere [default: 60s].
-    #[arg(
-        long,
-        env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT",
-        value_name = "DURATION"
-    )]
-    pub executor_timeout: Option<String>,
-    /// Partitions per stage (tasks per stage) of submitted jobs [default: 4].
-    #[arg(long, env = "EMBER_SCHEDULER_PARTITIONS")]
-    pub partitions: Option<usize>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub storage: StorageArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub flight_sql: FlightSqlArgs,
-}
-
-/// Resolved settings of `ember scheduler`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchedulerSettings {
-    /// Address to listen on.
-    pub bind_host: String,
-    /// Port of gRPC and the REST API (0: a free one).
-    pub port: u16,
-    /// Advertised host name.
-    pub external_host: String,
-    /// Executor loss timeout.
-    pub executor_timeout: Duration,
-    /// Partitions per stage of submitted jobs.
-    pub partitions: usize,
-    /// Storage settings.
-    pub storage: StorageSettings,
-    /// The Flight SQL endpoint.
-    pub flight_sql: FlightSqlSettings,
-}
-
-impl SchedulerSettings {
-    /// Default port of the scheduler (Ballista's).
-    pub const DEFAULT_PORT: u16 = 50050;
-
-    /// Resolves flags and variables over the configuration file over defaults.
-    ///
-    /// # Errors
-    /// The configuration file's errors, and [`Error::InvalidSetting`] for a bad value.
-    pub fn resolve(args: &SchedulerArgs) -> Result<Self> {
-        let file = ConfigFile::load_optional(args.config.as_deref())?;
-        let f = &file.scheduler;
-        let bind_host = args
-            .bind_host
-            .clone()
-            .or_else(|| f.bind_host.clone())
-            .unwrap_or_else(|| "0.0.0.0".into());
-        let external_host = args
-            .external_host
-            .clone()
-            .or_else(|| f.external_host.clone())
-            .unwrap_or_else(|| {
-                if bind_host == "0.0.0.0" {
-                    "localhost".into()
-                } else {
-                    bind_host.clone()
-                }
-            });
-        let timeout = args
-            .executor_timeout
-            .clone()
-            .or_else(|| f.executor_timeout.clone())
-            .unwrap_or_else(|| "60s".into());
-        let partitions = args.partitions.or(f.partitions).unwrap_or(4);
-        if partitions == 0 {
-            return Err(invalid(
-                "--partitions / EMBER_SCHEDULER_PARTITIONS",
-                "must be at least 1",
-            ));
-        }
-        Ok(Self {
-            bind_host,
-            port: args.port.or(f.port).unwrap_or(Self::DEFAULT_PORT),
-            external_host,
-            executor_timeout: parse_duration(
-                "--executor-timeout / EMBER_SCHEDULER_EXECUTOR_TIMEOUT",
-                &timeout,
-            )?,
-            partitions,
-            storage: StorageSettings::resolve(&args.storage, &file.storage)?,
-            flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
-        })
-    }
-}
-
-/// Flags of `ember executor`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ExecutorArgs {
-    /// TOML configuration file (flags and EMBER_* variables override it).
-    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The scheduler, HOST:PORT [default: localhost:50050].
-    #[arg(long, env = "EMBER_EXECUTOR_SCHEDULER", value_name = "HOST:PORT")]
-    pub scheduler: Option<String>,
-    /// Address to listen on [default: 0.0.0.0].
-    #[arg(long, env = "EMBER_EXECUTOR_BIND_HOST", value_name = "HOST")]
-    pub bind_host: Option<String>,
-    /// Host name other executors and clients use to fetch this executor's shuffle output
-    /// [default: the bind host, or the machine's host name for 0.0.0.0].
-    #[arg(long, env = "EMBER_EXECUTOR_EXTERNAL_HOST", value_name = "HOST")]
-    pub external_host: Option<String>,
-    /// Arrow Flight port (shuffle reads) [default: 50051].
-    #[arg(long, env = "EMBER_EXECUTOR_PORT")]
-    pub port: Option<u16>,
-    /// gRPC port [default: 50052].
-    #[arg(long, env = "EMBER_EXECUTOR_GRPC_PORT")]
-    pub grpc_port: Option<u16>,
-    /// HTTP port of the executor's Prometheus `/metrics` [default: 50053].
-    #[arg(long, env = "EMBER_EXECUTOR_METRICS_PORT")]
-    pub metrics_port: Option<u16>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub token: TokenArgs,
-    /// Tasks run at once [default: CPU cores].
-    #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS")]
-    pub task_slots: Option<usize>,
-    /// Memory of running tasks before operators spill, e.g. 2GB; 0 = unbounded
-    /// [default: 512MiB per task slot].
-    #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
-    pub memory_limit: Option<String>,
-    /// Folder for shuffle and spill files [default: a temporary folder].
-    #[arg(long, env = "EMBER_EXECUTOR_WORK_DIR", value_name = "DIR")]
-    pub work_dir: Option<PathBuf>,
-    /// How often the executor reports to the scheduler [default: 5s].
-    #[arg(
-        long,
-        env = "EMBER_EXECUTOR_HEARTBEAT_INTERVAL",
-        value_name = "DURATION"
-    )]
-    pub heartbeat_interval: Option<String>,
-    /// Give up when the scheduler cannot be reached this long at start [default: 30s].
-    #[arg(
-        long,
-        env = "EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT",
-        value_name = "DURATION"
-    )]
-    pub scheduler_connect_timeout: Option<String>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub storage: StorageArgs,
-}
-
 /// The bearer token a command sends to the scheduler's REST API (or `ember serve`'s) when Flight
 /// SQL authentication is on there: a static token of `[flight_sql]`.
 #[derive(Debug, Clone, Default, Args)]
@@ -414,39 +262,6 @@ pub struct TokenArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
-}
-
-/// Resolved settings of `ember executor`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecutorSettings {
-    /// Scheduler host.
-    pub scheduler_host: String,
-    /// Scheduler port.
-    pub scheduler_port: u16,
-    /// Address to listen on.
-    pub bind_host: String,
-    /// Advertised host name.
-    pub external_host: String,
-    /// Arrow Flight port.
-    pub port: u16,
-    /// gRPC port.
-    pub grpc_port: u16,
-    /// HTTP port of `/metrics`.
-    pub metrics_port: u16,
-    /// Bearer token for the scheduler's REST API.
-    pub token: Option<Secret>,
-    /// Task slots.
-    pub task_slots: usize,
-    /// Memory limit in bytes (`Some(0)`: unbounded; `None`: 512 MiB per slot).
-    pub memory_limit: Option<u64>,
-    /// Work folder.
-    pub work_dir: Option<PathBuf>,
-    /// Heartbeat interval.
-    pub heartbeat_interval: Duration,
-    /// Connect timeout at start.
-    pub scheduler_connect_timeout: Duration,
-    /// Storage settings.
-    pub storage: StorageSettings,
 }
 
 /// Splits `HOST:PORT`.
@@ -476,170 +291,4 @@ pub fn machine_hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-}
-
-impl ExecutorSettings {
-    /// Resolves flags and variables over the configuration file over defaults.
-    ///
-    /// # Errors
-    /// The configuration file's errors, and [`Error::InvalidSetting`] for a bad value.
-    pub fn resolve(args: &ExecutorArgs) -> Result<Self> {
-        let file = ConfigFile::load_optional(args.config.as_deref())?;
-        let f = &file.executor;
-        let scheduler = args
-            .scheduler
-            .clone()
-            .or_else(|| f.scheduler.clone())
-            .unwrap_or_else(|| "localhost:50050".into());
-        let (scheduler_host, scheduler_port) =
-            parse_host_port("--scheduler / EMBER_EXECUTOR_SCHEDULER", &scheduler)?;
-        let bind_host = args
-            .bind_host
-            .clone()
-            .or_else(|| f.bind_host.clone())
-            .unwrap_or_else(|| "0.0.0.0".into());
-        let external_host = args
-            .external_host
-            .clone()
-            .or_else(|| f.external_host.clone())
-            .unwrap_or_else(|| {
-                if bind_host == "0.0.0.0" {
-                    // As Spark advertises a host: the machine's name, which other machines (and
-                    // other containers of a compose network) resolve.
-                    machine_hostname().unwrap_or_else(|| "localhost".into())
-                } else {
-                    bind_host.clone()
-                }
-            });
-        let task_slots = args
-            .task_slots
-            .or(f.task_slots)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        if task_slots == 0 {
-            return Err(invalid(
-                "--task-slots / EMBER_EXECUTOR_TASK_SLOTS",
-                "must be at least 1",
-            ));
-        }
-        let memory_limit = match args.memory_limit.clone().or_else(|| f.memory_limit.clone()) {
-            Some(text) => Some(parse_size(
-                "--memory-limit / EMBER_EXECUTOR_MEMORY_LIMIT",
-                &text,
-            )?),
-            None => None,
-        };
-        let heartbeat = args
-            .heartbeat_interval
-            .clone()
-            .or_else(|| f.heartbeat_interval.clone())
-            .unwrap_or_else(|| "5s".into());
-        let connect = args
-            .scheduler_connect_timeout
-            .clone()
-            .or_else(|| f.scheduler_connect_timeout.clone())
-            .unwrap_or_else(|| "30s".into());
-        Ok(Self {
-            scheduler_host,
-            scheduler_port,
-            bind_host,
-            external_host,
-            port: args.port.or(f.port).unwrap_or(50051),
-            grpc_port: args.grpc_port.or(f.grpc_port).unwrap_or(50052),
-            metrics_port: args.metrics_port.or(f.metrics_port).unwrap_or(50053),
-            token: args.token.token.clone().map(Secret::new),
-            task_slots,
-            memory_limit,
-            work_dir: args.work_dir.clone().or_else(|| f.work_dir.clone()),
-            heartbeat_interval: parse_duration(
-                "--heartbeat-interval / EMBER_EXECUTOR_HEARTBEAT_INTERVAL",
-                &heartbeat,
-            )?,
-            scheduler_connect_timeout: parse_duration(
-                "--scheduler-connect-timeout / EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT",
-                &connect,
-            )?,
-            storage: StorageSettings::resolve(&args.storage, &file.storage)?,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_win_over_the_file_which_wins_over_defaults() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ember.toml");
-        std::fs::write(
-            &path,
-            "[executor]\nscheduler = \"sched:6000\"\ntask_slots = 3\nmemory_limit = \"1GiB\"\n\n[storage.hdfs]\nuser = \"etl\"\noptions = { \"a\" = \"1\" }\n",
-        )
-        .expect("write");
-        let args = ExecutorArgs {
-            config: Some(path.clone()),
-            task_slots: Some(5),
-            storage: StorageArgs {
-                hdfs_namenode: None,
-                hdfs_user: None,
-                hdfs_options: vec!["b=2".into()],
-            },
-            ..Default::default()
-        };
-        let s = ExecutorSettings::resolve(&args).expect("resolve");
-        assert_eq!(
-            (s.scheduler_host.as_str(), s.scheduler_port),
-            ("sched", 6000)
-        );
-        assert_eq!(s.task_slots, 5, "flag wins");
-        assert_eq!(s.memory_limit, Some(1 << 30), "file value");
-        assert_eq!(s.port, 50051, "default");
-        assert_eq!(s.heartbeat_interval, Duration::from_secs(5));
-        assert_eq!(s.storage.hdfs_user.as_deref(), Some("etl"));
-        assert_eq!(s.storage.hdfs_options.len(), 2);
-    }
-
-    #[test]
-    fn bad_values_name_the_setting() {
-        let args = ExecutorArgs {
-            heartbeat_interval: Some("5 parsecs".into()),
-            ..Default::default()
-        };
-        let err = ExecutorSettings::resolve(&args)
-            .expect_err("bad duration")
-            .to_string();
-        assert!(err.starts_with("--heartbeat-interval / EMBER_EXECUTOR_HEARTBEAT_INTERVAL: `5 parsecs` is not a duration"), "{err}");
-        let args = ExecutorArgs {
-            scheduler: Some("nohost".into()),
-            ..Default::default()
-        };
-        assert!(
-            ExecutorSettings::resolve(&args)
-                .expect_err("bad address")
-                .to_string()
-                .contains("is not HOST:PORT")
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "[scheduler]\nprot = 1\n").expect("write");
-        let args = SchedulerArgs {
-            config: Some(path),
-            ..Default::default()
-        };
-        let err = SchedulerSettings::resolve(&args)
-            .expect_err("unknown key")
-            .to_string();
-        assert!(err.contains("bad.toml:2:1: unknown field `prot`"), "{err}");
-    }
-
-    #[test]
-    fn scheduler_defaults() {
-        let s = SchedulerSettings::resolve(&SchedulerArgs::default()).expect("defaults");
-        assert_eq!(
-            (s.bind_host.as_str(), s.port, s.external_host.as_str()),
-            ("0.0.0.0", 50050, "localhost")
-        );
-        assert_eq!(s.executor_timeout, Duration::from_secs(60));
-        assert_eq!(s.partitions, 4);
-    }
 }

@@ -35,22 +35,41 @@ pub struct WindowSpec {
     pub slide_us: i64,
 }
 
+/// A window shape that cannot be: the user's SQL names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// A length is zero or negative.
+    #[error("window size and slide must be positive (got {size_us} µs, {slide_us} µs)")]
+    NotPositive {
+        /// Size, µs.
+        size_us: i64,
+        /// Slide, µs.
+        slide_us: i64,
+    },
+    /// The slide is longer than the size: events between windows would be lost.
+    #[error(
+        "window slide ({slide_us} µs) is longer than its size ({size_us} µs): events between windows would be lost"
+    )]
+    SlideLongerThanSize {
+        /// Size, µs.
+        size_us: i64,
+        /// Slide, µs.
+        slide_us: i64,
+    },
+}
+
 impl WindowSpec {
     /// A checked window shape.
     ///
     /// # Errors
-    /// A message when a length is not positive or the slide is longer than the size (gaps
+    /// [`ShapeError`] when a length is not positive or the slide is longer than the size (gaps
     /// between windows would drop events).
-    pub fn new(size_us: i64, slide_us: i64) -> std::result::Result<Self, String> {
+    pub fn new(size_us: i64, slide_us: i64) -> std::result::Result<Self, ShapeError> {
         if size_us <= 0 || slide_us <= 0 {
-            return Err(format!(
-                "window size and slide must be positive (got {size_us} µs, {slide_us} µs)"
-            ));
+            return Err(ShapeError::NotPositive { size_us, slide_us });
         }
         if slide_us > size_us {
-            return Err(format!(
-                "window slide ({slide_us} µs) is longer than its size ({size_us} µs): events between windows would be lost"
-            ));
+            return Err(ShapeError::SlideLongerThanSize { size_us, slide_us });
         }
         Ok(Self { size_us, slide_us })
     }

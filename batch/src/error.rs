@@ -1,0 +1,92 @@
+//! Errors of running a job. Each renders as one line naming what was wrong and where (the
+//! input and its path, the SQL file and line, the output folder).
+
+use datafusion::error::DataFusionError;
+use ember_core::error::{Classify, ErrorKind, datafusion_kind, one_line};
+
+/// `Result` with the batch runner's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors of the job runner and its output committer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading or resolving the job failed (manifest, parameters, SQL files).
+    #[error(transparent)]
+    Core(#[from] ember_core::Error),
+
+    /// An input cannot be used: no file matches, unknown encoding, duplicate keys, …
+    #[error("input `{input}` ({path}): {message}")]
+    Input {
+        /// The input's table name.
+        input: String,
+        /// Its path as given.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The output cannot be planned or written (partition column missing, bad path, …).
+    #[error("output {path}: {message}")]
+    Output {
+        /// The output path as given.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// Row counts do not reconcile (`rows_read != rows_valid + rows_quarantined`): a query
+    /// lost or duplicated rows. Nothing was committed.
+    #[error("row counts do not reconcile, nothing was committed: {0}")]
+    Reconcile(String),
+
+    /// A storage operation of the committer failed.
+    #[error("{context}: {source}")]
+    Storage {
+        /// What the committer was doing, with the path.
+        context: String,
+        /// The object store error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// DataFusion or Ballista failed while executing a step of the job.
+    #[error("{context}: {}", one_line(&source.strip_backtrace()))]
+    Execution {
+        /// The step (e.g. "writing the output").
+        context: String,
+        /// The error.
+        #[source]
+        source: Box<DataFusionError>,
+    },
+}
+
+impl Classify for Error {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Core(e) => e.kind(),
+            Error::Input { .. } | Error::Output { .. } => ErrorKind::User,
+            // The job's own queries do not split the input into valid and quarantined rows.
+            Error::Reconcile(_) => ErrorKind::User,
+            Error::Storage { .. } => ErrorKind::External,
+            Error::Execution { source, .. } => datafusion_kind(source),
+        }
+    }
+}
+
+impl Error {
+    /// Wraps a DataFusion error with the step that failed.
+    pub fn execution(context: impl Into<String>, source: DataFusionError) -> Self {
+        Error::Execution {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps an object store error with what the committer was doing.
+    pub fn storage(context: impl Into<String>, source: object_store::Error) -> Self {
+        Error::Storage {
+            context: context.into(),
+            source,
+        }
+    }
+}

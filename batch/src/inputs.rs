@@ -1,0 +1,392 @@
+//! Registers a job's inputs as tables, after checking that their files exist.
+//!
+//! Rules:
+//! - a path is a file, a folder (its files with the format's extension) or a glob; zero
+//!   matching files is an error, never an empty table (DataFusion would silently read nothing);
+//! - the format is the one given, or the path's extension, or the one extension the files
+//!   found there share;
+//! - CSV columns are all read as text (Utf8, nullable; an empty field is NULL), so no value can
+//!   fail a run: the job's SQL types them and quarantines what does not parse;
+//! - gzip CSV and CSV in another encoding than UTF-8 are written as plain UTF-8 CSV into the
+//!   run's staging folder first (see `transcode`);
+//! - an optional input with an empty path is an empty table of its declared `columns` (text);
+//! - `unique_key` columns are checked after registration, before anything is written (a
+//!   dimension with duplicate keys would multiply rows in a join).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, ident, lit};
+use datafusion::prelude::SessionContext;
+use ember_core::manifest::{Input, InputFormat};
+use encoding_rs::Encoding;
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+
+use crate::committer::{Area, Committer};
+use crate::error::{Error, Result};
+use crate::transcode;
+use ember_core::report::InputSummary;
+
+/// Registers every input of the job; see the module documentation for the rules.
+///
+/// # Errors
+/// [`Error::Input`] naming the input and its path.
+pub(crate) async fn register_all(
+    ctx: &SessionContext,
+    inputs: &[Input],
+    committer: &Committer,
+    name_step: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<InputSummary>> {
+    let mut summaries = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        summaries.push(register(ctx, input, committer).await?);
+    }
+    for input in inputs.iter().filter(|i| !i.unique_key.is_empty()) {
+        name_step(&format!("unique key of {}", input.name));
+        check_unique_key(ctx, input).await?;
+    }
+    Ok(summaries)
+}
+
+fn input_error(input: &Input, message: impl Into<String>) -> Error {
+    Error::Input {
+        input: input.name.clone(),
+        path: input.path.clone(),
+        message: message.into(),
+    }
+}
+
+fn df_error(input: &Input, e: DataFusionError) -> Error {
+    input_error(input, ember_core::error::one_line(&e.strip_backtrace()))
+}
+
+/// A schema of nullable text columns.
+fn text_schema<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> SchemaRef {
+    Arc::new(Schema::new(
+        names
+            .into_iter()
+            .map(|n| Field::new(n.as_ref(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+async fn register(
+    ctx: &SessionContext,
+    input: &Input,
+    committer: &Committer,
+) -> Result<InputSummary> {
+    let mut summary = InputSummary {
+        name: input.name.clone(),
+        path: input.path.clone(),
+        files: 0,
+        bytes: 0,
+        reencoded_from: None,
+    };
+    if input.optional && input.path.is_empty() {
+        register_empty(ctx, input)?;
+        return Ok(summary);
+    }
+    let (files, format) = list(ctx, input).await?;
+    summary.files = files.len();
+    summary.bytes = files.iter().map(|f| f.size).sum();
+
+    let (url, format) = match format {
+        InputFormat::Parquet => (
+            ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
+            format,
+        ),
+        InputFormat::Csv | InputFormat::CsvGz => {
+            let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
+                input_error(
+                    input,
+                    format!(
+                        "unknown encoding `{}` (use a WHATWG label: utf-8, latin1, iso-8859-1, windows-1252, utf-16le, …)",
+                        input.csv.encoding
+                    ),
+                )
+            })?;
+            let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
+            if decode.is_none() && format == InputFormat::Csv {
+                (
+                    ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
+                    format,
+                )
+            } else {
+                summary.reencoded_from = decode.map(|e| e.name().to_string());
+                let gzip = format == InputFormat::CsvGz;
+                (
+                    prepare(ctx, input, &files, gzip, decode, committer).await?,
+                    InputFormat::Csv,
+                )
+            }
+        }
+    };
+    let state = ctx.state();
+    let extension = if url.is_collection() {
+        format.extension()
+    } else {
+        ""
+    };
+    let options = match format {
+        InputFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
+        InputFormat::Csv | InputFormat::CsvGz => {
+            ListingOptions::new(Arc::new(csv_format(input, format)))
+        }
+    }
+    .with_file_extension(extension);
+    let inferred = options
+        .infer_schema(&state, &url)
+        .await
+        .map_err(|e| df_error(input, e))?;
+    let schema = match format {
+        InputFormat::Parquet => inferred,
+        InputFormat::Csv | InputFormat::CsvGz => {
+            if input.columns.is_empty() {
+                text_schema(inferred.fields().iter().map(|f| f.name().clone()))
+            } else if input.columns.len() == inferred.fields().len() {
+                text_schema(&input.columns)
+            } else {
+                return Err(input_error(
+                    input,
+                    format!(
+                        "`columns` names {} columns but the file has {}",
+                        input.columns.len(),
+                        inferred.fields().len()
+                    ),
+                ));
+            }
+        }
+    };
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
+    ctx.register_table(input.name.as_str(), Arc::new(table))
+        .map_err(|e| df_error(input, e))?;
+    Ok(summary)
+}
+
+fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
+    let o = &input.csv;
+    let compression = match format {
+        InputFormat::CsvGz => FileCompressionType::GZIP,
+        _ => FileCompressionType::UNCOMPRESSED,
+    };
+    // Delimiter and quote are checked to be ASCII when the manifest is loaded.
+    CsvFormat::default()
+        .with_has_header(o.header)
+        .with_delimiter(o.delimiter as u8)
+        .with_quote(o.quote as u8)
+        .with_escape(o.escape.map(|c| c as u8))
+        .with_comment(o.comment.map(|c| c as u8))
+        .with_file_compression_type(compression)
+        // Only the header (or the column count) is needed: every column is read as text.
+        .with_schema_infer_max_rec(1)
+}
+
+/// Lists the input's files and settles its format: the one given, or the one implied by the
+/// path's extension, or else the one extension (`.csv`, `.csv.gz`, `.parquet`) that the files
+/// found there share. In a folder, `_`- and `.`-prefixed files (`_SUCCESS`, `.crc`) are not
+/// data. Fails when no file is left.
+async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, InputFormat)> {
+    let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| df_error(input, e))?;
+    let extension = match input.format {
+        Some(format) if url.is_collection() => format.extension(),
+        _ => "",
+    };
+    let state = ctx.state();
+    let listed = match url.list_all_files(&state, store.as_ref(), extension).await {
+        Ok(stream) => stream.try_collect::<Vec<_>>().await,
+        Err(e) => Err(e),
+    };
+    let mut files = match listed {
+        Ok(files) => files,
+        Err(DataFusionError::ObjectStore(e))
+            if matches!(*e, object_store::Error::NotFound { .. }) =>
+        {
+            Vec::new()
+        }
+        Err(e) => return Err(df_error(input, e)),
+    };
+    if url.is_collection() {
+        files.retain(|f| {
+            !f.location
+                .filename()
+                .is_some_and(|n| n.starts_with(['_', '.']))
+        });
+    }
+    let no_file = |what: &str| {
+        let message = if input.path.contains(['*', '?', '[']) {
+            "no file matches this pattern".to_string()
+        } else if url.is_collection() {
+            format!("no {what} file in this folder")
+        } else {
+            "no such file".to_string()
+        };
+        input_error(input, message)
+    };
+    let format = match input.format {
+        Some(format) => format,
+        None => {
+            let mut formats: Vec<InputFormat> = files
+                .iter()
+                .filter_map(|f| InputFormat::from_path(f.location.as_ref()))
+                .collect();
+            formats.sort();
+            formats.dedup();
+            match formats[..] {
+                [format] => format,
+                [] if files.is_empty() => return Err(no_file("data")),
+                [] => {
+                    return Err(input_error(
+                        input,
+                        "cannot tell the format: no .csv, .csv.gz or .parquet file here; set `format` in job.toml",
+                    ));
+                }
+                _ => {
+                    let found: Vec<&str> = formats.iter().map(|f| f.extension()).collect();
+                    return Err(input_error(
+                        input,
+                        format!(
+                            "files of several formats ({}); set `format` in job.toml",
+                            found.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    if url.is_collection() {
+        files.retain(|f| InputFormat::from_path(f.location.as_ref()) == Some(format));
+    }
+    if files.is_empty() {
+        return Err(no_file(format.extension()));
+    }
+    Ok((files, format))
+}
+
+/// Writes every file as plain UTF-8 CSV into `<staging>/inputs/<name>/` (see [`transcode`])
+/// and returns that folder.
+async fn prepare(
+    ctx: &SessionContext,
+    input: &Input,
+    files: &[ObjectMeta],
+    gzip: bool,
+    encoding: Option<&'static Encoding>,
+    committer: &Committer,
+) -> Result<ListingTableUrl> {
+    let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| df_error(input, e))?;
+    let folder = committer
+        .staging_path(Area::Inputs)
+        .join(input.name.as_str());
+    let mut replaced = 0;
+    for (i, meta) in files.iter().enumerate() {
+        let to = folder.clone().join(format!("part-{i:05}.csv"));
+        // Read from the input's store, write to the staging folder's (they differ for a local
+        // input and an `hdfs://` output).
+        replaced += transcode::to_utf8(
+            &store,
+            &meta.location,
+            gzip,
+            encoding,
+            committer.store(),
+            &to,
+        )
+        .await
+        .map_err(|m| input_error(input, m))?;
+    }
+    if replaced > 0 {
+        tracing::warn!(input = %input.name, replaced, "malformed byte sequences replaced with U+FFFD while re-encoding");
+    }
+    let staged = format!("{}{}/", committer.staging_url(Area::Inputs), input.name);
+    ListingTableUrl::parse(staged).map_err(|e| df_error(input, e))
+}
+
+/// An absent optional input: a view with the declared columns and no rows. A view (not an
+/// in-memory table) so that the plan serializes to Ballista's scheduler.
+fn register_empty(ctx: &SessionContext, input: &Input) -> Result<()> {
+    let columns = input
+        .columns
+        .iter()
+        .map(|c| cast(lit(ScalarValue::Utf8(None)), DataType::Utf8).alias(c.as_str()));
+    let plan = LogicalPlanBuilder::empty(false)
+        .project(columns)
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| df_error(input, e))?;
+    ctx.register_table(input.name.as_str(), Arc::new(ViewTable::new(plan, None)))
+        .map_err(|e| df_error(input, e))?;
+    Ok(())
+}
+
+/// Fails when `unique_key` values repeat, naming up to three of them.
+async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
+    if input.unique_key.is_empty() {
+        return Ok(());
+    }
+    let df = ctx
+        .table(input.name.as_str())
+        .await
+        .map_err(|e| df_error(input, e))?;
+    for key in &input.unique_key {
+        if df.schema().field_with_unqualified_name(key).is_err() {
+            return Err(input_error(
+                input,
+                format!("unique_key column `{key}` is not a column of this input"),
+            ));
+        }
+    }
+    let keys: Vec<_> = input.unique_key.iter().map(|k| ident(k.as_str())).collect();
+    let batches = df
+        .aggregate(keys, vec![count(lit(1)).alias("__n")])
+        .and_then(|d| d.filter(col("__n").gt(lit(1i64))))
+        .and_then(|d| d.sort(vec![col("__n").sort(false, false)]))
+        .and_then(|d| d.limit(0, Some(3)))
+        .map_err(|e| df_error(input, e))?
+        .collect()
+        .await
+        .map_err(|e| df_error(input, e))?;
+    let mut examples = Vec::new();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            let mut parts = Vec::new();
+            for (i, key) in input.unique_key.iter().enumerate() {
+                let value = array_value_to_string(batch.column(i), row).unwrap_or_default();
+                parts.push(format!("{key}={value}"));
+            }
+            let n = array_value_to_string(batch.column(input.unique_key.len()), row)
+                .unwrap_or_default();
+            examples.push(format!("{} ({n} rows)", parts.join(",")));
+        }
+    }
+    if examples.is_empty() {
+        return Ok(());
+    }
+    Err(input_error(
+        input,
+        format!(
+            "unique_key ({}) repeats: {}",
+            input.unique_key.join(", "),
+            examples.join("; ")
+        ),
+    ))
+}

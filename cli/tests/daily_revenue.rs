@@ -1,0 +1,271 @@
+//! The daily revenue job on the full Online Retail file (541,909 rows), reconciled day by day
+//! with an independent computation: a plain Rust fold over the CSV (the `csv` crate, integer
+//! arithmetic in 1/10,000 of a currency unit), not the job's SQL. One test body, two cases, as
+//! Ballista's `context_checks.rs`: `ember run` (embedded) and `ember submit --wait` to a real
+//! scheduler with 2 executors on 127.0.0.1.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ember_core::api::{JobDetail, JobState};
+use ember_core::report::RunReport;
+use ember_testkit::ember::{ClusterOptions, EmberCluster};
+use ember_testkit::query::parquet_rows;
+use rstest::rstest;
+
+const JOB: &str = "jobs/daily_revenue_by_product";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn online_retail() -> PathBuf {
+    repo().join("data/online_retail.csv.gz")
+}
+
+fn ember(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ember")
+}
+
+/// Where the job runs.
+enum Mode {
+    Embedded,
+    Cluster,
+}
+
+/// Runs the job on `input` into `output` in `mode`; its report.
+fn run_job(mode: &Mode, input: &Path, output: &Path) -> RunReport {
+    let input = format!("input={}", input.display());
+    let output = format!("output={}", output.display());
+    match mode {
+        Mode::Embedded => {
+            let out = ember(&[
+                "run",
+                JOB,
+                "--set",
+                &input,
+                "--set",
+                &output,
+                "--parallelism",
+                "2",
+                "--format",
+                "json",
+            ]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).expect("the run's report")
+        }
+        Mode::Cluster => {
+            let bin = Path::new(env!("CARGO_BIN_EXE_ember"));
+            let cluster = EmberCluster::start(bin, 2, &ClusterOptions::default()).expect("cluster");
+            let out = ember(&[
+                "submit",
+                JOB,
+                "--scheduler",
+                cluster.address(),
+                "--set",
+                &input,
+                "--set",
+                &output,
+                "--wait",
+                "--format",
+                "json",
+            ]);
+            let detail: JobDetail = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "submit --wait printed no job ({e}): {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    cluster.logs()
+                )
+            });
+            assert_eq!(
+                (detail.summary.state, out.status.code()),
+                (JobState::Succeeded, Some(0)),
+                "{:?}\n{}",
+                detail.summary.error,
+                cluster.logs()
+            );
+            detail.report.expect("a succeeded job has a report")
+        }
+    }
+}
+
+/// Rows of `sql` over table `t`, the output read back by a plain DataFusion context.
+async fn query_parquet(dir: &Path, sql: &str) -> Vec<String> {
+    parquet_rows(&dir.display().to_string(), sql)
+        .await
+        .expect("read the output")
+}
+
+/// Money in 1/10,000 units (the job's Decimal(18,4) scale).
+type Money = i128;
+
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Day {
+    products: HashSet<String>,
+    units_sold: i64,
+    units_returned: i64,
+    gross: Money,
+    returns: Money,
+    /// (product, order) pairs with a quantity > 0 line: Σ orders over the day's products.
+    product_orders: HashSet<(String, String)>,
+}
+
+/// `"2.55"` → 25_500; None unless a plain decimal with at most 4 decimal places.
+fn money(text: &str) -> Option<Money> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty())
+        || frac.len() > 4
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
+        return None;
+    }
+    let int: Money = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let frac: Money = format!("{frac:0<4}").parse().ok()?;
+    let value = int * 10_000 + frac;
+    Some(if negative { -value } else { value })
+}
+
+fn show(m: Money) -> String {
+    let sign = if m < 0 { "-" } else { "" };
+    format!("{sign}{}.{:04}", m.abs() / 10_000, m.abs() % 10_000)
+}
+
+/// The job's validity rules, restated in Rust: returns (date, product, order, quantity, price)
+/// for a valid row.
+fn valid(row: &csv::StringRecord) -> Option<(String, String, String, i64, Money)> {
+    let product = row.get(1)?.trim();
+    let quantity: i64 = row.get(3)?.trim().parse().ok()?;
+    let price = money(row.get(5)?.trim())?;
+    let ts = chrono::NaiveDateTime::parse_from_str(row.get(4)?.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
+    if product.is_empty() || quantity == 0 || price < 0 {
+        return None;
+    }
+    Some((
+        ts.date().to_string(),
+        product.to_string(),
+        row.get(0)?.trim().to_string(),
+        quantity,
+        price,
+    ))
+}
+
+#[rstest]
+#[case::embedded(Mode::Embedded)]
+#[case::cluster(Mode::Cluster)]
+fn online_retail_reconciles_day_by_day(#[case] mode: Mode) {
+    ember_core::threads::block_on(async {
+        // The independent fold.
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"),
+        )
+        .read_to_string(&mut text)
+        .expect("gunzip");
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let (mut read, mut invalid) = (0u64, 0u64);
+        let mut days: BTreeMap<String, Day> = BTreeMap::new();
+        for row in reader.records() {
+            let row = row.expect("csv row");
+            read += 1;
+            let Some((date, product, order, quantity, price)) = valid(&row) else {
+                invalid += 1;
+                continue;
+            };
+            let day = days.entry(date).or_default();
+            day.products.insert(product.clone());
+            if quantity > 0 {
+                day.units_sold += quantity;
+                day.gross += Money::from(quantity) * price;
+                day.product_orders.insert((product, order));
+            } else {
+                day.units_returned += -quantity;
+                day.returns += Money::from(-quantity) * price;
+            }
+        }
+        assert_eq!(read, 541_909, "the dataset's documented row count");
+        assert_eq!(days.len(), 305, "the dataset's documented number of days");
+
+        // The job.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let output = tmp.path().join("out");
+        let report = run_job(&mode, &online_retail(), &output);
+        assert_eq!(report.rows.read, Some(read));
+        assert_eq!(report.rows.quarantined, invalid);
+        assert_eq!(report.rows.valid, Some(read - invalid));
+        assert_eq!(report.partitions.written.len(), 305);
+
+        let expected: Vec<String> = days
+            .iter()
+            .map(|(date, d)| {
+                format!(
+                    "{date}|{}|{}|{}|{}|{}|{}|{}",
+                    d.products.len(),
+                    d.units_sold,
+                    d.units_returned,
+                    show(d.gross),
+                    show(d.returns),
+                    show(d.gross - d.returns),
+                    d.product_orders.len()
+                )
+            })
+            .collect();
+        let actual = query_parquet(
+            &output,
+            "SELECT order_date, count(*), sum(units_sold), sum(units_returned), sum(gross_revenue), \
+             sum(returns_value), sum(net_revenue), sum(orders) FROM t GROUP BY order_date",
+        )
+        .await;
+        assert_eq!(actual.len(), expected.len());
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(a, e, "day totals differ (job | fold)");
+        }
+        assert_eq!(
+            u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(),
+            Some(report.rows.written)
+        );
+
+        // SOURCE.md: Σ Quantity × UnitPrice over all rows = 9,747,747.93 (rounded to cents; some
+        // prices have 3 decimals). The job quarantines the two "Adjust bad debt" rows (1 ×
+        // -11,062.06 each), so its net revenue, rounded to cents, is that sum plus 22,124.12.
+        assert_eq!(
+            query_parquet(
+                &output,
+                "SELECT CAST(round(sum(net_revenue), 2) AS DECIMAL(18, 2)) FROM t"
+            )
+            .await,
+            ["9769872.05"]
+        );
+        assert_eq!(
+            report.quarantined_by_reason.get("negative_unit_price"),
+            Some(&2)
+        );
+    })
+}
+
+#[test]
+fn money_parsing_of_the_fold() {
+    assert_eq!(money("2.55"), Some(25_500));
+    assert_eq!(money("-11062.06"), Some(-110_620_600));
+    assert_eq!(money("0.001"), Some(10));
+    assert_eq!(money(".5"), Some(5_000));
+    assert_eq!(money("1.23456"), None);
+    assert_eq!(money("1.2.3"), None);
+    assert_eq!(money(""), None);
+    assert_eq!(show(-110_620_600), "-11062.0600");
+}

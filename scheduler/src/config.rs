@@ -1,0 +1,148 @@
+//! Settings of `ember scheduler`: flags, `EMBER_SCHEDULER_*` variables and the configuration
+//! file's `[scheduler]` section (see `ember_core::config` for the file and the precedence:
+//! flags > variables > file > defaults).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, invalid, parse_duration};
+use ember_core::error::Result;
+use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
+
+/// Flags of `ember scheduler`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SchedulerArgs {
+    /// TOML configuration file (flags and EMBER_* variables override it).
+    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0].
+    #[arg(long, env = "EMBER_SCHEDULER_BIND_HOST", value_name = "HOST")]
+    pub bind_host: Option<String>,
+    /// Port of gRPC (executors, clients) and the REST API; 0 picks a free port [default: 50050].
+    #[arg(long, env = "EMBER_SCHEDULER_PORT")]
+    pub port: Option<u16>,
+    /// Host name the scheduler advertises [default: the bind host, or localhost for 0.0.0.0].
+    #[arg(long, env = "EMBER_SCHEDULER_EXTERNAL_HOST", value_name = "HOST")]
+    pub external_host: Option<String>,
+    /// An executor silent this long is lost; its tasks run again elsewhere [default: 60s].
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_EXECUTOR_TIMEOUT",
+        value_name = "DURATION"
+    )]
+    pub executor_timeout: Option<String>,
+    /// Partitions per stage (tasks per stage) of submitted jobs [default: 4].
+    #[arg(long, env = "EMBER_SCHEDULER_PARTITIONS")]
+    pub partitions: Option<usize>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub flight_sql: FlightSqlArgs,
+}
+
+/// Resolved settings of `ember scheduler`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerSettings {
+    /// Address to listen on.
+    pub bind_host: String,
+    /// Port of gRPC and the REST API (0: a free one).
+    pub port: u16,
+    /// Advertised host name.
+    pub external_host: String,
+    /// Executor loss timeout.
+    pub executor_timeout: Duration,
+    /// Partitions per stage of submitted jobs.
+    pub partitions: usize,
+    /// Storage settings.
+    pub storage: StorageSettings,
+    /// The Flight SQL endpoint.
+    pub flight_sql: FlightSqlSettings,
+}
+
+impl SchedulerSettings {
+    /// Default port of the scheduler (Ballista's).
+    pub const DEFAULT_PORT: u16 = 50050;
+
+    /// Resolves flags and variables over the configuration file over defaults.
+    ///
+    /// # Errors
+    /// The configuration file's errors, and [`Error::InvalidSetting`] for a bad value.
+    pub fn resolve(args: &SchedulerArgs) -> Result<Self> {
+        let file = ConfigFile::load_optional(args.config.as_deref())?;
+        let f = &file.scheduler;
+        let bind_host = args
+            .bind_host
+            .clone()
+            .or_else(|| f.bind_host.clone())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let external_host = args
+            .external_host
+            .clone()
+            .or_else(|| f.external_host.clone())
+            .unwrap_or_else(|| {
+                if bind_host == "0.0.0.0" {
+                    "localhost".into()
+                } else {
+                    bind_host.clone()
+                }
+            });
+        let timeout = args
+            .executor_timeout
+            .clone()
+            .or_else(|| f.executor_timeout.clone())
+            .unwrap_or_else(|| "60s".into());
+        let partitions = args.partitions.or(f.partitions).unwrap_or(4);
+        if partitions == 0 {
+            return Err(invalid(
+                "--partitions / EMBER_SCHEDULER_PARTITIONS",
+                "must be at least 1",
+            ));
+        }
+        Ok(Self {
+            bind_host,
+            port: args.port.or(f.port).unwrap_or(Self::DEFAULT_PORT),
+            external_host,
+            executor_timeout: parse_duration(
+                "--executor-timeout / EMBER_SCHEDULER_EXECUTOR_TIMEOUT",
+                &timeout,
+            )?,
+            partitions,
+            storage: StorageSettings::resolve(&args.storage, &file.storage)?,
+            flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_names_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[scheduler]\nprot = 1\n").expect("write");
+        let args = SchedulerArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let err = SchedulerSettings::resolve(&args)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(err.contains("bad.toml:2:1: unknown field `prot`"), "{err}");
+    }
+
+    #[test]
+    fn scheduler_defaults() {
+        let s = SchedulerSettings::resolve(&SchedulerArgs::default()).expect("defaults");
+        assert_eq!(
+            (s.bind_host.as_str(), s.port, s.external_host.as_str()),
+            ("0.0.0.0", 50050, "localhost")
+        );
+        assert_eq!(s.executor_timeout, Duration::from_secs(60));
+        assert_eq!(s.partitions, 4);
+    }
+}

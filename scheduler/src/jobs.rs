@@ -1,0 +1,368 @@
+//! Ember's job service on the scheduler: runs submitted jobs, keeps their state, answers the
+//! REST API. A job runs here through a client session connected to this very scheduler, so
+//! its distributed steps are Ballista jobs on the executors and its commit happens here.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ember_batch::committer::Committer;
+use ember_core::api::{JobDetail, JobState, JobSummary};
+use ember_core::error::{Classify, ErrorKind};
+use ember_core::manifest::Job;
+use ember_core::report::RunReport;
+use ember_core::session::SessionBuilder;
+use ember_serving::flight_sql::FlightSqlEndpoint;
+
+use crate::ballista_api::BallistaApi;
+
+/// What the service knows of one job.
+struct Record {
+    job: Job,
+    state: JobState,
+    submitted_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    error: Option<String>,
+    error_kind: Option<ErrorKind>,
+    report: Option<RunReport>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// Why a job cannot be cancelled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelError {
+    /// No job has this id.
+    NotFound,
+    /// The job already ended, in this state.
+    Finished(JobState),
+}
+
+/// Runs and tracks submitted jobs.
+pub struct JobManager {
+    sessions: SessionBuilder,
+    scheduler_url: String,
+    tables: std::sync::OnceLock<FlightSqlEndpoint>,
+    ballista: BallistaApi,
+    jobs: Mutex<BTreeMap<String, Record>>,
+    executors: Mutex<ExecutorBook>,
+}
+
+/// What the scheduler remembers of executors beyond Ballista's registry: every executor seen
+/// (so that one that left is shown as lost), and each one's last status report.
+#[derive(Default)]
+struct ExecutorBook {
+    seen: BTreeMap<String, ember_core::api::ExecutorSummary>,
+    status: BTreeMap<String, ember_core::api::ExecutorStatus>,
+}
+
+/// Executors remembered at most; the oldest lost ones are forgotten first.
+const EXECUTORS_KEPT: usize = 500;
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl JobManager {
+    /// A service whose jobs connect to the scheduler at `scheduler_url` (`df://host:port`) with
+    /// sessions made by `sessions`.
+    pub fn new(sessions: SessionBuilder, scheduler_url: String, ballista: BallistaApi) -> Self {
+        Self {
+            sessions,
+            scheduler_url,
+            tables: std::sync::OnceLock::new(),
+            ballista,
+            jobs: Mutex::new(BTreeMap::new()),
+            executors: Mutex::new(ExecutorBook::default()),
+        }
+    }
+
+    fn jobs(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
+        // A panic while holding the lock leaves consistent records (every update is one
+        // assignment), so a poisoned lock is still usable.
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The executors: those registered with the scheduler (`alive`, with their last status
+    /// report), then those seen before that are no longer registered (`lost`).
+    pub async fn executors(&self) -> Vec<ember_core::api::ExecutorSummary> {
+        let alive = self.ballista.executors().await;
+        let mut book = self
+            .executors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = Vec::with_capacity(alive.len());
+        for mut e in alive {
+            if let Some(status) = book.status.get(&e.id) {
+                e.tasks_running = Some(status.tasks_running);
+                e.tasks_succeeded = Some(status.tasks_succeeded);
+                e.tasks_failed = Some(status.tasks_failed);
+                e.memory_bytes = e.memory_bytes.or(Some(status.memory_bytes));
+            }
+            book.seen.insert(e.id.clone(), e.clone());
+            all.push(e);
+        }
+        let lost: Vec<String> = book
+            .seen
+            .keys()
+            .filter(|id| !all.iter().any(|e| &e.id == *id))
+            .cloned()
+            .collect();
+        for id in lost {
+            if let Some(e) = book.seen.get_mut(&id) {
+                e.state = "lost".to_string();
+                e.tasks_running = Some(0);
+                all.push(e.clone());
+            }
+        }
+        // A status report of an executor the scheduler does not know (any more) is dropped.
+        let ExecutorBook { seen, status } = &mut *book;
+        status.retain(|id, _| seen.contains_key(id));
+        while book.seen.len() > EXECUTORS_KEPT {
+            let Some(id) = book
+                .seen
+                .iter()
+                .filter(|(_, e)| e.state == "lost")
+                .min_by(|a, b| a.1.last_heartbeat.cmp(&b.1.last_heartbeat))
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            book.seen.remove(&id);
+            book.status.remove(&id);
+        }
+        all
+    }
+
+    /// Records an executor's status report (`POST /api/v1/executors/{id}/status`).
+    pub fn executor_status(&self, id: &str, status: ember_core::api::ExecutorStatus) {
+        self.executors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .status
+            .insert(id.to_string(), status);
+    }
+
+    /// Accepts `job` and starts running it; returns its id.
+    pub fn submit(self: &Arc<Self>, job: Job) -> String {
+        let id = ember_batch::new_run_id();
+        self.jobs().insert(
+            id.clone(),
+            Record {
+                job: job.clone(),
+                state: JobState::Queued,
+                submitted_at: Utc::now(),
+                started_at: None,
+                finished_at: None,
+                error: None,
+                error_kind: None,
+                report: None,
+                task: None,
+            },
+        );
+        let this = Arc::clone(self);
+        let run_id = id.clone();
+        let task = tokio::spawn(async move { this.execute(run_id, job).await });
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.task = Some(task.abort_handle());
+        }
+        tracing::info!(job_id = %id, "job submitted");
+        id
+    }
+
+    /// Registers each succeeded job's output on `endpoint` as a table named after the job.
+    pub fn serve_tables(&self, endpoint: FlightSqlEndpoint) {
+        let _ = self.tables.set(endpoint);
+    }
+
+    async fn execute(&self, id: String, job: Job) {
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.state = JobState::Running;
+            record.started_at = Some(Utc::now());
+        }
+        // A session that runs the job's distributed steps on this scheduler's executors.
+        let result = match self.sessions.remote(&self.scheduler_url).await {
+            Ok(ctx) => ember_batch::run_with_id(&ctx, &job, "ballista-cluster", &id)
+                .await
+                .map_err(|e| (e.to_string(), e.kind())),
+            Err(e) => Err((e.to_string(), e.kind())),
+        };
+        if let (Ok(_), Some(endpoint)) = (&result, self.tables.get())
+            && let Err(e) = endpoint
+                .register(&job.name, &job.output.path, "parquet")
+                .await
+        {
+            tracing::warn!(job_id = %id, error = %e, "the job's output is not served over Flight SQL");
+        }
+        if let Some(record) = self.jobs().get_mut(&id) {
+            record.finished_at = Some(Utc::now());
+            record.task = None;
+            match result {
+                Ok(report) => {
+                    tracing::info!(job_id = %id, rows = report.rows.written, "job succeeded");
+                    record.state = JobState::Succeeded;
+                    record.report = Some(report);
+                }
+                Err((error, kind)) => {
+                    tracing::warn!(job_id = %id, %error, kind = kind.as_str(), "job failed");
+                    record.state = JobState::Failed;
+                    record.error = Some(error);
+                    record.error_kind = Some(kind);
+                }
+            }
+        }
+    }
+
+    fn summary(&self, id: &str, record: &Record) -> JobSummary {
+        let end = record.finished_at.unwrap_or_else(Utc::now);
+        JobSummary {
+            id: id.to_string(),
+            name: record.job.name.clone(),
+            state: record.state,
+            submitted_at: rfc3339(record.submitted_at),
+            started_at: record.started_at.map(rfc3339),
+            finished_at: record.finished_at.map(rfc3339),
+            duration_ms: record
+                .started_at
+                .map(|s| u64::try_from((end - s).num_milliseconds()).unwrap_or(0)),
+            stages_done: 0,
+            stages_total: 0,
+            rows_written: record.report.as_ref().map(|r| r.rows.written),
+            error: record.error.clone(),
+            error_kind: record.error_kind,
+        }
+    }
+
+    async fn with_stages(&self, mut summary: JobSummary) -> JobSummary {
+        for job in self.ballista.jobs_of(&summary.id).await {
+            summary.stages_done += job.stages_done;
+            summary.stages_total += job.stages_total;
+        }
+        summary
+    }
+
+    /// All jobs, newest first; only those in `state` when given.
+    pub async fn list(&self, state: Option<JobState>) -> Vec<JobSummary> {
+        let summaries: Vec<JobSummary> = {
+            let jobs = self.jobs();
+            let mut records: Vec<(&String, &Record)> = jobs
+                .iter()
+                .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .collect();
+            // Ids sort by second only; the submit instant orders jobs of the same second.
+            records.sort_by(|a, b| (b.1.submitted_at, b.0).cmp(&(a.1.submitted_at, a.0)));
+            records
+                .into_iter()
+                .map(|(id, r)| self.summary(id, r))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            out.push(self.with_stages(summary).await);
+        }
+        out
+    }
+
+    /// One job with its steps, stages and tasks.
+    pub async fn detail(&self, id: &str) -> Option<JobDetail> {
+        let (summary, output, report) = {
+            let jobs = self.jobs();
+            let record = jobs.get(id)?;
+            (
+                self.summary(id, record),
+                record.job.output.path.clone(),
+                record.report.clone(),
+            )
+        };
+        let summary = self.with_stages(summary).await;
+        let mut steps = Vec::new();
+        for job in self.ballista.jobs_of(id).await {
+            steps.push(self.ballista.step(&job).await);
+        }
+        Some(JobDetail {
+            summary,
+            output,
+            report,
+            steps,
+        })
+    }
+
+    /// Cancels a queued or running job: stops its runner, cancels its running distributed
+    /// steps, and removes its staging folder. Nothing is committed.
+    ///
+    /// # Errors
+    /// [`CancelError`] when there is no such job or it already ended.
+    pub async fn cancel(&self, id: &str) -> Result<JobSummary, CancelError> {
+        let output = {
+            let mut jobs = self.jobs();
+            let record = jobs.get_mut(id).ok_or(CancelError::NotFound)?;
+            if record.state.is_final() {
+                return Err(CancelError::Finished(record.state));
+            }
+            if let Some(task) = record.task.take() {
+                task.abort();
+            }
+            record.state = JobState::Cancelled;
+            record.finished_at = Some(Utc::now());
+            record.error = Some("cancelled".to_string());
+            record.job.output.path.clone()
+        };
+        for job in self.ballista.jobs_of(id).await {
+            if matches!(job.state.as_str(), "Queued" | "Running") {
+                self.ballista.cancel(&job.id).await;
+            }
+        }
+        let removed = self
+            .sessions
+            .local()
+            .map_err(|e| e.to_string())
+            .and_then(|ctx| Committer::new(&ctx, &output, id).map_err(|e| e.to_string()));
+        match removed {
+            Ok(committer) => {
+                if let Err(e) = committer.cleanup().await {
+                    tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed")
+            }
+        }
+        tracing::info!(job_id = %id, "job cancelled");
+        let jobs = self.jobs();
+        let record = jobs.get(id).ok_or(CancelError::NotFound)?;
+        Ok(self.summary(id, record))
+    }
+
+    /// Waits until no job is queued or running, for at most `grace` (graceful shutdown).
+    pub async fn drain(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.jobs().values().filter(|r| !r.state.is_final()).count();
+            if running == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    running,
+                    "shutdown: jobs still running after the grace period are abandoned; their staging folders stay"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ember_serving::Cluster for JobManager {
+    async fn jobs(&self, state: Option<JobState>) -> Vec<JobSummary> {
+        self.list(state).await
+    }
+
+    async fn executors(&self) -> Vec<ember_core::api::ExecutorSummary> {
+        JobManager::executors(self).await
+    }
+}

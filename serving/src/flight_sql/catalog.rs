@@ -1,0 +1,205 @@
+//! The tables Flight SQL serves: job outputs and tables from the configuration, registered in
+//! the endpoint's session as listing tables over their folders.
+//!
+//! Hive-style folders (`order_date=2011-12-09/`) become partition columns, as Spark's
+//! partition discovery makes them, with Spark's type inference: a column whose every value is a
+//! date (`YYYY-MM-DD`) is a Date32, every value an integer an Int64, anything else (including
+//! Hive's `__HIVE_DEFAULT_PARTITION__` for NULL) Utf8. A filter on a partition column prunes
+//! the folders that cannot match: `WHERE order_date BETWEEN DATE '2011-12-01' AND
+//! DATE '2011-12-09'` reads nine folders. Folders and files whose name starts with `_` or `.`
+//! (`_quarantine/`, `_checkpoint/`, `_SUCCESS`) are not part of the table. A folder with a sink
+//! log (a stream's output) serves only the batches the log committed ([`ember_core::table::sink_log`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use ember_core::table::sink_log;
+use futures::TryStreamExt;
+
+/// A registered table: name, location, partition columns with their inferred types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    /// The table's name in SQL.
+    pub name: String,
+    /// Its folder URL.
+    pub location: String,
+    /// Partition columns, in folder order.
+    pub partitions: Vec<(String, DataType)>,
+    /// Whether only the files of a sink log's committed batches are read (a stream's output,
+    /// see [`ember_core::table::sink_log`]).
+    pub committed_only: bool,
+}
+
+/// The type Spark's partition discovery gives `values`.
+pub fn infer_partition_type<'a>(values: impl IntoIterator<Item = &'a str>) -> DataType {
+    let values: Vec<&str> = values.into_iter().collect();
+    if values.is_empty() {
+        return DataType::Utf8;
+    }
+    let date = |v: &str| v.len() == 10 && NaiveDate::parse_from_str(v, "%Y-%m-%d").is_ok();
+    if values.iter().all(|v| date(v)) {
+        DataType::Date32
+    } else if values.iter().all(|v| v.parse::<i64>().is_ok()) {
+        DataType::Int64
+    } else {
+        DataType::Utf8
+    }
+}
+
+fn location(path: &str) -> String {
+    let absolute = if path.contains("://") || path.starts_with('/') {
+        path.to_string()
+    } else {
+        std::path::absolute(path).map_or_else(|_| path.to_string(), |p| p.display().to_string())
+    };
+    if absolute.ends_with('/') || absolute.ends_with(".parquet") || absolute.ends_with(".csv") {
+        absolute
+    } else {
+        format!("{absolute}/")
+    }
+}
+
+/// Registers (or replaces) table `name` over `path` (a folder or file; local path or URL) in
+/// `format` (`parquet` or `csv` with a header row).
+///
+/// # Errors
+/// DataFusion's, when the path cannot be listed or holds no readable file.
+pub async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    format: &str,
+) -> Result<Registered> {
+    let location = location(path);
+    let url = ListingTableUrl::parse(&location)?;
+    let (format, extension): (Arc<dyn FileFormat>, &str) = match format {
+        "csv" => (Arc::new(CsvFormat::default().with_has_header(true)), ".csv"),
+        _ => (Arc::new(ParquetFormat::default()), ".parquet"),
+    };
+    let state = ctx.state();
+    let options = ListingOptions::new(format).with_file_extension(extension);
+    // Partition keys and their values, from the files' folders.
+    let store = state.runtime_env().object_store(&url)?;
+    let files: Vec<_> = url
+        .list_all_files(&state, store.as_ref(), extension)
+        .await?
+        .try_collect()
+        .await?;
+    if files.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "table {name}: no {extension} file under {location}"
+        )));
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for file in &files {
+        let Some(parts) = url.strip_prefix(&file.location) else {
+            continue;
+        };
+        let parts: Vec<&str> = parts.collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            if let Some((k, v)) = part.split_once('=') {
+                if !keys.iter().any(|x| x == k) {
+                    keys.push(k.to_string());
+                }
+                values.entry(k.to_string()).or_default().push(v.to_string());
+            }
+        }
+    }
+    let partitions: Vec<(String, DataType)> = keys
+        .iter()
+        .map(|k| {
+            let vs = values.get(k).map(Vec::as_slice).unwrap_or_default();
+            (
+                k.clone(),
+                infer_partition_type(vs.iter().map(String::as_str)),
+            )
+        })
+        .collect();
+    let options = options.with_table_partition_cols(partitions.clone());
+    let schema = options.infer_schema(&state, &url).await?;
+    // A stream's output: only what its sink log committed.
+    let committed_only =
+        extension == ".parquet" && sink_log::has_log(store.as_ref(), url.prefix()).await?;
+    let table: Arc<dyn datafusion::datasource::TableProvider> = if committed_only {
+        Arc::new(sink_log::SinkLogTable::try_new(
+            &location,
+            schema,
+            partitions.clone(),
+        )?)
+    } else {
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(schema);
+        Arc::new(ListingTable::try_new(config)?)
+    };
+    let _ = ctx.deregister_table(name)?;
+    ctx.register_table(name, table)?;
+    tracing::info!(table = name, location, partitions = ?partitions, committed_only, "Flight SQL table registered");
+    Ok(Registered {
+        name: name.to_string(),
+        location,
+        partitions,
+        committed_only,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_types_as_spark_infers_them() {
+        assert_eq!(
+            infer_partition_type(["2011-12-09", "2011-01-31"]),
+            DataType::Date32
+        );
+        assert_eq!(infer_partition_type(["00", "23"]), DataType::Int64);
+        assert_eq!(
+            infer_partition_type(["2011-12-09", "__HIVE_DEFAULT_PARTITION__"]),
+            DataType::Utf8
+        );
+        assert_eq!(infer_partition_type(["2011-13-09"]), DataType::Utf8);
+        assert_eq!(infer_partition_type([]), DataType::Utf8);
+    }
+
+    #[tokio::test]
+    async fn a_hive_folder_becomes_a_table_with_typed_partitions() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ctx = SessionContext::new();
+        for (day, n) in [("2011-12-08", 1), ("2011-12-09", 2)] {
+            ctx.sql(&format!("COPY (SELECT 'A' AS product_id, {n} AS units) TO '{}/order_date={day}/part-0.parquet'", dir.path().display()))
+                .await?
+                .collect()
+                .await?;
+        }
+        std::fs::create_dir_all(dir.path().join("_quarantine"))?;
+        ctx.sql(&format!(
+            "COPY (SELECT 'bad' AS reason) TO '{}/_quarantine/q.parquet'",
+            dir.path().display()
+        ))
+        .await?
+        .collect()
+        .await?;
+        let t = register(&ctx, "daily", &dir.path().display().to_string(), "parquet").await?;
+        assert_eq!(t.partitions, [("order_date".to_string(), DataType::Date32)]);
+        let rows = ctx
+            .sql("SELECT SUM(units) AS u, COUNT(*) AS n FROM daily WHERE order_date >= DATE '2011-12-09'")
+            .await?
+            .collect()
+            .await?;
+        let text = datafusion::arrow::util::pretty::pretty_format_batches(&rows)?.to_string();
+        assert!(text.contains("| 2 | 1 |"), "{text}");
+        Ok(())
+    }
+}

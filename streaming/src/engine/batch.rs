@@ -1,0 +1,242 @@
+//! One micro-batch, from its plan to its commit mark (the steps 2 to 8 of the engine's
+//! documentation), and the state a batch keeps for the windows still open.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionContext, col};
+use ember_core::api::BatchCounts;
+use ember_core::table::sink_log;
+
+use super::rules::retain;
+use super::stream::{Reader, Stream, query_error, ts_lit};
+use crate::checkpoint::{BatchCommit, BatchPlan};
+use crate::error::{Error, Result};
+use crate::event::{self, EVENT_SCHEMA};
+use crate::kafka::READ_TIMEOUT;
+use crate::scan::{self, KafkaBatchTable, Message, ScanSource, ScanSpec};
+use crate::sink;
+
+/// Environment variable for crash tests: `EMBER_STREAM_CRASH_AFTER_OUTPUT=<batch id>` aborts
+/// the process after that batch wrote its output and before its commit mark (not on a replay).
+pub const CRASH_AFTER_OUTPUT: &str = "EMBER_STREAM_CRASH_AFTER_OUTPUT";
+
+impl Stream {
+    /// Reads and parses `plan`'s ranges with one Ballista task per range ([`crate::scan`]).
+    async fn scan_on_executors(
+        &self,
+        remote: &SessionContext,
+        plan: &BatchPlan,
+    ) -> Result<Vec<Message>> {
+        let id = plan.batch_id;
+        if plan.records() == 0 {
+            return Ok(Vec::new());
+        }
+        let spec = ScanSpec {
+            source: ScanSource {
+                brokers: self.job.source.brokers.clone(),
+                topic: plan.topic.clone(),
+                group_id: self.job.source.group_id.clone(),
+                options: self.job.source.options.clone(),
+                watermark: plan.watermark.clone(),
+            },
+            ranges: plan.ranges.clone(),
+        };
+        let context = "the Kafka scan on the executors";
+        let batches = remote
+            .read_table(Arc::new(KafkaBatchTable::new(spec)))
+            .map_err(|e| query_error(id, context, e))?
+            .collect()
+            .await
+            .map_err(|e| query_error(id, context, e))?;
+        let mut messages = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+        for b in &batches {
+            messages
+                .extend(scan::from_scan_batch(b).map_err(|e| query_error(id, context, e.into()))?);
+        }
+        Ok(messages)
+    }
+
+    /// Runs one planned batch and commits it; `state` is the state before and becomes the
+    /// state after.
+    pub(super) async fn run_batch(
+        &self,
+        plan: &BatchPlan,
+        state: &mut Vec<RecordBatch>,
+        replay: bool,
+    ) -> Result<BatchCommit> {
+        let started = Instant::now();
+        let id = plan.batch_id;
+        let ranges = plan.ranges.clone();
+        // Wall time per phase, ms (Spark's `durationMs`).
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        let mut phase = Instant::now();
+        let mut lap = |name: &str, phases: &mut BTreeMap<String, u64>| {
+            phases.insert(
+                name.to_string(),
+                u64::try_from(phase.elapsed().as_millis()).unwrap_or(u64::MAX),
+            );
+            phase = Instant::now();
+        };
+        let messages: Vec<Message> = match &self.reader {
+            Reader::Local => {
+                let records =
+                    tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
+                lap("read", &mut phases);
+                let parsed = records
+                    .iter()
+                    .map(|r| scan::classify(r, &plan.watermark))
+                    .collect();
+                lap("parse", &mut phases);
+                parsed
+            }
+            Reader::Cluster(remote) => {
+                let parsed = self.scan_on_executors(remote, plan).await?;
+                lap("scan", &mut phases);
+                parsed
+            }
+        };
+        // Offsets of the plan with no message (removed by retention or compaction, or
+        // transaction markers): counted and logged, never silent. More messages than offsets
+        // means a message was delivered twice, which would count it twice: the batch fails.
+        let offsets_skipped = plan.records() - i64::try_from(messages.len()).unwrap_or(i64::MAX);
+        if offsets_skipped < 0 {
+            return Err(Error::Kafka {
+                context: format!("batch {id} of {}", plan.topic),
+                message: format!(
+                    "{} messages read for {} planned offsets {:?}: a range was read twice",
+                    messages.len(),
+                    plan.records(),
+                    plan.ranges
+                ),
+            });
+        }
+        if offsets_skipped > 0 {
+            tracing::warn!(
+                batch_id = id,
+                offsets_skipped,
+                "planned offsets without a message (retention, compaction or transaction markers)"
+            );
+        }
+        // Late and malformed messages go to the quarantine.
+        let records = messages.len();
+        let mut events = Vec::with_capacity(records);
+        let mut rejected = Vec::new();
+        let mut delivered: BTreeMap<i32, i64> = BTreeMap::new();
+        for m in messages {
+            match m {
+                Message::Valid(origin, e) => {
+                    let high = delivered.entry(origin.partition).or_insert(e.event_time_us);
+                    *high = (*high).max(e.event_time_us);
+                    events.push((origin, e));
+                }
+                Message::Rejected(r) => rejected.push(r),
+            }
+        }
+        let mut watermark = plan.watermark.clone();
+        let before = watermark.current_us;
+        let after = watermark.advance(&delivered, plan.now_ms);
+        let new_events =
+            event::to_batch(&events).map_err(|e| query_error(id, "events", e.into()))?;
+        let mut all = state.clone();
+        if new_events.num_rows() > 0 {
+            all.push(new_events);
+        }
+        // Windows the watermark closed in this batch.
+        let mut emitted = Vec::new();
+        if let Some(after) = after {
+            let table = MemTable::try_new(EVENT_SCHEMA.clone(), vec![all.clone()])
+                .map_err(|e| query_error(id, "events table", e))?;
+            let _ = self.ctx.deregister_table("events");
+            self.ctx
+                .register_table("events", Arc::new(table))
+                .map_err(|e| query_error(id, "events table", e))?;
+            let df = self
+                .ctx
+                .sql(&self.job.sql.text)
+                .await
+                .map_err(|e| Error::Query {
+                    batch_id: id,
+                    source: self.job.sql.error(e),
+                })?;
+            let end = col("window_end");
+            let ends_now = end.clone().lt_eq(ts_lit(after));
+            let closed = match before {
+                Some(b) => end.gt(ts_lit(b)).and(ends_now),
+                None => ends_now,
+            };
+            emitted = df
+                .filter(closed)
+                .map_err(|e| query_error(id, "emit filter", e))?
+                .collect()
+                .await
+                .map_err(|e| Error::Query {
+                    batch_id: id,
+                    source: self.job.sql.error(e),
+                })?;
+        }
+        lap("query", &mut phases);
+        let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
+        let files =
+            sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
+        if !rejected.is_empty() {
+            let q = event::quarantine_batch(&plan.topic, &rejected)
+                .map_err(|e| query_error(id, "quarantine", e.into()))?;
+            self.output
+                .put(
+                    &format!("_quarantine/{}", sink::file_name(id)),
+                    sink::to_parquet(&q.schema(), &[q])?,
+                )
+                .await?;
+        }
+        if !replay
+            && std::env::var(CRASH_AFTER_OUTPUT)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                == Some(id)
+        {
+            tracing::error!(
+                batch_id = id,
+                "{CRASH_AFTER_OUTPUT}: aborting after the output, before the commit"
+            );
+            std::process::abort();
+        }
+        // The batch's windows become visible to readers of the sink log at once.
+        sink_log::log_batch(&self.output, id, files).await?;
+        lap("write", &mut phases);
+        let kept =
+            retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;
+        let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
+        self.checkpoint
+            .save_state(id, sink::to_parquet(&EVENT_SCHEMA, &kept)?)
+            .await?;
+        lap("state", &mut phases);
+        let mut quarantined = BTreeMap::new();
+        for r in &rejected {
+            *quarantined.entry(r.reason.to_string()).or_insert(0u64) += 1;
+        }
+        let commit = BatchCommit {
+            batch_id: id,
+            watermark,
+            counts: BatchCounts {
+                records: i64::try_from(records).unwrap_or(i64::MAX),
+                offsets_skipped,
+                events: events.len() as u64,
+                quarantined,
+                rows_written,
+                state_events,
+            },
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            phases_ms: phases,
+        };
+        self.checkpoint.commit(&commit).await?;
+        *state = kept;
+        if let Err(e) = tokio::task::block_in_place(|| self.source.commit(&plan.ends())) {
+            tracing::warn!(error = %e, "cannot commit offsets to the consumer group (lag tools will lag)");
+        }
+        Ok(commit)
+    }
+}

@@ -1,0 +1,32 @@
+//! The micro-batch engine: plans a batch (offset ranges, write-ahead), reads it from Kafka,
+//! parses and quarantines, runs the windowed SQL over the new events plus the state, emits the
+//! windows the watermark closed, and commits (output files, state, commit mark, group offsets).
+//!
+//! One batch, in order (the numbers are the crash points the recovery rules cover):
+//! 1. `offsets/<id>` is written (the plan). A crash before: the batch never existed.
+//! 2. The ranges are read and parsed, in this process (`ember run`) or by one Ballista task per
+//!    range on the executors (`ember submit`, see [`crate::scan`]). Late events (below the
+//!    watermark before the batch) and malformed messages are the batch's quarantine.
+//! 3. The new watermark is computed from the plan's processing time and the batch's events.
+//! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
+//!    `(watermark before, watermark after]` are emitted (append mode: each window once).
+//! 5. Output and quarantine files are written, named by batch id, then the batch's sink log
+//!    entry (`_ember_sink/<id>.json`), which makes them visible to readers of the log at once.
+//!    A crash here or later: the restart runs plan `<id>` again, which writes the same files
+//!    and entry over these.
+//! 6. `state/<id>.parquet`: the events of windows still open (bounded by the open windows).
+//! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
+//!    (for lag tools only).
+//!
+//! The engine's parts: `stream` (the stream, its constructors and the trigger loop),
+//! `batch` (one micro-batch from plan to commit), `progress` (what a committed batch reports)
+//! and `rules` (the budget split over partitions, the state kept for open windows).
+
+mod batch;
+mod progress;
+mod rules;
+mod stream;
+
+pub use batch::CRASH_AFTER_OUTPUT;
+pub use rules::{retain, split_budget};
+pub use stream::{Stream, StreamReport};

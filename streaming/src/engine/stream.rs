@@ -1,0 +1,416 @@
+//! The stream: its constructors (embedded, or with its scans on a cluster) and the trigger
+//! loop that plans batches, runs them and waits for the next trigger.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{SessionContext, lit};
+use ember_core::api::{BatchCounts, StreamProgress};
+use ember_core::session::SessionBuilder;
+use ember_core::storage::Dir;
+use ember_core::udf::WindowSpec;
+
+use crate::checkpoint::{BatchPlan, Checkpoint, OffsetRange, Resume};
+use crate::error::{Error, Result};
+use crate::kafka::KafkaSource;
+use crate::manifest::{StartingOffsets, StreamJob, Trigger};
+use crate::sink;
+use crate::watermark::Watermark;
+
+use super::rules::split_budget;
+
+/// What a run of a stream did (this process only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamReport {
+    /// The job.
+    pub job: String,
+    /// Batches committed by this run.
+    pub batches: u64,
+    /// Of those, batches run again from a plan a crashed run left.
+    pub replayed: u64,
+    /// What the run's batches read, rejected and wrote, in all (flattened in JSON; the state
+    /// is the one after the last batch).
+    #[serde(flatten)]
+    pub counts: BatchCounts,
+    /// The watermark at the end, RFC 3339; none before the first event.
+    pub watermark: Option<String>,
+    /// The checkpoint folder.
+    pub checkpoint: String,
+    /// The output folder.
+    pub output: String,
+}
+
+/// Where a batch's messages are read and parsed.
+pub(super) enum Reader {
+    /// In this process, by the stream's consumer, which keeps its position between batches.
+    Local,
+    /// By Ballista tasks on the executors, one per partition range ([`crate::scan`]), through
+    /// this session on the scheduler.
+    Cluster(SessionContext),
+}
+
+/// A streaming job ready to run.
+pub struct Stream {
+    pub(super) job: StreamJob,
+    pub(super) ctx: SessionContext,
+    pub(super) reader: Reader,
+    pub(super) window: WindowSpec,
+    pub(super) source: KafkaSource,
+    pub(super) checkpoint: Checkpoint,
+    pub(super) output: Dir,
+    pub(super) progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("job", &self.job.name)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(super) fn rfc3339(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+pub(super) fn ts_lit(us: i64) -> datafusion::logical_expr::Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(us), None))
+}
+
+pub(super) fn query_error(
+    batch_id: u64,
+    context: &str,
+    e: datafusion::error::DataFusionError,
+) -> Error {
+    Error::Query {
+        batch_id,
+        source: ember_core::Error::datafusion(context.to_string(), e),
+    }
+}
+
+impl Stream {
+    /// The session recipe of a stream's driver: `session`'s codecs and storage, 2 partitions,
+    /// no memory limit (the window query runs in this process over the batch's events and the
+    /// state, which the state's own bound keeps small).
+    fn driver_session(session: &SessionBuilder) -> SessionBuilder {
+        session
+            .clone()
+            .with_parallelism(2)
+            .with_runtime(ember_core::runtime::RuntimeOptions {
+                memory_limit: Some(0),
+                ..session.runtime().clone()
+            })
+    }
+
+    /// Prepares `job` with sessions made by `session` (whose runtime gives the storage): the
+    /// window shape from the SQL, the Kafka consumer, the checkpoint and output folders.
+    ///
+    /// # Errors
+    /// The SQL's errors (file, line, column), a query without window, storage that cannot be
+    /// opened, or a consumer librdkafka refuses.
+    pub async fn new(job: StreamJob, session: &SessionBuilder) -> Result<Self> {
+        let ctx = Self::driver_session(session).local()?;
+        let window = crate::window_query::analyze(&ctx, &job.sql, &job.partition_by).await?;
+        let source = KafkaSource::new(
+            &job.source.brokers,
+            &job.source.topic,
+            &job.source.group_id,
+            &job.source.options,
+        )?;
+        let registry = Arc::clone(&ctx.runtime_env().object_store_registry);
+        let checkpoint = Checkpoint::new(Dir::open(&job.checkpoint, registry.as_ref())?);
+        let output = Dir::open(&job.output, registry.as_ref())?;
+        Ok(Self {
+            job,
+            ctx,
+            reader: Reader::Local,
+            window,
+            source,
+            checkpoint,
+            output,
+            progress: None,
+        })
+    }
+
+    /// Like [`Stream::new`], but each batch's Kafka ranges are read and parsed by tasks on the
+    /// executors of the Ballista scheduler at `scheduler_url` (`df://HOST:PORT`), one task per
+    /// partition range; this process (the driver, as in Spark's client deploy mode) plans the
+    /// batches, runs the windows over the parsed events and the state, and commits. `session`'s
+    /// codecs must know the Kafka scan ([`crate::scan::KafkaScanNodes`]), as the scheduler's and
+    /// executors' do.
+    ///
+    /// # Errors
+    /// As [`Stream::new`], a scheduler that cannot be reached, and codecs without the scan.
+    pub async fn on_cluster(
+        job: StreamJob,
+        session: &SessionBuilder,
+        scheduler_url: &str,
+    ) -> Result<Self> {
+        if !session
+            .codecs()
+            .knows(ember_core::codec::CodecTag::KafkaScan)
+        {
+            return Err(ember_core::Error::InvalidJob {
+                path: job.sql.path.clone(),
+                message: "the driver's codecs do not know the Kafka scan (a build mistake)".into(),
+            }
+            .into());
+        }
+        // Ballista's session connects lazily; a driver should fail at once, not at its first
+        // batch.
+        let unreachable = |message: String| Error::Scheduler {
+            url: scheduler_url.to_string(),
+            message,
+        };
+        let address = scheduler_url.trim_start_matches("df://");
+        match tokio::time::timeout(
+            crate::kafka::REQUEST_TIMEOUT,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("no answer".into())),
+        }
+        // No round-robin repartition above the scan: Ballista keeps it inside the scan's stage,
+        // so every task of the stage would run every range's read (each message read twice).
+        let remote = Self::driver_session(session)
+            .with_option(
+                "datafusion.optimizer.enable_round_robin_repartition",
+                "false",
+            )
+            .remote(scheduler_url)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut stream = Self::new(job, session).await?;
+        stream.reader = Reader::Cluster(remote);
+        Ok(stream)
+    }
+
+    /// The window shape found in the SQL.
+    pub fn window(&self) -> WindowSpec {
+        self.window
+    }
+
+    /// Sends each committed batch's progress (offsets, lag, rates, watermark) to `sender`,
+    /// for the scheduler's streaming page. A closed receiver is ignored.
+    pub fn report_progress(&mut self, sender: tokio::sync::mpsc::UnboundedSender<StreamProgress>) {
+        self.progress = Some(sender);
+    }
+
+    /// Runs the stream until its trigger says stop (available-now: the topic is drained) or
+    /// `stop` resolves (between batches).
+    ///
+    /// # Errors
+    /// The first error of a batch; what was committed before stays committed, and a restart
+    /// runs the failed batch again.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<StreamReport> {
+        tokio::pin!(stop);
+        let mut report = StreamReport {
+            job: self.job.name.clone(),
+            checkpoint: self.checkpoint.url().to_string(),
+            output: self.output.url().to_string(),
+            ..StreamReport::default()
+        };
+        // Poll it once now, so that signal handlers are installed before the first batch.
+        if self
+            .wait(Some(Duration::ZERO), Instant::now(), &mut stop)
+            .await
+        {
+            return Ok(report);
+        }
+        let topic = self.job.source.topic.clone();
+        let partitions = self.blocking_source(|s| s.partitions()).await?;
+        // Where to go on: the plan to run again, the watermark, the state, the next batch id and
+        // the next start offset per partition (the ends of the last plan).
+        let (mut next_plan, mut watermark, mut state, mut next_id, mut starts) =
+            match self.checkpoint.resume().await? {
+                Resume::Fresh => (
+                    None,
+                    Watermark::new(self.job.allowed_lateness_us, self.job.idle_timeout_ms),
+                    Vec::new(),
+                    0,
+                    BTreeMap::new(),
+                ),
+                Resume::Replay { plan } => {
+                    tracing::info!(
+                        batch_id = plan.batch_id,
+                        "running an uncommitted batch again with its planned offsets"
+                    );
+                    let state = self.load_state(plan.batch_id.checked_sub(1)).await?;
+                    let wm = plan.watermark.clone();
+                    let id = plan.batch_id;
+                    let starts = plan.ranges.iter().map(|r| (r.partition, r.start)).collect();
+                    (Some(plan), wm, state, id, starts)
+                }
+                Resume::Continue { last, plan } => {
+                    let state = self.load_state(Some(last.batch_id)).await?;
+                    (None, last.watermark, state, last.batch_id + 1, plan.ends())
+                }
+            };
+        // Partitions without a start begin at the starting offsets; available-now stops at the
+        // ends seen now. One offsets request per partition answers both.
+        let available_now = self.job.trigger == Trigger::AvailableNow;
+        let mut limit: Option<BTreeMap<i32, i64>> = available_now.then(BTreeMap::new);
+        for &p in &partitions {
+            if !available_now && starts.contains_key(&p) {
+                continue;
+            }
+            let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
+            starts
+                .entry(p)
+                .or_insert(match self.job.source.starting_offsets {
+                    StartingOffsets::Earliest => low,
+                    StartingOffsets::Latest => high,
+                });
+            if let Some(ends) = limit.as_mut() {
+                ends.insert(p, high);
+            }
+        }
+        let interval = match self.job.trigger {
+            Trigger::ProcessingTime(d) => Some(d),
+            Trigger::AvailableNow => None,
+        };
+        let mut replay = next_plan.is_some();
+        // The partitions' ends when the batch was planned (lag), and the previous batch's start
+        // (input rate).
+        let mut latest: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut last_tick: Option<Instant> = None;
+        loop {
+            let tick = Instant::now();
+            let plan = match next_plan.take() {
+                Some(plan) => plan,
+                None => {
+                    latest.clear();
+                    let mut available = BTreeMap::new();
+                    for &p in &partitions {
+                        let high = match &limit {
+                            Some(l) => l.get(&p).copied().unwrap_or(0),
+                            None => self.blocking_source(move |s| s.watermarks(p)).await?.1,
+                        };
+                        let start = starts.get(&p).copied().unwrap_or(0);
+                        latest.insert(p, high);
+                        available.insert(p, (high - start).max(0));
+                    }
+                    let budget =
+                        i64::try_from(self.job.source.max_records_per_trigger).unwrap_or(i64::MAX);
+                    let take = split_budget(&available, budget);
+                    let now = now_ms();
+                    let mut wm = watermark.clone();
+                    wm.track(partitions.iter().copied(), now);
+                    let ranges: Vec<OffsetRange> = partitions
+                        .iter()
+                        .map(|&p| {
+                            let start = starts.get(&p).copied().unwrap_or(0);
+                            OffsetRange {
+                                partition: p,
+                                start,
+                                end: start + take.get(&p).copied().unwrap_or(0),
+                            }
+                        })
+                        .collect();
+                    let records: i64 = ranges.iter().map(|r| r.end - r.start).sum();
+                    if records == 0 {
+                        // A no-data batch only when idle partitions would move the watermark.
+                        let moved =
+                            wm.clone().advance(&BTreeMap::new(), now) != watermark.current_us;
+                        if limit.is_some() {
+                            break;
+                        }
+                        if !moved {
+                            if self.wait(interval, tick, &mut stop).await {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                    let plan = BatchPlan {
+                        batch_id: next_id,
+                        topic: topic.clone(),
+                        ranges,
+                        watermark: wm,
+                        now_ms: now,
+                    };
+                    self.checkpoint.plan(&plan).await?;
+                    plan
+                }
+            };
+            let commit = self.run_batch(&plan, &mut state, replay).await?;
+            let counts = &commit.counts;
+            tracing::info!(
+                batch_id = commit.batch_id, records = counts.records, events = counts.events,
+                rows_written = counts.rows_written, state_events = counts.state_events,
+                phases_ms = ?commit.phases_ms,
+                watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
+                "batch committed"
+            );
+            self.send_progress(&plan, &commit, &latest, tick, last_tick);
+            last_tick = Some(tick);
+            report.batches += 1;
+            report.replayed += u64::from(replay);
+            report.counts.add(&commit.counts);
+            report.watermark = commit.watermark.current_us.map(rfc3339);
+            replay = false;
+            starts.extend(plan.ends());
+            watermark = commit.watermark;
+            next_id = plan.batch_id + 1;
+            if self.wait(interval, tick, &mut stop).await {
+                break;
+            }
+        }
+        report.watermark = watermark.current_us.map(rfc3339);
+        Ok(report)
+    }
+
+    async fn wait(
+        &self,
+        interval: Option<Duration>,
+        since: Instant,
+        stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let left = interval.map_or(Duration::ZERO, |i| i.saturating_sub(since.elapsed()));
+        tokio::select! {
+            biased;
+            () = stop.as_mut() => true,
+            () = tokio::time::sleep(left) => false,
+        }
+    }
+
+    async fn blocking_source<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&KafkaSource) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // librdkafka calls block; the consumer is used from one task at a time.
+        tokio::task::block_in_place(|| f(&self.source))
+    }
+
+    async fn load_state(&self, batch_id: Option<u64>) -> Result<Vec<RecordBatch>> {
+        let Some(id) = batch_id else {
+            return Ok(Vec::new());
+        };
+        match self.checkpoint.load_state(id).await? {
+            Some(bytes) => sink::from_parquet(
+                &format!("{}/state/{id}.parquet", self.checkpoint.url()),
+                bytes,
+            ),
+            None => Err(Error::Checkpoint {
+                path: format!("{}/state/{id}.parquet", self.checkpoint.url()),
+                message: "missing: the state of the last committed batch is needed to resume"
+                    .into(),
+            }),
+        }
+    }
+}
