@@ -14,13 +14,14 @@ fn repo() -> PathBuf {
 }
 
 /// Each workspace crate's folder and layer: a crate may depend only on crates of lower layers.
-const LAYERS: [(&str, u8); 9] = [
+const LAYERS: [(&str, u8); 10] = [
     ("core", 0),
     ("batch", 1),
     ("streaming", 1),
     ("serving", 1),
     ("executor", 1),
     ("testkit", 1),
+    ("sqllogictest", 1),
     ("scheduler", 2),
     ("cli", 3),
     ("bench", 4),
