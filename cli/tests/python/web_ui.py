@@ -12,6 +12,7 @@ import json
 import os
 import sys
 
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -35,7 +36,12 @@ seen = {}
 
 def wait(what, condition, timeout=60):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.25).until(lambda d: condition())
+        # The pages re-render as they refresh: an element found a moment ago may be gone (stale);
+        # that is "not yet", not a failure.
+        return WebDriverWait(
+            driver, timeout, poll_frequency=0.25,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(lambda d: condition())
     except Exception:
         shot = os.path.join(shots, "failed.png")
         driver.save_screenshot(shot)
