@@ -19,7 +19,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 ember
+ && useradd --create-home --uid 10001 ember \
+ && mkdir -p /run/ember && chown ember /run/ember
 COPY --from=build /usr/local/bin/ember /usr/local/bin/ember
 COPY jobs /opt/ember/jobs
 COPY data /opt/ember/data

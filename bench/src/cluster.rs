@@ -27,8 +27,7 @@ pub fn run(
         partitions: cores.max(1),
         executor_timeout: "60s".into(),
         heartbeat_interval: "5s".into(),
-        env: Vec::new(),
-        scheduler_args: Vec::new(),
+        ..ClusterOptions::default()
     };
     let cluster = EmberCluster::start(ember, executors, &options)?;
     let absolute = |p: &Path| std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()));

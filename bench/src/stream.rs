@@ -102,8 +102,7 @@ pub fn run(
             partitions: 2,
             executor_timeout: "60s".into(),
             heartbeat_interval: "5s".into(),
-            env: Vec::new(),
-            scheduler_args: Vec::new(),
+            ..ClusterOptions::default()
         },
     )?;
     let mut rounds = Vec::new();

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ember_core::config::{StorageSettings, parse_host_port};
 use ember_core::params::Params;
+use ember_core::security::SecretUse;
 use ember_executor::config::ExecutorSettings;
 use ember_scheduler::config::SchedulerSettings;
 
@@ -48,26 +49,33 @@ pub fn check(command: &Command) -> Result<String> {
             format!("run {}\nstorage {storage:?}", job(&args.job, &args.set)?)
         }
         Command::Scheduler(args) => {
-            let s = SchedulerSettings::resolve(args)?;
+            let s = SchedulerSettings::resolve_with(args, SecretUse::Check)?;
             format!("scheduler {s:#?}")
         }
         Command::Executor(args) => {
-            let s = ExecutorSettings::resolve(args)?;
+            let s = ExecutorSettings::resolve_with(args, SecretUse::Check)?;
             format!("executor {s:#?}")
         }
         Command::Submit(args) => {
             let storage =
-                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
+                StorageSettings::resolve_with_file(&args.storage, args.common.config.as_deref())?;
             format!(
-                "submit {} to {}\nstorage {storage:?}",
+                "submit {} to {}\nstorage {storage:?}\nsecurity {:?}",
                 job(&args.job, &args.set)?,
-                scheduler_address(&args.common.scheduler)?
+                scheduler_address(&args.common.scheduler)?,
+                args.common.security_with(SecretUse::Check)?
             )
         }
-        Command::Jobs(args) => format!("jobs of {}", scheduler_address(&args.common().scheduler)?),
-        Command::Status(args) | Command::Cancel(args) => {
-            format!("job on {}", scheduler_address(&args.common().scheduler)?)
-        }
+        Command::Jobs(args) => format!(
+            "jobs of {}\nsecurity {:?}",
+            scheduler_address(&args.common().scheduler)?,
+            args.common().security_with(SecretUse::Check)?
+        ),
+        Command::Status(args) | Command::Cancel(args) => format!(
+            "job on {}\nsecurity {:?}",
+            scheduler_address(&args.common().scheduler)?,
+            args.common().security_with(SecretUse::Check)?
+        ),
         Command::Produce(args) => {
             args.source()?;
             format!("produce to topic {} on {}", args.topic, args.brokers)

@@ -17,13 +17,29 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// # Errors
 /// The port is taken, …
 pub async fn scheduler(settings: SchedulerSettings, codecs: Codecs) -> Result<()> {
+    if let Some(secret) = &settings.security.cluster_secret {
+        println!(
+            "ember cluster secret {} {} (executors and clients need this file)",
+            if settings.security.created_secret {
+                "written to"
+            } else {
+                "read from"
+            },
+            secret.path().display()
+        );
+    }
+    let tls = settings.security.tls.is_some();
     let started = ember_scheduler::start(settings, codecs).await?;
     println!(
         "ember flight sql listening on {}{}",
         started.flight_sql.address,
         if started.flight_sql.tls { " (tls)" } else { "" }
     );
-    println!("ember scheduler listening on {}", started.address);
+    println!(
+        "ember scheduler listening on {}{}",
+        started.address,
+        if tls { " (tls)" } else { "" }
+    );
     Ok(started
         .serve(ember_core::signal::shutdown(), SHUTDOWN_GRACE)
         .await?)

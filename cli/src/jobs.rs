@@ -1,10 +1,15 @@
 //! `ember jobs`, `ember status <id>`, `ember cancel <id>`: what the scheduler runs.
 
+use std::path::PathBuf;
+
 use clap::Args;
 use ember_core::api::{JobDetail, JobState, JobSummary};
 use ember_core::config::TokenArgs;
 
-use crate::client::Client;
+use ember_core::config::ConfigFile;
+use ember_core::rest::Client;
+use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
+
 use crate::error::Result;
 use crate::format::{Format, duration, print_json, table};
 
@@ -25,15 +30,44 @@ pub struct Common {
     /// How to print the answer.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// TOML configuration file: its [security] and [tls] sections (a streaming job's driver
+    /// also reads [storage]).
+    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub security: SecurityArgs,
 }
 
 impl Common {
-    /// A REST client for the scheduler, with the token.
+    /// The security settings: the cluster secret when there is one, TLS.
+    ///
+    /// # Errors
+    /// The configuration file's, a TLS file that cannot be read.
+    pub fn security(&self) -> Result<SecuritySettings> {
+        self.security_with(SecretUse::IfPresent)
+    }
+
+    /// [`Common::security`] with another use of the secret (`--check-config` reads nothing).
+    ///
+    /// # Errors
+    /// As [`Common::security`].
+    pub fn security_with(&self, secret: SecretUse) -> Result<SecuritySettings> {
+        let file = ConfigFile::load_optional(self.config.as_deref())?;
+        Ok(SecuritySettings::resolve(&self.security, &file, secret)?)
+    }
+
+    /// A REST client for the scheduler: the user's token, else the cluster token.
     ///
     /// # Errors
     /// As [`Client::new`].
     pub fn client(&self) -> Result<Client> {
-        Client::new(&self.scheduler, self.token.token.as_deref())
+        Ok(Client::new(
+            "--scheduler / EMBER_SCHEDULER",
+            &self.scheduler,
+            self.token.token.as_deref(),
+            &self.security()?,
+        )?)
     }
 }
 

@@ -14,7 +14,6 @@
 //! wrong (clap's usage error).
 
 mod check;
-mod client;
 mod daemons;
 mod error;
 mod format;
@@ -105,7 +104,7 @@ fn prepare(command: Command, codecs: Codecs) -> Result<Task, Failure> {
         }
         Command::Submit(args) if stream::is_stream(&args.job) => {
             let storage =
-                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
+                StorageSettings::resolve_with_file(&args.storage, args.common.config.as_deref())?;
             ember_core::storage::apply_process_environment(&storage);
             Box::pin(stream::submit(args, storage, codecs))
         }

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use bytesize::ByteSize;
 use clap::Args;
 use ember_core::codec::Codecs;
-use ember_core::config::{StorageArgs, StorageSettings, TokenArgs};
+use ember_core::config::{ConfigFile, StorageArgs, StorageSettings};
 use ember_core::manifest::JobManifest;
 use ember_core::params::Params;
 use ember_core::runtime::RuntimeOptions;
+use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_core::session::SessionBuilder;
 
 use crate::error::{Failure, Result};
@@ -48,12 +49,28 @@ pub struct RunArgs {
     #[arg(long, env = "EMBER_EXECUTOR_SPILL_DIR", value_name = "DIR")]
     pub spill_dir: Option<PathBuf>,
     /// Streaming jobs: report the stream's progress to the web UI of this scheduler or
-    /// `ember serve` (HTTP port), HOST:PORT.
+    /// `ember serve` (HTTP port), HOST:PORT, with the cluster secret.
     #[arg(long, env = "EMBER_REPORT_TO", value_name = "HOST:PORT")]
     pub report_to: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub token: TokenArgs,
+    pub security: SecurityArgs,
+}
+
+impl RunArgs {
+    /// The security settings: the allowed paths, and the cluster secret and TLS of
+    /// `--report-to`.
+    ///
+    /// # Errors
+    /// The configuration file's, a TLS file that cannot be read.
+    pub fn security(&self) -> Result<SecuritySettings> {
+        let file = ConfigFile::load_optional(self.config.as_deref())?;
+        Ok(SecuritySettings::resolve(
+            &self.security,
+            &file,
+            SecretUse::IfPresent,
+        )?)
+    }
 }
 
 /// Runs the job in embedded mode.
@@ -66,6 +83,10 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
     let settings = Params::parse_settings(&args.set)?;
     params.apply(&settings)?;
     let job = manifest.resolve(params)?;
+    let security = args.security()?;
+    for (what, path) in job.paths() {
+        security.paths.check(&what, path)?;
+    }
     let ctx = SessionBuilder::new(codecs)
         .with_parallelism(args.parallelism)
         .with_runtime(RuntimeOptions {

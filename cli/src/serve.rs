@@ -11,6 +11,7 @@ use ember_core::codec::Codecs;
 use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, TableFile};
 use ember_core::manifest::JobManifest;
 use ember_core::runtime::RuntimeOptions;
+use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_core::session::SessionBuilder;
 use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
 use ember_serving::flight_sql;
@@ -47,6 +48,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub flight_sql: FlightSqlArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub security: SecurityArgs,
 }
 
 /// The default output of each job folder under `dir`, as a table named after the job. A job
@@ -86,6 +90,20 @@ fn job_outputs(dir: &Path) -> Vec<TableFile> {
         .collect()
 }
 
+/// The security settings: the cluster secret (created when missing: stream drivers report
+/// with it), TLS, the allowed paths.
+///
+/// # Errors
+/// The configuration file's, a TLS file that cannot be read.
+pub fn security(args: &ServeArgs) -> Result<SecuritySettings> {
+    let file = ConfigFile::load_optional(args.config.as_deref())?;
+    Ok(SecuritySettings::resolve(
+        &args.security,
+        &file,
+        SecretUse::Create,
+    )?)
+}
+
 /// The Flight SQL settings: flags and variables over the configuration file's `[flight_sql]`.
 ///
 /// # Errors
@@ -104,6 +122,7 @@ pub fn flight_sql_settings(args: &ServeArgs) -> Result<FlightSqlSettings> {
 /// The configuration, the port, TLS files, the embedded scheduler, in one line.
 pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
     let mut settings = flight_sql_settings(&args)?;
+    let security = security(&args)?;
     let mut tables = job_outputs(&args.jobs);
     tables.append(&mut settings.tables);
     let (catalog, schema) = flight_sql::CATALOG;
@@ -119,7 +138,7 @@ pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> R
         .await?;
     // One signal handler: it stops the endpoint, then this command.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let endpoint = flight_sql::serve(&settings, &args.bind_host, ctx, async move {
+    let endpoint = flight_sql::serve(&settings, &security, &args.bind_host, ctx, async move {
         let _ = stopped.await;
     })
     .await?;
@@ -164,19 +183,22 @@ pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> R
     });
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = ember_serving::web::routes(web);
+    let tls = security.tls.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = web_stopped.await;
-            })
-            .await
+        ember_core::serve::http("web UI", listener, router, tls.as_ref(), async move {
+            let _ = web_stopped.await;
+        })
+        .await
     });
     println!(
         "ember flight sql listening on {}{}",
         endpoint.address,
         if endpoint.tls { " (tls)" } else { "" }
     );
-    println!("ember web ui on http://{http}/ui/dashboard");
+    println!(
+        "ember web ui on {}://{http}/ui/dashboard",
+        security.http_scheme()
+    );
     ember_core::signal::shutdown().await;
     let _ = stop.send(());
     let _ = web_stop.send(());

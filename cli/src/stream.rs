@@ -14,7 +14,9 @@ use ember_core::session::SessionBuilder;
 use ember_streaming::engine::Stream;
 use ember_streaming::produce::{EventSource, ProduceOptions, produce};
 
-use crate::client::Client;
+use ember_core::rest::Client;
+use ember_core::security::SecuritySettings;
+
 use crate::error::{Failure, Result};
 use crate::format::{Format, print_json};
 use crate::run::RunArgs;
@@ -29,8 +31,15 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
+    let security = args.security()?;
+    // A driver reports with the cluster secret, not with a user's token.
     let progress_to = match &args.report_to {
-        Some(address) => Some(Client::new(address, args.token.token.as_deref())?),
+        Some(address) => Some(Client::new(
+            "--report-to / EMBER_REPORT_TO",
+            address,
+            None,
+            &security,
+        )?),
         None => None,
     };
     drive(
@@ -38,6 +47,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
         &args.set,
         args.format,
         &session(storage, codecs),
+        &security,
         None,
         progress_to,
     )
@@ -50,12 +60,20 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
 pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
     let address = args.common.scheduler.trim_start_matches("http://");
     let url = format!("df://{}", address.trim_end_matches('/'));
-    let client = args.common.client()?;
+    let security = args.common.security()?;
+    // A driver reports with the cluster secret, not with a user's token.
+    let client = Client::new(
+        "--scheduler / EMBER_SCHEDULER",
+        &args.common.scheduler,
+        None,
+        &security,
+    )?;
     drive(
         &args.job,
         &args.set,
         args.common.format,
-        &session(storage, codecs),
+        &session(storage, codecs).with_security(security.clone()),
+        &security,
         Some(&url),
         Some(client),
     )
@@ -75,11 +93,16 @@ async fn drive(
     set: &[String],
     format: Format,
     session: &SessionBuilder,
+    security: &SecuritySettings,
     scheduler_url: Option<&str>,
     progress_to: Option<Client>,
 ) -> Result<()> {
     let settings = Params::parse_settings(set)?;
     let job = ember_streaming::manifest::load(path, &settings)?;
+    security.paths.check("the stream's output", &job.output)?;
+    security
+        .paths
+        .check("the stream's checkpoint", &job.checkpoint)?;
     let name = job.name.clone();
     let output = job.output.clone();
     let mut stream = match scheduler_url {

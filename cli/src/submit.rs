@@ -18,7 +18,8 @@ use ember_core::manifest::{Job, JobManifest};
 use ember_core::params::Params;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::client::Client;
+use ember_core::rest::Client;
+
 use crate::error::{Failure, Result};
 use crate::format::{Format, print_json};
 
@@ -33,12 +34,9 @@ pub struct SubmitArgs {
     /// Follow the job to its end: progress per stage, then the counts; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
-    /// `--scheduler` and `--format`, as for `ember jobs`.
+    /// `--scheduler`, `--format`, `--config` and the security flags, as for `ember jobs`.
     #[command(flatten)]
     pub common: crate::jobs::Common,
-    /// TOML configuration file; a streaming job's driver reads its [storage] section.
-    #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Storage of a streaming job's driver (output and checkpoint); batch jobs use the
     /// scheduler's.
     #[command(flatten)]

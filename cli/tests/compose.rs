@@ -257,6 +257,17 @@ fn set_flag(args: &mut [String], flag: &str, value: &str) {
     args[i + 1] = value.to_string();
 }
 
+/// The compose service's environment with the same replacements as [`native`] in its values.
+fn native_env(service: &Value, replace: &[(String, String)]) -> BTreeMap<String, String> {
+    environment(service)
+        .into_iter()
+        .map(|(k, v)| {
+            let v = replace.iter().fold(v, |v, (from, to)| v.replace(from, to));
+            (k, v)
+        })
+        .collect()
+}
+
 fn spawn(args: &[String], env: &BTreeMap<String, String>, log: &Path) -> Child {
     let mut c = Command::new(bin());
     c.args(args).current_dir(repo()).env_remove("RUST_LOG");
@@ -285,6 +296,11 @@ fn the_compose_command_sequence_runs_natively() {
         ("kafka:9092".to_string(), broker.brokers()),
         ("hdfs://namenode:8020".to_string(), hdfs.url().to_string()),
         ("/opt/ember/".to_string(), format!("{}/", repo().display())),
+        // The cluster secret's volume.
+        (
+            "/run/ember/".to_string(),
+            format!("{}/", tmp.path().display()),
+        ),
     ];
 
     // The scheduler, on free ports (the compose file's are fixed), bound to loopback.
@@ -292,11 +308,12 @@ fn the_compose_command_sequence_runs_natively() {
     set_flag(&mut args, "--port", &port);
     set_flag(&mut args, "--bind-host", "127.0.0.1");
     set_flag(&mut args, "--external-host", "127.0.0.1");
-    let mut env = environment(&services["scheduler"]);
+    let mut env = native_env(&services["scheduler"], &replace);
     env.insert("EMBER_FLIGHT_SQL_PORT".into(), flight.clone());
     let scheduler_log = tmp.path().join("scheduler.log");
     let _scheduler = Guard(spawn(&args, &env, &scheduler_log));
-    // Its health check, as compose runs it.
+    // Its health check, as compose runs it (in the service's container, with its environment).
+    let health_env = native_env(&services["scheduler"], &replace);
     let health = native(
         &strings(&services["scheduler"]["healthcheck"]["test"])[2..],
         &[("localhost:50050".to_string(), scheduler_address.clone())],
@@ -308,6 +325,7 @@ fn the_compose_command_sequence_runs_natively() {
         || {
             let ok = Command::new(bin())
                 .args(&health)
+                .envs(&health_env)
                 .output()
                 .is_ok_and(|o| o.status.success());
             Ok(ok.then_some(()))
@@ -326,7 +344,7 @@ fn the_compose_command_sequence_runs_natively() {
         for flag in ["--port", "--grpc-port"] {
             args.extend([flag.to_string(), free_port().expect("port").to_string()]);
         }
-        let mut env = environment(&services["executor"]);
+        let mut env = native_env(&services["executor"], &replace);
         env.insert(
             "EMBER_EXECUTOR_METRICS_PORT".into(),
             free_port().expect("port").to_string(),
@@ -385,7 +403,7 @@ fn the_compose_command_sequence_runs_natively() {
     let stream_log = tmp.path().join("stream.log");
     let _stream = Guard(spawn(
         &stream_args,
-        &environment(&services["stream"]),
+        &native_env(&services["stream"], &replace),
         &stream_log,
     ));
 
@@ -396,6 +414,7 @@ fn the_compose_command_sequence_runs_natively() {
         .args(["--format", "json"])
         .current_dir(repo())
         .env_remove("RUST_LOG")
+        .envs(native_env(&services["batch"], &replace))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -448,8 +448,16 @@ fn with_auth_on_the_ui_and_rest_api_need_the_flight_sql_credentials() {
     }
     let health = http_request(address, "GET", "/api/v1/health", &[]).expect("health");
     assert_eq!(health.status, 200);
-    // The command line sends the token.
-    let out = ember(&["jobs", "--scheduler", address]);
+    // The command line sends the token. (A user's machine without the cluster secret: this
+    // machine's default secret, which the test cluster uses, would authenticate it.)
+    let no_secret = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(bin())
+        .args(["jobs", "--scheduler", address])
+        .env("EMBER_HOME", no_secret.path())
+        .env_remove("EMBER_CLUSTER_SECRET_FILE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ember");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("answered 401"), "{}", stderr(&out));
     let out = ember(&["jobs", "--scheduler", address, "--token", "t0ken-s3cret"]);

@@ -200,6 +200,32 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A server (a scheduler's REST API) answered with an error, or did not answer; the kind
+    /// is the one the server's error body gave, or external.
+    #[error("{message}")]
+    Remote {
+        /// Who has to act.
+        kind: ErrorKind,
+        /// What went wrong, naming the server.
+        message: String,
+    },
+
+    /// A path outside `[security] allowed_paths`.
+    #[error("{what} {path} is outside the allowed paths ({allowed})")]
+    PathNotAllowed {
+        /// What the path is for (`input \`raw_sales\``, `output`, `Flight SQL table …`).
+        what: String,
+        /// The path as given.
+        path: String,
+        /// The allowed folders, comma-separated.
+        allowed: String,
+    },
+
+    /// What may not be done here: a plan that writes files (`COPY`, `INSERT`), or a report
+    /// that changes what a stream started with.
+    #[error("{0}")]
+    Refused(String),
+
     /// Two plan node implementations claim the same codec tag (a build mistake).
     #[error("codec tag {tag} is claimed twice ({first} and {second})")]
     DuplicateCodecTag {
@@ -237,8 +263,11 @@ impl Classify for Error {
             | Error::BadSetting(_)
             | Error::InvalidSetting { .. }
             | Error::UndefinedReference { .. }
-            | Error::Sql { .. } => ErrorKind::User,
+            | Error::Sql { .. }
+            | Error::PathNotAllowed { .. }
+            | Error::Refused(_) => ErrorKind::User,
             Error::Storage { .. } => ErrorKind::External,
+            Error::Remote { kind, .. } => *kind,
             // A port that is taken or not ours: the user picks another.
             Error::Bind { source, .. } => match source.kind() {
                 std::io::ErrorKind::AddrInUse

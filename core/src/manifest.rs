@@ -37,7 +37,7 @@
 //!
 //! Unknown keys are errors that name the key and its line (serde's `deny_unknown_fields`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -362,54 +362,28 @@ impl JobManifest {
 
     fn validate(&self) -> Result<()> {
         let f = &self.file;
-        if !is_identifier(f.job.name.get_ref()) {
-            return Err(self.error(&f.job.name, "job name must be letters, digits and _"));
+        if let Err(message) = rules::job_name(f.job.name.get_ref()) {
+            return Err(self.error(&f.job.name, message));
         }
-        let mut tables = BTreeSet::new();
-        let names = f
+        let names: Vec<&Spanned<String>> = f
             .inputs
             .iter()
             .map(|i| &i.name)
-            .chain(f.views.iter().map(|v| &v.name));
-        for name in names {
-            if !is_identifier(name.get_ref()) {
-                return Err(self.error(name, "table names must be letters, digits and _"));
-            }
-            if !tables.insert(name.get_ref().to_ascii_lowercase()) {
-                return Err(
-                    self.error(name, format!("table `{}` is defined twice", name.get_ref()))
-                );
-            }
+            .chain(f.views.iter().map(|v| &v.name))
+            .collect();
+        if let Err((at, message)) = rules::tables(names.iter().map(|n| n.get_ref().as_str())) {
+            return Err(self.error(names[at], message));
         }
         for input in &f.inputs {
-            if input.optional && input.columns.is_empty() {
-                return Err(self.error(
-                    &input.name,
-                    "an optional input needs `columns` (the schema of the empty table used when its path is empty)",
-                ));
-            }
-            for (what, c) in [
-                ("delimiter", input.csv.delimiter),
-                ("quote", input.csv.quote),
-            ] {
-                if !c.is_ascii() {
-                    return Err(self.error(
-                        &input.name,
-                        format!("csv {what} must be one ASCII character"),
-                    ));
-                }
+            if let Err(message) = rules::input(input.optional, &input.columns, &input.csv) {
+                return Err(self.error(&input.name, message));
             }
         }
         if let Some(checks) = &f.checks {
+            let names = names.iter().map(|n| n.get_ref().as_str());
             for table in [&checks.rows_read, &checks.rows_valid] {
-                if !tables.contains(&table.get_ref().to_ascii_lowercase()) {
-                    return Err(self.error(
-                        table,
-                        format!(
-                            "checks name table `{}`, which is not an input or view",
-                            table.get_ref()
-                        ),
-                    ));
+                if let Err(message) = rules::check_table(names.clone(), table.get_ref()) {
+                    return Err(self.error(table, message));
                 }
             }
         }
@@ -494,6 +468,117 @@ impl JobManifest {
             output,
             checks,
         })
+    }
+}
+
+impl Job {
+    /// Checks a resolved job by the manifest's rules (names, tables, inputs, checks, paths):
+    /// what a server runs before it accepts a job it did not load itself.
+    ///
+    /// # Errors
+    /// [`Error::InvalidJob`] naming the manifest and what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Error::InvalidJob {
+            path: self.manifest_path.clone(),
+            message,
+        };
+        rules::job_name(&self.name).map_err(|m| invalid(m.to_string()))?;
+        let names: Vec<&str> = self
+            .inputs
+            .iter()
+            .map(|i| i.name.as_str())
+            .chain(self.views.iter().map(|v| v.name.as_str()))
+            .collect();
+        rules::tables(names.iter().copied()).map_err(|(_, m)| invalid(m))?;
+        for input in &self.inputs {
+            rules::input(input.optional, &input.columns, &input.csv)
+                .map_err(|m| invalid(format!("input `{}`: {m}", input.name)))?;
+            if input.path.trim().is_empty() && !input.optional {
+                return Err(invalid(format!("input `{}` has an empty path", input.name)));
+            }
+        }
+        if let Some(checks) = &self.checks {
+            for table in [&checks.rows_read, &checks.rows_valid] {
+                rules::check_table(names.iter().copied(), table).map_err(invalid)?;
+            }
+        }
+        if self.output.path.trim().is_empty() {
+            return Err(invalid("the output path is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Every path the job reads or writes, with what it is (`input \`raw_sales\``, `output`).
+    pub fn paths(&self) -> Vec<(String, &str)> {
+        self.inputs
+            .iter()
+            .filter(|i| !i.path.is_empty())
+            .map(|i| (format!("input `{}`", i.name), i.path.as_str()))
+            .chain(std::iter::once((
+                "output".to_string(),
+                self.output.path.as_str(),
+            )))
+            .collect()
+    }
+}
+
+/// The manifest's rules, shared by [`JobManifest`] (which points at the manifest's line) and
+/// [`Job::validate`] (which checks a job a server received).
+mod rules {
+    use std::collections::BTreeSet;
+
+    use super::{CsvOptions, is_identifier};
+
+    pub(super) fn job_name(name: &str) -> Result<(), &'static str> {
+        if is_identifier(name) {
+            Ok(())
+        } else {
+            Err("job name must be letters, digits and _")
+        }
+    }
+
+    /// Table names: identifiers, none twice (case-insensitive). The error gives the index of
+    /// the offending name.
+    pub(super) fn tables<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), (usize, String)> {
+        let mut seen = BTreeSet::new();
+        for (i, name) in names.enumerate() {
+            if !is_identifier(name) {
+                return Err((i, "table names must be letters, digits and _".into()));
+            }
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err((i, format!("table `{name}` is defined twice")));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn input(
+        optional: bool,
+        columns: &[String],
+        csv: &CsvOptions,
+    ) -> Result<(), String> {
+        if optional && columns.is_empty() {
+            return Err("an optional input needs `columns` (the schema of the empty table used when its path is empty)".into());
+        }
+        for (what, c) in [("delimiter", csv.delimiter), ("quote", csv.quote)] {
+            if !c.is_ascii() {
+                return Err(format!("csv {what} must be one ASCII character"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_table<'a>(
+        mut tables: impl Iterator<Item = &'a str>,
+        table: &str,
+    ) -> Result<(), String> {
+        if tables.any(|t| t.eq_ignore_ascii_case(table)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "checks name table `{table}`, which is not an input or view"
+            ))
+        }
     }
 }
 

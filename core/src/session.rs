@@ -26,6 +26,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::codec::Codecs;
 use crate::error::{Error, Result};
 use crate::runtime::{RuntimeOptions, runtime_env};
+use crate::security::SecuritySettings;
 use crate::sink::EmberQueryPlanner;
 use crate::udf;
 
@@ -37,6 +38,7 @@ pub struct SessionBuilder {
     runtime: RuntimeOptions,
     catalog: Option<(String, String)>,
     options: Vec<(String, String)>,
+    security: SecuritySettings,
 }
 
 impl SessionBuilder {
@@ -49,7 +51,21 @@ impl SessionBuilder {
             runtime: RuntimeOptions::default(),
             catalog: None,
             options: Vec::new(),
+            security: SecuritySettings::default(),
         }
+    }
+
+    /// The cluster's security: sessions that talk to a cluster (`remote`, the scheduler's and
+    /// executors' configs) present the cluster token on every gRPC call and use TLS when it is
+    /// configured.
+    pub fn with_security(mut self, security: SecuritySettings) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// The security settings.
+    pub fn security(&self) -> &SecuritySettings {
+        &self.security
     }
 
     /// Partitions per stage (tasks per stage; the embedded executor's task slots). `0`: the
@@ -97,7 +113,7 @@ impl SessionBuilder {
         }
     }
 
-    /// Applies Ember's settings to `config` (one Ballista builds, or a plain one):
+    /// Ember's settings on `config` (one Ballista builds, or a plain one):
     /// - `datafusion.sql_parser.collect_spans = true`, so planning errors carry line and column;
     /// - `datafusion.sql_parser.enable_ident_normalization = false`: identifiers match columns
     ///   as written (`InvoiceNo` is the CSV header's `InvoiceNo`), the way Spark users write
@@ -110,16 +126,29 @@ impl SessionBuilder {
     ///   distributed planner. In Ballista 55 AQE re-plans a job forever when one of its stages
     ///   fails, or after an executor is wrongly marked lost under load (seen in Ember's cluster
     ///   tests: the stage count grows without bound and the job never ends);
-    /// - the default catalog and the options given to the builder.
+    /// - the default catalog and the options given to the builder;
+    /// - for a session that talks to a cluster (`cluster`): the cluster token on every gRPC call
+    ///   and TLS, through Ballista's endpoint override (`ember_core::security::grpc`).
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] for an option DataFusion does not know.
-    pub fn configure(&self, config: SessionConfig) -> Result<SessionConfig> {
+    fn configure(&self, config: SessionConfig, cluster: bool) -> Result<SessionConfig> {
         let mut config = config
             .with_target_partitions(self.parallelism())
             .with_ballista_adaptive_query_planner(false)
             .with_ballista_logical_extension_codec(self.codecs.logical())
             .with_ballista_physical_extension_codec(self.codecs.physical());
+        let security = &self.security;
+        if cluster && (security.cluster_secret.is_some() || security.tls.is_some()) {
+            config = config
+                .with_ballista_override_create_grpc_client_endpoint(
+                    crate::security::grpc::endpoint_override(
+                        security.cluster_secret.clone(),
+                        security.tls.clone(),
+                    ),
+                )
+                .with_ballista_use_tls(security.tls.is_some());
+        }
         if let Some((catalog, schema)) = &self.catalog {
             config = config
                 .with_default_catalog_and_schema(catalog, schema)
@@ -137,13 +166,13 @@ impl SessionBuilder {
         Ok(config)
     }
 
-    /// [`SessionBuilder::configure`] over Ballista's default config: what the scheduler and
+    /// Ember's settings over Ballista's default config, for a cluster: what the scheduler and
     /// executors give every session (their config producer).
     ///
     /// # Errors
-    /// As [`SessionBuilder::configure`].
+    /// [`Error::InvalidSetting`] for an option DataFusion does not know.
     pub fn ballista_config(&self) -> Result<SessionConfig> {
-        self.configure(SessionConfig::new_with_ballista())
+        self.configure(SessionConfig::new_with_ballista(), true)
     }
 
     /// A session state from `config` and `runtime` with DataFusion's default functions plus
@@ -173,9 +202,9 @@ impl SessionBuilder {
     /// A plain DataFusion session in this process (no Ballista).
     ///
     /// # Errors
-    /// As [`SessionBuilder::configure`] and [`SessionBuilder::runtime_env`].
+    /// An option DataFusion does not know, and [`SessionBuilder::runtime_env`]'s.
     pub fn local(&self) -> Result<SessionContext> {
-        let config = self.configure(SessionConfig::new())?;
+        let config = self.configure(SessionConfig::new(), false)?;
         Ok(SessionContext::new_with_state(
             self.state(config, self.runtime_env()?),
         ))
@@ -191,6 +220,7 @@ impl SessionBuilder {
         let config = self.configure(
             SessionConfig::new_with_ballista()
                 .with_ballista_standalone_parallelism(self.parallelism()),
+            false,
         )?;
         let state = self.state(config, self.runtime_env()?);
         let ctx = SessionContext::standalone_with_state(state)

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::Args;
 use ember_core::config::{
-    ConfigFile, Secret, StorageArgs, StorageSettings, TokenArgs, invalid, machine_hostname,
-    parse_duration, parse_host_port, parse_size,
+    ConfigFile, StorageArgs, StorageSettings, invalid, machine_hostname, parse_duration,
+    parse_host_port, parse_size,
 };
 use ember_core::error::Result;
+use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 
 /// Flags of `ember executor`.
 #[derive(Debug, Clone, Default, Args)]
@@ -37,9 +38,6 @@ pub struct ExecutorArgs {
     /// HTTP port of the executor's Prometheus `/metrics` [default: 50053].
     #[arg(long, env = "EMBER_EXECUTOR_METRICS_PORT")]
     pub metrics_port: Option<u16>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub token: TokenArgs,
     /// Tasks run at once [default: CPU cores].
     #[arg(long, env = "EMBER_EXECUTOR_TASK_SLOTS")]
     pub task_slots: Option<usize>,
@@ -67,10 +65,13 @@ pub struct ExecutorArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub security: SecurityArgs,
 }
 
 /// Resolved settings of `ember executor`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ExecutorSettings {
     /// Scheduler host.
     pub scheduler_host: String,
@@ -86,8 +87,6 @@ pub struct ExecutorSettings {
     pub grpc_port: u16,
     /// HTTP port of `/metrics`.
     pub metrics_port: u16,
-    /// Bearer token for the scheduler's REST API.
-    pub token: Option<Secret>,
     /// Task slots.
     pub task_slots: usize,
     /// Memory limit in bytes (`Some(0)`: unbounded; `None`: 512 MiB per slot).
@@ -100,6 +99,9 @@ pub struct ExecutorSettings {
     pub scheduler_connect_timeout: Duration,
     /// Storage settings.
     pub storage: StorageSettings,
+    /// The cluster secret (required: an executor presents it to the scheduler), TLS, the
+    /// allowed paths of the tasks it runs.
+    pub security: SecuritySettings,
 }
 
 impl ExecutorSettings {
@@ -108,6 +110,16 @@ impl ExecutorSettings {
     /// # Errors
     /// The configuration file's errors, and [`Error::InvalidSetting`] for a bad value.
     pub fn resolve(args: &ExecutorArgs) -> Result<Self> {
+        Self::resolve_with(args, SecretUse::Require)
+    }
+
+    /// [`ExecutorSettings::resolve`] with another use of the cluster secret (`--check-config` only
+    /// reads it where it is, so that checking creates nothing and a secret the scheduler will
+    /// create is not an error yet).
+    ///
+    /// # Errors
+    /// As [`ExecutorSettings::resolve`].
+    pub fn resolve_with(args: &ExecutorArgs, secret: SecretUse) -> Result<Self> {
         let file = ConfigFile::load_optional(args.config.as_deref())?;
         let f = &file.executor;
         let scheduler = args
@@ -170,7 +182,6 @@ impl ExecutorSettings {
             port: args.port.or(f.port).unwrap_or(50051),
             grpc_port: args.grpc_port.or(f.grpc_port).unwrap_or(50052),
             metrics_port: args.metrics_port.or(f.metrics_port).unwrap_or(50053),
-            token: args.token.token.clone().map(Secret::new),
             task_slots,
             memory_limit,
             work_dir: args.work_dir.clone().or_else(|| f.work_dir.clone()),
@@ -183,6 +194,7 @@ impl ExecutorSettings {
                 &connect,
             )?,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
+            security: SecuritySettings::resolve(&args.security, &file, secret)?,
         })
     }
 }
@@ -200,9 +212,15 @@ mod tests {
             "[executor]\nscheduler = \"sched:6000\"\ntask_slots = 3\nmemory_limit = \"1GiB\"\n\n[storage.hdfs]\nuser = \"etl\"\noptions = { \"a\" = \"1\" }\n",
         )
         .expect("write");
+        let secret = dir.path().join("cluster.secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("secret");
         let args = ExecutorArgs {
             config: Some(path.clone()),
             task_slots: Some(5),
+            security: SecurityArgs {
+                cluster_secret_file: Some(secret),
+                ..Default::default()
+            },
             storage: StorageArgs {
                 hdfs_namenode: None,
                 hdfs_user: None,
@@ -225,8 +243,27 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let security = SecurityArgs {
+            cluster_secret_file: Some(dir.path().join("none")),
+            ..Default::default()
+        };
+        let err = ExecutorSettings::resolve(&ExecutorArgs {
+            security: security.clone(),
+            ..Default::default()
+        })
+        .expect_err("no secret")
+        .to_string();
+        assert!(err.contains("no cluster secret at"), "{err}");
+        let secret = dir.path().join("cluster.secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").expect("secret");
+        let security = SecurityArgs {
+            cluster_secret_file: Some(secret),
+            ..Default::default()
+        };
         let args = ExecutorArgs {
             heartbeat_interval: Some("5 parsecs".into()),
+            security: security.clone(),
             ..Default::default()
         };
         let err = ExecutorSettings::resolve(&args)
@@ -235,6 +272,7 @@ mod tests {
         assert!(err.starts_with("--heartbeat-interval / EMBER_EXECUTOR_HEARTBEAT_INTERVAL: `5 parsecs` is not a duration"), "{err}");
         let args = ExecutorArgs {
             scheduler: Some("nohost".into()),
+            security,
             ..Default::default()
         };
         assert!(

@@ -18,8 +18,7 @@ use std::time::Duration;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use ember_core::api::{API_PREFIX, ExecutorStatus};
-use ember_core::config::Secret;
+use ember_core::api::ExecutorStatus;
 use ember_core::metrics::{CONTENT_TYPE, Exposition, resident_memory_bytes};
 
 use crate::tasks::TaskCounters;
@@ -87,13 +86,15 @@ impl Snapshot {
     }
 }
 
-/// Binds `host:port` and serves `/metrics` in a background task; returns the bound address.
+/// Binds `host:port` and serves `/metrics` (over TLS with `tls`) in a background task;
+/// returns the bound address.
 ///
 /// # Errors
 /// [`ember_core::Error::Bind`] when the port cannot be bound.
 pub async fn serve_metrics(
     host: &str,
     port: u16,
+    tls: Option<Arc<ember_core::security::Tls>>,
     snapshot: Snapshot,
 ) -> ember_core::Result<SocketAddr> {
     let bind = |e| ember_core::Error::bind("executor metrics", host, port, e);
@@ -112,46 +113,39 @@ pub async fn serve_metrics(
             }),
         );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        let served = ember_core::serve::http(
+            "executor metrics",
+            listener,
+            router,
+            tls.as_ref(),
+            std::future::pending(),
+        )
+        .await;
+        if let Err(e) = served {
             tracing::warn!(error = %e, "executor metrics endpoint stopped");
         }
     });
     Ok(address)
 }
 
-/// Posts the executor's status to the scheduler at `scheduler` (`HOST:PORT`) every `every`,
-/// forever (run it as a task). A failed post is logged once until posts succeed again.
+/// Posts the executor's status to the scheduler through `scheduler` (which presents the
+/// cluster token) every `every`, forever (run it as a task). A failed post is logged once until
+/// posts succeed again.
 pub async fn report_status(
-    scheduler: String,
-    token: Option<Secret>,
+    scheduler: ember_core::rest::Client,
     every: Duration,
     snapshot: Snapshot,
 ) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap_or_default();
-    let url = format!(
-        "http://{scheduler}{API_PREFIX}/executors/{}/status",
-        snapshot.id
-    );
+    let path = format!("/executors/{}/status", snapshot.id);
     let mut failing = false;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let mut request = client.post(&url).json(&snapshot.status());
-        if let Some(t) = &token {
-            request = request.bearer_auth(t.expose());
-        }
-        match request
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-        {
-            Ok(_) => failing = false,
+        match scheduler.send(&path, &snapshot.status()).await {
+            Ok(()) => failing = false,
             Err(e) if !failing => {
                 failing = true;
-                tracing::warn!(url = %url, error = %e, "cannot report the executor's status to the scheduler");
+                tracing::warn!(error = %e, "cannot report the executor's status to the scheduler");
             }
             Err(_) => {}
         }

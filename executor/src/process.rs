@@ -15,6 +15,9 @@ use ember_core::codec::Codecs;
 use ember_core::runtime::RuntimeOptions;
 use ember_core::session::SessionBuilder;
 
+use ember_core::security::SecuritySettings;
+use ember_core::security::grpc::{ClusterGuardLayer, endpoint_override};
+
 use crate::config::ExecutorSettings;
 use crate::error::{Error, Result};
 use crate::tasks::{CountingEngine, TaskCounters};
@@ -76,7 +79,8 @@ pub fn process_config(
     };
     let session = SessionBuilder::new(codecs.clone())
         .with_parallelism(slots)
-        .with_runtime(runtime);
+        .with_runtime(runtime)
+        .with_security(settings.security.clone());
     let config = session.ballista_config()?;
     let config_producer = Arc::new(move || config.clone());
     let for_tasks = session.clone();
@@ -93,9 +97,19 @@ pub fn process_config(
         memory_limit: settings.memory_limit,
         ..Default::default()
     };
+    let security = &settings.security;
     Ok(ExecutorProcessConfig {
         executor_id: id.to_string(),
-        override_execution_engine: Some(Arc::new(CountingEngine::new(counters))),
+        override_execution_engine: Some(Arc::new(CountingEngine::new(
+            counters,
+            security.paths.clone(),
+        ))),
+        // Calls to the scheduler and to other executors carry the cluster token (and TLS).
+        override_create_grpc_client_endpoint: Some(endpoint_override(
+            security.cluster_secret.clone(),
+            security.tls.clone(),
+        )),
+        override_arrow_flight_service: Some(flight_server(security)?),
         bind_host: settings.bind_host.clone(),
         external_host: Some(settings.external_host.clone()),
         port: settings.port,
@@ -118,6 +132,48 @@ pub fn process_config(
         override_physical_codec: Some(codecs.physical()),
         ..Default::default()
     })
+}
+
+/// The executor's Arrow Flight server (shuffle reads, results): Ballista's Flight service
+/// behind the cluster guard (every call needs the cluster token), over TLS with `[tls]`.
+fn flight_server(
+    security: &SecuritySettings,
+) -> Result<Arc<ballista_executor::ArrowFlightServerProvider>> {
+    let secret = security.cluster_secret.clone();
+    let tls = security
+        .tls
+        .as_ref()
+        .map(|t| t.tonic_server())
+        .transpose()?;
+    let defaults = ExecutorProcessConfig::default();
+    let (decoding, encoding) = (
+        defaults.grpc_max_decoding_message_size as usize,
+        defaults.grpc_max_encoding_message_size as usize,
+    );
+    Ok(Arc::new(move |work_dir, address, mut shutdown, grpc| {
+        let secret = secret.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = arrow_flight::flight_service_server::FlightServiceServer::new(
+                ballista_executor::flight_service::BallistaFlightService::new(work_dir),
+            )
+            .max_decoding_message_size(decoding)
+            .max_encoding_message_size(encoding);
+            let mut server = ballista_core::utils::create_grpc_server(&grpc);
+            if let Some(tls) = &tls {
+                server = server
+                    .tls_config(tls.clone())
+                    .map_err(ballista_core::error::BallistaError::TonicError)?;
+            }
+            let guard = secret.map(|s| ClusterGuardLayer::new(s, "executor's Flight port"));
+            server
+                .layer(tower::util::option_layer(guard))
+                .add_service(service)
+                .serve_with_shutdown(address, shutdown.recv())
+                .await
+                .map_err(ballista_core::error::BallistaError::TonicError)
+        })
+    }))
 }
 
 /// Runs the executor with `codecs` until it is stopped (SIGTERM, Ctrl-C, or the scheduler).
@@ -145,13 +201,22 @@ pub async fn run(settings: ExecutorSettings, codecs: Codecs) -> Result<()> {
         slots: u32::try_from(config.vcores).unwrap_or(u32::MAX),
         counters,
     };
-    let metrics =
-        crate::http::serve_metrics(&settings.bind_host, settings.metrics_port, snapshot.clone())
-            .await?;
-    tracing::info!(executor_id = %id, metrics = %format!("http://{metrics}/metrics"), "executor metrics served");
+    let metrics = crate::http::serve_metrics(
+        &settings.bind_host,
+        settings.metrics_port,
+        settings.security.tls.clone(),
+        snapshot.clone(),
+    )
+    .await?;
+    tracing::info!(executor_id = %id, metrics = %format!("{}://{metrics}/metrics", settings.security.http_scheme()), "executor metrics served");
+    let scheduler = ember_core::rest::Client::new(
+        "--scheduler / EMBER_EXECUTOR_SCHEDULER",
+        &format!("{}:{}", settings.scheduler_host, settings.scheduler_port),
+        None,
+        &settings.security,
+    )?;
     tokio::spawn(crate::http::report_status(
-        format!("{}:{}", settings.scheduler_host, settings.scheduler_port),
-        settings.token.clone(),
+        scheduler,
         settings.heartbeat_interval,
         snapshot,
     ));

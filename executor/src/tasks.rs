@@ -1,7 +1,8 @@
 //! Counts the tasks an executor runs, for its `/metrics` and the scheduler's Executors page
-//! (Ballista 55 keeps its executor's slot use private). [`CountingEngine`] wraps Ballista's
-//! default execution engine: each task's stage executor counts itself running while it runs,
-//! then succeeded or failed.
+//! (Ballista 55 keeps its executor's slot use private), and refuses the ones whose plan reads
+//! or writes outside the allowed paths. [`CountingEngine`] wraps Ballista's default execution
+//! engine: each task's stage executor counts itself running while it runs, then succeeded or
+//! failed.
 //!
 //! Ballista's own default engine keeps a pool of shuffle-fetch clients, but its pool type is
 //! private in Ballista 55; the wrapped engine fetches without the pool.
@@ -18,6 +19,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::prelude::SessionConfig;
+use ember_core::security::PathPolicy;
 
 /// Task counts since the executor started.
 #[derive(Debug, Default)]
@@ -44,19 +46,23 @@ impl TaskCounters {
     }
 }
 
-/// Ballista's default engine, with every task counted in [`TaskCounters`].
+/// Ballista's default engine, with every task counted in [`TaskCounters`] and every task's
+/// plan checked against the executor's [`PathPolicy`] before it runs
+/// (`ember_core::security::plan`).
 #[derive(Default)]
 pub struct CountingEngine {
     inner: DefaultExecutionEngine,
     counters: Arc<TaskCounters>,
+    paths: PathPolicy,
 }
 
 impl CountingEngine {
-    /// An engine counting into `counters`.
-    pub fn new(counters: Arc<TaskCounters>) -> Self {
+    /// An engine counting into `counters` and refusing plans `paths` does not allow.
+    pub fn new(counters: Arc<TaskCounters>, paths: PathPolicy) -> Self {
         Self {
             inner: DefaultExecutionEngine::new(),
             counters,
+            paths,
         }
     }
 }
@@ -72,6 +78,11 @@ impl ExecutionEngine for CountingEngine {
         work_dir: &str,
         config: &SessionConfig,
     ) -> Result<Arc<dyn QueryStageExecutor>> {
+        if let Err(e) = ember_core::security::plan::check_physical(&plan, &self.paths) {
+            tracing::warn!(job_id = %job_id, stage_id, error = %e, "task refused");
+            // As text: Ballista sends a failed task's error to the scheduler as its Debug form.
+            return Err(datafusion::error::DataFusionError::Execution(e.to_string()));
+        }
         let inner = self.inner.create_query_stage_exec(
             job_id,
             stage_id,

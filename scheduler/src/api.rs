@@ -52,35 +52,12 @@ async fn list(
     }
 }
 
-/// Checks that every path is absolute or a URL: relative paths would resolve against the
-/// scheduler's working folder, not the user's (`ember submit` makes them absolute).
-fn check_paths(body: &SubmitJob) -> Result<(), String> {
-    let job = &body.job;
-    let paths = job
-        .inputs
-        .iter()
-        .filter(|i| !i.path.is_empty())
-        .map(|i| (format!("input `{}`", i.name), i.path.as_str()))
-        .chain(std::iter::once((
-            "output".to_string(),
-            job.output.path.as_str(),
-        )));
-    for (what, path) in paths {
-        if !path.starts_with('/') && !path.contains("://") {
-            return Err(format!(
-                "{what} path `{path}` is relative; submit absolute paths or URLs"
-            ));
-        }
-    }
-    Ok(())
-}
-
 async fn submit(
     State(jobs): State<Arc<JobManager>>,
     body: Result<Json<SubmitJob>, JsonRejection>,
 ) -> Response {
     match body {
-        Ok(Json(body)) => match check_paths(&body) {
+        Ok(Json(body)) => match jobs.check(&body.job) {
             Ok(()) => (
                 StatusCode::ACCEPTED,
                 Json(Submitted {
@@ -88,7 +65,7 @@ async fn submit(
                 }),
             )
                 .into_response(),
-            Err(e) => error(StatusCode::BAD_REQUEST, e),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         },
         Err(e) => error(
             StatusCode::BAD_REQUEST,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, invalid, parse_duration};
 use ember_core::error::Result;
+use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
 
 /// Flags of `ember scheduler`.
@@ -41,10 +42,13 @@ pub struct SchedulerArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub flight_sql: FlightSqlArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub security: SecurityArgs,
 }
 
 /// Resolved settings of `ember scheduler`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct SchedulerSettings {
     /// Address to listen on.
     pub bind_host: String,
@@ -60,6 +64,8 @@ pub struct SchedulerSettings {
     pub storage: StorageSettings,
     /// The Flight SQL endpoint.
     pub flight_sql: FlightSqlSettings,
+    /// The cluster secret (created when missing), TLS, the allowed paths.
+    pub security: SecuritySettings,
 }
 
 impl SchedulerSettings {
@@ -71,6 +77,16 @@ impl SchedulerSettings {
     /// # Errors
     /// The configuration file's errors, and [`Error::InvalidSetting`] for a bad value.
     pub fn resolve(args: &SchedulerArgs) -> Result<Self> {
+        Self::resolve_with(args, SecretUse::Create)
+    }
+
+    /// [`SchedulerSettings::resolve`] with another use of the cluster secret (`--check-config` only
+    /// reads it where it is, so that checking creates nothing and a secret the scheduler will
+    /// create is not an error yet).
+    ///
+    /// # Errors
+    /// As [`SchedulerSettings::resolve`].
+    pub fn resolve_with(args: &SchedulerArgs, secret: SecretUse) -> Result<Self> {
         let file = ConfigFile::load_optional(args.config.as_deref())?;
         let f = &file.scheduler;
         let bind_host = args
@@ -112,6 +128,7 @@ impl SchedulerSettings {
             partitions,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
             flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
+            security: SecuritySettings::resolve(&args.security, &file, secret)?,
         })
     }
 }
@@ -127,6 +144,10 @@ mod tests {
         std::fs::write(&path, "[scheduler]\nprot = 1\n").expect("write");
         let args = SchedulerArgs {
             config: Some(path),
+            security: SecurityArgs {
+                cluster_secret_file: Some(dir.path().join("cluster.secret")),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let err = SchedulerSettings::resolve(&args)
@@ -137,7 +158,21 @@ mod tests {
 
     #[test]
     fn scheduler_defaults() {
-        let s = SchedulerSettings::resolve(&SchedulerArgs::default()).expect("defaults");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("ember").join("cluster.secret");
+        let s = SchedulerSettings::resolve(&SchedulerArgs {
+            security: SecurityArgs {
+                cluster_secret_file: Some(secret.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .expect("defaults");
+        assert!(
+            s.security.created_secret && secret.is_file(),
+            "the secret is created"
+        );
+        assert!(s.security.tls.is_none() && s.security.paths.is_open());
         assert_eq!(
             (s.bind_host.as_str(), s.port, s.external_host.as_str()),
             ("0.0.0.0", 50050, "localhost")

@@ -146,7 +146,31 @@ impl JobManager {
             .insert(id.to_string(), status);
     }
 
-    /// Accepts `job` and starts running it; returns its id.
+    /// Checks a job received over the REST API as `ember submit` checks a manifest
+    /// ([`Job::validate`]), and its paths: absolute (relative paths would resolve against the
+    /// scheduler's working folder, not the user's; `ember submit` makes them absolute) and
+    /// inside `[security] allowed_paths`.
+    ///
+    /// # Errors
+    /// The first rule the job breaks, one line.
+    pub fn check(&self, job: &Job) -> ember_core::Result<()> {
+        job.validate()?;
+        for (what, path) in job.paths() {
+            if !path.starts_with('/') && !path.contains("://") {
+                return Err(ember_core::Error::InvalidJob {
+                    path: job.manifest_path.clone(),
+                    message: format!(
+                        "{what} path `{path}` is relative; submit absolute paths or URLs"
+                    ),
+                });
+            }
+            self.sessions.security().paths.check(&what, path)?;
+        }
+        Ok(())
+    }
+
+    /// Accepts `job` (checked with [`JobManager::check`]) and starts running it; returns its
+    /// id.
     pub fn submit(self: &Arc<Self>, job: Job) -> String {
         let id = ember_batch::new_run_id();
         self.jobs().insert(

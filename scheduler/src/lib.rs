@@ -31,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::extension::BallistaConfigGrpcEndpoint;
 use ballista_core::flight_proxy_service::BallistaFlightProxyService;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::cluster::BallistaCluster;
@@ -41,6 +42,8 @@ use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use ember_core::codec::Codecs;
 use ember_core::runtime::RuntimeOptions;
+use ember_core::security::SecuritySettings;
+use ember_core::security::grpc::{ClusterGuardLayer, endpoint_override};
 use ember_core::session::SessionBuilder;
 use ember_serving::flight_sql::{self, FlightSqlEndpoint};
 
@@ -62,6 +65,7 @@ pub(crate) fn session(settings: &SchedulerSettings, codecs: &Codecs) -> SessionB
             memory_limit: Some(0),
             spill_dir: None,
         })
+        .with_security(settings.security.clone())
 }
 
 /// Ballista's scheduler configuration for Ember's settings and codecs, listening on `port`.
@@ -93,6 +97,11 @@ pub fn ballista_config(
         override_config_producer: Some(config_producer),
         override_logical_codec: Some(codecs.logical()),
         override_physical_codec: Some(codecs.physical()),
+        // The scheduler's calls to executors carry the cluster token (and TLS).
+        override_create_grpc_client_endpoint: Some(endpoint_override(
+            settings.security.cluster_secret.clone(),
+            settings.security.tls.clone(),
+        )),
         // `/` is Ember's web UI; Ballista's text page moves aside.
         web_tui_route: "/ballista".into(),
         ..SchedulerConfig::default()
@@ -101,15 +110,26 @@ pub fn ballista_config(
 
 /// The gRPC side of the port: Ballista's scheduler service, and its Flight proxy (so clients
 /// that cannot reach executors can fetch results through the scheduler).
-fn grpc_routes(scheduler: &BallistaScheduler) -> axum::Router {
+///
+/// Every call needs the cluster token (`ember_core::security::grpc`); the proxy's calls to
+/// executors carry it.
+fn grpc_routes(scheduler: &BallistaScheduler, security: &SecuritySettings) -> axum::Router {
     let config = scheduler.state.config.clone();
     let max_decoding = config.grpc_server_max_decoding_message_size as usize;
     let max_encoding = config.grpc_server_max_encoding_message_size as usize;
     let grpc = SchedulerGrpcServer::new(scheduler.clone())
         .max_encoding_message_size(max_encoding)
         .max_decoding_message_size(max_decoding);
-    let flight_proxy =
-        BallistaFlightProxyService::new(max_decoding, max_encoding, config.use_tls, None);
+    let to_executors = BallistaConfigGrpcEndpoint::new(endpoint_override(
+        security.cluster_secret.clone(),
+        security.tls.clone(),
+    ));
+    let flight_proxy = BallistaFlightProxyService::new(
+        max_decoding,
+        max_encoding,
+        security.tls.is_some(),
+        Some(Arc::new(to_executors)),
+    );
     let mut routes = tonic::service::RoutesBuilder::default();
     routes.add_service(grpc);
     routes.add_service(
@@ -117,7 +137,14 @@ fn grpc_routes(scheduler: &BallistaScheduler) -> axum::Router {
             .max_decoding_message_size(max_decoding)
             .max_encoding_message_size(max_encoding),
     );
-    routes.routes().into_axum_router()
+    let router = routes.routes().into_axum_router();
+    match &security.cluster_secret {
+        Some(secret) => router.layer(ClusterGuardLayer::new(
+            Arc::clone(secret),
+            "scheduler's port",
+        )),
+        None => router,
+    }
 }
 
 /// A running scheduler.
@@ -130,6 +157,7 @@ pub struct Started {
     pub flight_sql: FlightSqlEndpoint,
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    tls: Option<Arc<ember_core::security::Tls>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -156,8 +184,11 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         .await
         .map_err(|e| Error::Ballista(e.to_string()))?;
     let ballista_rest = ballista_scheduler::api::get_routes(Arc::new(scheduler.clone()));
-    // Submitted jobs connect to this very scheduler over loopback.
-    let own_host = if settings.bind_host == "0.0.0.0" {
+    // Submitted jobs connect to this very scheduler: over loopback, or with TLS by the name
+    // its certificate carries (the external host).
+    let own_host = if settings.security.tls.is_some() {
+        settings.external_host.clone()
+    } else if settings.bind_host == "0.0.0.0" {
         "127.0.0.1".to_string()
     } else {
         settings.bind_host.clone()
@@ -179,6 +210,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         .await?;
     let flight_sql = flight_sql::serve(
         &settings.flight_sql,
+        &settings.security,
         &settings.bind_host,
         flight_sql_ctx,
         async move {
@@ -188,7 +220,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     .await?;
     jobs.serve_tables(flight_sql.clone());
     // HTTP: Ballista's REST API, Ember's, and the web UI, all behind Flight SQL's users and
-    // tokens when it has some; gRPC (executors, Ballista clients) is not.
+    // tokens and their roles; gRPC (executors, Ballista clients) behind the cluster token.
     let web = Arc::new(ember_serving::web::Web {
         cluster: Some(Arc::clone(&jobs) as Arc<dyn ember_serving::Cluster>),
         streams: Arc::default(),
@@ -199,7 +231,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         ballista_rest.merge(api::routes(Arc::clone(&jobs))),
         flight_sql.auth(),
     );
-    let router = grpc_routes(&scheduler)
+    let router = grpc_routes(&scheduler, &settings.security)
         .merge(http)
         .merge(ember_serving::web::routes(web));
     Ok(Started {
@@ -208,6 +240,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         flight_sql,
         listener,
         router,
+        tls: settings.security.tls.clone(),
         stop,
     })
 }
@@ -224,16 +257,14 @@ impl Started {
         grace: std::time::Duration,
     ) -> Result<()> {
         let jobs = Arc::clone(&self.jobs);
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ember_serving::Error::Stopped {
-                service: "scheduler",
-                source,
-            });
+        let served = ember_core::serve::http(
+            "scheduler",
+            self.listener,
+            self.router,
+            self.tls.as_ref(),
+            shutdown,
+        )
+        .await;
         let _ = self.stop.send(true);
         served?;
         jobs.drain(grace).await;

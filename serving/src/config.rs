@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use ember_core::config::{FlightSqlFile, Secret, TableFile, ViewFile, invalid, parquet};
 use ember_core::error::Result;
+use ember_core::security::Role;
 
 /// Flags of the Flight SQL endpoint.
 #[derive(Debug, Clone, Default, Args)]
@@ -15,8 +16,9 @@ pub struct FlightSqlArgs {
     /// Port of the Arrow Flight SQL endpoint; 0 picks a free port [default: 32010].
     #[arg(long, env = "EMBER_FLIGHT_SQL_PORT")]
     pub flight_sql_port: Option<u16>,
-    /// A user of the basic handshake, NAME:PASSWORD (repeatable; the variable takes a
-    /// comma-separated list). Any user or token turns authentication on.
+    /// A user of the basic handshake, NAME:PASSWORD, a reader (repeatable; the variable takes a
+    /// comma-separated list; roles are set in [flight_sql.users]). Any user or token turns
+    /// authentication on.
     #[arg(
         long = "flight-sql-user",
         env = "EMBER_FLIGHT_SQL_USERS",
@@ -25,7 +27,8 @@ pub struct FlightSqlArgs {
         hide_env_values = true
     )]
     pub flight_sql_users: Vec<String>,
-    /// A static bearer token (repeatable; the variable takes a comma-separated list).
+    /// A static bearer token, a reader (repeatable; the variable takes a comma-separated list;
+    /// roles are set in [flight_sql] tokens).
     #[arg(
         long = "flight-sql-token",
         env = "EMBER_FLIGHT_SQL_TOKENS",
@@ -59,10 +62,10 @@ pub struct FlightSqlArgs {
 pub struct FlightSqlSettings {
     /// Port (0: a free one).
     pub port: u16,
-    /// Users of the basic handshake: name → password.
-    pub users: BTreeMap<String, Secret>,
-    /// Static bearer tokens.
-    pub tokens: Vec<Secret>,
+    /// Users of the basic handshake: name → password and role.
+    pub users: BTreeMap<String, (Secret, Role)>,
+    /// Static bearer tokens and their roles.
+    pub tokens: Vec<(Secret, Role)>,
     /// TLS certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Whether DDL, DML and COPY are accepted.
@@ -89,7 +92,11 @@ impl FlightSqlSettings {
     /// [`ember_core::Error::InvalidSetting`] for a user without `:`, a table without `=`, a format
     /// other than parquet or csv, or half a TLS pair.
     pub fn resolve(args: &FlightSqlArgs, file: &FlightSqlFile) -> Result<Self> {
-        let mut users = file.users.clone();
+        let mut users: BTreeMap<String, (Secret, Role)> = file
+            .users
+            .iter()
+            .map(|(name, user)| (name.clone(), user.parts()))
+            .collect();
         for user in &args.flight_sql_users {
             let (name, password) = user.split_once(':').ok_or_else(|| {
                 invalid(
@@ -97,11 +104,18 @@ impl FlightSqlSettings {
                     "expected NAME:PASSWORD",
                 )
             })?;
-            users.insert(name.trim().to_string(), Secret::new(password));
+            users.insert(
+                name.trim().to_string(),
+                (Secret::new(password), Role::Reader),
+            );
         }
-        let mut tokens = file.tokens.clone();
-        tokens.extend(args.flight_sql_tokens.iter().map(Secret::new));
-        if tokens.iter().any(|t| t.expose().trim().is_empty()) {
+        let mut tokens: Vec<(Secret, Role)> = file.tokens.iter().map(|t| t.parts()).collect();
+        tokens.extend(
+            args.flight_sql_tokens
+                .iter()
+                .map(|t| (Secret::new(t), Role::Reader)),
+        );
+        if tokens.iter().any(|(t, _)| t.expose().trim().is_empty()) {
             return Err(invalid(
                 "--flight-sql-token / EMBER_FLIGHT_SQL_TOKENS",
                 "a token is empty",
@@ -167,26 +181,36 @@ mod tests {
     #[test]
     fn flags_add_to_the_file_and_secrets_are_not_printed() {
         let file: FlightSqlFile = toml::from_str(
-            "port = 1\ntokens = [\"t1\"]\n[users]\na = \"pa\"\n[[tables]]\nname = \"x\"\npath = \"/x\"\n",
+            "port = 1\ntokens = [\"t1\", { token = \"t3\", role = \"admin\" }]\n[users]\na = \"pa\"\nops = { password = \"pw-ops-91\", role = \"submitter\" }\n[[tables]]\nname = \"x\"\npath = \"/x\"\n",
         )
         .expect("file");
         let args = FlightSqlArgs {
-            flight_sql_users: vec!["b:pb".into(), "a:new".into()],
-            flight_sql_tokens: vec!["t2".into()],
+            flight_sql_users: vec!["b:pw-b-37".into(), "a:new".into()],
+            flight_sql_tokens: vec!["tok-2-58".into()],
             tables: vec!["y=/y".into()],
             ..FlightSqlArgs::default()
         };
         let s = FlightSqlSettings::resolve(&args, &file).expect("settings");
         assert_eq!(s.port, 1);
         assert!(s.auth_enabled());
-        assert_eq!(s.users["a"].expose(), "new");
-        assert_eq!(s.tokens.len(), 2);
+        assert_eq!(s.users["a"].0.expose(), "new");
+        assert_eq!(s.users["a"].1, Role::Reader);
+        assert_eq!(s.users["ops"].1, Role::Submitter);
+        assert_eq!(
+            s.tokens.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+            [Role::Reader, Role::Admin, Role::Reader]
+        );
         assert_eq!(
             s.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
             ["x", "y"]
         );
         let debug = format!("{s:?}");
-        assert!(!debug.contains("pb") && !debug.contains("t2"), "{debug}");
+        assert!(
+            !debug.contains("pw-b-37")
+                && !debug.contains("tok-2-58")
+                && !debug.contains("pw-ops-91"),
+            "{debug}"
+        );
         let none = FlightSqlSettings::resolve(&FlightSqlArgs::default(), &FlightSqlFile::default())
             .expect("defaults");
         assert!(!none.auth_enabled() && !none.allow_writes);

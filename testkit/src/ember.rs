@@ -38,6 +38,9 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
     /// Extra arguments of `ember scheduler` (e.g. Flight SQL users).
     pub scheduler_args: Vec<String>,
+    /// How the test itself reaches the cluster's REST API when it speaks TLS or needs the
+    /// cluster token; `None`: plain HTTP.
+    pub client: Option<ember_core::security::SecuritySettings>,
 }
 
 impl Default for ClusterOptions {
@@ -51,6 +54,7 @@ impl Default for ClusterOptions {
             heartbeat_interval: "2s".into(),
             env: Vec::new(),
             scheduler_args: Vec::new(),
+            client: None,
         }
     }
 }
@@ -62,6 +66,7 @@ pub struct EmberCluster {
     scheduler: Child,
     executors: Vec<Option<Child>>,
     metrics_ports: Vec<u16>,
+    flight_ports: Vec<u16>,
     address: String,
     flight_sql: String,
     dir: TempDir,
@@ -110,7 +115,8 @@ impl EmberCluster {
                     *flight_seen.lock().unwrap_or_else(|e| e.into_inner()) = address.to_string();
                 }
                 if let Some(address) = line.strip_prefix("ember scheduler listening on ") {
-                    let _ = tx.send(address.trim().to_string());
+                    let address = address.split_whitespace().next().unwrap_or_default();
+                    let _ = tx.send(address.to_string());
                 }
             }
         });
@@ -131,6 +137,7 @@ impl EmberCluster {
             scheduler,
             executors: Vec::new(),
             metrics_ports: Vec::new(),
+            flight_ports: Vec::new(),
             address,
             flight_sql,
             dir,
@@ -190,6 +197,7 @@ impl EmberCluster {
             .map_err(|e| format!("cannot start an executor: {e}"))?;
         self.executors.push(Some(child));
         self.metrics_ports.push(metrics);
+        self.flight_ports.push(flight);
         Ok(index)
     }
 
@@ -253,6 +261,18 @@ impl EmberCluster {
             .collect()
     }
 
+    /// Every line every process logged (the scheduler's, then each executor's), e.g. to scan
+    /// them for secrets.
+    pub fn full_logs(&self) -> String {
+        let mut out =
+            std::fs::read_to_string(self.dir.path().join("scheduler.log")).unwrap_or_default();
+        for i in 0..self.executors.len() {
+            out.push('\n');
+            out.push_str(&std::fs::read_to_string(self.executor_log(i)).unwrap_or_default());
+        }
+        out
+    }
+
     /// The tails of every process's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = format!(
@@ -276,12 +296,30 @@ impl EmberCluster {
         )
     }
 
+    /// `127.0.0.1:PORT` of executor `index`'s Arrow Flight port (shuffles, results).
+    pub fn executor_flight_address(&self, index: usize) -> String {
+        format!(
+            "127.0.0.1:{}",
+            self.flight_ports.get(index).copied().unwrap_or(0)
+        )
+    }
+
     /// `GET <path>` on the scheduler's HTTP port; the body when the status is 2xx.
     ///
     /// # Errors
     /// Connection errors and non-2xx answers (with the body).
     pub fn get(&self, path: &str) -> Result<String, String> {
-        http_get(&self.address, path)
+        let Some(security) = &self.options.client else {
+            return http_get(&self.address, path);
+        };
+        let client = ember_core::rest::Client::new("scheduler", &self.address, None, security)
+            .map_err(|e| e.to_string())?;
+        let path = path
+            .trim_start_matches(ember_core::api::API_PREFIX)
+            .to_string();
+        let value: serde_json::Value =
+            ember_core::threads::block_on(client.get(&path)).map_err(|e| e.to_string())?;
+        Ok(value.to_string())
     }
 }
 
@@ -328,9 +366,23 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<HttpAnswer, String> {
+    http_send(address, method, path, headers, "")
+}
+
+/// [`http_request`] with a JSON `body`.
+///
+/// # Errors
+/// Connection errors.
+pub fn http_send(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpAnswer, String> {
     let mut stream = TcpStream::connect(address).map_err(|e| format!("{address}: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     let extra: String = headers
         .iter()
@@ -338,7 +390,8 @@ pub fn http_request(
         .collect();
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n{extra}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+        body.len()
     )
     .map_err(|e| e.to_string())?;
     let mut response = String::new();
@@ -372,11 +425,26 @@ impl EmberServe {
     /// # Errors
     /// When it cannot start or does not listen within the start timeout (with the log's tail).
     pub fn start(bin: &Path, dir: &Path, args: &[&str], log: &Path) -> Result<Self, String> {
+        Self::start_with_env(bin, dir, args, log, &[])
+    }
+
+    /// [`EmberServe::start`] with extra environment variables (e.g. `EMBER_TLS_*`).
+    ///
+    /// # Errors
+    /// As [`EmberServe::start`].
+    pub fn start_with_env(
+        bin: &Path,
+        dir: &Path,
+        args: &[&str],
+        log: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self, String> {
         let mut child = Command::new(bin)
             .args(["serve", "--flight-sql-port", "0", "--http-port", "0"])
             .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).map_err(|e| e.to_string())?)
@@ -391,7 +459,10 @@ impl EmberServe {
                 if let Some(a) = line.strip_prefix("ember flight sql listening on ") {
                     flight = a.split_whitespace().next().unwrap_or_default().to_string();
                 }
-                if let Some(url) = line.strip_prefix("ember web ui on http://") {
+                if let Some(url) = line
+                    .strip_prefix("ember web ui on http://")
+                    .or_else(|| line.strip_prefix("ember web ui on https://"))
+                {
                     let http = url.split('/').next().unwrap_or_default().to_string();
                     let _ = tx.send((flight.clone(), http));
                 }

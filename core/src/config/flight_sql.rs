@@ -8,10 +8,11 @@
 //! allow_writes = false         # DDL, DML and COPY are refused unless true
 //! tls_cert = "/etc/ember/server.pem"
 //! tls_key = "/etc/ember/server.key"
-//! tokens = ["a-long-random-token"]
+//! tokens = ["a-long-random-token", { token = "another", role = "submitter" }]
 //!
 //! [flight_sql.users]
-//! analyst = "a password"
+//! analyst = "a password"                         # a reader
+//! ops = { password = "another", role = "admin" }
 //!
 //! [[flight_sql.tables]]
 //! name = "returns_2011"
@@ -25,11 +26,15 @@
 //!
 //! Authentication is on as soon as one user or token is set: Flight SQL's basic handshake turns
 //! a user's password into a bearer token, and a static token is a bearer token from the start.
+//! Users and tokens are `reader`s unless a `role` says otherwise (`submitter`, `admin`; see
+//! `ember_core::security::Role`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::security::Role;
 
 /// A secret string (password, token): compared and used, never printed.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -51,6 +56,56 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"***\"")
+    }
+}
+
+/// A user of `[flight_sql.users]`: a password (a reader), or a password and a role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum UserFile {
+    /// `name = "password"`: a reader.
+    Password(Secret),
+    /// `name = { password = "…", role = "submitter" }`.
+    WithRole {
+        /// The password.
+        password: Secret,
+        /// The role.
+        role: Role,
+    },
+}
+
+impl UserFile {
+    /// The password and the role.
+    pub fn parts(&self) -> (Secret, Role) {
+        match self {
+            UserFile::Password(p) => (p.clone(), Role::Reader),
+            UserFile::WithRole { password, role } => (password.clone(), *role),
+        }
+    }
+}
+
+/// A token of `[flight_sql] tokens`: the token (a reader), or a token and a role.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum TokenFile {
+    /// `"token"`: a reader.
+    Token(Secret),
+    /// `{ token = "…", role = "admin" }`.
+    WithRole {
+        /// The token.
+        token: Secret,
+        /// The role.
+        role: Role,
+    },
+}
+
+impl TokenFile {
+    /// The token and the role.
+    pub fn parts(&self) -> (Secret, Role) {
+        match self {
+            TokenFile::Token(t) => (t.clone(), Role::Reader),
+            TokenFile::WithRole { token, role } => (token.clone(), *role),
+        }
     }
 }
 
@@ -94,9 +149,9 @@ pub struct FlightSqlFile {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
-    pub tokens: Vec<Secret>,
+    pub tokens: Vec<TokenFile>,
     #[serde(default)]
-    pub users: BTreeMap<String, Secret>,
+    pub users: BTreeMap<String, UserFile>,
     #[serde(default)]
     pub tables: Vec<TableFile>,
     #[serde(default)]

@@ -44,8 +44,10 @@ use serde::Deserialize;
 use crate::error::{Error, Location, Result};
 
 mod flight_sql;
+mod security;
 
-pub use flight_sql::{FlightSqlFile, Secret, TableFile, ViewFile, parquet};
+pub use flight_sql::{FlightSqlFile, Secret, TableFile, TokenFile, UserFile, ViewFile, parquet};
+pub use security::{SecurityFile, TlsFile};
 
 /// The TOML configuration file.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -63,6 +65,12 @@ pub struct ConfigFile {
     /// `[flight_sql]`.
     #[serde(default)]
     pub flight_sql: FlightSqlFile,
+    /// `[security]`: the cluster secret's file, the allowed paths.
+    #[serde(default)]
+    pub security: security::SecurityFile,
+    /// `[tls]`: certificates of every listener and client.
+    #[serde(default)]
+    pub tls: security::TlsFile,
 }
 
 /// `[scheduler]` of the configuration file; see `ember_scheduler::config::SchedulerArgs` for

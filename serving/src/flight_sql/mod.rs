@@ -22,6 +22,7 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use datafusion::prelude::SessionContext;
 use ember_core::config::ViewFile;
+use ember_core::security::{PathPolicy, SecuritySettings};
 
 use crate::config::FlightSqlSettings;
 use crate::error::{Error, Result};
@@ -44,6 +45,9 @@ pub struct FlightSqlEndpoint {
     ctx: SessionContext,
     views: Arc<Vec<ViewFile>>,
     auth: Arc<Auth>,
+    paths: PathPolicy,
+    /// The tables registered here and the location each serves.
+    served: Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for FlightSqlEndpoint {
@@ -67,17 +71,40 @@ impl FlightSqlEndpoint {
         Arc::clone(&self.auth)
     }
 
+    /// The allowed paths of tables.
+    pub fn paths(&self) -> &PathPolicy {
+        &self.paths
+    }
+
+    /// The location table `name` is served from, if it is registered here.
+    pub fn served(&self, name: &str) -> Option<String> {
+        self.served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
     /// Registers (or replaces) table `name` over `path` (see [`catalog::register`]).
     ///
     /// # Errors
+    /// [`ember_core::Error::PathNotAllowed`] for a path outside `[security] allowed_paths`;
     /// DataFusion's, when the path cannot be listed or holds no readable file.
     pub async fn register(
         &self,
         name: &str,
         path: &str,
         format: &str,
-    ) -> datafusion::error::Result<catalog::Registered> {
-        let registered = catalog::register(&self.ctx, name, path, format).await?;
+    ) -> Result<catalog::Registered> {
+        self.paths
+            .check(&format!("Flight SQL table `{name}`"), path)?;
+        let registered = catalog::register(&self.ctx, name, path, format)
+            .await
+            .map_err(|e| ember_core::Error::datafusion(format!("table {name} ({path})"), e))?;
+        self.served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_string(), registered.location.clone());
         let _ = self.create_views().await;
         Ok(registered)
     }
@@ -109,6 +136,7 @@ impl FlightSqlEndpoint {
 /// read or used.
 pub async fn serve(
     settings: &FlightSqlSettings,
+    security: &SecuritySettings,
     bind_host: &str,
     ctx: SessionContext,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -120,23 +148,37 @@ pub async fn serve(
         .map_err(bind)?;
     let address = listener.local_addr().map_err(bind)?;
     let mut builder = Server::builder();
-    if let Some((cert, key)) = &settings.tls {
-        let read = |p: &std::path::PathBuf| {
-            std::fs::read(p).map_err(|e| Error::Tls {
-                service: SERVICE,
-                message: format!("{}: {e}", p.display()),
-            })
-        };
-        let identity = Identity::from_pem(read(cert)?, read(key)?);
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(identity))
-            .map_err(|e| Error::Tls {
-                service: SERVICE,
-                message: e.to_string(),
-            })?;
+    // Its own certificate (--flight-sql-tls-cert), else the cluster's [tls].
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            let read = |p: &std::path::PathBuf| {
+                std::fs::read(p).map_err(|e| Error::Tls {
+                    service: SERVICE,
+                    message: format!("{}: {e}", p.display()),
+                })
+            };
+            Some(ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?)))
+        }
+        None => security
+            .tls
+            .as_ref()
+            .map(|t| t.tonic_server())
+            .transpose()?,
+    };
+    let tls_on = tls.is_some();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).map_err(|e| Error::Tls {
+            service: SERVICE,
+            message: e.to_string(),
+        })?;
     }
-    let auth = Arc::new(Auth::new(settings));
-    let service = EmberFlightSql::new(ctx.clone(), Arc::clone(&auth), settings.allow_writes);
+    let auth = Arc::new(Auth::new(settings, security.cluster_secret.clone()));
+    let service = EmberFlightSql::new(
+        ctx.clone(),
+        Arc::clone(&auth),
+        settings.allow_writes,
+        security.paths.clone(),
+    );
     let router = builder
         .layer(AuthLayer::new(Arc::clone(&auth)))
         .add_service(FlightServiceServer::new(service));
@@ -151,10 +193,12 @@ pub async fn serve(
     });
     let endpoint = FlightSqlEndpoint {
         address,
-        tls: settings.tls.is_some(),
+        tls: tls_on,
         ctx,
         views: Arc::new(settings.views.clone()),
         auth,
+        paths: security.paths.clone(),
+        served: Arc::default(),
     };
     for table in &settings.tables {
         if let Err(e) = endpoint

@@ -39,7 +39,18 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::Auth;
+use ember_core::security::{PathPolicy, Role};
+
+use super::auth::{Auth, Identity};
+
+/// The caller of a Flight call ([`super::auth::AuthLayer`] puts it in the extensions).
+fn identity<T>(request: &Request<T>) -> Identity {
+    request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_else(Identity::anonymous)
+}
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -75,6 +86,7 @@ pub struct EmberFlightSql {
     ctx: SessionContext,
     auth: Arc<Auth>,
     allow_writes: bool,
+    paths: PathPolicy,
     prepared: Mutex<HashMap<String, Prepared>>,
 }
 
@@ -164,12 +176,20 @@ fn parameter_schema(plan: &LogicalPlan) -> Result<Schema, Status> {
 }
 
 impl EmberFlightSql {
-    /// A service over `ctx`'s catalog; `allow_writes` lets DDL, DML and COPY through.
-    pub fn new(ctx: SessionContext, auth: Arc<Auth>, allow_writes: bool) -> Self {
+    /// A service over `ctx`'s catalog; `allow_writes` lets DDL and DML through (to admins);
+    /// every statement is checked against `paths` (`ember_core::security::plan::check_logical`:
+    /// no `COPY`, no `INSERT` into files, no table over a file outside the allowed paths).
+    pub fn new(
+        ctx: SessionContext,
+        auth: Arc<Auth>,
+        allow_writes: bool,
+        paths: PathPolicy,
+    ) -> Self {
         Self {
             ctx,
             auth,
             allow_writes,
+            paths,
             prepared: Mutex::new(HashMap::new()),
         }
     }
@@ -178,8 +198,13 @@ impl EmberFlightSql {
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Plans `sql`, refusing writes unless allowed.
-    async fn plan(&self, sql: &str, params: Option<&ParamValues>) -> Result<LogicalPlan, Status> {
+    /// Plans `sql` for `who`, refusing writes unless allowed, and to anyone but an admin.
+    async fn plan(
+        &self,
+        sql: &str,
+        params: Option<&ParamValues>,
+        who: &Identity,
+    ) -> Result<LogicalPlan, Status> {
         let plan = self
             .ctx
             .state()
@@ -196,6 +221,17 @@ impl EmberFlightSql {
                 e.to_string().replace('\n', " ")
             )));
         }
+        let writes = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .is_err();
+        if writes && !who.may(Role::Admin) {
+            return Err(who.denied("run DDL, DML or COPY", Role::Admin));
+        }
+        ember_core::security::plan::check_logical(&plan, &self.paths)
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
         match params {
             Some(p) => plan.with_param_values(p.clone()).map_err(|e| status(&e)),
             None => Ok(plan),
@@ -295,7 +331,7 @@ impl FlightSqlService for EmberFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let plan = self.plan(&query.query, None).await?;
+        let plan = self.plan(&query.query, None, &identity(&request)).await?;
         let schema = plan.schema().as_arrow().clone();
         let ticket = TicketStatementQuery {
             statement_handle: query.query.into_bytes().into(),
@@ -310,20 +346,20 @@ impl FlightSqlService for EmberFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let sql = String::from_utf8(ticket.statement_handle.to_vec())
             .map_err(|_| Status::invalid_argument("the statement handle is not UTF-8 SQL"))?;
-        let plan = self.plan(&sql, None).await?;
+        let plan = self.plan(&sql, None, &identity(&request)).await?;
         self.run(plan).await
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<arrow_flight::Action>,
+        request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let plan = self.plan(&query.query, None).await?;
+        let plan = self.plan(&query.query, None, &identity(&request)).await?;
         let dataset = plan.schema().as_arrow().clone();
         let parameters = Arc::new(parameter_schema(&plan)?);
         let handle = uuid::Uuid::new_v4().to_string();
@@ -401,7 +437,9 @@ impl FlightSqlService for EmberFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let prepared = self.lookup(&cmd.prepared_statement_handle)?;
-        let plan = self.plan(&prepared.sql, prepared.params.as_ref()).await?;
+        let plan = self
+            .plan(&prepared.sql, prepared.params.as_ref(), &identity(&request))
+            .await?;
         let schema = plan.schema().as_arrow().clone();
         Ok(Response::new(flight_info(
             &schema,
@@ -413,10 +451,12 @@ impl FlightSqlService for EmberFlightSql {
     async fn do_get_prepared_statement(
         &self,
         cmd: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let prepared = self.lookup(&cmd.prepared_statement_handle)?;
-        let plan = self.plan(&prepared.sql, prepared.params.as_ref()).await?;
+        let plan = self
+            .plan(&prepared.sql, prepared.params.as_ref(), &identity(&request))
+            .await?;
         self.run(plan).await
     }
 

@@ -121,14 +121,31 @@ async fn stream_update(
         .as_ref()
         .is_some_and(|p| p.counts.rows_written > 0);
     let (name, output) = (update.name.clone(), update.output.clone());
-    web.streams.update(&id, update);
+    // A report names the stream's output, which becomes a table: it must be an allowed path,
+    // stay the one the stream started with, and not take over a table served from elsewhere.
+    if let Err(e) = web
+        .flight_sql
+        .paths()
+        .check(&format!("stream {name}'s output"), &output)
+    {
+        return error(StatusCode::FORBIDDEN, e.to_string());
+    }
+    if let Some(location) = web.flight_sql.served(&name)
+        && location.trim_end_matches('/') != output.trim_end_matches('/')
+    {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "table {name} is served from {location}; stream {id} cannot take it over with {output}"
+            ),
+        );
+    }
+    if let Err(e) = web.streams.update(&id, update) {
+        return error(StatusCode::CONFLICT, e.to_string());
+    }
     // Serve the stream's output once a batch wrote windows (its sink log exists by then).
     if committed
-        && web
-            .flight_sql
-            .context()
-            .table_exist(name.as_str())
-            .is_ok_and(|e| !e)
+        && web.flight_sql.served(&name).is_none()
         && let Err(e) = web.flight_sql.register(&name, &output, "parquet").await
     {
         tracing::warn!(stream = %name, output = %output, error = %e, "stream output not served");

@@ -45,8 +45,21 @@ impl StreamRegistry {
     }
 
     /// Records `update` of stream `id`. Returns whether the stream is new.
-    pub fn update(&self, id: &str, update: StreamUpdate) -> bool {
+    ///
+    /// # Errors
+    /// [`ember_core::Error::Refused`] when the stream was first reported with another name or
+    /// output: a report can only refer to what the stream started with (so a driver cannot
+    /// point the scheduler at a foreign path after the fact).
+    pub fn update(&self, id: &str, update: StreamUpdate) -> ember_core::Result<bool> {
         let mut streams = self.streams();
+        if let Some(known) = streams.get(id).map(|e| &e.summary)
+            && (known.name != update.name || known.output != update.output)
+        {
+            return Err(ember_core::Error::Refused(format!(
+                "stream {id} started as {} writing {}; a report cannot change that to {} writing {}",
+                known.name, known.output, update.name, update.output
+            )));
+        }
         let new = !streams.contains_key(id);
         if new && streams.len() >= KEPT {
             let oldest = streams
@@ -86,7 +99,7 @@ impl StreamRegistry {
             }
             entry.recent.push_back(progress);
         }
-        new
+        Ok(new)
     }
 
     /// All streams, the most recently started first.
@@ -126,11 +139,21 @@ mod tests {
     #[test]
     fn keeps_the_last_batches_and_the_state() {
         let registry = StreamRegistry::default();
-        assert!(registry.update("a", update(StreamState::Running, None)));
+        assert!(
+            registry
+                .update("a", update(StreamState::Running, None))
+                .expect("new")
+        );
         for b in 0..(RECENT as u64 + 5) {
-            assert!(!registry.update("a", update(StreamState::Running, Some(b))));
+            assert!(
+                !registry
+                    .update("a", update(StreamState::Running, Some(b)))
+                    .expect("same stream")
+            );
         }
-        registry.update("a", update(StreamState::Stopped, None));
+        registry
+            .update("a", update(StreamState::Stopped, None))
+            .expect("same stream");
         let detail = registry.detail("a").expect("stream a");
         assert_eq!(detail.summary.state, StreamState::Stopped);
         assert_eq!(detail.summary.batches, RECENT as u64 + 5);
@@ -141,5 +164,12 @@ mod tests {
             Some(RECENT as u64 + 4)
         );
         assert!(registry.detail("b").is_none());
+        // A later report cannot point the stream somewhere else.
+        let elsewhere = StreamUpdate {
+            output: "/etc".into(),
+            ..update(StreamState::Running, None)
+        };
+        let err = registry.update("a", elsewhere).expect_err("refused");
+        assert!(err.to_string().contains("cannot change that"), "{err}");
     }
 }

@@ -1,16 +1,23 @@
-//! HTTP client of the scheduler's REST API (`/api/v1`), for `ember submit`, `jobs`, `status`
-//! and `cancel`. Every failure is one line that names the scheduler.
+//! The HTTP client of Ember's REST API (`/api/v1`): `ember submit`, `jobs`, `status` and
+//! `cancel`, executors reporting their status, stream drivers reporting their batches. Every
+//! failure is one line that names the server.
+//!
+//! A client sends one credential as a bearer token: a user's token (`--token`), or else the
+//! cluster token when the process has the cluster secret (executors and drivers always do).
+//! With `[tls]`, it speaks `https` and trusts the cluster's CA.
 
 use std::time::Duration;
 
-use ember_core::ErrorKind;
-use ember_core::api::{API_PREFIX, ApiError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Failure, Result};
+use crate::ErrorKind;
+use crate::api::{API_PREFIX, ApiError};
+use crate::error::{Error, Result};
+use crate::security::SecuritySettings;
 
-/// A scheduler's REST API.
+/// The REST API of a scheduler (or of `ember serve`).
+#[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     address: String,
@@ -18,61 +25,84 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the scheduler at `HOST:PORT`, sending `token` as a bearer token.
+    /// A client for the server at `HOST:PORT` (the flag that named it: `setting`), sending
+    /// `token`, else the cluster token of `security`.
     ///
     /// # Errors
-    /// A user error when the address is not `HOST:PORT` or the token is not header text.
-    pub fn new(scheduler: &str, token: Option<&str>) -> Result<Self> {
-        let (host, port) =
-            ember_core::config::parse_host_port("--scheduler / EMBER_SCHEDULER", scheduler)?;
+    /// [`Error::InvalidSetting`] when the address is not `HOST:PORT`, the token is not header
+    /// text, or the TLS files cannot be used.
+    pub fn new(
+        setting: &str,
+        server: &str,
+        token: Option<&str>,
+        security: &SecuritySettings,
+    ) -> Result<Self> {
+        let (host, port) = crate::config::parse_host_port(setting, server)?;
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| {
-                    Failure::user("--token / EMBER_TOKEN holds characters a header cannot carry")
+        let credential = token.map(str::to_string).or_else(|| {
+            security
+                .cluster_secret
+                .as_ref()
+                .map(|s| s.token().to_string())
+        });
+        if let Some(credential) = credential {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {credential}"))
+                .map_err(|_| Error::InvalidSetting {
+                    setting: "--token / EMBER_TOKEN".into(),
+                    message: "holds characters a header cannot carry".into(),
                 })?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| Failure::new(ErrorKind::Internal, e.to_string()))?;
+            .timeout(Duration::from_secs(60));
+        if let Some(tls) = &security.tls {
+            builder = tls.reqwest_client(builder)?;
+        }
+        let http = builder.build().map_err(|e| Error::InvalidSetting {
+            setting: "[tls]".into(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
-            base: format!("http://{host}:{port}{API_PREFIX}"),
+            base: format!("{}://{host}:{port}{API_PREFIX}", security.http_scheme()),
             address: format!("{host}:{port}"),
             http,
         })
     }
 
-    /// The scheduler did not answer, or the exchange broke: always external.
-    fn failure(&self, e: &reqwest::Error) -> Failure {
-        if e.is_connect() || e.is_timeout() {
-            Failure::external(format!(
+    /// The server did not answer, or the exchange broke: always external.
+    fn failure(&self, e: &reqwest::Error) -> Error {
+        let message = if e.is_connect() || e.is_timeout() {
+            format!(
                 "cannot reach the scheduler at {} ({}); is `ember scheduler` running there?",
                 self.address,
                 root_cause(e)
-            ))
+            )
         } else {
-            Failure::external(format!("scheduler at {}: {}", self.address, root_cause(e)))
+            format!("scheduler at {}: {}", self.address, root_cause(e))
+        };
+        Error::Remote {
+            kind: ErrorKind::External,
+            message,
         }
     }
 
     async fn answer<T: DeserializeOwned>(
         &self,
-        response: Result<reqwest::Response, reqwest::Error>,
+        response: std::result::Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T> {
         let response = response.map_err(|e| self.failure(&e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.failure(&e))?;
         if status.is_success() {
-            serde_json::from_slice(&body).map_err(|e| {
-                Failure::external(format!(
+            serde_json::from_slice(&body).map_err(|e| Error::Remote {
+                kind: ErrorKind::External,
+                message: format!(
                     "scheduler at {} sent an unexpected answer: {e}",
                     self.address
-                ))
+                ),
             })
         } else {
             Err(self.error_answer(status, &body))
@@ -82,7 +112,8 @@ impl Client {
     /// `GET /api/v1/<path>`.
     ///
     /// # Errors
-    /// One line: unreachable scheduler, an error answer, or an unexpected body.
+    /// [`Error::Remote`]: unreachable server, an error answer (with its kind), or an unexpected
+    /// body.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self.http.get(format!("{}{path}", self.base)).send().await;
         self.answer(response).await
@@ -101,9 +132,7 @@ impl Client {
             .await;
         self.answer(response).await
     }
-}
 
-impl Client {
     /// `POST /api/v1/<path>` with a JSON body, for calls answered with no body (204).
     ///
     /// # Errors
@@ -123,12 +152,10 @@ impl Client {
         let body = response.bytes().await.unwrap_or_default();
         Err(self.error_answer(status, &body))
     }
-}
 
-impl Client {
-    /// The failure for an error answer: its [`ApiError`] message and kind, or its text (a 4xx
+    /// The error of an error answer: its [`ApiError`] message and kind, or its text (a 4xx
     /// the caller's, a 5xx the server's).
-    fn error_answer(&self, status: reqwest::StatusCode, body: &[u8]) -> Failure {
+    fn error_answer(&self, status: reqwest::StatusCode, body: &[u8]) -> Error {
         let (message, kind) = match serde_json::from_slice::<ApiError>(body) {
             Ok(e) => (e.error, e.kind),
             Err(_) => (
@@ -140,14 +167,14 @@ impl Client {
                 },
             ),
         };
-        Failure::new(
+        Error::Remote {
             kind,
-            format!(
+            message: format!(
                 "scheduler at {} answered {}: {message}",
                 self.address,
                 status.as_u16()
             ),
-        )
+        }
     }
 }
 
