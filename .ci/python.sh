@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python peers the tests use to check Ember with software nobody here wrote: DuckDB reads the
 # Parquet Ember writes; the ADBC Flight SQL driver (with pyarrow and pandas) queries Ember's
-# Flight SQL endpoint; Selenium drives headless Chromium for the web UI tests.
+# Flight SQL endpoint; Selenium drives headless Chromium for the web UI tests; deltalake (delta-rs's
+# Python package) reads the Delta tables Ember commits.
 # Installed idempotently into a venv outside the clone.
 set -euo pipefail
 VENV="${EMBER_VENV:-$HOME/.cache/ember-tools/venv}"
@@ -12,6 +13,7 @@ REQUIREMENTS=(
   "pyarrow==26.0.1"
   "pandas==3.1.1"
   "selenium==4.50.0"
+  "deltalake==1.6.6"
 )
 marker="$VENV/.ember-requirements"
 wanted="$(printf '%s\n' "${REQUIREMENTS[@]}")"

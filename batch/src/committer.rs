@@ -140,6 +140,17 @@ impl Committer {
         &self.store
     }
 
+    /// `relative` (`/`-separated, URL-encoded parts, as Delta's `add.path`) under the output
+    /// folder, as the object store spells it.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] for a path that does not decode.
+    pub fn output_path(&self, relative: &str) -> Result<Path> {
+        let relative = Path::from_url_path(relative)
+            .map_err(|e| Error::storage(format!("path {relative}"), e.into()))?;
+        Ok(Path::from_iter(self.root.parts().chain(relative.parts())))
+    }
+
     fn staging_root(&self) -> Path {
         self.root
             .clone()
@@ -339,10 +350,7 @@ impl Committer {
             }
             // Fails, as it should, while another run is staging there.
             let _ = std::fs::remove_dir(&staging);
-            if self.created_root {
-                // Fails, as it should, once a commit has put files there.
-                let _ = std::fs::remove_dir(&output);
-            }
+            self.remove_empty_root();
         } else {
             // Stores with real folders (HDFS) keep the ones renames emptied; a non-recursive
             // delete removes a folder only when it is empty.
@@ -353,6 +361,17 @@ impl Committer {
                 .await;
         }
         Ok(())
+    }
+
+    /// On the local file system, removes the output folder when this run created it and it is
+    /// still empty (a failed first run leaves no folder behind).
+    pub fn remove_empty_root(&self) {
+        if self.created_root
+            && let Ok(output) = self.root_url.to_file_path()
+        {
+            // Fails, as it should, once a commit (or another run) has put files there.
+            let _ = std::fs::remove_dir(&output);
+        }
     }
 
     /// Deletes the empty folders under and including `folder`, deepest first (best effort).

@@ -11,7 +11,6 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_core::manifest::REASON_COLUMN;
 use ember_core::report::RowCounts;
 
-use crate::committer::{Area, Committer};
 use crate::error::{Error, Result};
 
 pub(crate) async fn count_rows(ctx: &SessionContext, table: &str) -> Result<u64> {
@@ -27,14 +26,14 @@ pub(crate) async fn count_rows(ctx: &SessionContext, table: &str) -> Result<u64>
     Ok(n as u64)
 }
 
-/// Quarantined rows per reason, read back from the files the quarantine's tasks reported.
+/// Quarantined rows per reason, read back from the files the quarantine's tasks reported
+/// (`files` relative to `base`, a folder URL with a trailing `/`).
 pub(crate) async fn count_reasons(
     ctx: &SessionContext,
-    committer: &Committer,
+    base: &str,
     files: &[String],
 ) -> Result<BTreeMap<String, u64>> {
     let context = "counting quarantined rows by reason";
-    let base = committer.staging_url(Area::Quarantine);
     let urls: Vec<String> = files.iter().map(|f| format!("{base}{f}")).collect();
     let batches = ctx
         .read_parquet(urls, ParquetReadOptions::default())

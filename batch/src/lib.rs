@@ -15,15 +15,18 @@
 //! 4. count (`counts`): rows read, valid rows, quarantined rows by reason, and check that
 //!    `read = valid + quarantined` and that every quarantined row has a reason;
 //! 5. commit with dynamic partition overwrite and write the report to `<output>/_SUCCESS`
-//!    ([`committer`]).
+//!    ([`committer`] for plain Parquet; one Delta commit per table for `format = "delta"`,
+//!    whose tasks wrote straight into the table in step 3, see `delta`).
 #![warn(missing_docs)]
 
 pub mod committer;
 mod counts;
+mod delta;
 pub mod error;
 pub mod inputs;
 mod plan;
 mod runner;
+mod staged;
 mod transcode;
 mod write;
 

@@ -6,7 +6,7 @@ use datafusion::common::Column;
 use datafusion::functions::expr_fn::coalesce;
 use datafusion::logical_expr::{Expr, LogicalPlan, cast, lit};
 use datafusion::prelude::{DataFrame, SessionContext};
-use ember_core::manifest::REASON_COLUMN;
+use ember_core::manifest::{OutputFormat, REASON_COLUMN};
 use ember_core::sink::HIVE_DEFAULT_PARTITION;
 use ember_core::sql_file::SqlFile;
 
@@ -42,14 +42,16 @@ pub(crate) async fn query(ctx: &SessionContext, sql: &SqlFile) -> Result<DataFra
         .map_err(|e| sql.error(e).into())
 }
 
-/// Checks that the partition columns exist and turns each into its folder name: the value as
-/// text, or [`HIVE_DEFAULT_PARTITION`] for NULL (the files do not contain partition columns,
-/// so their type is not lost; readers get it back from the folder names).
+/// Checks that the partition columns exist and, for plain Parquet, turns each into its folder
+/// name: the value as text, or [`HIVE_DEFAULT_PARTITION`] for NULL (the files do not contain
+/// partition columns, so their type is not lost; readers get it back from the folder names).
+/// A Delta table keeps its partition columns typed: its log records their types and values.
 pub(crate) fn hive_partitions(
     df: DataFrame,
     partition_by: &[String],
     sql: &SqlFile,
     output: &str,
+    format: OutputFormat,
 ) -> Result<DataFrame> {
     let produced: Vec<String> = df
         .schema()
@@ -78,7 +80,7 @@ pub(crate) fn hive_partitions(
             ),
         });
     }
-    if partition_by.is_empty() {
+    if partition_by.is_empty() || format == OutputFormat::Delta {
         return Ok(df);
     }
     let exprs: Vec<Expr> = df

@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::prelude::SessionContext;
-use ember_core::manifest::Job;
+use ember_core::manifest::{Job, OutputFormat};
 use ember_core::report::{PartitionCounts, RowCounts, RunReport};
+use ember_core::storage::lease::{Holder, LOCK_FILE, Lease};
 use tracing::Instrument;
 
 use crate::committer::{self, Area, Committer};
 use crate::counts::{count_reasons, count_rows, reconcile};
 use crate::error::{Error, Result};
 use crate::plan::{check_reason_column, hive_partitions, plan_query, query};
+use crate::staged::{Staged, finish};
 use crate::write::write;
 
 /// A new run id: the UTC start time and 8 random hex digits (ids sort by time).
@@ -74,7 +77,40 @@ async fn run_in_span(
     let clock = Instant::now();
     let run_id = run_id.to_string();
     let committer = Committer::new(ctx, &job.output.path, &run_id)?;
-    let result = execute(ctx, job, &committer).await;
+    // A plain Parquet output takes one writer at a time; Delta commits concurrently.
+    let lock = match job.output.format {
+        OutputFormat::Parquet => {
+            let what = format!("output {}", committer.output_url());
+            let holder = Holder {
+                what: &what,
+                kind: "run",
+                id: committer.run_id(),
+                job: &job.name,
+                hint: "try again when it has finished (a Delta output allows concurrent runs)",
+            };
+            let path = committer.output_path(LOCK_FILE)?;
+            Some(Lease::acquire(Arc::clone(committer.store()), path, holder).await?)
+        }
+        OutputFormat::Delta => None,
+    };
+    let result = run_locked(ctx, job, engine, &committer, started, clock).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+        committer.remove_empty_root();
+    }
+    result
+}
+
+async fn run_locked(
+    ctx: &SessionContext,
+    job: &Job,
+    engine: &str,
+    committer: &Committer,
+    started: chrono::DateTime<Utc>,
+    clock: Instant,
+) -> Result<RunReport> {
+    let run_id = committer.run_id().to_string();
+    let result = execute(ctx, job, committer).await;
     let staged = match result {
         Ok(staged) => staged,
         Err(e) => {
@@ -97,28 +133,35 @@ async fn run_in_span(
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        inputs: staged.inputs,
-        rows: staged.rows,
-        quarantined_by_reason: staged.by_reason,
+        inputs: staged.inputs.clone(),
+        rows: staged.rows.clone(),
+        quarantined_by_reason: staged.by_reason.clone(),
         partitions: PartitionCounts::default(),
         files: 0,
         bytes: 0,
+        table_version: None,
+        quarantine_version: None,
     };
-    let mut areas = vec![(Area::Data, staged.output_files)];
-    if job.quarantine.is_some() {
-        areas.push((Area::Quarantine, staged.quarantine_files));
-    }
-    let commit = committer
-        .commit(&areas, |summary| {
-            fill(&mut report, summary, clock);
-            serde_json::to_vec_pretty(&report).unwrap_or_default()
-        })
-        .await;
-    match commit {
-        Ok(summary) => {
-            fill(&mut report, &summary, clock);
-            Ok(report)
+    let commit = match job.output.format {
+        OutputFormat::Parquet => {
+            let mut areas = vec![(Area::Data, staged.output_files)];
+            if job.quarantine.is_some() {
+                areas.push((Area::Quarantine, staged.quarantine_files));
+            }
+            committer
+                .commit(&areas, |summary| {
+                    fill(&mut report, summary, clock);
+                    serde_json::to_vec_pretty(&report).unwrap_or_default()
+                })
+                .await
+                .map(|summary| fill(&mut report, &summary, clock))
         }
+        OutputFormat::Delta => {
+            crate::delta::commit(ctx, job, committer, staged, &mut report, clock).await
+        }
+    };
+    match commit {
+        Ok(()) => Ok(report),
         Err(e) => {
             if let Err(cleanup) = committer.cleanup().await {
                 tracing::warn!(error = %cleanup, "could not remove the staging folder after a failed commit");
@@ -137,23 +180,43 @@ fn fill(report: &mut RunReport, summary: &committer::CommitSummary, clock: Insta
     };
     report.files = summary.files;
     report.bytes = summary.bytes;
-    report.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    finish(report, clock);
 }
 
-/// What a run staged, before the commit.
-struct Staged {
-    inputs: Vec<ember_core::report::InputSummary>,
-    rows: RowCounts,
-    by_reason: BTreeMap<String, u64>,
-    /// Files the output's tasks reported (relative to the staging area).
-    output_files: Vec<String>,
-    /// Files the quarantine's tasks reported.
-    quarantine_files: Vec<String>,
+/// Where the output's and the quarantine's tasks write: the run's staging folder for plain
+/// Parquet (the committer moves the files), the tables themselves for Delta (the commit
+/// references the files).
+fn write_urls(job: &Job, committer: &Committer) -> (String, String) {
+    match job.output.format {
+        OutputFormat::Parquet => (
+            committer.staging_url(Area::Data),
+            committer.staging_url(Area::Quarantine),
+        ),
+        OutputFormat::Delta => (
+            committer.output_url().to_string(),
+            crate::delta::quarantine_url(committer),
+        ),
+    }
 }
 
 async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Result<Staged> {
     let step = |label: &str| name_step(ctx, &job.name, committer.run_id(), label);
+    // Delta: the versions this run starts from, before it reads anything.
+    let read_versions = match job.output.format {
+        OutputFormat::Parquet => (None, None),
+        OutputFormat::Delta => {
+            let runtime = ctx.runtime_env();
+            let output = committer.output_url().to_string();
+            (
+                ember_core::table::delta::read_version(&runtime, &output).await?,
+                ember_core::table::delta::read_version(
+                    &runtime,
+                    &crate::delta::quarantine_url(committer),
+                )
+                .await?,
+            )
+        }
+    };
     let inputs = crate::inputs::register_all(ctx, &job.inputs, committer, &step).await?;
     for view in &job.views {
         let plan = plan_query(ctx, view).await?;
@@ -164,20 +227,33 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         .map_err(|e| view.error(e))?;
     }
     let output_path = &job.output.path;
+    let format = job.output.format;
     let output = hive_partitions(
         query(ctx, &job.output.sql).await?,
         &job.output.partition_by,
         &job.output.sql,
         output_path,
+        format,
     )?;
     let quarantine = match &job.quarantine {
         Some(q) => {
             let df = query(ctx, &q.sql).await?;
             check_reason_column(&df, &q.sql, output_path)?;
-            Some(hive_partitions(df, &q.partition_by, &q.sql, output_path)?)
+            Some(hive_partitions(
+                df,
+                &q.partition_by,
+                &q.sql,
+                output_path,
+                format,
+            )?)
         }
         None => None,
     };
+    let output_schema: SchemaRef = Arc::new(output.schema().as_arrow().clone());
+    let quarantine_schema: Option<SchemaRef> = quarantine
+        .as_ref()
+        .map(|df| Arc::new(df.schema().as_arrow().clone()));
+    let (data_url, quarantine_url) = write_urls(job, committer);
 
     let mut rows = RowCounts::default();
     let mut quarantine_files = Vec::new();
@@ -187,11 +263,12 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         let written = write(
             ctx,
             df,
-            &committer.staging_url(Area::Quarantine),
+            &quarantine_url,
             job.quarantine
                 .as_ref()
                 .map(|q| q.partition_by.clone())
                 .unwrap_or_default(),
+            format,
         )
         .await
         .map_err(|e| Error::execution("writing the quarantine", e))?;
@@ -208,8 +285,9 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     let written = write(
         ctx,
         output,
-        &committer.staging_url(Area::Data),
+        &data_url,
         job.output.partition_by.clone(),
+        format,
     )
     .await
     .map_err(|e| Error::execution("writing the output", e))?;
@@ -224,7 +302,11 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     let clock = Instant::now();
     let by_reason = if rows.quarantined > 0 {
         step("quarantine reasons");
-        count_reasons(ctx, committer, &quarantine_files).await?
+        let files = match format {
+            OutputFormat::Parquet => quarantine_files.clone(),
+            OutputFormat::Delta => crate::delta::paths(&quarantine_url, &quarantine_files)?,
+        };
+        count_reasons(ctx, &quarantine_url, &files).await?
     } else {
         BTreeMap::new()
     };
@@ -242,5 +324,8 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         by_reason,
         output_files,
         quarantine_files,
+        output_schema,
+        quarantine_schema,
+        read_versions,
     })
 }

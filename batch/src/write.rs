@@ -7,6 +7,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::prelude::{DataFrame, SessionContext};
+use ember_core::manifest::OutputFormat;
 use ember_core::sink::ParquetSinkNode;
 
 /// What the tasks of a write reported.
@@ -14,7 +15,8 @@ use ember_core::sink::ParquetSinkNode;
 pub(crate) struct Written {
     /// Rows written.
     pub(crate) rows: u64,
-    /// Files written by the successful task attempts, relative to the staging area.
+    /// Files written by the successful task attempts, relative to the staging area; for a
+    /// Delta sink, their `add` actions (JSON).
     pub(crate) paths: Vec<String>,
 }
 
@@ -25,9 +27,10 @@ pub(crate) async fn write(
     df: DataFrame,
     url: &str,
     partition_by: Vec<String>,
+    format: OutputFormat,
 ) -> datafusion::error::Result<Written> {
     let (_, plan) = df.into_parts();
-    let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by)?;
+    let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by, format)?;
     let plan = LogicalPlan::Extension(Extension {
         node: Arc::new(sink),
     });

@@ -89,5 +89,14 @@ pub fn check(command: &Command) -> Result<String> {
                 args.bind_host, args.http_port
             )
         }
+        Command::Table(args) => {
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
+            format!(
+                "table {:?}
+storage {storage:?}",
+                args.action
+            )
+        }
     })
 }

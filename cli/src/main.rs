@@ -4,6 +4,7 @@
 //!   a streaming job (a manifest with `[stream]`) until its trigger stops or Ctrl-C;
 //! - `ember produce`: writes sales events into a Kafka topic;
 //! - `ember serve`: the Arrow Flight SQL endpoint over the job outputs, embedded;
+//! - `ember table history|vacuum|optimize <path>`: maintenance of a Delta table;
 //! - `ember scheduler` / `ember executor`: the cluster's processes;
 //! - `ember submit <job> --scheduler HOST:PORT [--wait]`, `ember jobs`, `ember status <id>`,
 //!   `ember cancel <id>`: run and follow jobs on a cluster (like `spark-submit`); a streaming
@@ -22,6 +23,7 @@ mod run;
 mod serve;
 mod stream;
 mod submit;
+mod table;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,6 +70,8 @@ enum Command {
     Produce(stream::ProduceArgs),
     /// Serve the job outputs over Arrow Flight SQL, embedded (in-process scheduler + executor).
     Serve(serve::ServeArgs),
+    /// Maintain a Delta table: history, vacuum, optimize.
+    Table(table::TableArgs),
 }
 
 type Task = Pin<Box<dyn Future<Output = Result<(), Failure>>>>;
@@ -119,6 +123,12 @@ fn prepare(command: Command, codecs: Codecs) -> Result<Task, Failure> {
             ember_core::storage::apply_process_environment(&storage);
             Box::pin(serve::run(args, storage, codecs))
         }
+        Command::Table(args) => {
+            let storage =
+                StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;
+            ember_core::storage::apply_process_environment(&storage);
+            Box::pin(table::run(args, storage, codecs))
+        }
     })
 }
 
@@ -129,6 +139,7 @@ fn fail(failure: &Failure) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    ember_core::security::tls::install_crypto_provider();
     let cli = Cli::parse();
     if cli.check_config {
         return match check::check(&cli.command) {

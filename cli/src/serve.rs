@@ -158,11 +158,7 @@ pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> R
                 "serving table {} from {}{}",
                 t.name,
                 t.location,
-                if t.committed_only {
-                    " (a stream's output: its committed batches)"
-                } else {
-                    ""
-                }
+                t.read_through.describe()
             ),
             Err(e) => eprintln!("not serving {} ({}): {e}", table.name, table.path),
         }

@@ -1,11 +1,9 @@
 //! The daily revenue job on the full Online Retail file (541,909 rows), reconciled day by day
-//! with an independent computation: a plain Rust fold over the CSV (the `csv` crate, integer
-//! arithmetic in 1/10,000 of a currency unit), not the job's SQL. One test body, two cases, as
+//! with an independent computation (`ember_testkit::reference`: a plain Rust fold over the CSV,
+//! integer arithmetic in 1/10,000 of a currency unit), not the job's SQL. One test body, two cases, as
 //! Ballista's `context_checks.rs`: `ember run` (embedded) and `ember submit --wait` to a real
 //! scheduler with 2 executors on 127.0.0.1.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -13,6 +11,7 @@ use ember_core::api::{JobDetail, JobState};
 use ember_core::report::RunReport;
 use ember_testkit::ember::{ClusterOptions, EmberCluster};
 use ember_testkit::query::parquet_rows;
+use ember_testkit::reference::{Fold, show};
 use rstest::rstest;
 
 const JOB: &str = "jobs/daily_revenue_by_product";
@@ -108,96 +107,15 @@ async fn query_parquet(dir: &Path, sql: &str) -> Vec<String> {
         .expect("read the output")
 }
 
-/// Money in 1/10,000 units (the job's Decimal(18,4) scale).
-type Money = i128;
-
-#[derive(Default, Debug, PartialEq, Eq)]
-struct Day {
-    products: HashSet<String>,
-    units_sold: i64,
-    units_returned: i64,
-    gross: Money,
-    returns: Money,
-    /// (product, order) pairs with a quantity > 0 line: Σ orders over the day's products.
-    product_orders: HashSet<(String, String)>,
-}
-
-/// `"2.55"` → 25_500; None unless a plain decimal with at most 4 decimal places.
-fn money(text: &str) -> Option<Money> {
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    if (int.is_empty() && frac.is_empty())
-        || frac.len() > 4
-        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let int: Money = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac: Money = format!("{frac:0<4}").parse().ok()?;
-    let value = int * 10_000 + frac;
-    Some(if negative { -value } else { value })
-}
-
-fn show(m: Money) -> String {
-    let sign = if m < 0 { "-" } else { "" };
-    format!("{sign}{}.{:04}", m.abs() / 10_000, m.abs() % 10_000)
-}
-
-/// The job's validity rules, restated in Rust: returns (date, product, order, quantity, price)
-/// for a valid row.
-fn valid(row: &csv::StringRecord) -> Option<(String, String, String, i64, Money)> {
-    let product = row.get(1)?.trim();
-    let quantity: i64 = row.get(3)?.trim().parse().ok()?;
-    let price = money(row.get(5)?.trim())?;
-    let ts = chrono::NaiveDateTime::parse_from_str(row.get(4)?.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    if product.is_empty() || quantity == 0 || price < 0 {
-        return None;
-    }
-    Some((
-        ts.date().to_string(),
-        product.to_string(),
-        row.get(0)?.trim().to_string(),
-        quantity,
-        price,
-    ))
-}
-
 #[rstest]
 #[case::embedded(Mode::Embedded)]
 #[case::cluster(Mode::Cluster)]
 fn online_retail_reconciles_day_by_day(#[case] mode: Mode) {
     ember_core::threads::block_on(async {
         // The independent fold.
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(
-            std::fs::File::open(online_retail()).expect("data/online_retail.csv.gz"),
-        )
-        .read_to_string(&mut text)
-        .expect("gunzip");
-        let mut reader = csv::Reader::from_reader(text.as_bytes());
-        let (mut read, mut invalid) = (0u64, 0u64);
-        let mut days: BTreeMap<String, Day> = BTreeMap::new();
-        for row in reader.records() {
-            let row = row.expect("csv row");
-            read += 1;
-            let Some((date, product, order, quantity, price)) = valid(&row) else {
-                invalid += 1;
-                continue;
-            };
-            let day = days.entry(date).or_default();
-            day.products.insert(product.clone());
-            if quantity > 0 {
-                day.units_sold += quantity;
-                day.gross += Money::from(quantity) * price;
-                day.product_orders.insert((product, order));
-            } else {
-                day.units_returned += -quantity;
-                day.returns += Money::from(-quantity) * price;
-            }
-        }
+        let mut fold = Fold::default();
+        fold.add_file(&online_retail());
+        let (read, invalid, days) = (fold.read, fold.invalid, &fold.days);
         assert_eq!(read, 541_909, "the dataset's documented row count");
         assert_eq!(days.len(), 305, "the dataset's documented number of days");
 
@@ -256,16 +174,4 @@ fn online_retail_reconciles_day_by_day(#[case] mode: Mode) {
             Some(&2)
         );
     })
-}
-
-#[test]
-fn money_parsing_of_the_fold() {
-    assert_eq!(money("2.55"), Some(25_500));
-    assert_eq!(money("-11062.06"), Some(-110_620_600));
-    assert_eq!(money("0.001"), Some(10));
-    assert_eq!(money(".5"), Some(5_000));
-    assert_eq!(money("1.23456"), None);
-    assert_eq!(money("1.2.3"), None);
-    assert_eq!(money(""), None);
-    assert_eq!(show(-110_620_600), "-11062.0600");
 }

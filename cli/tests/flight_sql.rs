@@ -362,6 +362,8 @@ fn adbc_driver_lists_tables_binds_parameters_and_fetches_arrow_and_pandas() {
 
 #[test]
 fn tls_serves_queries_and_refuses_plain_text_clients() {
+    // The test's own TLS client takes the process's rustls provider.
+    ember_core::security::tls::install_crypto_provider();
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = job_output(tmp.path());
     // A self-signed certificate for localhost and 127.0.0.1.

@@ -142,7 +142,7 @@ fn unknown_parameter_and_bad_setting() {
         &out,
         &[
             "unknown parameter `inptu` for job daily_revenue_by_product",
-            "declares: encoding, input, output, products, timestamp_format",
+            "declares: encoding, format, input, output, products, timestamp_format",
         ],
         &out_dir,
     );
@@ -221,8 +221,8 @@ fn partition_column_not_produced() {
     let input = small_input(tmp.path());
     let job = job_copy(tmp.path(), "job.toml", |t| {
         t.replacen(
-            "[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"order_date\"]",
-            "[output]\npath = \"${output}\"\nformat = \"parquet\"\npartition_by = [\"day\"]",
+            "[output]\npath = \"${output}\"\nformat = \"${format}\"\npartition_by = [\"order_date\"]",
+            "[output]\npath = \"${output}\"\nformat = \"${format}\"\npartition_by = [\"day\"]",
             1,
         )
     });

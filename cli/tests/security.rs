@@ -59,11 +59,7 @@ fn submit(env: &[(&str, &str)], scheduler: &str, input: &str, output: &str) -> O
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    ember_testkit::util::output_text(out)
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -589,6 +585,8 @@ struct Tls {
 }
 
 fn self_signed(dir: &Path) -> Tls {
+    // The test's own TLS clients take the process's rustls provider.
+    ember_core::security::tls::install_crypto_provider();
     let (cert, key) = (dir.join("node.pem"), dir.join("node.key"));
     let out = Command::new("openssl")
         .args([

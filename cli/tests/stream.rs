@@ -9,9 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use ember_streaming::engine::StreamReport;
+use ember_streaming::engine::failpoint::CRASH_AT;
 use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe};
 use ember_testkit::kafka::KafkaBroker;
-use ember_testkit::query::parquet_rows_with;
+use ember_testkit::query::{delta_rows, parquet_rows_with};
 use ember_testkit::util::wait_child;
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -54,7 +55,7 @@ fn stream_command_with(
         .args(["--set", &format!("max_records={max_records}")])
         .current_dir(repo())
         .env_remove("RUST_LOG")
-        .env_remove(ember_streaming::engine::CRASH_AFTER_OUTPUT);
+        .env_remove(CRASH_AT);
     c
 }
 
@@ -119,16 +120,39 @@ fn event(minute: i64, product: &str, kind: &str, quantity: i64, price: &str) -> 
 }
 
 /// Output rows `window_start|product_id|units_sold|units_returned|gross|returns|net|events`.
+/// The windows' columns, as text, in the tests' row format.
+const WINDOW_COLUMNS: &str = "SELECT CAST(window_start AS VARCHAR), product_id, units_sold, \
+     units_returned, CAST(gross_revenue AS VARCHAR), CAST(returns_value AS VARCHAR), \
+     CAST(net_revenue AS VARCHAR), events FROM t";
+
 fn output_rows(out: &Path) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(parquet_rows_with(
         &format!("{}/", out.display()),
         &["window_date", "window_hour"],
-        "SELECT CAST(window_start AS VARCHAR), product_id, units_sold, units_returned, \
-         CAST(gross_revenue AS VARCHAR), CAST(returns_value AS VARCHAR), \
-         CAST(net_revenue AS VARCHAR), events FROM t",
+        WINDOW_COLUMNS,
     ))
     .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The windows of a stream's Delta output at its latest version, read through its log.
+fn delta_output_rows(out: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(delta_rows(
+        &format!("{}/", out.display()),
+        None,
+        WINDOW_COLUMNS,
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The windows of the output at `out` written with `format` (`parquet` or `delta`).
+fn rows_of_format(out: &Path, format: &str) -> Vec<String> {
+    if format == "delta" {
+        delta_output_rows(out)
+    } else {
+        output_rows(out)
+    }
 }
 
 fn quarantine_rows(out: &Path) -> Vec<String> {
@@ -366,13 +390,15 @@ fn a_submitted_stream_reads_kafka_on_the_executors_and_writes_what_embedded_mode
     );
 }
 
-/// The sink log entries of `out`: batch id → data files.
+/// The sink log entries of `out` (compactions left out): batch id → data files.
 fn sink_log(out: &Path) -> BTreeMap<u64, Vec<String>> {
     let dir = out.join(ember_core::table::sink_log::SINK_LOG);
     std::fs::read_dir(&dir)
         .map(|entries| {
             entries
-                .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| !p.to_string_lossy().ends_with(".compact.json"))
+                .filter_map(|p| std::fs::read(p).ok())
                 .filter_map(|b| {
                     serde_json::from_slice::<ember_core::table::sink_log::SinkLogEntry>(&b).ok()
                 })
@@ -433,7 +459,7 @@ fn flight_sql_serves_a_batch_once_the_sink_log_commits_it() {
     // The same stream, aborted after batch k wrote its files and before its log entry.
     let out = tmp.path().join("out");
     let mut crash = stream_command(&broker, "sales", &out, 4);
-    crash.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, k.to_string());
+    crash.env(CRASH_AT, format!("files:{k}"));
     let status = crash.output().expect("run").status;
     assert!(!status.success(), "the run was to abort at batch {k}");
     assert!(
@@ -511,8 +537,60 @@ fn flight_sql_serves_a_batch_once_the_sink_log_commits_it() {
 
 #[test]
 fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
+    kill_9_at_random_points("parquet");
+}
+
+/// The same with `format = "delta"`: each micro-batch is one Delta commit carrying the
+/// stream's `txn`, so a replay after a crash between the commit and the commit mark adds
+/// nothing; the table's log, not the folder, says what is in it.
+#[test]
+fn a_delta_stream_output_survives_kill_9_with_every_window_once() {
+    let (_tmp, out) = kill_9_at_random_points("delta");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (version, files) = rt
+        .block_on(ember_testkit::query::delta_log_files(&format!(
+            "{}/",
+            out.display()
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let on_disk = walk_parquet(&out);
+    assert!(version > 0, "one commit per micro-batch with windows");
+    assert!(
+        files.len() <= on_disk,
+        "the log references {} of {on_disk} files",
+        files.len()
+    );
+}
+
+/// Data files under `dir` (not under `_` folders): what a folder reader would read.
+fn walk_parquet(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_parquet(&p)
+                    } else {
+                        usize::from(p.extension().is_some_and(|x| x == "parquet"))
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Runs the crash scenario with the output in `format`; returns the crashed output's folder
+/// (and the temporary folder holding it).
+fn kill_9_at_random_points(format: &str) -> (tempfile::TempDir, PathBuf) {
     let broker = KafkaBroker::start().expect("broker");
     let tmp = tempfile::tempdir().expect("tempdir");
+    let with_format = |mut c: Command| {
+        c.args(["--set", &format!("format={format}")]);
+        c
+    };
     // 3000 synthetic events over ~50 minutes of event time, on 3 partitions.
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let messages: Vec<(i32, String)> = (0..3000)
@@ -539,36 +617,45 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
 
     // Reference: one run without crashes.
     let reference_out = tmp.path().join("reference");
-    let reference = run_to_end(stream_command(&broker, "crash", &reference_out, 150));
+    let reference = run_to_end(with_format(stream_command(
+        &broker,
+        "crash",
+        &reference_out,
+        150,
+    )));
     assert_eq!(reference.counts.records, 3000);
-    let expected = output_rows(&reference_out);
+    let expected = rows_of_format(&reference_out, format);
     assert!(!expected.is_empty());
 
-    // 1. Abort after batch 3 wrote its output, before its commit mark.
+    // 1. Abort at each phase of a batch: after its plan, its files, its output commit, its
+    // state; each run resumes the one before.
     let out = tmp.path().join("crashed");
-    let mut first = stream_command(&broker, "crash", &out, 50);
-    first.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, "3");
-    let status = first
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    assert!(!status.success(), "the failpoint should abort the process");
-    assert!(
-        std::fs::read_dir(out.join("_checkpoint/offsets"))
-            .expect("offsets")
-            .any(|e| e.is_ok_and(|e| e.file_name() == "3")),
-        "batch 3 was planned"
-    );
-    assert!(
-        !out.join("_checkpoint/commits/3").exists(),
-        "and not committed"
-    );
+    for (batch, phase) in [(1, "offsets"), (3, "files"), (5, "commit"), (7, "state")] {
+        let mut run = with_format(stream_command(&broker, "crash", &out, 50));
+        run.env(CRASH_AT, format!("{phase}:{batch}"));
+        let status = run
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run");
+        assert!(
+            !status.success(),
+            "the crash point {phase}:{batch} should abort the process"
+        );
+        assert!(
+            out.join(format!("_checkpoint/offsets/{batch}")).exists(),
+            "batch {batch} was planned"
+        );
+        assert!(
+            !out.join(format!("_checkpoint/commits/{batch}")).exists(),
+            "and not committed ({phase})"
+        );
+    }
 
     // 2. kill -9 at random moments, several times.
     let mut kills = 0;
-    for _ in 0..5 {
-        let mut child = stream_command(&broker, "crash", &out, 50)
+    for _ in 0..8 {
+        let mut child = with_format(stream_command(&broker, "crash", &out, 50))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -584,13 +671,13 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
         let _ = child.wait();
     }
     assert!(
-        kills >= 2,
-        "only {kills} of 5 runs were still running when killed"
+        kills >= 4,
+        "only {kills} of 8 runs were still running when killed"
     );
     // 3. A run to the end.
-    let last = run_to_end(stream_command(&broker, "crash", &out, 50));
+    let last = run_to_end(with_format(stream_command(&broker, "crash", &out, 50)));
     eprintln!("{kills} kills; the last run: {last:?}");
-    let rows = output_rows(&out);
+    let rows = rows_of_format(&out, format);
     let keys: std::collections::BTreeSet<String> = rows
         .iter()
         .map(|r| r.split('|').take(2).collect::<Vec<_>>().join("|"))
@@ -600,6 +687,7 @@ fn kill_9_at_random_points_gives_no_duplicate_and_no_missing_window() {
         rows, expected,
         "output after {kills} kills differs from the run without crashes ({last:?})"
     );
+    (tmp, out)
 }
 
 #[test]
@@ -625,7 +713,7 @@ fn output_and_checkpoint_on_hdfs() {
     let on_hdfs = |crash: bool| {
         let mut c = stream_command(&broker, "to_hdfs", Path::new(&url), 60);
         if crash {
-            c.env(ember_streaming::engine::CRASH_AFTER_OUTPUT, "2")
+            c.env(CRASH_AT, "files:2")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
         }
@@ -732,4 +820,56 @@ fn stream_job_errors_are_one_clear_line() {
         err.contains("windows.sql") && err.contains("has no window"),
         "{err}"
     );
+}
+
+/// Two drivers on one checkpoint: the second is refused at once with one line naming the
+/// driver that holds it (exit 3, an external condition); once the first is killed -9, a new
+/// driver takes over (its process is gone from this host) and finishes the stream.
+#[test]
+fn a_second_driver_on_one_checkpoint_is_refused_and_takes_over_after_kill_9() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (_, _, messages) = known_events();
+    produce(&broker, "sales", 2, &messages);
+    let out = tmp.path().join("out");
+    // The first driver runs on a 1 s trigger until it is killed.
+    let mut first = stream_command(&broker, "sales", &out, 4);
+    first.args(["--set", "trigger=1s", "--set", "format=delta"]);
+    let mut first = first
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lock = out.join("_checkpoint").join("_ember_lock");
+    let waited = ember_testkit::util::wait_for(
+        "the first driver's lease",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || Ok(lock.exists().then_some(())),
+    );
+    let second = stream_command(&broker, "sales", &out, 4)
+        .args(["--set", "format=delta"])
+        .output()
+        .expect("run");
+    let _ = first.kill();
+    let _ = first.wait();
+    waited.unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("is in use by stream driver") && err.contains("hourly_product_revenue"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The killed driver's lease is stale: a new driver finishes the stream.
+    let mut last = stream_command(&broker, "sales", &out, 4);
+    last.args(["--set", "format=delta"]);
+    run_to_end(last);
+    let reference = tmp.path().join("reference");
+    let mut clean = stream_command(&broker, "sales", &reference, 4);
+    clean.args(["--set", "format=delta"]);
+    run_to_end(clean);
+    let expected = delta_output_rows(&reference);
+    assert!(!expected.is_empty());
+    assert_eq!(delta_output_rows(&out), expected);
 }

@@ -40,8 +40,8 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// `ember submit --wait`; the job's final detail.
-fn submit_wait(cluster: &EmberCluster, input: &Path, output: &Path) -> JobDetail {
+/// `ember submit --wait` with the output in `format`; the job's final detail.
+fn submit_wait(cluster: &EmberCluster, input: &Path, output: &Path, format: &str) -> JobDetail {
     let out = ember(&[
         "submit",
         JOB,
@@ -51,6 +51,8 @@ fn submit_wait(cluster: &EmberCluster, input: &Path, output: &Path) -> JobDetail
         &format!("input={}", input.display()),
         "--set",
         &format!("output={}", output.display()),
+        "--set",
+        &format!("format={format}"),
         "--wait",
         "--format",
         "json",
@@ -144,7 +146,8 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = tmp.path().join("sales.csv");
     let (net_by_day, top_product) = sales(&input);
-    let done = submit_wait(&cluster, &input, &tmp.path().join("daily"));
+    // The dashboard reads this Delta table through its log; the job's page shows its version.
+    let done = submit_wait(&cluster, &input, &tmp.path().join("daily"), "delta");
     assert_eq!(
         done.summary.state,
         JobState::Succeeded,
@@ -157,7 +160,7 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
         format!("{HEADER}1,A,Apple,1,2011-01-01 10:00:00,1.00,,UK\n2,A,Apple,1,2011-01-01 10:00:00,1.00,,UK,extra\n"),
     )
     .expect("write");
-    let failed = submit_wait(&cluster, &broken, &tmp.path().join("broken_out"));
+    let failed = submit_wait(&cluster, &broken, &tmp.path().join("broken_out"), "parquet");
     assert_eq!(failed.summary.state, JobState::Failed);
     let failed_error = failed
         .summary
@@ -337,6 +340,7 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-screenshots");
     let expect = serde_json::json!({
         "succeeded": done.summary.id,
+        "table_version": done.report.as_ref().and_then(|r| r.table_version),
         "failed": failed.summary.id,
         "failed_error": failed_error.chars().take(60).collect::<String>(),
         "stream": stream_id,

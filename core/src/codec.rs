@@ -7,7 +7,7 @@
 //! through the session config ([`crate::session::SessionBuilder`]), the scheduler and executor
 //! processes through their `override_*_codec` settings.
 //!
-//! [`Codecs::ember`] knows core's nodes (the Parquet sink, the sink log table); a crate above
+//! [`Codecs::ember`] knows core's nodes (the Parquet sink, the sink log table, the Delta table); a crate above
 //! core adds its own with [`Codecs::with`] (the streaming crate's Kafka scan). A tag claimed
 //! twice is an error, never a silent override.
 
@@ -27,7 +27,9 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::OutputFormat;
 use crate::sink::{ParquetSinkExec, ParquetSinkNode};
+use crate::table::delta_scan::DeltaLogTable;
 use crate::table::sink_log::SinkLogTable;
 
 /// The tag byte in front of every encoded extension: one list, so two crates cannot pick the
@@ -43,15 +45,18 @@ pub enum CodecTag {
     KafkaScan = 16,
     /// A stream output read through its sink log, [`crate::table::sink_log`].
     SinkLogTable = 17,
+    /// A Delta table read through its log, [`crate::table::delta_scan`].
+    DeltaTable = 18,
 }
 
 impl CodecTag {
     /// Every tag, in byte order.
-    pub const ALL: [CodecTag; 4] = [
+    pub const ALL: [CodecTag; 5] = [
         CodecTag::Ballista,
         CodecTag::ParquetSink,
         CodecTag::KafkaScan,
         CodecTag::SinkLogTable,
+        CodecTag::DeltaTable,
     ];
 
     /// The byte.
@@ -110,10 +115,11 @@ pub struct Codecs {
 }
 
 impl Codecs {
-    /// Core's nodes: the Parquet sink (built into the codecs) and the sink log table.
+    /// Core's nodes: the Parquet sink (built into the codecs), the sink log table and the
+    /// Delta table.
     pub fn ember() -> Self {
         Self {
-            nodes: Arc::new(vec![Arc::new(SinkLogNodes)]),
+            nodes: Arc::new(vec![Arc::new(SinkLogNodes), Arc::new(DeltaTableNodes)]),
         }
     }
 
@@ -181,6 +187,24 @@ impl Codecs {
     }
 }
 
+/// [`DeltaLogTable`] in Ember's codecs (a table only; its scan is a file scan).
+#[derive(Debug)]
+struct DeltaTableNodes;
+
+impl ExtensionNodes for DeltaTableNodes {
+    fn tag(&self) -> CodecTag {
+        CodecTag::DeltaTable
+    }
+
+    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
+        Some(table.downcast_ref::<DeltaLogTable>()?.encode())
+    }
+
+    fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(DeltaLogTable::decode(bytes, schema)?))
+    }
+}
+
 /// [`SinkLogTable`] in Ember's codecs (a table only; its scan is a file scan).
 #[derive(Debug)]
 struct SinkLogNodes;
@@ -209,6 +233,8 @@ fn with_tag(tag: CodecTag, bytes: Vec<u8>, buf: &mut Vec<u8>) {
 struct SinkSpec {
     url: String,
     partition_by: Vec<String>,
+    #[serde(default)]
+    format: OutputFormat,
 }
 
 fn encode_json<T: Serialize>(tag: CodecTag, value: &T, buf: &mut Vec<u8>) -> Result<()> {
@@ -245,7 +271,12 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
                         inputs.len()
                     );
                 };
-                let node = ParquetSinkNode::try_new(input.clone(), spec.url, spec.partition_by)?;
+                let node = ParquetSinkNode::try_new(
+                    input.clone(),
+                    spec.url,
+                    spec.partition_by,
+                    spec.format,
+                )?;
                 Ok(Extension {
                     node: Arc::new(node),
                 })
@@ -262,6 +293,7 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
             let spec = SinkSpec {
                 url: sink.url.clone(),
                 partition_by: sink.partition_by.clone(),
+                format: sink.format,
             };
             return encode_json(CodecTag::ParquetSink, &spec, buf);
         }
@@ -386,6 +418,7 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                     Arc::clone(input),
                     spec.url,
                     spec.partition_by,
+                    spec.format,
                 )?))
             }
             Some((&tag, rest)) if tag == CodecTag::Ballista.byte() => {
@@ -406,6 +439,7 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
             let spec = SinkSpec {
                 url: sink.url().to_string(),
                 partition_by: sink.partition_by().to_vec(),
+                format: sink.format(),
             };
             return encode_json(CodecTag::ParquetSink, &spec, buf);
         }

@@ -188,6 +188,41 @@ pub enum Error {
         message: String,
     },
 
+    /// A concurrent commit to a Delta table touched what this commit replaces (the same
+    /// partitions, the same stream): Delta's optimistic concurrency refused this one. Running
+    /// again commits on top of the other.
+    #[error(
+        "table {table}: a concurrent commit conflicts with this one ({message}); nothing of this run was committed"
+    )]
+    TableConflict {
+        /// The table's location.
+        table: String,
+        /// delta-rs's conflict.
+        message: String,
+    },
+
+    /// Something one process at a time may hold (an output a run commits into, a stream's
+    /// checkpoint) is held by another (`crate::storage::lease`).
+    #[error("{what} is in use by {holder}; {hint}")]
+    Locked {
+        /// What is held.
+        what: String,
+        /// Who holds it.
+        holder: String,
+        /// What the refused one can do.
+        hint: String,
+    },
+
+    /// What is written does not fit the table (columns, types, partition columns), or a task
+    /// reported something that is not a file of it.
+    #[error("table {table}: {message}")]
+    InvalidTable {
+        /// The table's location.
+        table: String,
+        /// What does not fit.
+        message: String,
+    },
+
     /// A listener cannot be bound (port taken, address not local, no permission).
     #[error("{service}: cannot listen on {address}: {source}")]
     Bind {
@@ -265,8 +300,11 @@ impl Classify for Error {
             | Error::UndefinedReference { .. }
             | Error::Sql { .. }
             | Error::PathNotAllowed { .. }
+            | Error::InvalidTable { .. }
             | Error::Refused(_) => ErrorKind::User,
-            Error::Storage { .. } => ErrorKind::External,
+            Error::Storage { .. } | Error::TableConflict { .. } | Error::Locked { .. } => {
+                ErrorKind::External
+            }
             Error::Remote { kind, .. } => *kind,
             // A port that is taken or not ours: the user picks another.
             Error::Bind { source, .. } => match source.kind() {

@@ -26,7 +26,7 @@
 //!
 //! [output]
 //! path = "${output}"
-//! format = "parquet"
+//! format = "parquet"            # parquet | delta (a `${param}` may choose)
 //! partition_by = ["order_date"]
 //! sql = "daily_revenue.sql"
 //!
@@ -111,8 +111,8 @@ struct QuarantineSection {
 #[serde(deny_unknown_fields)]
 struct OutputSection {
     path: Spanned<String>,
-    #[serde(default)]
-    format: OutputFormat,
+    /// `parquet` or `delta`, or a `${param}` that renders to one.
+    format: Option<Spanned<String>>,
     #[serde(default)]
     partition_by: Vec<String>,
     sql: Spanned<String>,
@@ -164,13 +164,42 @@ impl InputFormat {
     }
 }
 
-/// File format of the output. Only Parquet for now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Format of the output (`[output] format`, a parameter may choose it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OutputFormat {
-    /// Apache Parquet, one folder per partition value (hive style `col=value/`).
+    /// Apache Parquet, one folder per partition value (hive style `col=value/`), committed by
+    /// renames, with `_SUCCESS` (Spark's FileOutputCommitter).
     #[default]
     #[serde(rename = "parquet")]
     Parquet,
+    /// A Delta Lake table: the same Parquet layout plus `_delta_log/`; each run is one Delta
+    /// commit (`crate::table::delta`).
+    #[serde(rename = "delta")]
+    Delta,
+}
+
+impl OutputFormat {
+    /// The format named `name` (`parquet`, `delta`).
+    ///
+    /// # Errors
+    /// A message naming the formats there are.
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name.trim() {
+            "parquet" => Ok(Self::Parquet),
+            "delta" => Ok(Self::Delta),
+            other => Err(format!(
+                "unknown output format `{other}`; use `parquet` or `delta`"
+            )),
+        }
+    }
+
+    /// The format's name in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Parquet => "parquet",
+            Self::Delta => "delta",
+        }
+    }
 }
 
 /// How a CSV input is read. Every column is read as text (Utf8), so that no bad value can fail
@@ -447,9 +476,15 @@ impl JobManifest {
             }),
             None => None,
         };
+        let format = match &f.output.format {
+            Some(name) => {
+                OutputFormat::parse(&render(name)?).map_err(|message| self.error(name, message))?
+            }
+            None => OutputFormat::default(),
+        };
         let output = Output {
             path: output_path,
-            format: f.output.format,
+            format,
             partition_by: f.output.partition_by.clone(),
             sql: sql("output", &f.output.sql)?,
         };

@@ -9,7 +9,8 @@
 //!   "rows": { "read": 541909, "valid": 540455, "quarantined": 1454, "written": 290603 },
 //!   "quarantined_by_reason": { "zero_quantity": 0 },
 //!   "partitions": { "written": ["order_date=2010-12-01"], "replaced": 0, "quarantine": [] },
-//!   "files": 306, "bytes": 5123456 }
+//!   "files": 306, "bytes": 5123456,
+//!   "table_version": 3, "quarantine_version": 3 }   // a Delta output only
 //! ```
 
 use std::collections::BTreeMap;
@@ -88,6 +89,12 @@ pub struct RunReport {
     pub files: usize,
     /// Bytes committed (output and quarantine).
     pub bytes: u64,
+    /// The Delta table version the run committed (a `delta` output only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<u64>,
+    /// The quarantine table's version the run committed (a `delta` output only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_version: Option<u64>,
 }
 
 fn thousands(n: u64) -> String {
@@ -159,7 +166,14 @@ impl fmt::Display for RunReport {
             self.partitions.quarantine.len(),
             self.files,
             thousands(self.bytes)
-        )
+        )?;
+        if let Some(version) = self.table_version {
+            write!(f, "\n  delta        table version {version}")?;
+            if let Some(q) = self.quarantine_version {
+                write!(f, ", quarantine version {q}")?;
+            }
+        }
+        Ok(())
     }
 }
 

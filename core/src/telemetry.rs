@@ -1,12 +1,12 @@
 //! Logging for every Ember process: `tracing` to stderr, filtered by `RUST_LOG`. The default,
-//! [`DEFAULT_FILTER`], shows Ember's warnings and hides Ballista's own log lines: a failed job
-//! reaches the user once, as Ember's one-line error, not also as Ballista's ERROR records.
-//! `RUST_LOG=info,ballista_core=info` shows them. Records from crates that use `log` (Ballista
+//! [`DEFAULT_FILTER`], shows Ember's warnings and hides Ballista's and delta-rs's own log
+//! lines: a failed job reaches the user once, as Ember's one-line error, not also as
+//! Ballista's ERROR records or delta-rs's report of a commit conflict.
+//! `RUST_LOG=info,ballista_core=info,deltalake_core=info` shows them. Records from crates that use `log` (Ballista
 //! does) are captured too.
 
 /// The filter of commands (`ember run`, `submit`, …) when `RUST_LOG` is not set.
-pub const DEFAULT_FILTER: &str =
-    "warn,ballista=off,ballista_core=off,ballista_scheduler=off,ballista_executor=off";
+pub const DEFAULT_FILTER: &str = "warn,ballista=off,ballista_core=off,ballista_scheduler=off,ballista_executor=off,deltalake_core=off";
 
 /// The filter of the scheduler and executor processes when `RUST_LOG` is not set: Ember's own
 /// events (jobs submitted, succeeded, failed) and Ballista's warnings.

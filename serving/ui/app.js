@@ -63,8 +63,8 @@ function bytes(v) {
 }
 function money(v) { return Number(v).toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }); }
 function time(t) { return t ? t.replace('T', ' ').replace(/\.\d+Z$|Z$/, '') : '–'; }
-function card(label, value, id) {
-  return el('div', { class: 'card', id }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value));
+function card(label, value, id, title) {
+  return el('div', { class: 'card', id, title }, el('div', { class: 'label' }, label), el('div', { class: 'value' }, value));
 }
 
 // ---- charts (uPlot) -------------------------------------------------------------------------
@@ -125,7 +125,9 @@ const pages = {
       parts.push(el('div', { class: 'cards', id: 'job-report' },
         card('Rows read', fmt(r.rows.read), 'card-rows-read'), card('Rows written', fmt(r.rows.written), 'card-rows-written'),
         card('Quarantined', quarantined || '0', 'card-quarantined'), card('Partitions written', fmt(r.partitions.written.length)),
-        card('Output size', bytes(r.bytes))));
+        card('Output size', bytes(r.bytes)),
+        ...(r.table_version == null ? [] : [card('Table version', `v${r.table_version}`, 'card-table-version',
+          `Delta table version this run committed; over Flight SQL: SELECT … FROM "${j.name}@v${r.table_version}"`)])));
     }
     parts.push(el('h2', {}, 'Stages'));
     if (!j.steps.length) parts.push(el('p', { class: 'muted' }, 'No distributed step yet.'));

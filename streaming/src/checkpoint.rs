@@ -3,14 +3,18 @@
 //!
 //! | file | written | content |
 //! |---|---|---|
-//! | `offsets/<batch id>` | before the batch reads anything (write-ahead) | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
+//! | `metadata` | once, by the first run | JSON `{"id": …}`: the stream's id (Spark's query id), the `txn.appId` of its Delta commits |
+//! | `_ember_lock` | while a driver runs | the lease of the one driver that may advance the checkpoint (`ember_core::storage::lease`) |
+//! | `offsets/<batch id>` | before the batch reads anything (write-ahead), created only if absent | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
 //! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema) |
 //! | `commits/<batch id>` | last | JSON [`BatchCommit`]: the watermark after the batch and its counts |
 //!
 //! On restart: the newest `offsets/N` without `commits/N` is run again with exactly its plan
 //! (same offsets, same watermark, same processing time), so it writes the same files. A stream
 //! whose newest plan is committed goes on with batch N+1 from the ends of plan N. Files of
-//! batches older than [`KEEP_BATCHES`] are deleted, so the checkpoint stays small.
+//! batches older than [`KEEP_BATCHES`] are deleted, so the checkpoint stays small. Two drivers
+//! on one checkpoint cannot both run: the second is refused the lease at once, and a plan is
+//! never overwritten (create-if-absent), whichever process wrote it.
 
 use std::collections::BTreeMap;
 
@@ -173,13 +177,69 @@ impl Checkpoint {
         }
     }
 
-    /// Writes the plan of a batch (before it reads).
+    /// Writes the plan of a batch (before it reads), only if there is none.
     ///
     /// # Errors
-    /// [`Error::Storage`] when it cannot be written.
+    /// [`Error::Checkpoint`] when a plan of that batch exists (another driver planned it);
+    /// storage errors.
     pub async fn plan(&self, plan: &BatchPlan) -> Result<()> {
-        self.write_json(&format!("offsets/{}", plan.batch_id), plan)
-            .await
+        let rel = format!("offsets/{}", plan.batch_id);
+        let json = serde_json::to_vec_pretty(plan).map_err(|e| Error::Checkpoint {
+            path: format!("{}/{rel}", self.dir.url()),
+            message: e.to_string(),
+        })?;
+        if self.dir.put_new(&rel, Bytes::from(json)).await? {
+            Ok(())
+        } else {
+            Err(Error::Checkpoint {
+                path: format!("{}/{rel}", self.dir.url()),
+                message: "another driver planned this batch: two drivers run on one checkpoint"
+                    .into(),
+            })
+        }
+    }
+
+    /// The stream's id, made (a random UUID, in `metadata`) by its first run and read by every
+    /// later one, as Spark's checkpoint keeps its query id.
+    ///
+    /// # Errors
+    /// Storage errors, and an unreadable `metadata`.
+    pub async fn stream_id(&self) -> Result<String> {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Metadata {
+            id: String,
+        }
+        let fresh = Metadata {
+            id: uuid::Uuid::new_v4().to_string(),
+        };
+        let json = serde_json::to_vec(&fresh).unwrap_or_default();
+        if self.dir.put_new("metadata", Bytes::from(json)).await? {
+            return Ok(fresh.id);
+        }
+        let existing: Metadata = self.read_json("metadata").await?;
+        Ok(existing.id)
+    }
+
+    /// Takes the checkpoint's lease for the driver of `job` (stream `stream_id`).
+    ///
+    /// # Errors
+    /// [`ember_core::Error::Locked`] naming the driver that holds it.
+    pub async fn lease(
+        &self,
+        job: &str,
+        stream_id: &str,
+    ) -> Result<ember_core::storage::lease::Lease> {
+        let what = format!("stream checkpoint {}", self.dir.url());
+        Ok(self
+            .dir
+            .lease(ember_core::storage::lease::Holder {
+                what: &what,
+                kind: "stream driver",
+                id: stream_id,
+                job,
+                hint: "one driver at a time runs a stream; stop the other first",
+            })
+            .await?)
     }
 
     /// Writes the state after batch `batch_id` (Parquet bytes of the open windows' events).

@@ -24,6 +24,7 @@
 //!
 //! [output]
 //! path = "output/hourly_product_revenue"
+//! format = "parquet"            # or "delta": one Delta commit per micro-batch (docs/tables.md)
 //! partition_by = ["window_date", "window_hour"]
 //! sql = "windows.sql"           # reads the table `events`; must give window_start, window_end
 //! ```
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ember_core::error::{Error as CoreError, Location};
+use ember_core::manifest::OutputFormat;
 use ember_core::params::Params;
 use ember_core::sql_file::SqlFile;
 
@@ -102,6 +104,8 @@ pub struct StreamJob {
     pub checkpoint: String,
     /// Output folder (local path or URL).
     pub output: String,
+    /// Plain Parquet with the sink log, or a Delta table.
+    pub format: OutputFormat,
     /// Partition columns of the output (produced by the SQL).
     pub partition_by: Vec<String>,
     /// The windowed aggregation over `events`.
@@ -207,6 +211,8 @@ fn default_idle() -> String {
 struct OutputSection {
     path: String,
     #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
     partition_by: Vec<String>,
     sql: String,
 }
@@ -306,6 +312,13 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         .map(|c| c.trim().trim_end_matches('/').to_string())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| format!("{output}/_checkpoint"));
+    let format = match &file.output.format {
+        Some(name) => OutputFormat::parse(name).map_err(|message| {
+            let offset = rendered.find("format").unwrap_or(0);
+            manifest_error(&file_path, &rendered, offset, message)
+        })?,
+        None => OutputFormat::default(),
+    };
     let sql = SqlFile::load("output", dir.join(&file.output.sql), &params)?;
     Ok(StreamJob {
         name: file.job.name.clone(),
@@ -327,6 +340,7 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         idle_timeout_ms: i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
         checkpoint,
         output,
+        format,
         partition_by: file.output.partition_by,
         sql,
     })

@@ -5,6 +5,7 @@
 //! - [`ember::EmberCluster`]: an `ember scheduler` and executors, as processes.
 //! - [`query`]: reading Parquet outputs back (local or `hdfs://`).
 //! - [`flight_sql`]: a Flight SQL client with results as rows.
+//! - [`reference`]: the daily revenue job folded independently in Rust.
 //! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
 
@@ -13,6 +14,7 @@ pub mod flight_sql;
 pub mod hdfs;
 pub mod kafka;
 pub mod query;
+pub mod reference;
 pub mod util;
 
 pub use hdfs::HdfsCluster;

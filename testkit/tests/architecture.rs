@@ -143,7 +143,11 @@ fn expand(tree: &str) -> Vec<String> {
         return vec![tree.split(" as ").next().unwrap_or(&tree).to_string()];
     };
     let prefix = &tree[..open];
-    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    // Not a use tree after all (e.g. "; use `x`" inside a string literal).
+    let Some(close) = tree.rfind('}').filter(|&close| close > open) else {
+        return Vec::new();
+    };
+    let inner = &tree[open + 1..close];
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0, 0);
     for (i, c) in inner.char_indices() {
@@ -187,6 +191,10 @@ fn referenced(module: &[String], text: &str) -> Vec<Vec<String>> {
         else {
             continue;
         };
+        // A use tree starts with a path segment; anything else is text that only looks like one.
+        if !tree.starts_with(|c: char| c.is_alphabetic() || c == '_' || c == ':') {
+            continue;
+        }
         paths.extend(expand(tree));
     }
     // Paths written inline (`crate::kafka::READ_TIMEOUT`).

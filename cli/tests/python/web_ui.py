@@ -90,7 +90,11 @@ try:
     plans = [p.get_attribute("textContent") for p in rows("pre.plan")]
     assert any("Exec" in p for p in plans), plans
     written = driver.find_element(By.CSS_SELECTOR, "#card-rows-written .value").text
-    seen["succeeded"] = {"stages": len(stage_states), "rows_written": written}
+    version = driver.find_element(By.CSS_SELECTOR, "#card-table-version .value").text
+    # The Delta table version the run committed, and the name that reads it over Flight SQL.
+    assert expect["table_version"] is not None, expect
+    assert f"v{expect['table_version']}" in version, version
+    seen["succeeded"] = {"stages": len(stage_states), "rows_written": written, "table_version": version}
     shot("job-succeeded")
 
     # A failed job: its error, as the API gives it.

@@ -27,6 +27,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::{Error, Result};
 
+/// Makes ring the process's rustls crypto provider (idempotent). Every `ember` process calls it
+/// first: Ember's own TLS code names ring explicitly, but tonic's server TLS takes the process
+/// default, and with both ring and aws-lc compiled into rustls (delta-rs's kernel brings the
+/// latter) rustls cannot choose one by itself and panics. Test processes that make TLS clients
+/// or servers call it too.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The PEM files of a process's TLS, read once when the settings are resolved.
 #[derive(Clone)]
 pub struct Tls {

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, ListBuilder, RecordBatch, StringBuilder, UInt64Array};
-use datafusion::arrow::compute::{cast, partition};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
@@ -31,10 +30,15 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use super::node::sink_schema;
+use super::delta::DeltaTaskWriter;
+use super::node::{report, sink_schema};
+use super::runs::partition_runs;
+use crate::manifest::OutputFormat;
 
 /// Writes each input partition as Parquet files under `url`, hive-partitioned by
-/// `partition_by`.
+/// `partition_by`: plain files (`format` Parquet, under a run's staging folder) or the data
+/// files of a Delta table (`format` Delta, into the table's folder, reporting `add` actions;
+/// see `super::delta`).
 ///
 /// Input: hash-partitioned by `partition_by` (as Spark users write
 /// `repartition(cols).write.partitionBy(cols)`), so each partition value is written by one task
@@ -49,6 +53,7 @@ pub struct ParquetSinkExec {
     input: Arc<dyn ExecutionPlan>,
     url: String,
     partition_by: Vec<String>,
+    format: OutputFormat,
     properties: Arc<PlanProperties>,
 }
 
@@ -62,6 +67,7 @@ impl ParquetSinkExec {
         input: Arc<dyn ExecutionPlan>,
         url: String,
         partition_by: Vec<String>,
+        format: OutputFormat,
     ) -> Result<Self> {
         let schema = input.schema();
         for column in &partition_by {
@@ -87,8 +93,14 @@ impl ParquetSinkExec {
             input,
             url,
             partition_by,
+            format,
             properties,
         })
+    }
+
+    /// What the files make: plain Parquet or a Delta table's data files.
+    pub fn format(&self) -> OutputFormat {
+        self.format
     }
 
     /// The folder written into (URL with a trailing `/`).
@@ -132,9 +144,10 @@ impl DisplayAs for ParquetSinkExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "ParquetSinkExec: url={}, partition_by=[{}]",
+            "ParquetSinkExec: url={}, partition_by=[{}], format={}",
             self.url,
-            self.partition_by.join(", ")
+            self.partition_by.join(", "),
+            self.format.as_str()
         )
     }
 }
@@ -189,6 +202,7 @@ impl ExecutionPlan for ParquetSinkExec {
                 input,
                 self.url.clone(),
                 self.partition_by.clone(),
+                self.format,
             )?)),
             _ => internal_err!("ParquetSinkExec takes exactly one child"),
         }
@@ -215,6 +229,20 @@ impl ExecutionPlan for ParquetSinkExec {
             options.arrow_schema(&data_schema);
         }
         let writer_options = ParquetWriterOptions::try_from(&options)?;
+        if self.format == OutputFormat::Delta {
+            let task = DeltaTaskWriter::new(
+                store,
+                url.prefix(),
+                self.partition_by.clone(),
+                schema,
+                writer_options.writer_options().clone(),
+            );
+            let output = futures::stream::once(async move { task.run(input).await });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                sink_schema(),
+                output,
+            )));
+        }
         let task = TaskWriter {
             store,
             base: url.prefix().clone(),
@@ -320,17 +348,8 @@ impl TaskWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
-            let keys: Vec<ArrayRef> = key_columns
-                .iter()
-                .map(|&i| cast(batch.column(i), &DataType::Utf8))
-                .collect::<std::result::Result<_, _>>()?;
+            let (keys, runs) = partition_runs(&batch, &key_columns)?;
             let data = batch.project(&self.data_columns)?;
-            let runs = if keys.is_empty() {
-                // One run: the whole batch (an unpartitioned output).
-                std::iter::once(0..batch.num_rows()).collect()
-            } else {
-                partition(&keys)?.ranges()
-            };
             for run in runs {
                 let folder = self.folder(&keys, run.start)?;
                 let joined = folder.join("/");
@@ -354,23 +373,7 @@ impl TaskWriter {
         if let Some(done) = current.take() {
             bytes += self.finish(done, &mut written).await?;
         }
-        let mut paths = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
-            datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, false),
-        ));
-        for path in &written {
-            paths.values().append_value(path);
-        }
-        paths.append(true);
-        RecordBatch::try_new(
-            sink_schema(),
-            vec![
-                Arc::new(UInt64Array::from(vec![rows])),
-                Arc::new(UInt64Array::from(vec![written.len() as u64])),
-                Arc::new(UInt64Array::from(vec![bytes])),
-                Arc::new(paths.finish()),
-            ],
-        )
-        .map_err(Into::into)
+        report(rows, bytes, &written)
     }
 
     /// Closes a file (it appears under its name only now), records its path relative to the

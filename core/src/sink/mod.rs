@@ -28,9 +28,11 @@
 /// the batch job's committer and the stream sink both write it.
 pub const HIVE_DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+mod delta;
 mod exec;
 mod node;
 mod planner;
+mod runs;
 
 pub use exec::ParquetSinkExec;
 pub use node::{ParquetSinkNode, sink_schema};

@@ -4,14 +4,19 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use datafusion::arrow::array::{ListBuilder, RecordBatch, StringBuilder, UInt64Array};
+
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DFSchema, DFSchemaRef, Result, plan_err};
 use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 
+use crate::manifest::OutputFormat;
+
 /// Schema of what the sink returns: one row per input partition, from the task attempt that
 /// succeeded. Columns: `count` UInt64 (rows written, DataFusion's `COPY` name), `files` UInt64,
 /// `bytes` UInt64, and `paths` List<Utf8>: the files written, relative to the sink's folder
-/// (object_store-encoded path parts joined by `/`). `paths` is the task's commit message, as in
+/// (object_store-encoded path parts joined by `/`); for a Delta sink, each file's `add` action
+/// as JSON (its `path` relative to the table). `paths` is the task's commit message, as in
 /// Spark's commit protocol: the committer moves exactly these files, so a failed or duplicate
 /// attempt's files are never committed.
 pub fn sink_schema() -> SchemaRef {
@@ -41,6 +46,8 @@ pub struct ParquetSinkNode {
     pub url: String,
     /// Partition columns, in folder order; each must be a column of `input`.
     pub partition_by: Vec<String>,
+    /// Plain Parquet (into a staging folder) or a Delta table's data files (into the table).
+    pub format: OutputFormat,
     schema: DFSchemaRef,
 }
 
@@ -49,7 +56,12 @@ impl ParquetSinkNode {
     ///
     /// # Errors
     /// A plan error when a partition column is not a column of `input`.
-    pub fn try_new(input: LogicalPlan, url: String, partition_by: Vec<String>) -> Result<Self> {
+    pub fn try_new(
+        input: LogicalPlan,
+        url: String,
+        partition_by: Vec<String>,
+        format: OutputFormat,
+    ) -> Result<Self> {
         for column in &partition_by {
             if input.schema().field_with_unqualified_name(column).is_err() {
                 return plan_err!(
@@ -62,6 +74,7 @@ impl ParquetSinkNode {
             input,
             url,
             partition_by,
+            format,
             schema,
         })
     }
@@ -69,7 +82,11 @@ impl ParquetSinkNode {
 
 impl PartialOrd for ParquetSinkNode {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        (&self.url, &self.partition_by).partial_cmp(&(&other.url, &other.partition_by))
+        (&self.url, &self.partition_by, self.format.as_str()).partial_cmp(&(
+            &other.url,
+            &other.partition_by,
+            other.format.as_str(),
+        ))
     }
 }
 
@@ -93,9 +110,10 @@ impl UserDefinedLogicalNodeCore for ParquetSinkNode {
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "ParquetSink: url={} partition_by=[{}]",
+            "ParquetSink: url={} partition_by=[{}] format={}",
             self.url,
-            self.partition_by.join(", ")
+            self.partition_by.join(", "),
+            self.format.as_str()
         )
     }
 
@@ -105,9 +123,12 @@ impl UserDefinedLogicalNodeCore for ParquetSinkNode {
         mut inputs: Vec<LogicalPlan>,
     ) -> Result<Self> {
         match inputs.pop() {
-            Some(input) if inputs.is_empty() => {
-                Self::try_new(input, self.url.clone(), self.partition_by.clone())
-            }
+            Some(input) if inputs.is_empty() => Self::try_new(
+                input,
+                self.url.clone(),
+                self.partition_by.clone(),
+                self.format,
+            ),
             _ => plan_err!("ParquetSink takes exactly one input"),
         }
     }
@@ -116,4 +137,25 @@ impl UserDefinedLogicalNodeCore for ParquetSinkNode {
         // Every input column is written: none may be pruned.
         Some(vec![(0..self.input.schema().fields().len()).collect()])
     }
+}
+
+/// A task's report row ([`sink_schema`]): `rows` written in `paths.len()` files of `bytes`.
+pub(super) fn report(rows: u64, bytes: u64, paths: &[String]) -> Result<RecordBatch> {
+    let mut list = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(
+        datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, false),
+    ));
+    for path in paths {
+        list.values().append_value(path);
+    }
+    list.append(true);
+    RecordBatch::try_new(
+        sink_schema(),
+        vec![
+            Arc::new(UInt64Array::from(vec![rows])),
+            Arc::new(UInt64Array::from(vec![paths.len() as u64])),
+            Arc::new(UInt64Array::from(vec![bytes])),
+            Arc::new(list.finish()),
+        ],
+    )
+    .map_err(Into::into)
 }

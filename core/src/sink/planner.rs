@@ -37,6 +37,7 @@ impl ExtensionPlanner for SinkPlanner {
             Arc::clone(input),
             sink.url.clone(),
             sink.partition_by.clone(),
+            sink.format,
         )?)))
     }
 }

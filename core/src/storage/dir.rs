@@ -77,6 +77,42 @@ impl Dir {
             .map_err(|e| self.error(rel, e))
     }
 
+    /// Writes `bytes` to the file `rel` only if there is none (the object store's
+    /// create-if-absent put, atomic on local disk and HDFS). Returns whether it wrote; `false`:
+    /// another writer made the file first.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] naming the file.
+    pub async fn put_new(&self, rel: &str, bytes: Bytes) -> Result<bool> {
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..object_store::PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(rel), PutPayload::from_bytes(bytes), create)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.error(rel, e)),
+        }
+    }
+
+    /// Takes the lease of this folder (the file `_ember_lock` in it) for `holder`
+    /// ([`crate::storage::lease`]).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming who holds it; storage errors.
+    pub async fn lease(&self, holder: super::lease::Holder<'_>) -> Result<super::lease::Lease> {
+        super::lease::Lease::acquire(
+            Arc::clone(&self.store),
+            self.path(super::lease::LOCK_FILE),
+            holder,
+        )
+        .await
+    }
+
     /// Writes `bytes` to the file whose path below this folder is `parts`, one folder or file
     /// name each. A `/` inside a part is escaped (`%2F`, as Spark's `escapePathName` and the
     /// batch sink do) instead of making a sub-folder. Returns the path written, relative.

@@ -21,6 +21,7 @@ use url::Url;
 use crate::config::StorageSettings;
 
 mod dir;
+pub mod lease;
 
 pub use dir::Dir;
 

@@ -1,4 +1,7 @@
 //! Tables over what Ember writes, read the way their writer committed them: a stream's output
-//! through its sink log ([`sink_log`]).
+//! through its sink log ([`sink_log`]), a Delta table through its log ([`delta`]).
 
+pub mod delta;
+pub mod delta_maintenance;
+pub mod delta_scan;
 pub mod sink_log;

@@ -5,7 +5,12 @@
 //! - the format: one JSON file per batch, `<output>/_ember_sink/<batch id, 8 digits>.json`,
 //!   holding a [`SinkLogEntry`] (`{"batch_id": 42, "files": ["window_date=…/…parquet"]}`, the
 //!   batch's data files relative to the output folder);
-//! - the writer: [`log_batch`], called once every file of the batch is written;
+//! - the writer: [`log_batch`], called once every file of the batch is written; a batch with
+//!   no file writes no entry (and removes one a first attempt wrote); every [`COMPACT_EVERY`] batches the entries so far are compacted
+//!   into one file, `<batch id>.compact.json` (all files of the batches up to it), as Spark's
+//!   FileStreamSink compacts `_spark_metadata` every 10 batches, and the entries and compact
+//!   file older than the previous compaction are deleted, so a reader reads at most one
+//!   compact file and fewer than [`COMPACT_EVERY`] entries;
 //! - the reader: [`committed_files`], and [`SinkLogTable`], a Parquet listing table over the
 //!   output folder whose scan keeps only the files some entry lists, read when the query is
 //!   planned. A query sees each batch's rows all at once or not at all; files of a batch in
@@ -50,31 +55,133 @@ pub struct SinkLogEntry {
     pub files: Vec<String>,
 }
 
+/// Batches between two compactions of the log.
+pub const COMPACT_EVERY: u64 = 10;
+
 /// The entry's file name in the log: the batch id with 8 digits, `.json`.
 pub fn entry_name(batch_id: u64) -> String {
     format!("{batch_id:08}.json")
 }
 
-/// Writes batch `batch_id`'s entry under `output` (a replay writes the same entry again).
+/// The name of the compaction written at batch `batch_id`: `<8 digits>.compact.json`.
+pub fn compact_name(batch_id: u64) -> String {
+    format!("{batch_id:08}.compact.json")
+}
+
+/// What a log file name says: (batch id, whether it is a compaction).
+fn parse_name(name: &str) -> Option<(u64, bool)> {
+    if let Some(id) = name.strip_suffix(".compact.json") {
+        return id.parse().ok().map(|id| (id, true));
+    }
+    name.strip_suffix(".json")?
+        .parse()
+        .ok()
+        .map(|id| (id, false))
+}
+
+/// The log files to read: the newest compaction (if any) and the entries after it, and the
+/// files older than the compaction before it (which nobody needs to read any more).
+fn plan_read(names: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut files: Vec<(u64, bool, &String)> = names
+        .iter()
+        .filter_map(|n| parse_name(n).map(|(id, compact)| (id, compact, n)))
+        .collect();
+    files.sort();
+    let compacts: Vec<u64> = files.iter().filter(|f| f.1).map(|f| f.0).collect();
+    let newest = compacts.last().copied();
+    let previous = compacts.len().checked_sub(2).map(|i| compacts[i]);
+    let read = files
+        .iter()
+        .filter(|(id, compact, _)| match newest {
+            Some(c) => (*compact && *id == c) || (!*compact && *id > c),
+            None => !*compact,
+        })
+        .map(|f| f.2.clone())
+        .collect();
+    let obsolete = files
+        .iter()
+        .filter(|(id, compact, _)| previous.is_some_and(|p| *id < p || (*id == p && !*compact)))
+        .map(|f| f.2.clone())
+        .collect();
+    (read, obsolete)
+}
+
+/// Writes batch `batch_id`'s entry under `output` (a replay writes the same entry again); no
+/// entry when the batch wrote no file. Every [`COMPACT_EVERY`] batches, compacts the log.
 /// The object store writes a temporary file and renames it, so a reader sees the whole entry
 /// or none.
 ///
 /// # Errors
 /// [`crate::Error::Storage`] when it cannot be written.
 pub async fn log_batch(output: &Dir, batch_id: u64, files: Vec<String>) -> crate::Result<()> {
-    let entry = SinkLogEntry { batch_id, files };
-    let json = serde_json::to_vec(&entry)
+    if files.is_empty() {
+        // A replay that writes nothing withdraws what its first attempt may have logged.
+        output
+            .delete(&format!("{SINK_LOG}/{}", entry_name(batch_id)))
+            .await?;
+    } else {
+        put_entry(
+            output,
+            &entry_name(batch_id),
+            &SinkLogEntry { batch_id, files },
+        )
+        .await?;
+    }
+    if (batch_id + 1).is_multiple_of(COMPACT_EVERY) {
+        compact(output, batch_id).await?;
+    }
+    Ok(())
+}
+
+async fn put_entry(output: &Dir, name: &str, entry: &SinkLogEntry) -> crate::Result<()> {
+    let json = serde_json::to_vec(entry)
         .map_err(|e| crate::Error::storage(format!("{}/{SINK_LOG}", output.url()), e))?;
     output
-        .put(
-            &format!("{SINK_LOG}/{}", entry_name(batch_id)),
-            Bytes::from(json),
-        )
+        .put(&format!("{SINK_LOG}/{name}"), Bytes::from(json))
         .await
 }
 
+/// Writes `<batch_id>.compact.json` with every file the log lists now, then deletes what the
+/// compaction before it made obsolete.
+async fn compact(output: &Dir, batch_id: u64) -> crate::Result<()> {
+    let log = output.sub(SINK_LOG);
+    // A replay of `batch_id` compacts again from the compaction before it, so the entry it
+    // has just rewritten (its files may differ) is the one compacted.
+    let names: Vec<String> = log
+        .list("")
+        .await?
+        .into_iter()
+        .filter(|n| !matches!(parse_name(n), Some((id, true)) if id >= batch_id))
+        .collect();
+    let (read, _) = plan_read(&names);
+    let mut files = Vec::new();
+    for name in read {
+        let Some(bytes) = log.get(&name).await? else {
+            continue;
+        };
+        let entry: SinkLogEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| crate::Error::storage(format!("{}/{name}", log.url()), e))?;
+        files.extend(entry.files);
+    }
+    files.sort();
+    files.dedup();
+    put_entry(
+        output,
+        &compact_name(batch_id),
+        &SinkLogEntry { batch_id, files },
+    )
+    .await?;
+    let (_, obsolete) = plan_read(&log.list("").await?);
+    for name in obsolete {
+        if let Err(e) = log.delete(&name).await {
+            tracing::warn!(error = %e, "cannot delete an obsolete sink log file");
+        }
+    }
+    Ok(())
+}
+
 /// Paths (as the object store spells them) of the files the log under `base` lists: the data
-/// of committed batches.
+/// of committed batches (the newest compaction and the entries after it).
 ///
 /// # Errors
 /// The store's errors, and an entry that is not a [`SinkLogEntry`] (named by its path).
@@ -84,15 +191,22 @@ pub async fn committed_files(
 ) -> Result<HashSet<String>> {
     let log = base.clone().join(SINK_LOG);
     let entries: Vec<_> = store.list(Some(&log)).try_collect().await?;
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .collect();
+    let (read, _) = plan_read(&names);
     let mut files = HashSet::new();
-    for meta in entries {
-        if !meta.location.as_ref().ends_with(".json") {
-            continue;
-        }
-        let bytes = store.get(&meta.location).await?.bytes().await?;
-        let entry: SinkLogEntry = serde_json::from_slice(&bytes).map_err(|e| {
-            DataFusionError::Execution(format!("sink log entry {}: {e}", meta.location))
-        })?;
+    for name in read {
+        let path = log.clone().join(name.as_str());
+        let bytes = match store.get(&path).await {
+            Ok(got) => got.bytes().await?,
+            // Deleted by a compaction since the listing: a newer compaction lists its files.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let entry: SinkLogEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| DataFusionError::Execution(format!("sink log entry {path}: {e}")))?;
         for rel in &entry.files {
             let path: object_store::path::Path =
                 rel.split('/').fold(base.clone(), |p, part| p.join(part));
@@ -289,5 +403,95 @@ impl SinkLogTable {
             Arc::new(Schema::new(file_fields)),
             partitions,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_reader_reads_the_newest_compaction_and_the_entries_after_it() {
+        let log = names(&[
+            "00000003.json",
+            "00000009.compact.json",
+            "00000009.json",
+            "00000012.json",
+            "00000019.compact.json",
+            "00000019.json",
+            "00000021.json",
+            "00000022.json",
+        ]);
+        let (read, obsolete) = plan_read(&log);
+        assert_eq!(
+            read,
+            names(&["00000019.compact.json", "00000021.json", "00000022.json"])
+        );
+        // Older than the compaction before the newest: nobody reads them.
+        assert_eq!(obsolete, names(&["00000003.json", "00000009.json"]));
+        let (read, obsolete) = plan_read(&names(&["00000000.json", "00000004.json"]));
+        assert_eq!(read, names(&["00000000.json", "00000004.json"]));
+        assert!(obsolete.is_empty());
+    }
+
+    /// 25 batches on a local folder, every third without files, batch 19 replayed with other
+    /// files after its compaction: the reader sees exactly the last attempt of each batch,
+    /// and the log keeps one compaction's worth of history.
+    #[tokio::test]
+    async fn compaction_keeps_every_committed_file_and_a_replay_replaces_its_files() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let registry = datafusion::execution::object_store::DefaultObjectStoreRegistry::new();
+        let output = Dir::open(&tmp.path().display().to_string(), &registry).expect("dir");
+        let files = |id: u64, attempt: &str| -> Vec<String> {
+            if id % 3 == 2 {
+                Vec::new()
+            } else {
+                vec![format!("d={attempt}/part-b{id:08}.parquet")]
+            }
+        };
+        for id in 0..25 {
+            log_batch(&output, id, files(id, "first"))
+                .await
+                .expect("log");
+            if id == 19 {
+                log_batch(&output, 19, files(19, "replay"))
+                    .await
+                    .expect("replay");
+            }
+        }
+        let store = object_store::local::LocalFileSystem::new();
+        let base = object_store::path::Path::from_filesystem_path(tmp.path()).expect("path");
+        let got = committed_files(&store, &base).await.expect("read");
+        let mut want = HashSet::new();
+        for id in 0..25 {
+            for rel in files(id, if id == 19 { "replay" } else { "first" }) {
+                let p = rel.split('/').fold(base.clone(), |p, part| p.join(part));
+                want.insert(p.to_string());
+            }
+        }
+        assert_eq!(got, want);
+        let mut log = output.sub(SINK_LOG).list("").await.expect("list");
+        log.sort();
+        assert_eq!(
+            log,
+            names(&[
+                "00000009.compact.json",
+                "00000010.json",
+                "00000012.json",
+                "00000013.json",
+                "00000015.json",
+                "00000016.json",
+                "00000018.json",
+                "00000019.compact.json",
+                "00000019.json",
+                "00000021.json",
+                "00000022.json",
+                "00000024.json",
+            ])
+        );
     }
 }

@@ -9,6 +9,10 @@
 //! DATE '2011-12-09'` reads nine folders. Folders and files whose name starts with `_` or `.`
 //! (`_quarantine/`, `_checkpoint/`, `_SUCCESS`) are not part of the table. A folder with a sink
 //! log (a stream's output) serves only the batches the log committed ([`ember_core::table::sink_log`]).
+//! A plain Parquet folder without a sink log is served only once a run committed it (its
+//! `_SUCCESS` exists). A Delta table (a folder with `_delta_log/`) is read through its log
+//! ([`DeltaLogTable`]): the latest committed version at each query, no folder listing, files
+//! pruned on partition values and column statistics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +27,13 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
+use ember_core::table::delta;
+use ember_core::table::delta_scan::DeltaLogTable;
 use ember_core::table::sink_log;
+use object_store::ObjectStoreExt;
+
+/// The file a committed batch run leaves in its output folder (Spark's and Ember's).
+const SUCCESS_FILE: &str = "_SUCCESS";
 use futures::TryStreamExt;
 
 /// A registered table: name, location, partition columns with their inferred types.
@@ -35,9 +45,31 @@ pub struct Registered {
     pub location: String,
     /// Partition columns, in folder order.
     pub partitions: Vec<(String, DataType)>,
-    /// Whether only the files of a sink log's committed batches are read (a stream's output,
-    /// see [`ember_core::table::sink_log`]).
-    pub committed_only: bool,
+    /// How the table's files are found.
+    pub read_through: ReadThrough,
+}
+
+/// How a served table's files are found at each query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadThrough {
+    /// Listing the folder (a batch job's plain Parquet output, once `_SUCCESS` exists; a file).
+    Listing,
+    /// The files of a sink log's committed batches (a stream's plain Parquet output, see
+    /// [`ember_core::table::sink_log`]).
+    SinkLog,
+    /// The files of the Delta log's latest version ([`DeltaLogTable`]).
+    DeltaLog,
+}
+
+impl ReadThrough {
+    /// How it reads, for the lines `ember serve` prints (empty for a listing).
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReadThrough::Listing => "",
+            ReadThrough::SinkLog => " (a stream's output: its committed batches)",
+            ReadThrough::DeltaLog => " (a Delta table: its latest committed version)",
+        }
+    }
 }
 
 /// The type Spark's partition discovery gives `values`.
@@ -82,11 +114,38 @@ pub async fn register(
 ) -> Result<Registered> {
     let location = location(path);
     let url = ListingTableUrl::parse(&location)?;
+    let state = ctx.state();
+    // A Delta table: read through its log (committed versions only, no listing per query).
+    if format != "csv"
+        && location.ends_with('/')
+        && delta::exists(state.runtime_env(), &location)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?
+    {
+        let table = DeltaLogTable::try_new(state.runtime_env(), &location, None).await?;
+        let partitions: Vec<(String, DataType)> = table
+            .partition_columns()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        let _ = ctx.deregister_table(name)?;
+        ctx.register_table(name, Arc::new(table))?;
+        tracing::info!(
+            table = name,
+            location,
+            "Flight SQL table registered (Delta)"
+        );
+        return Ok(Registered {
+            name: name.to_string(),
+            location,
+            partitions,
+            read_through: ReadThrough::DeltaLog,
+        });
+    }
     let (format, extension): (Arc<dyn FileFormat>, &str) = match format {
         "csv" => (Arc::new(CsvFormat::default().with_has_header(true)), ".csv"),
         _ => (Arc::new(ParquetFormat::default()), ".parquet"),
     };
-    let state = ctx.state();
     let options = ListingOptions::new(format).with_file_extension(extension);
     // Partition keys and their values, from the files' folders.
     let store = state.runtime_env().object_store(&url)?;
@@ -131,6 +190,15 @@ pub async fn register(
     // A stream's output: only what its sink log committed.
     let committed_only =
         extension == ".parquet" && sink_log::has_log(store.as_ref(), url.prefix()).await?;
+    // A batch job's folder: only once a run committed it (Spark's `_SUCCESS` rule).
+    if extension == ".parquet" && location.ends_with('/') && !committed_only {
+        let success = url.prefix().clone().join(SUCCESS_FILE);
+        if store.head(&success).await.is_err() {
+            return Err(DataFusionError::Plan(format!(
+                "table {name}: {location} has no {SUCCESS_FILE}: no run has committed it yet (or a commit is in progress)"
+            )));
+        }
+    }
     let table: Arc<dyn datafusion::datasource::TableProvider> = if committed_only {
         Arc::new(sink_log::SinkLogTable::try_new(
             &location,
@@ -150,7 +218,11 @@ pub async fn register(
         name: name.to_string(),
         location,
         partitions,
-        committed_only,
+        read_through: if committed_only {
+            ReadThrough::SinkLog
+        } else {
+            ReadThrough::Listing
+        },
     })
 }
 
@@ -191,6 +263,12 @@ mod tests {
         .await?
         .collect()
         .await?;
+        // Not committed yet: not served.
+        let refused = register(&ctx, "daily", &dir.path().display().to_string(), "parquet")
+            .await
+            .expect_err("a folder without _SUCCESS");
+        assert!(refused.to_string().contains("has no _SUCCESS"), "{refused}");
+        std::fs::write(dir.path().join("_SUCCESS"), "{}")?;
         let t = register(&ctx, "daily", &dir.path().display().to_string(), "parquet").await?;
         assert_eq!(t.partitions, [("order_date".to_string(), DataType::Date32)]);
         let rows = ctx

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod catalog;
 pub mod service;
+pub mod versions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -172,6 +173,8 @@ pub async fn serve(
             message: e.to_string(),
         })?;
     }
+    versions::install(&ctx)
+        .map_err(|e| ember_core::Error::datafusion("the Flight SQL catalog", e))?;
     let auth = Arc::new(Auth::new(settings, security.cluster_secret.clone()));
     let service = EmberFlightSql::new(
         ctx.clone(),

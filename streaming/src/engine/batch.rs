@@ -9,8 +9,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionContext, col};
 use ember_core::api::BatchCounts;
-use ember_core::table::sink_log;
+use ember_core::manifest::OutputFormat;
+use ember_core::table::{delta, sink_log};
 
+use super::failpoint::{Phase, crash_point};
 use super::rules::retain;
 use super::stream::{Reader, Stream, query_error, ts_lit};
 use crate::checkpoint::{BatchCommit, BatchPlan};
@@ -20,11 +22,64 @@ use crate::kafka::READ_TIMEOUT;
 use crate::scan::{self, KafkaBatchTable, Message, ScanSource, ScanSpec};
 use crate::sink;
 
-/// Environment variable for crash tests: `EMBER_STREAM_CRASH_AFTER_OUTPUT=<batch id>` aborts
-/// the process after that batch wrote its output and before its commit mark (not on a replay).
-pub const CRASH_AFTER_OUTPUT: &str = "EMBER_STREAM_CRASH_AFTER_OUTPUT";
-
 impl Stream {
+    /// Appends micro-batch `id`'s `batches` to the Delta table at `table` in one commit with
+    /// the `txn` (`app`, `id`), as Spark's Delta streaming sink does; nothing when the table
+    /// already has that batch (a replay after a crash between the commit and the commit mark),
+    /// or when there is no row.
+    async fn append_to_delta(
+        &self,
+        table: &str,
+        app: &str,
+        id: u64,
+        partition_by: &[String],
+        batches: &[RecordBatch],
+        replay: bool,
+    ) -> Result<()> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            // No file to write (no window closed): the crash point still fires.
+            crash_point(Phase::Files, id, replay);
+            return Ok(());
+        }
+        let runtime = self.ctx.runtime_env();
+        let version = i64::try_from(id).unwrap_or(i64::MAX);
+        if delta::transaction_version(&runtime, table, app)
+            .await?
+            .is_some_and(|v| v >= version)
+        {
+            tracing::info!(
+                batch_id = id,
+                table,
+                "the table has this batch already: skipped"
+            );
+            return Ok(());
+        }
+        let adds = delta::write_batches(&runtime, table, partition_by, batches).await?;
+        crash_point(Phase::Files, id, replay);
+        let schema = batches[0].schema();
+        delta::commit(
+            &runtime,
+            table,
+            delta::Commit {
+                schema,
+                partition_by: partition_by.to_vec(),
+                adds,
+                mode: delta::WriteMode::Append {
+                    app_id: app.to_string(),
+                    version,
+                },
+                info: delta::info([
+                    ("job", serde_json::json!(self.job.name)),
+                    ("stream_id", serde_json::json!(self.stream_id)),
+                    ("batch_id", serde_json::json!(id)),
+                ]),
+                read_version: None,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Reads and parses `plan`'s ranges with one Ballista task per range ([`crate::scan`]).
     async fn scan_on_executors(
         &self,
@@ -180,32 +235,47 @@ impl Stream {
         }
         lap("query", &mut phases);
         let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
-        let files =
-            sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted).await?;
-        if !rejected.is_empty() {
-            let q = event::quarantine_batch(&plan.topic, &rejected)
-                .map_err(|e| query_error(id, "quarantine", e.into()))?;
-            self.output
-                .put(
-                    &format!("_quarantine/{}", sink::file_name(id)),
-                    sink::to_parquet(&q.schema(), &[q])?,
-                )
-                .await?;
+        let quarantine = if rejected.is_empty() {
+            None
+        } else {
+            Some(
+                event::quarantine_batch(&plan.topic, &rejected)
+                    .map_err(|e| query_error(id, "quarantine", e.into()))?,
+            )
+        };
+        match self.job.format {
+            OutputFormat::Parquet => {
+                let files =
+                    sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted)
+                        .await?;
+                if let Some(q) = quarantine {
+                    self.output
+                        .put(
+                            &format!("_quarantine/{}", sink::file_name(id)),
+                            sink::to_parquet(&q.schema(), &[q])?,
+                        )
+                        .await?;
+                }
+                crash_point(Phase::Files, id, replay);
+                // The batch's windows become visible to readers of the sink log at once.
+                sink_log::log_batch(&self.output, id, files).await?;
+            }
+            OutputFormat::Delta => {
+                // The quarantine's micro-batch first: if the process dies between the two,
+                // the replay skips what the table already has (its `txn`).
+                if let Some(q) = quarantine {
+                    let table = format!("{}/_quarantine/", self.output.url());
+                    let app = format!("{}.quarantine", self.stream_id);
+                    self.append_to_delta(&table, &app, id, &[], &[q], replay)
+                        .await?;
+                }
+                let table = format!("{}/", self.output.url());
+                let (app, by) = (self.stream_id.clone(), self.job.partition_by.clone());
+                self.append_to_delta(&table, &app, id, &by, &emitted, replay)
+                    .await?;
+            }
         }
-        if !replay
-            && std::env::var(CRASH_AFTER_OUTPUT)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                == Some(id)
-        {
-            tracing::error!(
-                batch_id = id,
-                "{CRASH_AFTER_OUTPUT}: aborting after the output, before the commit"
-            );
-            std::process::abort();
-        }
-        // The batch's windows become visible to readers of the sink log at once.
-        sink_log::log_batch(&self.output, id, files).await?;
+        crash_point(Phase::Commit, id, replay);
         lap("write", &mut phases);
         let kept =
             retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;
@@ -213,6 +283,7 @@ impl Stream {
         self.checkpoint
             .save_state(id, sink::to_parquet(&EVENT_SCHEMA, &kept)?)
             .await?;
+        crash_point(Phase::State, id, replay);
         lap("state", &mut phases);
         let mut quarantined = BTreeMap::new();
         for r in &rejected {

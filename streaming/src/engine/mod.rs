@@ -10,23 +10,25 @@
 //! 3. The new watermark is computed from the plan's processing time and the batch's events.
 //! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
 //!    `(watermark before, watermark after]` are emitted (append mode: each window once).
-//! 5. Output and quarantine files are written, named by batch id, then the batch's sink log
-//!    entry (`_ember_sink/<id>.json`), which makes them visible to readers of the log at once.
-//!    A crash here or later: the restart runs plan `<id>` again, which writes the same files
-//!    and entry over these.
+//! 5. Output and quarantine files are written, named by batch id, then committed: the batch's
+//!    sink log entry (`_ember_sink/<id>.json`) for a Parquet output, which makes them visible
+//!    to readers of the log at once, or one Delta commit with the stream's `txn` for a Delta
+//!    output. A crash here or later: the restart runs plan `<id>` again, which writes the same
+//!    files and entry over these (a Delta table that has the batch's `txn` is left as it is).
 //! 6. `state/<id>.parquet`: the events of windows still open (bounded by the open windows).
 //! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
 //!    (for lag tools only).
 //!
 //! The engine's parts: `stream` (the stream, its constructors and the trigger loop),
-//! `batch` (one micro-batch from plan to commit), `progress` (what a committed batch reports)
-//! and `rules` (the budget split over partitions, the state kept for open windows).
+//! `batch` (one micro-batch from plan to commit), `progress` (what a committed batch reports),
+//! `rules` (the budget split over partitions, the state kept for open windows) and
+//! [`failpoint`] (the crash points tests arm).
 
 mod batch;
+pub mod failpoint;
 mod progress;
 mod rules;
 mod stream;
 
-pub use batch::CRASH_AFTER_OUTPUT;
 pub use rules::{retain, split_budget};
 pub use stream::{Stream, StreamReport};

@@ -62,6 +62,8 @@ pub struct Stream {
     pub(super) checkpoint: Checkpoint,
     pub(super) output: Dir,
     pub(super) progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
+    /// The stream's id (the checkpoint's `metadata`), known once [`Stream::run`] started.
+    pub(super) stream_id: String,
 }
 
 impl std::fmt::Debug for Stream {
@@ -138,6 +140,7 @@ impl Stream {
             checkpoint,
             output,
             progress: None,
+            stream_id: String::new(),
         })
     }
 
@@ -209,12 +212,28 @@ impl Stream {
     }
 
     /// Runs the stream until its trigger says stop (available-now: the topic is drained) or
-    /// `stop` resolves (between batches).
+    /// `stop` resolves (between batches), holding the checkpoint's lease.
     ///
     /// # Errors
-    /// The first error of a batch; what was committed before stays committed, and a restart
-    /// runs the failed batch again.
+    /// `ember_core::Error::Locked` when another driver runs this checkpoint; the first error of
+    /// a batch: what was committed before stays committed, and a restart runs the failed batch
+    /// again.
     pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<StreamReport> {
+        // One driver per checkpoint: the lease is held until this run ends.
+        self.stream_id = self.checkpoint.stream_id().await?;
+        let lease = self
+            .checkpoint
+            .lease(&self.job.name, &self.stream_id)
+            .await?;
+        let result = self.run_leased(stop).await;
+        lease.release().await;
+        result
+    }
+
+    async fn run_leased(
         &mut self,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<StreamReport> {
@@ -345,6 +364,11 @@ impl Stream {
                         now_ms: now,
                     };
                     self.checkpoint.plan(&plan).await?;
+                    super::failpoint::crash_point(
+                        super::failpoint::Phase::Offsets,
+                        plan.batch_id,
+                        false,
+                    );
                     plan
                 }
             };

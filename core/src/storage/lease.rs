@@ -1,0 +1,261 @@
+//! A lease: one holder at a time of something on shared storage (a plain Parquet output that a
+//! batch run commits into, a stream's checkpoint that one driver advances).
+//!
+//! The lease is a file (e.g. `<output>/_ember_lock`; readers skip `_` files), created only if
+//! absent (the object store's create-if-absent put, atomic on local disk and HDFS). It holds
+//! the owner (run or driver id, job, host, process id) and an expiry; the holder renews it
+//! every [`RENEW`] while it lives and deletes it when it ends. A second taker finds it and
+//! fails with one line naming the owner ([`Error::Locked`]). A lease left by a process that
+//! was killed is taken over once it has expired, or at once when its process is gone from this
+//! very host.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The lease file's name, below the folder it guards.
+pub const LOCK_FILE: &str = "_ember_lock";
+
+/// How long a lease lives without renewal.
+const LEASE: Duration = Duration::from_secs(120);
+
+/// How often a live run renews its lock.
+const RENEW: Duration = Duration::from_secs(30);
+
+/// What the lock file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Owner {
+    /// What holds it: `run`, `stream driver`.
+    #[serde(default)]
+    kind: String,
+    run_id: String,
+    job: String,
+    host: String,
+    pid: u32,
+    /// When the run took the lock, RFC 3339 UTC.
+    since: String,
+    /// Until when it holds without renewal, milliseconds since the Unix epoch.
+    expires_ms: i64,
+}
+
+impl Owner {
+    fn json(&self) -> PutPayload {
+        PutPayload::from(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Whether a new run may take the lock from this owner: it expired, or its process is
+    /// gone from this host.
+    fn is_stale(&self, host: &str) -> bool {
+        Utc::now().timestamp_millis() > self.expires_ms
+            || (self.host == host && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists())
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// A held lease; [`Lease::release`] deletes it. Dropped without release (the holder's future
+/// was dropped: a cancelled job), it stops renewing and deletes it in the background.
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    run_id: String,
+    renewer: tokio::task::JoinHandle<()>,
+    released: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if !self.released
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let (store, path, run_id) = (
+                Arc::clone(&self.store),
+                self.path.clone(),
+                self.run_id.clone(),
+            );
+            handle.spawn(async move { delete_if_mine(store.as_ref(), &path, &run_id).await });
+        }
+    }
+}
+
+/// Deletes the lock at `path` if `run_id` holds it.
+async fn delete_if_mine(store: &dyn ObjectStore, path: &Path, run_id: &str) {
+    if let Ok(Some(owner)) = read(store, path).await
+        && owner.run_id == run_id
+    {
+        let _ = store.delete(path).await;
+    }
+}
+
+/// Who takes a lease, and on what.
+#[derive(Debug, Clone)]
+pub struct Holder<'a> {
+    /// What the lease guards, for the error (`output file:///…/`, `stream checkpoint …`).
+    pub what: &'a str,
+    /// What holds it, for the error: `run`, `stream driver`.
+    pub kind: &'a str,
+    /// The run or stream id.
+    pub id: &'a str,
+    /// The job's name.
+    pub job: &'a str,
+    /// Advice for the one who is refused.
+    pub hint: &'a str,
+}
+
+impl Lease {
+    /// Takes the lease at `path` of `store` for `holder`.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] naming the holder; [`Error::Storage`] when the file cannot be written
+    /// or read.
+    pub async fn acquire(
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        holder: Holder<'_>,
+    ) -> Result<Self> {
+        let host = host_name();
+        let owner = |now: i64| Owner {
+            kind: holder.kind.to_string(),
+            run_id: holder.id.to_string(),
+            job: holder.job.to_string(),
+            host: host.clone(),
+            pid: std::process::id(),
+            since: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            expires_ms: now + LEASE.as_millis() as i64,
+        };
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        for _ in 0..2 {
+            let mine = owner(Utc::now().timestamp_millis());
+            match store.put_opts(&path, mine.json(), create.clone()).await {
+                Ok(_) => {
+                    let renewer = tokio::spawn(renew(Arc::clone(&store), path.clone(), mine));
+                    return Ok(Self {
+                        store,
+                        path,
+                        run_id: holder.id.to_string(),
+                        renewer,
+                        released: false,
+                    });
+                }
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => {
+                    return Err(Error::storage(
+                        format!("{path}"),
+                        format!("taking the lock: {e}"),
+                    ));
+                }
+            }
+            let held = read(store.as_ref(), &path).await?;
+            match held {
+                Some(other) if !other.is_stale(&host) => {
+                    return Err(Error::Locked {
+                        what: holder.what.to_string(),
+                        holder: format!(
+                            "{} {} of job {} (host {}, process {}) since {}",
+                            other.kind, other.run_id, other.job, other.host, other.pid, other.since
+                        ),
+                        hint: holder.hint.to_string(),
+                    });
+                }
+                // Stale, or gone between the put and the read: take it over.
+                _ => {
+                    tracing::warn!(lock = %path, previous = ?held, "taking over a stale output lock");
+                    match store.delete(&path).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => {
+                            return Err(Error::storage(
+                                format!("removing the stale lock {path}"),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Err(Error::Locked {
+            what: holder.what.to_string(),
+            holder: "another run that took it at the same moment".into(),
+            hint: holder.hint.to_string(),
+        })
+    }
+
+    /// Deletes the lock (if it is still this run's).
+    pub async fn release(mut self) {
+        self.renewer.abort();
+        self.released = true;
+        delete_if_mine(self.store.as_ref(), &self.path, &self.run_id).await;
+    }
+}
+
+async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Option<Owner>> {
+    match store.get(path).await {
+        Ok(got) => {
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| Error::storage(format!("{path}"), format!("reading the lock: {e}")))?;
+            // An unreadable lock (a crash while writing it) counts as stale.
+            Ok(serde_json::from_slice(&bytes).ok())
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(Error::storage(
+            format!("{path}"),
+            format!("reading the lock: {e}"),
+        )),
+    }
+}
+
+/// Pushes the lock's expiry forward every [`RENEW`] until aborted.
+async fn renew(store: Arc<dyn ObjectStore>, path: Path, mut owner: Owner) {
+    loop {
+        tokio::time::sleep(RENEW).await;
+        owner.expires_ms = Utc::now().timestamp_millis() + LEASE.as_millis() as i64;
+        if let Err(e) = store.put(&path, owner.json()).await {
+            tracing::warn!(lock = %path, error = %e, "could not renew the output lock");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(host: &str, pid: u32, expires_ms: i64) -> Owner {
+        Owner {
+            kind: "run".into(),
+            run_id: "r".into(),
+            job: "j".into(),
+            host: host.into(),
+            pid,
+            since: String::new(),
+            expires_ms,
+        }
+    }
+
+    #[test]
+    fn a_lock_is_stale_once_expired_or_when_its_process_is_gone_here() {
+        let future = Utc::now().timestamp_millis() + 60_000;
+        let here = host_name();
+        assert!(!owner(&here, std::process::id(), future).is_stale(&here));
+        assert!(owner(&here, std::process::id(), 0).is_stale(&here));
+        // No process has this id on Linux (pid_max is at most 2^22).
+        assert!(owner(&here, u32::MAX, future).is_stale(&here));
+        // On another host the process cannot be checked: only expiry counts.
+        assert!(!owner("elsewhere", u32::MAX, future).is_stale(&here));
+    }
+}
