@@ -1,9 +1,11 @@
 //! `ember-bench flight-sql`: 32 concurrent Flight SQL clients × 20 queries each over the daily
-//! revenue table, against `ember serve` (embedded scheduler + executor, started by the runner
-//! over the job's output on `data/`). Peer: the same queries with the same concurrency on a
-//! plain in-process DataFusion context over the same files, the ceiling without Flight,
-//! Ballista and the network. Each query is one of a few shapes a dashboard sends (a day
-//! range's top products, a day's totals, a product's history), with varying days.
+//! revenue table, against `ember serve` (embedded scheduler + executor, started by the runner),
+//! in one run over the same rows written twice by the job on `data/`: as a plain Parquet
+//! folder (listed at each query) and as a Delta table (read through its log). Peer: the same
+//! queries with the same concurrency on a plain in-process DataFusion context over the folder's
+//! files, the ceiling without Flight, Ballista and the network. Each query is one of a few
+//! shapes a dashboard sends (a day range's top products, a day's totals, a product's
+//! history), with varying days.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -14,27 +16,34 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use ember_testkit::ember::EmberServe;
 use ember_testkit::flight_sql;
 
-/// Query `i` of client `c`: shapes and days vary.
-fn query(c: usize, i: usize) -> String {
+/// Query `i` of client `c` over table `t`: shapes and days vary.
+fn query(t: &str, c: usize, i: usize) -> String {
     let day = 1 + (c * 7 + i) % 9;
     match i % 3 {
         0 => format!(
-            "SELECT product_id, SUM(net_revenue) AS net FROM daily_revenue_by_product \
+            "SELECT product_id, SUM(net_revenue) AS net FROM {t} \
              WHERE order_date BETWEEN DATE '2011-11-01' AND DATE '2011-11-0{day}' \
              GROUP BY product_id ORDER BY net DESC LIMIT 10"
         ),
         1 => format!(
             "SELECT COUNT(*) AS products, SUM(units_sold) AS units, SUM(net_revenue) AS net \
-             FROM daily_revenue_by_product WHERE order_date = DATE '2011-12-0{day}'"
+             FROM {t} WHERE order_date = DATE '2011-12-0{day}'"
         ),
-        _ => "SELECT order_date, SUM(net_revenue) AS net FROM daily_revenue_by_product \
-              WHERE product_id = '85123A' GROUP BY order_date ORDER BY order_date"
-            .to_string(),
+        _ => format!(
+            "SELECT order_date, SUM(net_revenue) AS net FROM {t} \
+             WHERE product_id = '85123A' GROUP BY order_date ORDER BY order_date"
+        ),
     }
 }
 
-/// Latencies of `clients` × `per_client` queries run by `run` concurrently; errors counted.
-async fn load<F, Fut>(clients: usize, per_client: usize, run: F) -> (Vec<Duration>, usize, Duration)
+/// Latencies of `clients` × `per_client` queries over table `t` run by `run` concurrently;
+/// errors counted.
+async fn load<F, Fut>(
+    t: &'static str,
+    clients: usize,
+    per_client: usize,
+    run: F,
+) -> (Vec<Duration>, usize, Duration)
 where
     F: Fn(usize, usize, String) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<usize, String>> + Send,
@@ -46,9 +55,9 @@ where
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for i in 0..per_client {
-                    let t = Instant::now();
-                    let r = run(c, i, query(c, i)).await;
-                    out.push((t.elapsed(), r));
+                    let sent = Instant::now();
+                    let r = run(c, i, query(t, c, i)).await;
+                    out.push((sent.elapsed(), r));
                 }
                 out
             })
@@ -86,33 +95,81 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// The tables the runner serves: the job's output as a Parquet folder and as a Delta table.
+const FOLDER: &str = "daily_folder";
+const DELTA: &str = "daily_delta";
+
+/// Runs the daily revenue job on `data/` into `out` with `format`.
+fn write(ember: &Path, out: &Path, format: &str) -> Result<(), String> {
+    let job = Command::new(ember)
+        .args(["run", crate::JOB])
+        .args(["--set", &format!("output={}", out.display())])
+        .args(["--set", &format!("format={format}")])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if job.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ember run: {}",
+            String::from_utf8_lossy(&job.stderr)
+        ))
+    }
+}
+
 /// Runs the benchmark; prints a Markdown table and writes JSON to `json`.
 ///
 /// # Errors
 /// A message when the job, the server or the peer fails.
 pub fn run(ember: &Path, clients: usize, per_client: usize, json: &Path) -> Result<(), String> {
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let out = scratch.path().join("daily");
-    let job = Command::new(ember)
-        .args(["run", crate::JOB])
-        .args(["--set", &format!("output={}", out.display())])
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !job.status.success() {
-        return Err(format!(
-            "ember run: {}",
-            String::from_utf8_lossy(&job.stderr)
-        ));
-    }
-    let table = format!("daily_revenue_by_product={}", out.display());
+    let (folder, delta) = (scratch.path().join("folder"), scratch.path().join("delta"));
+    write(ember, &folder, "parquet")?;
+    write(ember, &delta, "delta")?;
+    let tables = [
+        format!("{FOLDER}={}", folder.display()),
+        format!("{DELTA}={}", delta.display()),
+    ];
     let server = EmberServe::start(
         ember,
         Path::new("."),
-        &["--jobs", "/nonexistent", "--table", &table],
+        &[
+            "--jobs",
+            "/nonexistent",
+            "--table",
+            &tables[0],
+            "--table",
+            &tables[1],
+        ],
         &scratch.path().join("serve.log"),
     )?;
-    measure(server.address(), &out, clients, per_client, json)
+    measure(server.address(), &folder, clients, per_client, json)
+}
+
+/// `clients` × `per_client` queries over `t` on the Flight SQL endpoint at `address`, one
+/// connection per client opened before the clock starts.
+async fn flight_load(
+    address: &str,
+    t: &'static str,
+    clients: usize,
+    per_client: usize,
+) -> Result<(Vec<Duration>, usize, Duration), String> {
+    let mut pool = Vec::new();
+    for _ in 0..clients {
+        pool.push(Arc::new(tokio::sync::Mutex::new(
+            flight_sql::connect(address).await?,
+        )));
+    }
+    let pool = Arc::new(pool);
+    Ok(load(t, clients, per_client, move |c, _, sql| {
+        let pool = Arc::clone(&pool);
+        async move {
+            let mut client = pool[c].lock().await;
+            flight_sql::query(&mut client, &sql).await.map(|r| r.len())
+        }
+    })
+    .await)
 }
 
 fn measure(
@@ -123,32 +180,13 @@ fn measure(
     json: &Path,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let address = address.to_string();
-    let ember = rt.block_on(async {
-        // One connection per client, opened before the clock starts.
-        let mut pool = Vec::new();
-        for _ in 0..clients {
-            pool.push(Arc::new(tokio::sync::Mutex::new(
-                flight_sql::connect(&address).await?,
-            )));
-        }
-        let pool = Arc::new(pool);
-        Ok::<_, String>(
-            load(clients, per_client, move |c, _, sql| {
-                let pool = Arc::clone(&pool);
-                async move {
-                    let mut client = pool[c].lock().await;
-                    flight_sql::query(&mut client, &sql).await.map(|r| r.len())
-                }
-            })
-            .await,
-        )
-    })?;
+    let folder = rt.block_on(flight_load(address, FOLDER, clients, per_client))?;
+    let delta = rt.block_on(flight_load(address, DELTA, clients, per_client))?;
     let ctx = SessionContext::new();
     let location = format!("{}/", out.display());
     let peer = rt.block_on(async {
         ctx.register_parquet(
-            "daily_revenue_by_product",
+            FOLDER,
             &location,
             ParquetReadOptions::default().table_partition_cols(vec![(
                 "order_date".into(),
@@ -159,7 +197,7 @@ fn measure(
         .map_err(|e| e.to_string())?;
         let ctx = Arc::new(ctx);
         Ok::<_, String>(
-            load(clients, per_client, move |_, _, sql| {
+            load(FOLDER, clients, per_client, move |_, _, sql| {
                 let ctx = Arc::clone(&ctx);
                 async move {
                     let batches = ctx
@@ -181,8 +219,9 @@ fn measure(
     println!("| peer | clients × queries | errors | queries/s | p50 (ms) | p99 (ms) |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, r) in [
-        ("ember serve (Flight SQL)", &ember),
-        ("DataFusion in-process", &peer),
+        ("ember serve, Delta table", &delta),
+        ("ember serve, Parquet folder", &folder),
+        ("DataFusion in-process (folder)", &peer),
     ] {
         println!(
             "| {name} | {clients} × {per_client} | {} | {:.1} | {:.1} | {:.1} |",
@@ -193,8 +232,9 @@ fn measure(
         );
     }
     println!(
-        "\nember / in-process DataFusion (queries/s): {:.2}×",
-        qps(&ember) / qps(&peer)
+        "\nDelta / folder (queries/s): {:.2}×; Delta / in-process DataFusion: {:.2}×",
+        qps(&delta) / qps(&folder),
+        qps(&delta) / qps(&peer)
     );
     let row = |r: &(Vec<Duration>, usize, Duration)| {
         serde_json::json!({
@@ -204,7 +244,8 @@ fn measure(
     };
     let result = serde_json::json!({
         "benchmark": "flight-sql", "clients": clients, "queries_per_client": per_client,
-        "machine": crate::machine::describe(), "ember": row(&ember), "datafusion": row(&peer),
+        "machine": crate::machine::describe(), "ember_delta": row(&delta),
+        "ember_folder": row(&folder), "datafusion": row(&peer),
     });
     crate::write_results(json, &result)
 }

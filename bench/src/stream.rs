@@ -1,8 +1,11 @@
 //! `ember-bench stream`: sustained events/s of the streaming job end to end (Kafka → parse →
 //! windows → Parquet, with checkpoints) against the broker's raw consume rate, on one topic
 //! and one broker (tansu, started by the runner), rounds interleaved. Peers: the raw consume
-//! rate, `ember run` (embedded) and `ember submit` to a scheduler with 2 executors × 1 slot
+//! rate, `ember run` (embedded) into Parquet with its sink log, `ember run` into a Delta table
+//! (one commit per micro-batch), and `ember submit` to a scheduler with 2 executors × 1 slot
 //! (`cluster-2`: the Kafka scans run on the executors, the driver in the submit process).
+//! Then `ember table optimize` on a Delta table written in small micro-batches: data files and
+//! the time of an aggregate over the whole table before and after.
 
 use std::path::Path;
 use std::process::Command;
@@ -113,9 +116,14 @@ pub fn run(
         let mut row = serde_json::json!({
             "round": round, "raw_seconds": raw_s, "raw_msgs_per_s": raw_rate,
         });
-        for (peer, command) in [
-            ("ember", vec!["run"]),
-            ("cluster2", vec!["submit", "--scheduler", cluster.address()]),
+        for (peer, command, format) in [
+            ("ember", vec!["run"], "parquet"),
+            ("ember_delta", vec!["run"], "delta"),
+            (
+                "cluster2",
+                vec!["submit", "--scheduler", cluster.address()],
+                "parquet",
+            ),
         ] {
             let out = scratch.path().join(format!("{peer}-{round}"));
             let mut cmd = Command::new(ember);
@@ -126,6 +134,7 @@ pub fn run(
                 .args(["--set", &format!("output={}", out.display())])
                 .args(["--set", "trigger=available-now"])
                 .args(["--set", "max_records=100000"])
+                .args(["--set", &format!("format={format}")])
                 .stdout(std::process::Stdio::null());
             let cost = measure::run(cmd).map_err(|e| format!("{peer}: {e}\n{}", cluster.logs()))?;
             let report: serde_json::Value = serde_json::from_slice(
@@ -138,7 +147,11 @@ pub fn run(
             eprintln!(
                 "round {round}: raw consume {raw_rate:.0} msg/s ({raw_s:.2} s); {peer} {rate:.0} events/s ({:.2} s, peak RSS of the {} {} MB, last batch {})",
                 cost.seconds,
-                if peer == "ember" { "process" } else { "driver" },
+                if peer == "cluster2" {
+                    "driver"
+                } else {
+                    "process"
+                },
                 cost.peak_rss_bytes / 1_000_000,
                 report["batch_id"]
             );
@@ -156,20 +169,24 @@ pub fn run(
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!(
-        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember run (events/s, median) | ember / raw | cluster-2 submit (events/s, median) | cluster-2 / raw |"
+        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember run, Parquet (events/s, median) | / raw | ember run, Delta (events/s, median) | / raw | cluster-2 submit (events/s, median) | / raw |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× |",
+        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.2}× |",
         med("raw_msgs_per_s"),
         med("ember_events_per_s"),
         med("ember_ratio"),
+        med("ember_delta_events_per_s"),
+        med("ember_delta_ratio"),
         med("cluster2_events_per_s"),
         med("cluster2_ratio"),
     );
+    let optimize = optimize(ember, &brokers, scratch.path(), events)?;
     let result = serde_json::json!({
         "benchmark": "stream", "events": events, "partitions": partitions,
         "produce_events_per_s": produce_rate, "machine": crate::machine::describe(), "rounds": rounds,
+        "optimize": optimize,
     });
     crate::write_results(json, &result)
 }
@@ -183,4 +200,75 @@ fn last_commit(out: &Path) -> Result<String, String> {
         .max()
         .map(|n| n.to_string())
         .ok_or_else(|| format!("{}: no commit", dir.display()))
+}
+
+/// Micro-batches of the small-file table [`optimize`] measures: events / this.
+const SMALL_BATCHES: u64 = 100;
+
+/// Median seconds of 5 runs of an aggregate over the whole Delta table at `table` (read
+/// through its log, as Flight SQL reads it), and the table's data file count.
+fn query_table(rt: &tokio::runtime::Runtime, table: &str) -> Result<(f64, usize), String> {
+    let (_, files) = rt.block_on(ember_testkit::query::delta_log_files(table))?;
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let rows = rt.block_on(ember_testkit::query::delta_rows(
+            table,
+            None,
+            "SELECT product_id, SUM(net_revenue), SUM(events) FROM t GROUP BY product_id",
+        ))?;
+        times.push(started.elapsed().as_secs_f64());
+        if rows.is_empty() {
+            return Err(format!("{table}: no rows"));
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], files.len()))
+}
+
+/// Writes the topic into a Delta table in [`SMALL_BATCHES`] micro-batches (the small files a
+/// stream leaves), then runs `ember table optimize` on it: files and query time before and
+/// after, and the optimize's own time. Prints a Markdown table.
+fn optimize(
+    ember: &Path,
+    brokers: &str,
+    scratch: &Path,
+    events: u64,
+) -> Result<serde_json::Value, String> {
+    let out = scratch.join("small-batches");
+    let mut cmd = Command::new(ember);
+    cmd.args(["run", JOB, "--format", "json"])
+        .args(["--set", &format!("brokers={brokers}")])
+        .args(["--set", &format!("topic={TOPIC}")])
+        .args(["--set", &format!("output={}", out.display())])
+        .args(["--set", "trigger=available-now"])
+        .args([
+            "--set",
+            &format!("max_records={}", (events / SMALL_BATCHES).max(1)),
+        ])
+        .args(["--set", "format=delta"])
+        .stdout(std::process::Stdio::null());
+    measure::run(cmd).map_err(|e| format!("small batches: {e}"))?;
+    let table = format!("{}/", out.display());
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let (before_s, before_files) = query_table(&rt, &table)?;
+    let mut cmd = Command::new(ember);
+    cmd.args(["table", "optimize", &out.display().to_string()])
+        .stdout(std::process::Stdio::null());
+    let cost = measure::run(cmd).map_err(|e| format!("optimize: {e}"))?;
+    let (after_s, after_files) = query_table(&rt, &table)?;
+    println!(
+        "\n| micro-batches | data files before | after optimize | query before (s) | after (s) | after / before | optimize (s) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {SMALL_BATCHES} | {before_files} | {after_files} | {before_s:.3} | {after_s:.3} | {:.2}× | {:.1} |",
+        after_s / before_s,
+        cost.seconds
+    );
+    Ok(serde_json::json!({
+        "micro_batches": SMALL_BATCHES, "files_before": before_files, "files_after": after_files,
+        "query_seconds_before": before_s, "query_seconds_after": after_s,
+        "optimize_seconds": cost.seconds,
+    }))
 }
