@@ -77,9 +77,7 @@ fn inputs(dir: &Path) -> Inputs {
     let header =
         "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
     for day in DAYS {
-        let source = repo().join(format!(
-            "../shared/data/real/online_retail/by-day/{day}.csv.gz"
-        ));
+        let source = repo().join(format!("data/online_retail_by_day/{day}.csv.gz"));
         let mut text = String::new();
         std::io::Read::read_to_string(
             &mut flate2::read::GzDecoder::new(std::fs::File::open(&source).expect("day")),
@@ -381,9 +379,7 @@ fn concurrent_runs_land_on_disjoint_days_and_conflict_on_shared_ones() {
         std::fs::create_dir_all(&folder).expect("folder");
         let mut fold = Fold::default();
         for day in days {
-            let source = repo().join(format!(
-                "../shared/data/real/online_retail/by-day/{day}.csv.gz"
-            ));
+            let source = repo().join(format!("data/online_retail_by_day/{day}.csv.gz"));
             std::fs::copy(&source, folder.join(format!("{day}.csv.gz"))).expect("copy");
             fold.add_file(&source);
         }
