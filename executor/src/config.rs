@@ -225,6 +225,7 @@ mod tests {
                 hdfs_namenode: None,
                 hdfs_user: None,
                 hdfs_options: vec!["b=2".into()],
+                s3_options: Vec::new(),
             },
             ..Default::default()
         };

@@ -15,6 +15,7 @@ pub mod hdfs;
 pub mod kafka;
 pub mod query;
 pub mod reference;
+pub mod s3;
 pub mod util;
 
 pub use hdfs::HdfsCluster;

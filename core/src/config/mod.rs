@@ -112,6 +112,21 @@ pub struct StorageFile {
     /// `[storage.hdfs]`.
     #[serde(default)]
     pub hdfs: HdfsFile,
+    /// `[storage.s3]`.
+    #[serde(default)]
+    pub s3: S3File,
+}
+
+/// `[storage.s3]` of the configuration file: object_store's S3 options (`endpoint`,
+/// `region`, `access_key_id`, `secret_access_key`, `allow_http`,
+/// `virtual_hosted_style_request`, …; the `aws_` prefix is optional), over the standard
+/// `AWS_*` variables; see [`StorageArgs`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct S3File {
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// `[storage.hdfs]` of the configuration file; see [`StorageArgs`].
@@ -208,6 +223,18 @@ pub struct StorageArgs {
         value_delimiter = ','
     )]
     pub hdfs_options: Vec<String>,
+    /// S3 options for s3:// paths, `key=value` (repeatable, or comma-separated in the
+    /// variable), over the standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP), e.g.
+    /// endpoint=http://127.0.0.1:9000,allow_http=true. Keep secrets in the variables or the
+    /// configuration file, not in flags.
+    #[arg(
+        long = "s3-option",
+        env = "EMBER_STORAGE_S3_OPTIONS",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub s3_options: Vec<String>,
 }
 
 /// Resolved storage settings.
@@ -219,6 +246,24 @@ pub struct StorageSettings {
     pub hdfs_user: Option<String>,
     /// HDFS client options (file values first, flag values override).
     pub hdfs_options: BTreeMap<String, String>,
+    /// S3 options (file values first, flag values override; both over the AWS_* variables).
+    pub s3_options: BTreeMap<String, String>,
+}
+
+/// `base` with `key=value` items of `flag` over it.
+fn merge_options(
+    flag: &str,
+    base: &BTreeMap<String, String>,
+    items: &[String],
+) -> Result<BTreeMap<String, String>> {
+    let mut options = base.clone();
+    for option in items {
+        let (k, v) = option
+            .split_once('=')
+            .ok_or_else(|| invalid(flag, format!("`{option}` is not key=value")))?;
+        options.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(options)
 }
 
 impl StorageSettings {
@@ -227,16 +272,16 @@ impl StorageSettings {
     /// # Errors
     /// [`Error::InvalidSetting`] for an option that is not `key=value`.
     pub fn resolve(args: &StorageArgs, file: &StorageFile) -> Result<Self> {
-        let mut hdfs_options = file.hdfs.options.clone();
-        for option in &args.hdfs_options {
-            let (k, v) = option.split_once('=').ok_or_else(|| {
-                invalid(
-                    "--hdfs-option / EMBER_STORAGE_HDFS_OPTIONS",
-                    format!("`{option}` is not key=value"),
-                )
-            })?;
-            hdfs_options.insert(k.trim().to_string(), v.trim().to_string());
-        }
+        let hdfs_options = merge_options(
+            "--hdfs-option / EMBER_STORAGE_HDFS_OPTIONS",
+            &file.hdfs.options,
+            &args.hdfs_options,
+        )?;
+        let s3_options = merge_options(
+            "--s3-option / EMBER_STORAGE_S3_OPTIONS",
+            &file.s3.options,
+            &args.s3_options,
+        )?;
         Ok(Self {
             hdfs_namenode: args
                 .hdfs_namenode
@@ -244,6 +289,7 @@ impl StorageSettings {
                 .or_else(|| file.hdfs.namenode.clone()),
             hdfs_user: args.hdfs_user.clone().or_else(|| file.hdfs.user.clone()),
             hdfs_options,
+            s3_options,
         })
     }
 

@@ -4,7 +4,14 @@
 //! runtime. Ballista intends this: the client's session state, the scheduler's session builder
 //! and the executors' runtime producer all carry it.
 //!
-//! HDFS stores are created on first use, one per NameNode, with the configured client options.
+//! S3 (`s3://bucket/path`, also `s3a://`, through object_store's AWS store) and HDFS stores are
+//! created on first use, one per bucket or NameNode. S3 settings come from the standard
+//! `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, as every AWS client reads them), overridden by
+//! `storage.s3.options`; commits and leases use S3's conditional put (`If-None-Match: *`),
+//! which AWS S3 and MinIO honour.
+//!
+//! HDFS stores are created with the configured client options.
 //! `hdfs:///path` (no NameNode in the URL) uses `storage.hdfs.namenode`, as Hadoop's
 //! `fs.defaultFS` does. The HDFS user is `HADOOP_USER_NAME`, as for every Hadoop client; the
 //! `storage.hdfs.user` setting sets it at process start ([`apply_process_environment`]).
@@ -16,6 +23,7 @@ use datafusion::common::{Result, plan_datafusion_err};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use hdfs_native_object_store::HdfsObjectStoreBuilder;
 use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use url::Url;
 
 use crate::config::StorageSettings;
@@ -32,6 +40,7 @@ pub struct EmberObjectStoreRegistry {
     inner: DefaultObjectStoreRegistry,
     hdfs_namenode: Option<String>,
     hdfs_options: BTreeMap<String, String>,
+    s3_options: BTreeMap<String, String>,
 }
 
 impl EmberObjectStoreRegistry {
@@ -41,7 +50,34 @@ impl EmberObjectStoreRegistry {
             inner: DefaultObjectStoreRegistry::new(),
             hdfs_namenode: settings.hdfs_namenode.clone(),
             hdfs_options: settings.hdfs_options.clone(),
+            s3_options: settings.s3_options.clone(),
         }
+    }
+
+    /// The S3 store of `url`'s bucket: the `AWS_*` variables, then `storage.s3.options`.
+    fn s3_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| plan_datafusion_err!("{url} names no bucket (s3://bucket/path)"))?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for (key, value) in &self.s3_options {
+            let name = if key.starts_with("aws_") {
+                key.clone()
+            } else {
+                format!("aws_{key}")
+            };
+            let config: AmazonS3ConfigKey = name.parse().map_err(|_| {
+                plan_datafusion_err!(
+                    "storage.s3.options: unknown option `{key}` (object_store's S3 options: endpoint, region, access_key_id, secret_access_key, allow_http, virtual_hosted_style_request, …)"
+                )
+            })?;
+            builder = builder.with_config(config, value);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| plan_datafusion_err!("cannot create an S3 client for {url}: {e}"))?;
+        Ok(Arc::new(store))
     }
 
     fn hdfs_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
@@ -83,8 +119,12 @@ impl ObjectStoreRegistry for EmberObjectStoreRegistry {
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
         match self.inner.get_store(url) {
             Ok(store) => Ok(store),
-            Err(_) if matches!(url.scheme(), "hdfs" | "viewfs") => {
-                let store = self.hdfs_store(url)?;
+            Err(_) if matches!(url.scheme(), "hdfs" | "viewfs" | "s3" | "s3a") => {
+                let store = if url.scheme().starts_with("s3") {
+                    self.s3_store(url)?
+                } else {
+                    self.hdfs_store(url)?
+                };
                 self.inner.register_store(url, Arc::clone(&store));
                 Ok(store)
             }
@@ -122,7 +162,16 @@ mod tests {
             err.contains("names no NameNode and no default is configured"),
             "{err}"
         );
-        let s3 = Url::parse("s3://bucket/x").expect("url");
-        assert!(registry.get_store(&s3).is_err());
+        let gcs = Url::parse("gs://bucket/x").expect("url");
+        assert!(registry.get_store(&gcs).is_err());
+        let settings = StorageSettings {
+            s3_options: [("colour".to_string(), "blue".to_string())].into(),
+            ..StorageSettings::default()
+        };
+        let err = EmberObjectStoreRegistry::new(&settings)
+            .get_store(&Url::parse("s3://bucket/x").expect("url"))
+            .expect_err("unknown option")
+            .to_string();
+        assert!(err.contains("unknown option `colour`"), "{err}");
     }
 }
