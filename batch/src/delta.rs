@@ -121,6 +121,7 @@ pub(crate) async fn commit(
                 mode: WriteMode::ReplacePartitions,
                 info: info.clone(),
                 read_version: staged.read_versions.1,
+                loaded: None,
             },
         )
         .await;
@@ -147,6 +148,7 @@ pub(crate) async fn commit(
             mode: WriteMode::ReplacePartitions,
             info,
             read_version: staged.read_versions.0,
+            loaded: None,
         },
     )
     .await?;

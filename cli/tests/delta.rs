@@ -17,10 +17,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ember_core::api::JobDetail;
+use ember_core::threads::block_on;
 use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe};
 use ember_testkit::query::{delta_log_files, delta_rows, files_rows};
 use ember_testkit::reference::{Fold, show};
-use ember_testkit::util::{python, wait_child};
+use ember_testkit::util::{output_text, python, wait_child};
 use rand::Rng;
 use rstest::rstest;
 
@@ -49,14 +50,6 @@ fn command(args: &[&str]) -> Command {
 
 fn ember(args: &[&str]) -> Output {
     command(args).output().expect("run ember")
-}
-
-fn text(out: &Output) -> String {
-    ember_testkit::util::output_text(out)
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    ember_core::threads::block_on(f)
 }
 
 /// Two versions of the same three days (plain CSV): `x` as recorded, `y` with every quantity doubled (so
@@ -146,7 +139,7 @@ fn run_delta(input: &Path, output: &str, extra: &[&str]) -> Command {
 
 fn run_ok(mut c: Command) -> ember_core::report::RunReport {
     let out = c.output().expect("run ember");
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     serde_json::from_slice(&out.stdout).expect("the run's report")
 }
 
@@ -159,7 +152,7 @@ fn deltalake_sees(table: &Path, version: Option<u64>) -> (String, u64) {
         c.arg(v.to_string());
     }
     let out = c.output().expect("python");
-    assert!(out.status.success(), "deltalake: {}", text(&out));
+    assert!(out.status.success(), "deltalake: {}", output_text(&out));
     let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     (
         format!(
@@ -263,7 +256,7 @@ fn every_version_is_what_independent_readers_see() {
 
     // History: the versions, newest first, with the runs that made them.
     let out = ember(&["table", "history", &location, "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let history: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
     let summary: Vec<(u64, String, String)> = history
         .iter()
@@ -338,12 +331,16 @@ fn every_version_is_what_independent_readers_see() {
     // Vacuum: below the 7-day minimum only with --force; it deletes the replaced days' files,
     // and afterwards the folder holds exactly the files the log references.
     let refused = ember(&["table", "vacuum", &location, "--retain", "0s"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("--force"), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(1), "{}", output_text(&refused));
+    assert!(
+        output_text(&refused).contains("--force"),
+        "{}",
+        output_text(&refused)
+    );
     let out = ember(&[
         "table", "vacuum", &location, "--retain", "0s", "--force", "--format", "json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     let vacuumed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(vacuumed["files"].as_array().map(Vec::len), Some(DAYS.len()));
     let (seen, _, referenced) = log_replay_sees(&location);
@@ -459,7 +456,7 @@ fn concurrent_runs_land_on_disjoint_days_and_conflict_on_shared_ones() {
     assert!(second.1.contains("is in use by run"), "{}", second.1);
     assert!(!lock.exists(), "the lock outlived its run");
     let again = parquet(&d).output().expect("run");
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(0), "{}", output_text(&again));
 }
 
 /// Where the kill test writes.
@@ -556,7 +553,7 @@ fn killed_and_cancelled_runs_leave_the_old_or_the_new_version(#[case] store: Sto
             "--format",
             "json",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
         let id = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["id"]
             .as_str()
             .expect("job id")
@@ -585,7 +582,7 @@ fn killed_and_cancelled_runs_leave_the_old_or_the_new_version(#[case] store: Sto
         .expect("the job ends");
         let moment = format!(
             "cancel {i} at {delay:?} ({state:?}; {})",
-            text(&cancel).trim()
+            output_text(&cancel).trim()
         );
         assert_old_or_new(&location, local.as_deref(), &want, &moment);
         killed_at.push(moment);
@@ -596,7 +593,7 @@ fn killed_and_cancelled_runs_leave_the_old_or_the_new_version(#[case] store: Sto
     assert_eq!(seen, want[1], "{killed_at:#?}");
     // Vacuum removes what the killed runs left: the folder then holds exactly the log's files.
     let out = ember(&["table", "vacuum", &location, "--retain", "0s", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     if let Some(table) = &local {
         assert_eq!(files_on_disk(table), referenced, "{killed_at:#?}");
     }

@@ -15,8 +15,9 @@ use ember_core::codec::Codecs;
 use ember_core::config::ConfigFile;
 use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_core::session::SessionBuilder;
+use ember_core::threads::block_on;
 use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe, http_request, http_send};
-use ember_testkit::util::{free_port, tail_lines, wait_child};
+use ember_testkit::util::{free_port, output_text, tail_lines, wait_child};
 
 const JOB: &str = "jobs/daily_revenue_by_product";
 
@@ -56,14 +57,6 @@ fn submit(env: &[(&str, &str)], scheduler: &str, input: &str, output: &str) -> O
             "--wait",
         ],
     )
-}
-
-fn text(out: &Output) -> String {
-    ember_testkit::util::output_text(out)
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    ember_core::threads::block_on(f)
 }
 
 /// Security settings a test client uses: the secret file and, optionally, TLS files.
@@ -255,11 +248,11 @@ fn outsiders_without_the_secret_are_refused_and_paths_stay_confined() {
         "/etc/hostname",
         &allowed.join("out").display().to_string(),
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
-        text(&out).contains("input `raw_sales` /etc/hostname is outside the allowed paths"),
+        output_text(&out).contains("input `raw_sales` /etc/hostname is outside the allowed paths"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let out = submit(
         &env_refs,
@@ -268,9 +261,9 @@ fn outsiders_without_the_secret_are_refused_and_paths_stay_confined() {
         "/tmp/ember-escape",
     );
     assert!(
-        text(&out).contains("output /tmp/ember-escape is outside the allowed paths"),
+        output_text(&out).contains("output /tmp/ember-escape is outside the allowed paths"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let good_output = allowed.join("daily");
     let out = submit(
@@ -283,7 +276,7 @@ fn outsiders_without_the_secret_are_refused_and_paths_stay_confined() {
         out.status.code(),
         Some(0),
         "{}\n{}",
-        text(&out),
+        output_text(&out),
         cluster.logs()
     );
 
@@ -328,7 +321,7 @@ fn outsiders_without_the_secret_are_refused_and_paths_stay_confined() {
         "{}\n{}\n{answers}\n{success}\n{}",
         cluster.full_logs(),
         tail_lines(&rogue_log, 1000),
-        text(&out)
+        output_text(&out)
     );
     for needle in [secret_text.trim(), token.as_str()] {
         assert!(!everything.contains(needle), "a secret leaked");
@@ -675,13 +668,13 @@ fn with_tls_every_listener_refuses_plain_text_and_a_client_with_the_ca_works() {
     // node's key) it can.
     let secret_env = ("EMBER_CLUSTER_SECRET_FILE", secret.to_str().expect("utf-8"));
     let plain = ember(&[secret_env], &["jobs", "--scheduler", cluster.address()]);
-    assert_eq!(plain.status.code(), Some(3), "{}", text(&plain));
+    assert_eq!(plain.status.code(), Some(3), "{}", output_text(&plain));
     let ca_only = [
         secret_env,
         ("EMBER_TLS_CA", tls.cert.to_str().expect("utf-8")),
     ];
     let listed = ember(&ca_only, &["jobs", "--scheduler", cluster.address()]);
-    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    assert_eq!(listed.status.code(), Some(0), "{}", output_text(&listed));
     // A job runs across the executors: shuffles and results go over TLS too.
     let input = small_input(tmp.path());
     let output = tmp.path().join("out");
@@ -695,7 +688,7 @@ fn with_tls_every_listener_refuses_plain_text_and_a_client_with_the_ca_works() {
         done.status.code(),
         Some(0),
         "{}\n{}",
-        text(&done),
+        output_text(&done),
         cluster.logs()
     );
     assert!(output.join("_SUCCESS").is_file());
@@ -873,10 +866,10 @@ fn with_mutual_tls_a_client_without_a_certificate_is_refused() {
         ("EMBER_TLS_CA", tls.cert.to_str().expect("utf-8")),
     ];
     let refused = ember(&ca_only, &["jobs", "--scheduler", cluster.address()]);
-    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused));
+    assert_eq!(refused.status.code(), Some(3), "{}", output_text(&refused));
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let listed = ember(&env_refs, &["jobs", "--scheduler", cluster.address()]);
-    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed));
+    assert_eq!(listed.status.code(), Some(0), "{}", output_text(&listed));
     // Flight SQL too: trusting the server is not enough without a certificate of one's own.
     let ca = std::fs::read(&tls.cert).expect("ca");
     let flight = |identity: bool| {

@@ -84,6 +84,9 @@ pub struct Commit {
     /// conflicts with this one, as Spark's Delta writer checks everything committed after the
     /// version its job started from. An append reads nothing: it commits on the latest version.
     pub read_version: Option<u64>,
+    /// The table as the writer loaded it last (from [`transaction_version`]), so an append
+    /// reads the log once per micro-batch; `None`: loaded (or created) by [`commit`].
+    pub loaded: Option<DeltaTable>,
 }
 
 /// The table version a writer starts from: the latest, or `None` when there is no table yet.
@@ -220,7 +223,8 @@ pub async fn write_batches(
 }
 
 /// The last micro-batch (`txn.version`) application `app_id` committed to the table at
-/// `location`; `None` when it committed none, or there is no table.
+/// `location` (`None` when it committed none), and the table as loaded to find it (`None` when
+/// there is no table), to pass on as [`Commit::loaded`].
 ///
 /// # Errors
 /// [`Error::Storage`] when the log cannot be read.
@@ -228,16 +232,17 @@ pub async fn transaction_version(
     runtime: &RuntimeEnv,
     location: &str,
     app_id: &str,
-) -> Result<Option<i64>> {
+) -> Result<(Option<i64>, Option<DeltaTable>)> {
     if !exists(runtime, location).await? {
-        return Ok(None);
+        return Ok((None, None));
     }
     let table = load(runtime, location, None).await?;
     let state = table.snapshot().map_err(|e| Error::storage(location, e))?;
-    state
+    let version = state
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
-        .map_err(|e| Error::storage(location, e))
+        .map_err(|e| Error::storage(location, e))?;
+    Ok((version, Some(table)))
 }
 
 /// Whether `location` holds a Delta table (its `_delta_log/` has a commit).
@@ -368,13 +373,19 @@ async fn create_or_check(
     schema: &SchemaRef,
     partition_by: &[String],
     info: &BTreeMap<String, Value>,
+    loaded: Option<DeltaTable>,
 ) -> Result<DeltaTable> {
     let ours = delta_schema(location, schema)?;
-    let mut table = open(runtime, location)?;
-    if !table
-        .verify_deltatable_existence()
-        .await
-        .map_err(|e| Error::storage(location, e))?
+    let reload = loaded.is_none();
+    let mut table = match loaded {
+        Some(table) => table,
+        None => open(runtime, location)?,
+    };
+    if reload
+        && !table
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| Error::storage(location, e))?
     {
         let created = table
             .create()
@@ -392,10 +403,12 @@ async fn create_or_check(
             Err(e) => return Err(table_error(location, e)),
         }
     }
-    table
-        .load()
-        .await
-        .map_err(|e| Error::storage(location, e))?;
+    if reload {
+        table
+            .load()
+            .await
+            .map_err(|e| Error::storage(location, e))?;
+    }
     let state = table.snapshot().map_err(|e| Error::storage(location, e))?;
     let theirs = state.schema();
     let describe = |s: &StructType| {
@@ -450,6 +463,7 @@ pub async fn commit(runtime: &RuntimeEnv, location: &str, commit: Commit) -> Res
         &commit.schema,
         &commit.partition_by,
         &commit.info,
+        commit.loaded,
     )
     .await?;
     // Commit on top of the version the writer started from (version 0, the table's creation,

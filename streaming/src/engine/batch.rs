@@ -43,10 +43,8 @@ impl Stream {
         }
         let runtime = self.ctx.runtime_env();
         let version = i64::try_from(id).unwrap_or(i64::MAX);
-        if delta::transaction_version(&runtime, table, app)
-            .await?
-            .is_some_and(|v| v >= version)
-        {
+        let (seen, loaded) = delta::transaction_version(&runtime, table, app).await?;
+        if seen.is_some_and(|v| v >= version) {
             tracing::info!(
                 batch_id = id,
                 table,
@@ -74,6 +72,7 @@ impl Stream {
                     ("batch_id", serde_json::json!(id)),
                 ]),
                 read_version: None,
+                loaded,
             },
         )
         .await?;
