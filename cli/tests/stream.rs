@@ -873,3 +873,277 @@ fn a_second_driver_on_one_checkpoint_is_refused_and_takes_over_after_kill_9() {
     assert!(!expected.is_empty());
     assert_eq!(delta_output_rows(&out), expected);
 }
+
+/// A team's own events, declared in `[source.schema]` with other types and rules than the
+/// shipped job's: a store id that is a number ≥ 1, a category from a list, a day-first event
+/// time, a price with 2 decimals.
+const STORE_EVENTS_JOB: &str = r#"
+[job]
+name = "store_events"
+
+[params]
+brokers = "localhost:9092"
+topic = "store_events"
+output = "out"
+
+[source]
+brokers = "${brokers}"
+topic = "${topic}"
+
+[source.schema]
+event_time = "event_time"
+fields = [
+  { name = "event_time", type = "timestamp", formats = ["%d/%m/%Y %H:%M:%S"] },
+  { name = "store_id", type = "int", required = true, min = 1 },
+  { name = "product_id", type = "string" },
+  { name = "category", type = "string", required = true, values = ["food", "home", "garden"] },
+  { name = "transaction_type", type = "string" },
+  { name = "quantity", type = "int", required = true, min = 1 },
+  { name = "unit_price", type = "decimal(10,2)", required = true, min = 0 },
+]
+
+[stream]
+trigger = "available-now"
+allowed_lateness = "0s"
+idle_timeout = "1h"
+
+[output]
+path = "${output}"
+partition_by = ["window_date"]
+sql = "by_category.sql"
+"#;
+
+/// Revenue per category in 10-minute tumbling windows.
+const STORE_EVENTS_SQL: &str = "
+SELECT window_start, window_start + INTERVAL '10 minutes' AS window_end, category,
+       SUM(CAST(quantity AS DECIMAL(18, 0)) * unit_price) AS revenue, COUNT(*) AS events,
+       to_char(window_start, '%Y-%m-%d') AS window_date
+FROM (SELECT tumble(event_time, '10 minutes') AS window_start, * FROM events)
+GROUP BY window_start, category";
+
+/// Writes a job folder `dir` with `manifest` and its SQL file `sql_file` holding `sql`.
+fn write_job(dir: &Path, manifest: &str, sql_file: &str, sql: &str) {
+    std::fs::create_dir(dir).expect("job folder");
+    std::fs::write(dir.join("job.toml"), manifest).expect("manifest");
+    std::fs::write(dir.join(sql_file), sql).expect("sql");
+}
+
+/// Runs the job folder `job` to the end against `broker`, reading `topic`, writing `out`.
+fn run_job(job: &Path, broker: &KafkaBroker, topic: &str, out: &Path) -> StreamReport {
+    let mut c = Command::new(bin());
+    c.args(["run", &job.display().to_string(), "--format", "json"])
+        .args(["--set", &format!("brokers={}", broker.brokers())])
+        .args(["--set", &format!("topic={topic}")])
+        .args(["--set", &format!("output={}", out.display())])
+        .env_remove("RUST_LOG")
+        .env_remove(CRASH_AT);
+    run_to_end(c)
+}
+
+#[test]
+fn a_declared_event_schema_windows_by_category_and_quarantines_by_its_own_rules() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("store_events");
+    write_job(&job, STORE_EVENTS_JOB, "by_category.sql", STORE_EVENTS_SQL);
+    let out = tmp.path().join("out");
+
+    let time = |second: i64| {
+        chrono::DateTime::from_timestamp_micros(DAY_US + second * 1_000_000)
+            .expect("time")
+            .format("%d/%m/%Y %H:%M:%S")
+            .to_string()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let categories = ["food", "home", "garden"];
+    // (window start in s, category) → (revenue in cents, events): the reference fold.
+    let mut fold: BTreeMap<(i64, &str), (i64, u64)> = BTreeMap::new();
+    let mut rejected: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut messages = Vec::new();
+    for i in 0..400_i64 {
+        let second = i * 7;
+        let category = categories[rng.random_range(0..3)];
+        let quantity: i64 = rng.random_range(1..5);
+        let cents: i64 = rng.random_range(1..5000);
+        let mut e = serde_json::json!({
+            "event_time": time(second), "store_id": rng.random_range(1..9), "product_id": format!("P{i}"),
+            "category": category, "transaction_type": "SALE", "quantity": quantity,
+            "unit_price": format!("{}.{:02}", cents / 100, cents % 100),
+        });
+        // Every 20 events, one breaks a rule of the declaration (or has a wrong type).
+        let reason = match i % 20 {
+            3 => Some(("quantity", serde_json::json!("two"), "bad_quantity")),
+            5 => Some(("quantity", serde_json::json!(0), "bad_quantity")),
+            7 => Some(("store_id", serde_json::json!({"id": 1}), "bad_store_id")),
+            9 => Some(("store_id", serde_json::Value::Null, "missing_store_id")),
+            11 => Some(("category", serde_json::json!("toys"), "bad_category")),
+            13 => Some(("category", serde_json::json!(""), "missing_category")),
+            15 => Some(("unit_price", serde_json::json!(1.234), "bad_unit_price")),
+            17 => Some((
+                "event_time",
+                serde_json::json!("2011-12-09T10:00:00Z"),
+                "bad_event_time",
+            )),
+            _ => None,
+        };
+        match reason {
+            Some((field, value, reason)) => {
+                e[field] = value;
+                *rejected.entry(reason).or_default() += 1;
+            }
+            None => {
+                let w = fold
+                    .entry((second.div_euclid(600) * 600, category))
+                    .or_default();
+                w.0 += quantity * cents;
+                w.1 += 1;
+            }
+        }
+        messages.push((0, e.to_string()));
+    }
+    // An event a day later closes every window above (its own stays open).
+    messages.push((
+        0,
+        serde_json::json!({"event_time": time(86_400), "store_id": 1, "category": "food",
+            "quantity": 1, "unit_price": 1})
+        .to_string(),
+    ));
+    produce(&broker, "store_events", 1, &messages);
+
+    let report = run_job(&job, &broker, "store_events", &out);
+    let rejected: BTreeMap<String, u64> = rejected
+        .into_iter()
+        .map(|(r, n)| (r.to_string(), n))
+        .collect();
+    assert_eq!(report.counts.quarantined, rejected, "{report:?}");
+    let good: u64 = fold.values().map(|w| w.1).sum();
+    assert_eq!(report.counts.events, good + 1, "{report:?}");
+    assert_eq!(report.counts.records, 401, "{report:?}");
+
+    let mut expected: Vec<String> = fold
+        .iter()
+        .map(|((start, category), (cents, events))| {
+            let t = chrono::DateTime::from_timestamp_micros(DAY_US + start * 1_000_000)
+                .expect("time")
+                .format("%Y-%m-%dT%H:%M:%S");
+            format!("{t}|{category}|{}.{:02}|{events}", cents / 100, cents % 100)
+        })
+        .collect();
+    expected.sort();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt
+        .block_on(parquet_rows_with(
+            &format!("{}/", out.display()),
+            &["window_date"],
+            "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(expected.len() > 30, "{expected:?}");
+    assert_eq!(rows, expected);
+
+    // The quarantine holds each rejected message with its reason.
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for row in quarantine_rows(&out) {
+        let reason = row.split('|').next().unwrap_or_default().to_string();
+        *reasons.entry(reason).or_default() += 1;
+    }
+    assert_eq!(reasons, report.counts.quarantined);
+}
+
+/// A stateless stream (no window): each micro-batch's filtered, enriched rows are appended at
+/// once, partitioned by event date and hour, exactly once; out-of-order events are kept (no
+/// window, so nothing is late), malformed ones quarantined.
+#[test]
+fn a_stateless_stream_appends_every_batch_rows_partitioned_by_event_hour() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("raw_archive");
+    let manifest = STORE_EVENTS_JOB
+        .replace("name = \"store_events\"", "name = \"raw_archive\"")
+        .replace(
+            "topic = \"${topic}\"",
+            "topic = \"${topic}\"\nmax_records_per_trigger = 40",
+        )
+        .replace("[\"window_date\"]", "[\"event_date\", \"event_hour\"]")
+        .replace("by_category.sql", "raw.sql");
+    write_job(
+        &job,
+        &manifest,
+        "raw.sql",
+        "SELECT product_id, category, quantity, unit_price, event_time, kafka_partition, kafka_offset, \
+           to_char(event_time, '%Y-%m-%d') AS event_date, to_char(event_time, '%H') AS event_hour \
+         FROM events WHERE quantity < 4",
+    );
+    let out = tmp.path().join("out");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut expected = Vec::new();
+    let mut messages = Vec::new();
+    let mut offsets = [0_i64; 2];
+    for i in 0..300_i64 {
+        let partition = i32::from(rng.random_bool(0.5));
+        // Event times jump back and forth over three hours: out of order on purpose.
+        let second = rng.random_range(0..3 * 3600_i64);
+        let quantity: i64 = rng.random_range(1..6);
+        let t = chrono::DateTime::from_timestamp_micros(DAY_US + second * 1_000_000).expect("time");
+        let value = if i % 50 == 7 {
+            "{broken".to_string()
+        } else {
+            if quantity < 4 {
+                expected.push(format!(
+                    "P{i}|food|{quantity}|1.50|{}|{partition}|{}|{}",
+                    t.format("%Y-%m-%dT%H:%M:%S"),
+                    offsets[partition as usize],
+                    t.format("%H"),
+                ));
+            }
+            serde_json::json!({"event_time": t.format("%d/%m/%Y %H:%M:%S").to_string(), "store_id": 2,
+                "product_id": format!("P{i}"), "category": "food", "quantity": quantity, "unit_price": "1.5"})
+            .to_string()
+        };
+        offsets[partition as usize] += 1;
+        messages.push((partition, value));
+    }
+    expected.sort();
+    produce(&broker, "raw_events", 2, &messages);
+
+    let run = || run_job(&job, &broker, "raw_events", &out);
+    let report = run();
+    assert!(
+        report.batches >= 8,
+        "300 messages, 40 per batch: {report:?}"
+    );
+    assert_eq!(
+        report.counts.quarantined,
+        BTreeMap::from([("not_json".to_string(), 6)]),
+        "nothing is late without a window: {report:?}"
+    );
+    assert_eq!(report.counts.rows_written, expected.len() as u64);
+    let rows = || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(parquet_rows_with(
+            &format!("{}/", out.display()),
+            &["event_date", "event_hour"],
+            "SELECT product_id, category, quantity, CAST(unit_price AS VARCHAR), \
+             CAST(event_time AS VARCHAR), kafka_partition, kafka_offset, event_hour FROM t",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(rows(), expected);
+    let hours: std::collections::BTreeSet<String> =
+        std::fs::read_dir(out.join("event_date=2011-12-09"))
+            .expect("the day's folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+    assert_eq!(
+        hours,
+        ["event_hour=00", "event_hour=01", "event_hour=02"]
+            .map(String::from)
+            .into()
+    );
+
+    // A second run finds nothing new and writes nothing.
+    let again = run();
+    assert_eq!((again.batches, again.counts.records), (0, 0), "{again:?}");
+    assert_eq!(rows(), expected);
+}

@@ -16,6 +16,15 @@
 //! max_records_per_trigger = 100000
 //! options = { "fetch.max.bytes" = "52428800" }   # extra librdkafka settings
 //!
+//! [source.schema]               # the messages' fields: crate::event::schema
+//! format = "json"
+//! event_time = "event_time"
+//! fields = [
+//!   { name = "event_time", type = "timestamp", required = true },
+//!   { name = "product_id", type = "string", required = true },
+//!   { name = "quantity", type = "int", required = true, min = 1 },
+//! ]
+//!
 //! [stream]
 //! trigger = "5s"                # processing-time interval, or "available-now"
 //! allowed_lateness = "10m"
@@ -26,7 +35,8 @@
 //! path = "output/hourly_product_revenue"
 //! format = "parquet"            # or "delta": one Delta commit per micro-batch (docs/tables.md)
 //! partition_by = ["window_date", "window_hour"]
-//! sql = "windows.sql"           # reads the table `events`; must give window_start, window_end
+//! sql = "windows.sql"           # reads the table `events`; a windowed query gives window_start
+//!                               # and window_end, a stateless one neither
 //! ```
 //!
 //! `${name}` references are substituted in the whole file (comments too) before it is parsed;
@@ -44,6 +54,7 @@ use ember_core::sql_file::SqlFile;
 use serde::Deserialize;
 
 use crate::error::Result;
+use crate::event::{EventSchema, SchemaDecl};
 
 /// When micro-batches start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +105,8 @@ pub struct StreamJob {
     pub params: Params,
     /// The Kafka source.
     pub source: Source,
+    /// The messages' declared schema (`[source.schema]`).
+    pub schema: EventSchema,
     /// When batches run.
     pub trigger: Trigger,
     /// Allowed lateness, µs.
@@ -108,7 +121,7 @@ pub struct StreamJob {
     pub format: OutputFormat,
     /// Partition columns of the output (produced by the SQL).
     pub partition_by: Vec<String>,
-    /// The windowed aggregation over `events`.
+    /// The query over `events`: a windowed aggregation, or stateless.
     pub sql: SqlFile,
 }
 
@@ -157,6 +170,7 @@ struct SourceSection {
     max_records_per_trigger: u64,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    schema: SchemaDecl,
 }
 
 /// A count written as a TOML integer, or as a string (so that it can be a `"${param}"`).
@@ -319,6 +333,15 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         })?,
         None => OutputFormat::default(),
     };
+    let schema = file.source.schema.check().map_err(|message| {
+        let offset = rendered.find("[source.schema]").unwrap_or(0);
+        manifest_error(
+            &file_path,
+            &rendered,
+            offset,
+            format!("[source.schema] {message}"),
+        )
+    })?;
     let sql = SqlFile::load("output", dir.join(&file.output.sql), &params)?;
     Ok(StreamJob {
         name: file.job.name.clone(),
@@ -335,6 +358,7 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
             max_records_per_trigger: file.source.max_records_per_trigger,
             options: file.source.options,
         },
+        schema,
         trigger,
         allowed_lateness_us: i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX),
         idle_timeout_ms: i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),

@@ -6,8 +6,8 @@
 //! logical plan; its scan is a [`KafkaScanExec`] with **one partition (one task) per Kafka
 //! partition range**, which travels to the executors in the physical plan. Each task reads its
 //! `[start, end)` with its own consumer, parses and validates every message (the rules of
-//! [`crate::event`]) and marks the late ones, and returns one row per message in
-//! [`SCAN_SCHEMA`]. The driver turns the rows back into events and quarantined messages and
+//! job's declared [`crate::event::schema`]) and marks the late ones, and returns one row per
+//! message in [`scan_schema`]. The driver turns the rows back into events and quarantined messages and
 //! goes on as in embedded mode (watermark, windows, output, checkpoint).
 //!
 //! The ranges are the scan's *input*, an in-memory source with one partition per range
@@ -28,10 +28,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, Int32Builder, Int64Array, Int64Builder, RecordBatch,
     StringBuilder,
 };
-use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int32Type, Int64Type, Schema, SchemaRef,
-    TimestampMicrosecondType,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -52,7 +49,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::OffsetRange;
-use crate::event::{self, Event, EventColumns, Origin, Rejected};
+use crate::event::columns::cell_at;
+use crate::event::{self, Event, EventColumns, EventSchema, Origin, Rejected, SchemaDecl};
 use crate::kafka::{KafkaSource, Record};
 use crate::watermark::Watermark;
 
@@ -69,8 +67,8 @@ pub static RANGE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// One row per message read: `kafka_partition` Int32, `kafka_offset` Int64, `reason` Utf8
 /// (NULL for a valid event, else the quarantine reason incl. `late`), `value` Utf8 (the raw
 /// message of a rejected one, invalid UTF-8 replaced; NULL for a valid event), then the
-/// [`event::EVENT_FIELDS`], nullable (`event_time` is also set for `late`).
-pub static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+/// declared fields of `schema`, nullable (the event time is also set for `late`).
+pub fn scan_schema(schema: &EventSchema) -> SchemaRef {
     let mut fields = vec![
         Field::new("kafka_partition", DataType::Int32, false),
         Field::new("kafka_offset", DataType::Int64, false),
@@ -78,15 +76,19 @@ pub static SCAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("value", DataType::Utf8, true),
     ];
     fields.extend(
-        event::EVENT_FIELDS
-            .iter()
-            .map(|f| f.clone().with_nullable(true)),
+        schema
+            .arrow_fields()
+            .into_iter()
+            .map(|f| f.with_nullable(true)),
     );
     Arc::new(Schema::new(fields))
-});
+}
+
+/// Columns of [`scan_schema`] before the declared fields.
+const SCAN_HEAD: usize = 4;
 
 /// A message of a batch, parsed and checked against the watermark before the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// A valid event, not late.
     Valid(Origin, Event),
@@ -94,38 +96,41 @@ pub enum Message {
     Rejected(Rejected),
 }
 
-/// Parses `record`; a valid event older than `watermark` is `late`.
-pub fn classify(record: &Record, watermark: &Watermark) -> Message {
+/// Parses `record` as `schema` declares; a valid event older than `watermark` is `late`.
+pub fn classify(schema: &EventSchema, record: &Record, watermark: &Watermark) -> Message {
     let origin = Origin {
         partition: record.partition,
         offset: record.offset,
     };
-    let rejected = |reason, event_time_us| {
+    let rejected = |reason: &str, event_time_us| {
         Message::Rejected(Rejected {
             origin,
             value: String::from_utf8_lossy(&record.payload).into_owned(),
-            reason,
+            reason: reason.to_string(),
             event_time_us,
         })
     };
-    match event::parse(&record.payload) {
+    match event::parse(schema, &record.payload) {
         Ok(e) if watermark.is_late(e.event_time_us) => rejected("late", Some(e.event_time_us)),
         Ok(e) => Message::Valid(origin, e),
         Err(reason) => rejected(reason, None),
     }
 }
 
-/// Builds the [`SCAN_SCHEMA`] batch of `messages`.
+/// Builds the [`scan_schema`] batch of `messages` of `schema`.
 ///
 /// # Errors
 /// An Arrow error if the columns do not fit the schema (a bug).
-pub fn to_scan_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
+pub fn to_scan_batch(
+    schema: &EventSchema,
+    messages: &[Message],
+) -> Result<RecordBatch, ArrowError> {
     let n = messages.len();
     let mut partition = Int32Builder::with_capacity(n);
     let mut offset = Int64Builder::with_capacity(n);
     let mut reason = StringBuilder::new();
     let mut value = StringBuilder::new();
-    let mut event = EventColumns::with_capacity(n)?;
+    let mut event = EventColumns::with_capacity(schema, n)?;
     for m in messages {
         match m {
             Message::Valid(o, e) => {
@@ -138,7 +143,7 @@ pub fn to_scan_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
             Message::Rejected(r) => {
                 partition.append_value(r.origin.partition);
                 offset.append_value(r.origin.offset);
-                reason.append_value(r.reason);
+                reason.append_value(&r.reason);
                 value.append_value(&r.value);
                 event.append_none(r.event_time_us);
             }
@@ -151,24 +156,27 @@ pub fn to_scan_batch(messages: &[Message]) -> Result<RecordBatch, ArrowError> {
         Arc::new(value.finish()),
     ];
     columns.extend(event.finish());
-    RecordBatch::try_new(SCAN_SCHEMA.clone(), columns)
+    RecordBatch::try_new(scan_schema(schema), columns)
 }
 
 fn bad_row(what: &str, row: usize) -> ArrowError {
     ArrowError::InvalidArgumentError(format!("scan row {row}: {what}"))
 }
 
-/// The messages of a [`SCAN_SCHEMA`] batch (the inverse of [`to_scan_batch`]).
+/// The messages of a [`scan_schema`] batch of `schema` (the inverse of [`to_scan_batch`]).
 ///
 /// # Errors
-/// A batch not in [`SCAN_SCHEMA`], an unknown reason, or a valid row without its required
-/// columns (an executor of another Ember build).
-pub fn from_scan_batch(batch: &RecordBatch) -> Result<Vec<Message>, ArrowError> {
-    if batch.schema().fields() != SCAN_SCHEMA.fields() {
+/// A batch not in [`scan_schema`], or a valid row without its event time (an executor of
+/// another Ember build, or of another declaration).
+pub fn from_scan_batch(
+    schema: &EventSchema,
+    batch: &RecordBatch,
+) -> Result<Vec<Message>, ArrowError> {
+    let expected = scan_schema(schema);
+    if batch.schema().fields() != expected.fields() {
         return Err(ArrowError::SchemaError(format!(
-            "a Kafka scan returned {:?}, expected {:?}",
+            "a Kafka scan returned {:?}, expected {expected:?}",
             batch.schema(),
-            SCAN_SCHEMA
         )));
     }
     let c = |i: usize| batch.column(i);
@@ -176,59 +184,39 @@ pub fn from_scan_batch(batch: &RecordBatch) -> Result<Vec<Message>, ArrowError> 
     let offset = c(1).as_primitive::<Int64Type>();
     let reason = c(2).as_string::<i32>();
     let value = c(3).as_string::<i32>();
-    let time = c(4).as_primitive::<TimestampMicrosecondType>();
-    let store = c(5).as_string::<i32>();
-    let product = c(6).as_string::<i32>();
-    let category = c(7).as_string::<i32>();
-    let kind = c(8).as_string::<i32>();
-    let quantity = c(9).as_primitive::<Int64Type>();
-    let price = c(10).as_primitive::<Decimal128Type>();
-    let text = |a: &datafusion::arrow::array::StringArray, i: usize| {
-        a.is_valid(i).then(|| a.value(i).to_string())
-    };
+    let fields = &batch.columns()[SCAN_HEAD..];
+    let time = &fields[schema.time_index];
     (0..batch.num_rows())
         .map(|i| {
             let origin = Origin {
                 partition: partition.value(i),
                 offset: offset.value(i),
             };
+            let time_at = |i| match cell_at(time, schema.fields[schema.time_index].kind, i) {
+                Ok(event::Cell::Time(t)) => Ok(Some(t)),
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            };
             if reason.is_valid(i) {
-                let reason = event::REASONS
-                    .iter()
-                    .find(|r| **r == reason.value(i))
-                    .ok_or_else(|| bad_row(&format!("unknown reason {:?}", reason.value(i)), i))?;
                 return Ok(Message::Rejected(Rejected {
                     origin,
                     value: value.value(i).to_string(),
-                    reason,
-                    event_time_us: time.is_valid(i).then(|| time.value(i)),
+                    reason: reason.value(i).to_string(),
+                    event_time_us: time_at(i)?,
                 }));
             }
-            let transaction_type = match kind.is_valid(i).then(|| kind.value(i)) {
-                Some("SALE") => "SALE",
-                Some("RETURN") => "RETURN",
-                other => return Err(bad_row(&format!("transaction_type {other:?}"), i)),
-            };
-            if [
-                time.is_null(i),
-                product.is_null(i),
-                quantity.is_null(i),
-                price.is_null(i),
-            ]
-            .contains(&true)
-            {
-                return Err(bad_row("a valid event without a required column", i));
-            }
+            let event_time_us =
+                time_at(i)?.ok_or_else(|| bad_row("a valid event without its event time", i))?;
+            let cells = fields
+                .iter()
+                .zip(&schema.fields)
+                .map(|(column, f)| cell_at(column, f.kind, i))
+                .collect::<Result<_, _>>()?;
             Ok(Message::Valid(
                 origin,
                 Event {
-                    event_time_us: time.value(i),
-                    store_id: text(store, i),
-                    product_id: product.value(i).to_string(),
-                    category: text(category, i),
-                    transaction_type,
-                    quantity: quantity.value(i),
-                    unit_price: price.value(i),
+                    event_time_us,
+                    cells,
                 },
             ))
         })
@@ -237,7 +225,7 @@ pub fn from_scan_batch(batch: &RecordBatch) -> Result<Vec<Message>, ArrowError> 
 
 /// What every task of a batch's Kafka scan needs: where to read, and the watermark before the
 /// batch (to mark late events). Its range comes from the scan's input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanSource {
     /// Bootstrap servers, `HOST:PORT[,…]`.
     pub brokers: String,
@@ -247,17 +235,26 @@ pub struct ScanSource {
     pub group_id: String,
     /// librdkafka settings (`[stream.source.options]`).
     pub options: std::collections::BTreeMap<String, String>,
+    /// The event schema the job declares (`[source.schema]`).
+    pub schema: SchemaDecl,
     /// The watermark before the batch.
     pub watermark: Watermark,
 }
 
 /// A batch's Kafka scan: the source and its ranges (one task each).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanSpec {
     /// Where to read.
     pub source: ScanSource,
     /// The ranges; empty ones are left out of the plan.
     pub ranges: Vec<OffsetRange>,
+}
+
+/// `decl` checked, as a planning error when it is not valid (an executor of another build).
+fn checked(decl: &SchemaDecl) -> DfResult<Arc<EventSchema>> {
+    decl.check()
+        .map(Arc::new)
+        .map_err(|e| DataFusionError::Plan(format!("the stream's event schema: {e}")))
 }
 
 impl ScanSpec {
@@ -305,23 +302,28 @@ fn ranges_of(batch: &RecordBatch) -> DfResult<Vec<OffsetRange>> {
         .collect())
 }
 
-/// The messages of one micro-batch as a table ([`SCAN_SCHEMA`]).
+/// The messages of one micro-batch as a table ([`scan_schema`]).
 #[derive(Debug)]
 pub struct KafkaBatchTable {
     spec: ScanSpec,
+    schema: SchemaRef,
 }
 
 impl KafkaBatchTable {
     /// The table of `spec`'s ranges.
-    pub fn new(spec: ScanSpec) -> Self {
-        Self { spec }
+    ///
+    /// # Errors
+    /// A planning error when the spec's event schema is not valid.
+    pub fn try_new(spec: ScanSpec) -> DfResult<Self> {
+        let schema = scan_schema(checked(&spec.source.schema)?.as_ref());
+        Ok(Self { spec, schema })
     }
 }
 
 #[async_trait::async_trait]
 impl TableProvider for KafkaBatchTable {
     fn schema(&self) -> SchemaRef {
-        SCAN_SCHEMA.clone()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -344,11 +346,12 @@ impl TableProvider for KafkaBatchTable {
 }
 
 /// Reads the Kafka ranges of its input ([`RANGE_SCHEMA`], one partition per range): output
-/// partition `i` holds the messages of input partition `i`'s ranges in [`SCAN_SCHEMA`]
+/// partition `i` holds the messages of input partition `i`'s ranges in [`scan_schema`]
 /// (projected), one record batch per range, unordered.
 #[derive(Debug)]
 pub struct KafkaScanExec {
     source: ScanSource,
+    events: Arc<EventSchema>,
     input: Arc<dyn ExecutionPlan>,
     projection: Option<Vec<usize>>,
     properties: Arc<PlanProperties>,
@@ -358,7 +361,8 @@ impl KafkaScanExec {
     /// The scan of the ranges `input` yields, with the columns of `projection` (all if none).
     ///
     /// # Errors
-    /// A projection index outside [`SCAN_SCHEMA`], or an input not in [`RANGE_SCHEMA`].
+    /// A projection index outside [`scan_schema`], an input not in [`RANGE_SCHEMA`], or an
+    /// event schema that is not valid.
     pub fn try_new(
         source: ScanSource,
         input: Arc<dyn ExecutionPlan>,
@@ -367,9 +371,11 @@ impl KafkaScanExec {
         if input.schema().fields() != RANGE_SCHEMA.fields() {
             return internal_err!("KafkaScanExec's input must be {RANGE_SCHEMA:?}");
         }
+        let events = checked(&source.schema)?;
+        let full = scan_schema(&events);
         let schema = match &projection {
-            Some(p) => Arc::new(SCAN_SCHEMA.project(p)?),
-            None => SCAN_SCHEMA.clone(),
+            Some(p) => Arc::new(full.project(p)?),
+            None => full,
         };
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -379,6 +385,7 @@ impl KafkaScanExec {
         ));
         Ok(Self {
             source,
+            events,
             input,
             projection,
             properties,
@@ -429,7 +436,11 @@ fn consumer(spec: &ScanSource, partition: i32) -> crate::Result<Arc<KafkaSource>
 }
 
 /// Reads and classifies one range (blocking: librdkafka).
-fn read_range(spec: &ScanSource, range: OffsetRange) -> DfResult<RecordBatch> {
+fn read_range(
+    spec: &ScanSource,
+    events: &EventSchema,
+    range: OffsetRange,
+) -> DfResult<RecordBatch> {
     let started = std::time::Instant::now();
     let kafka = |e: crate::Error| DataFusionError::External(Box::new(e));
     let source = consumer(spec, range.partition).map_err(kafka)?;
@@ -438,14 +449,14 @@ fn read_range(spec: &ScanSource, range: OffsetRange) -> DfResult<RecordBatch> {
         .map_err(kafka)?;
     let messages: Vec<Message> = records
         .iter()
-        .map(|r| classify(r, &spec.watermark))
+        .map(|r| classify(events, r, &spec.watermark))
         .collect();
     tracing::info!(
         topic = %spec.topic, partition = range.partition, start = range.start, end = range.end,
         messages = messages.len(), duration_ms = started.elapsed().as_millis() as u64,
         "kafka scan task"
     );
-    Ok(to_scan_batch(&messages)?)
+    Ok(to_scan_batch(events, &messages)?)
 }
 
 impl ExecutionPlan for KafkaScanExec {
@@ -498,6 +509,7 @@ impl ExecutionPlan for KafkaScanExec {
     ) -> DfResult<SendableRecordBatchStream> {
         let ranges = self.input.execute(partition, context)?;
         let spec = Arc::new(self.source.clone());
+        let events = Arc::clone(&self.events);
         let projection = self.projection.clone();
         let batches = ranges
             .map(|batch| batch.and_then(|b| ranges_of(&b)))
@@ -505,11 +517,13 @@ impl ExecutionPlan for KafkaScanExec {
             .try_flatten()
             .and_then(move |range| {
                 let spec = Arc::clone(&spec);
+                let events = Arc::clone(&events);
                 let projection = projection.clone();
                 async move {
-                    let batch = tokio::task::spawn_blocking(move || read_range(&spec, range))
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))??;
+                    let batch =
+                        tokio::task::spawn_blocking(move || read_range(&spec, &events, range))
+                            .await
+                            .map_err(|e| DataFusionError::External(Box::new(e)))??;
                     match projection {
                         Some(p) => Ok(batch.project(&p)?),
                         None => Ok(batch),
@@ -550,7 +564,7 @@ impl ExtensionNodes for KafkaScanNodes {
 
     fn decode_table(&self, bytes: &[u8], _schema: SchemaRef) -> DfResult<Arc<dyn TableProvider>> {
         let spec: ScanSpec = serde_json::from_slice(bytes).map_err(json_error)?;
-        Ok(Arc::new(KafkaBatchTable::new(spec)))
+        Ok(Arc::new(KafkaBatchTable::try_new(spec)?))
     }
 
     fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<DfResult<Vec<u8>>> {
@@ -612,12 +626,16 @@ mod tests {
         let good = r#"{"event_time":"2011-12-09T12:50:00Z","store_id":"UK","product_id":"A","transaction_type":"SALE","quantity":2,"unit_price":"1.25"}"#;
         let late = r#"{"event_time":"2011-12-09T12:00:00Z","product_id":"B","transaction_type":"RETURN","quantity":1,"unit_price":3}"#;
         let records = [record(10, good), record(11, "not json"), record(12, late)];
-        let messages: Vec<Message> = records.iter().map(|r| classify(r, &watermark)).collect();
+        let schema = crate::event::tests::retail();
+        let messages: Vec<Message> = records
+            .iter()
+            .map(|r| classify(&schema, r, &watermark))
+            .collect();
         let reasons: Vec<Option<&str>> = messages
             .iter()
             .map(|m| match m {
                 Message::Valid(..) => None,
-                Message::Rejected(r) => Some(r.reason),
+                Message::Rejected(r) => Some(r.reason.as_str()),
             })
             .collect();
         assert_eq!(reasons, [None, Some("not_json"), Some("late")]);
@@ -625,9 +643,9 @@ mod tests {
             panic!("late")
         };
         assert_eq!(r.event_time_us, Some(at_1230 - 30 * MIN));
-        let batch = to_scan_batch(&messages).expect("batch");
-        assert_eq!(batch.schema(), SCAN_SCHEMA.clone());
-        assert_eq!(from_scan_batch(&batch).expect("back"), messages);
+        let batch = to_scan_batch(&schema, &messages).expect("batch");
+        assert_eq!(batch.schema(), scan_schema(&schema));
+        assert_eq!(from_scan_batch(&schema, &batch).expect("back"), messages);
     }
 
     #[test]
@@ -639,6 +657,7 @@ mod tests {
                 group_id: "g".into(),
                 options: [("security.protocol".to_string(), "plaintext".to_string())].into(),
                 watermark: Watermark::new(1_000, 2_000),
+                schema: crate::event::tests::retail().decl,
             },
             ranges: vec![
                 OffsetRange {
@@ -654,11 +673,9 @@ mod tests {
             ],
         };
         let nodes = KafkaScanNodes;
-        let table = KafkaBatchTable::new(spec.clone());
+        let table = KafkaBatchTable::try_new(spec.clone()).expect("table");
         let bytes = nodes.encode_table(&table).expect("ours").expect("encoded");
-        let back = nodes
-            .decode_table(&bytes, SCAN_SCHEMA.clone())
-            .expect("decoded");
+        let back = nodes.decode_table(&bytes, table.schema()).expect("decoded");
         let back = back.downcast_ref::<KafkaBatchTable>().expect("table");
         assert_eq!(back.spec, spec);
         let source = spec.ranges_source().expect("ranges");
@@ -680,7 +697,7 @@ mod tests {
         assert!(
             nodes
                 .encode_exec(&datafusion::physical_plan::empty::EmptyExec::new(
-                    SCAN_SCHEMA.clone()
+                    table.schema()
                 ))
                 .is_none()
         );

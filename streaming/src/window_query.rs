@@ -1,10 +1,11 @@
 //! The streaming job's SQL: planned against the `events` table, checked for the columns a
 //! stream needs, and searched for its `hop(...)`/`tumble(...)` call, whose window shape decides
-//! which events the state keeps.
+//! which events the state keeps. A query with no window call and no window columns is
+//! stateless (filter, project, enrich): each micro-batch's rows are written at once.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::{Expr, LogicalPlan};
@@ -14,7 +15,6 @@ use ember_core::udf::WindowSpec;
 use ember_core::udf::window::spec_of_call;
 
 use crate::error::{Error, Result};
-use crate::event::EVENT_SCHEMA;
 
 /// Columns every streaming query must produce (Timestamp): the window of each output row.
 pub const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
@@ -26,17 +26,21 @@ fn invalid(sql: &SqlFile, message: String) -> Error {
     })
 }
 
-/// Plans `sql` over an empty `events` table and returns its window shape.
+/// Plans `sql` over an empty `events` table of `events` (the declared event schema's table)
+/// and returns its window shape; `None` for a stateless query (no window call, no
+/// `window_start`/`window_end` columns).
 ///
 /// # Errors
-/// The SQL's planning error (file, line, column); [`Error::Core`] when it has no or several
-/// window calls, lacks `window_start`/`window_end`, or lacks a partition column.
+/// The SQL's planning error (file, line, column); [`Error::Core`] when it has window columns
+/// but no window call, several window shapes, a window call without `window_start`/
+/// `window_end` columns, or lacks a partition column.
 pub async fn analyze(
     ctx: &SessionContext,
     sql: &SqlFile,
     partition_by: &[String],
-) -> Result<WindowSpec> {
-    let empty = MemTable::try_new(EVENT_SCHEMA.clone(), vec![vec![]])
+    events: SchemaRef,
+) -> Result<Option<WindowSpec>> {
+    let empty = MemTable::try_new(events, vec![vec![]])
         .map_err(|e| Error::Core(ember_core::Error::datafusion("events table", e)))?;
     let _ = ctx.deregister_table("events");
     ctx.register_table("events", Arc::new(empty))
@@ -46,26 +50,6 @@ pub async fn analyze(
         .await
         .map_err(|e| Error::Core(sql.error(e)))?;
     let schema = df.schema().clone();
-    for name in WINDOW_COLUMNS {
-        match schema.field_with_unqualified_name(name) {
-            Ok(f) if matches!(f.data_type(), DataType::Timestamp(_, _)) => {}
-            Ok(f) => {
-                return Err(invalid(
-                    sql,
-                    format!(
-                        "`{name}` must be a timestamp, the query gives {}",
-                        f.data_type()
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(invalid(
-                    sql,
-                    format!("the query must give a `{name}` column (the window of each row)"),
-                ));
-            }
-        }
-    }
     for name in partition_by {
         if schema.field_with_unqualified_name(name).is_err() {
             return Err(invalid(
@@ -109,9 +93,34 @@ pub async fn analyze(
         return Err(invalid(sql, p));
     }
     specs.dedup();
-    match specs.as_slice() {
-        [spec] => Ok(*spec),
-        [] => Err(invalid(sql, "the query has no window: group by hop(event_time, size, slide) or tumble(event_time, size)".into())),
-        _ => Err(invalid(sql, "the query has windows of different shapes; a stream has one".into())),
+    let has_window_columns = WINDOW_COLUMNS
+        .iter()
+        .any(|name| schema.field_with_unqualified_name(name).is_ok());
+    let spec = match specs.as_slice() {
+        [] if !has_window_columns => return Ok(None),
+        [spec] => *spec,
+        [] => return Err(invalid(sql, "the query gives window columns but has no window: group by hop(event_time, size, slide) or tumble(event_time, size), or drop window_start/window_end for a stateless query".into())),
+        _ => return Err(invalid(sql, "the query has windows of different shapes; a stream has one".into())),
+    };
+    for name in WINDOW_COLUMNS {
+        match schema.field_with_unqualified_name(name) {
+            Ok(f) if matches!(f.data_type(), DataType::Timestamp(_, _)) => {}
+            Ok(f) => {
+                return Err(invalid(
+                    sql,
+                    format!(
+                        "`{name}` must be a timestamp, the query gives {}",
+                        f.data_type()
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(invalid(
+                    sql,
+                    format!("the query must give a `{name}` column (the window of each row)"),
+                ));
+            }
+        }
     }
+    Ok(Some(spec))
 }

@@ -17,10 +17,11 @@ use super::rules::retain;
 use super::stream::{Reader, Stream, query_error, ts_lit};
 use crate::checkpoint::{BatchCommit, BatchPlan};
 use crate::error::{Error, Result};
-use crate::event::{self, EVENT_SCHEMA};
+use crate::event;
 use crate::kafka::READ_TIMEOUT;
 use crate::scan::{self, KafkaBatchTable, Message, ScanSource, ScanSpec};
 use crate::sink;
+use crate::watermark::Watermark;
 
 impl Stream {
     /// Appends micro-batch `id`'s `batches` to the Delta table at `table` in one commit with
@@ -79,6 +80,42 @@ impl Stream {
         Ok(())
     }
 
+    /// The watermark that marks `plan`'s late events: the plan's for a windowed query; none
+    /// for a stateless one, which keeps late events (Spark's watermark only drops data in
+    /// stateful operators).
+    fn late_marks(&self, plan: &BatchPlan) -> Watermark {
+        match self.window {
+            Some(_) => plan.watermark.clone(),
+            None => Watermark::new(plan.watermark.lateness_us, plan.watermark.idle_timeout_ms),
+        }
+    }
+
+    /// The job's SQL over an `events` table of `events`, filtered by `filter`.
+    async fn query(
+        &self,
+        id: u64,
+        events: Vec<RecordBatch>,
+        filter: Option<datafusion::prelude::Expr>,
+    ) -> Result<Vec<RecordBatch>> {
+        let table = MemTable::try_new(self.job.schema.events_schema(), vec![events])
+            .map_err(|e| query_error(id, "events table", e))?;
+        let _ = self.ctx.deregister_table("events");
+        self.ctx
+            .register_table("events", Arc::new(table))
+            .map_err(|e| query_error(id, "events table", e))?;
+        let sql_error = |e| Error::Query {
+            batch_id: id,
+            source: self.job.sql.error(e),
+        };
+        let mut df = self.ctx.sql(&self.job.sql.text).await.map_err(sql_error)?;
+        if let Some(filter) = filter {
+            df = df
+                .filter(filter)
+                .map_err(|e| query_error(id, "emit filter", e))?;
+        }
+        df.collect().await.map_err(sql_error)
+    }
+
     /// Reads and parses `plan`'s ranges with one Ballista task per range ([`crate::scan`]).
     async fn scan_on_executors(
         &self,
@@ -91,25 +128,30 @@ impl Stream {
         }
         let spec = ScanSpec {
             source: ScanSource {
+                schema: self.job.schema.decl.clone(),
                 brokers: self.job.source.brokers.clone(),
                 topic: plan.topic.clone(),
                 group_id: self.job.source.group_id.clone(),
                 options: self.job.source.options.clone(),
-                watermark: plan.watermark.clone(),
+                watermark: self.late_marks(plan),
             },
             ranges: plan.ranges.clone(),
         };
         let context = "the Kafka scan on the executors";
         let batches = remote
-            .read_table(Arc::new(KafkaBatchTable::new(spec)))
+            .read_table(Arc::new(
+                KafkaBatchTable::try_new(spec).map_err(|e| query_error(id, context, e))?,
+            ))
             .map_err(|e| query_error(id, context, e))?
             .collect()
             .await
             .map_err(|e| query_error(id, context, e))?;
         let mut messages = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
         for b in &batches {
-            messages
-                .extend(scan::from_scan_batch(b).map_err(|e| query_error(id, context, e.into()))?);
+            messages.extend(
+                scan::from_scan_batch(&self.job.schema, b)
+                    .map_err(|e| query_error(id, context, e.into()))?,
+            );
         }
         Ok(messages)
     }
@@ -142,7 +184,7 @@ impl Stream {
                 lap("read", &mut phases);
                 let parsed = records
                     .iter()
-                    .map(|r| scan::classify(r, &plan.watermark))
+                    .map(|r| scan::classify(&self.job.schema, r, &self.late_marks(plan)))
                     .collect();
                 lap("parse", &mut phases);
                 parsed
@@ -193,45 +235,29 @@ impl Stream {
         let mut watermark = plan.watermark.clone();
         let before = watermark.current_us;
         let after = watermark.advance(&delivered, plan.now_ms);
-        let new_events =
-            event::to_batch(&events).map_err(|e| query_error(id, "events", e.into()))?;
+        let new_events = event::to_batch(&self.job.schema, &events)
+            .map_err(|e| query_error(id, "events", e.into()))?;
         let mut all = state.clone();
         if new_events.num_rows() > 0 {
-            all.push(new_events);
+            all.push(new_events.clone());
         }
-        // Windows the watermark closed in this batch.
-        let mut emitted = Vec::new();
-        if let Some(after) = after {
-            let table = MemTable::try_new(EVENT_SCHEMA.clone(), vec![all.clone()])
-                .map_err(|e| query_error(id, "events table", e))?;
-            let _ = self.ctx.deregister_table("events");
-            self.ctx
-                .register_table("events", Arc::new(table))
-                .map_err(|e| query_error(id, "events table", e))?;
-            let df = self
-                .ctx
-                .sql(&self.job.sql.text)
-                .await
-                .map_err(|e| Error::Query {
-                    batch_id: id,
-                    source: self.job.sql.error(e),
-                })?;
-            let end = col("window_end");
-            let ends_now = end.clone().lt_eq(ts_lit(after));
-            let closed = match before {
-                Some(b) => end.gt(ts_lit(b)).and(ends_now),
-                None => ends_now,
-            };
-            emitted = df
-                .filter(closed)
-                .map_err(|e| query_error(id, "emit filter", e))?
-                .collect()
-                .await
-                .map_err(|e| Error::Query {
-                    batch_id: id,
-                    source: self.job.sql.error(e),
-                })?;
-        }
+        let emitted = match (self.window, after) {
+            // A stateless query (no window): the rows of this batch's events, at once.
+            (None, _) if new_events.num_rows() > 0 => {
+                self.query(id, vec![new_events], None).await?
+            }
+            (None, _) | (Some(_), None) => Vec::new(),
+            // Windows the watermark closed in this batch.
+            (Some(_), Some(after)) => {
+                let end = col("window_end");
+                let ends_now = end.clone().lt_eq(ts_lit(after));
+                let closed = match before {
+                    Some(b) => end.gt(ts_lit(b)).and(ends_now),
+                    None => ends_now,
+                };
+                self.query(id, all.clone(), Some(closed)).await?
+            }
+        };
         lap("query", &mut phases);
         let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
         let quarantine = if rejected.is_empty() {
@@ -276,17 +302,23 @@ impl Stream {
         }
         crash_point(Phase::Commit, id, replay);
         lap("write", &mut phases);
-        let kept =
-            retain(&all, &self.window, after).map_err(|e| query_error(id, "state", e.into()))?;
+        let kept = match &self.window {
+            Some(window) => retain(&all, self.job.schema.time_index, window, after)
+                .map_err(|e| query_error(id, "state", e.into()))?,
+            None => Vec::new(),
+        };
         let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
         self.checkpoint
-            .save_state(id, sink::to_parquet(&EVENT_SCHEMA, &kept)?)
+            .save_state(
+                id,
+                sink::to_parquet(&self.job.schema.events_schema(), &kept)?,
+            )
             .await?;
         crash_point(Phase::State, id, replay);
         lap("state", &mut phases);
         let mut quarantined = BTreeMap::new();
         for r in &rejected {
-            *quarantined.entry(r.reason.to_string()).or_insert(0u64) += 1;
+            *quarantined.entry(r.reason.clone()).or_insert(0u64) += 1;
         }
         let commit = BatchCommit {
             batch_id: id,

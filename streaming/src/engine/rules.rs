@@ -31,12 +31,14 @@ pub fn split_budget(available: &BTreeMap<i32, i64>, budget: i64) -> BTreeMap<i32
     take
 }
 
-/// Events whose last window ends after `watermark_us`: the state to keep.
+/// Events whose last window ends after `watermark_us`: the state to keep. Column `time` of
+/// each batch is the event time (Timestamp µs).
 ///
 /// # Errors
 /// An Arrow error (a bug: the batch is not in the events schema).
 pub fn retain(
     batches: &[RecordBatch],
+    time: usize,
     window: &WindowSpec,
     watermark_us: Option<i64>,
 ) -> std::result::Result<Vec<RecordBatch>, datafusion::arrow::error::ArrowError> {
@@ -49,7 +51,7 @@ pub fn retain(
     batches
         .iter()
         .map(|b| {
-            let mask = cmp::gt_eq(b.column(0), &scalar)?;
+            let mask = cmp::gt_eq(b.column(time), &scalar)?;
             filter_record_batch(b, &mask)
         })
         .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0))
@@ -76,6 +78,13 @@ mod tests {
     fn the_state_keeps_events_of_open_windows_only() {
         const MIN: i64 = 60_000_000;
         let spec = WindowSpec::new(60 * MIN, 15 * MIN).expect("spec");
+        // The event time is the second column here.
+        let schema: event::SchemaDecl = toml::from_str(
+            r#"event_time = "ts"
+               fields = [{ name = "product_id", type = "string" }, { name = "ts", type = "timestamp" }]"#,
+        )
+        .expect("declaration");
+        let schema = schema.check().expect("schema");
         let e = |t: i64| {
             (
                 Origin {
@@ -84,23 +93,18 @@ mod tests {
                 },
                 event::Event {
                     event_time_us: t * MIN,
-                    store_id: None,
-                    product_id: "A".into(),
-                    category: None,
-                    transaction_type: "SALE",
-                    quantity: 1,
-                    unit_price: 1,
+                    cells: vec![event::Cell::Str("A".into()), event::Cell::Time(t * MIN)],
                 },
             )
         };
-        let batch = event::to_batch(&[e(0), e(44), e(45), e(100)]).expect("batch");
+        let batch = event::to_batch(&schema, &[e(0), e(44), e(45), e(100)]).expect("batch");
         // Watermark 105 min: the last window of t=44 is [30, 90) → closed; t=45's is [45, 105)
         // → closed at 105; t=100's is [90, 150) → open. Only events with last end > 105 stay.
-        let kept = retain(std::slice::from_ref(&batch), &spec, Some(105 * MIN)).expect("retain");
+        let kept = retain(std::slice::from_ref(&batch), 1, &spec, Some(105 * MIN)).expect("retain");
         let times: Vec<i64> = kept
             .iter()
             .flat_map(|b| {
-                b.column(0)
+                b.column(1)
                     .as_any()
                     .downcast_ref::<TimestampMicrosecondArray>()
                     .map(|a| a.values().to_vec())
@@ -115,6 +119,9 @@ mod tests {
                 "t={t}"
             );
         }
-        assert_eq!(retain(&[batch], &spec, None).expect("all")[0].num_rows(), 4);
+        assert_eq!(
+            retain(&[batch], 1, &spec, None).expect("all")[0].num_rows(),
+            4
+        );
     }
 }

@@ -57,7 +57,7 @@ pub struct Stream {
     pub(super) job: StreamJob,
     pub(super) ctx: SessionContext,
     pub(super) reader: Reader,
-    pub(super) window: WindowSpec,
+    pub(super) window: Option<WindowSpec>,
     pub(super) source: KafkaSource,
     pub(super) checkpoint: Checkpoint,
     pub(super) output: Dir,
@@ -121,7 +121,13 @@ impl Stream {
     /// opened, or a consumer librdkafka refuses.
     pub async fn new(job: StreamJob, session: &SessionBuilder) -> Result<Self> {
         let ctx = Self::driver_session(session).local()?;
-        let window = crate::window_query::analyze(&ctx, &job.sql, &job.partition_by).await?;
+        let window = crate::window_query::analyze(
+            &ctx,
+            &job.sql,
+            &job.partition_by,
+            job.schema.events_schema(),
+        )
+        .await?;
         let source = KafkaSource::new(
             &job.source.brokers,
             &job.source.topic,
@@ -200,8 +206,8 @@ impl Stream {
         Ok(stream)
     }
 
-    /// The window shape found in the SQL.
-    pub fn window(&self) -> WindowSpec {
+    /// The window shape found in the SQL; `None` for a stateless query.
+    pub fn window(&self) -> Option<WindowSpec> {
         self.window
     }
 
@@ -425,13 +431,38 @@ impl Stream {
         let Some(id) = batch_id else {
             return Ok(Vec::new());
         };
+        let path = format!("{}/state/{id}.parquet", self.checkpoint.url());
         match self.checkpoint.load_state(id).await? {
-            Some(bytes) => sink::from_parquet(
-                &format!("{}/state/{id}.parquet", self.checkpoint.url()),
-                bytes,
-            ),
+            Some(bytes) => {
+                let state = sink::from_parquet(&path, bytes)?;
+                // A stream restarted with another event schema cannot go on from this state.
+                let expected = self.job.schema.events_schema();
+                let names = |s: &datafusion::arrow::datatypes::Schema| {
+                    s.fields()
+                        .iter()
+                        .map(|f| format!("{} {}", f.name(), f.data_type()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                match state
+                    .iter()
+                    .find(|b| b.schema().fields() != expected.fields())
+                {
+                    Some(b) => Err(Error::Checkpoint {
+                        path,
+                        message: format!(
+                            "the state's columns ({}) differ from the declared event schema's ({}): \
+                             the schema changed since this checkpoint; keep the old schema or start \
+                             a new checkpoint",
+                            names(&b.schema()),
+                            names(&expected)
+                        ),
+                    }),
+                    None => Ok(state),
+                }
+            }
             None => Err(Error::Checkpoint {
-                path: format!("{}/state/{id}.parquet", self.checkpoint.url()),
+                path,
                 message: "missing: the state of the last committed batch is needed to resume"
                     .into(),
             }),
