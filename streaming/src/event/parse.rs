@@ -308,7 +308,7 @@ mod tests {
         let ok = r#""ts":1323435000,"store_id":7,"category":"home","amount":1"#;
         for (payload, reason) in [
             (
-                format!(r#"{{"ts":"2011-12-09","store_id":7,"category":"home","amount":1}}"#),
+                r#"{"ts":"2011-12-09","store_id":7,"category":"home","amount":1}"#.to_string(),
                 "bad_ts",
             ),
             (
