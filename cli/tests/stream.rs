@@ -1038,7 +1038,8 @@ fn a_declared_event_schema_windows_by_category_and_quarantines_by_its_own_rules(
             "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
         ))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(expected.len() > 30, "{expected:?}");
+    // 400 events 7 s apart: 5 ten-minute windows × 3 categories.
+    assert!(expected.len() >= 12, "{expected:?}");
     assert_eq!(rows, expected);
 
     // The quarantine holds each rejected message with its reason.
