@@ -36,19 +36,11 @@ pub struct KafkaBroker {
 /// # Errors
 /// A message saying to run `bash .ci/kafka.sh` when it is missing.
 pub fn tansu() -> Result<PathBuf, String> {
-    let path = match std::env::var_os(TANSU_ENV) {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/ember-tools/bin/tansu"),
-    };
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: run `bash .ci/kafka.sh` (CI does; it builds tansu once, 15-20 min)",
-            path.display()
-        ))
-    }
+    crate::util::installed_tool(
+        TANSU_ENV,
+        ".cache/ember-tools/bin/tansu",
+        "run `bash .ci/kafka.sh` (CI does; it builds tansu once, 15-20 min)",
+    )
 }
 
 impl KafkaBroker {

@@ -40,19 +40,11 @@ pub struct S3Server {
 /// # Errors
 /// A message saying to run `bash .ci/s3.sh` when it is missing.
 pub fn s3s_fs() -> Result<PathBuf, String> {
-    let path = match std::env::var_os(S3S_FS_ENV) {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".cache/ember-tools/bin/s3s-fs"),
-    };
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is missing: run `bash .ci/s3.sh` (CI does)",
-            path.display()
-        ))
-    }
+    crate::util::installed_tool(
+        S3S_FS_ENV,
+        ".cache/ember-tools/bin/s3s-fs",
+        "run `bash .ci/s3.sh` (CI does)",
+    )
 }
 
 impl S3Server {

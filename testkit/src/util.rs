@@ -102,6 +102,25 @@ pub fn python() -> Result<std::path::PathBuf, String> {
     }
 }
 
+/// An installed tool: `$env` when set, else `~/<default>`; an error naming the script that
+/// installs it (`hint`) when it is missing.
+///
+/// # Errors
+/// A message saying to run `hint` when the file is missing.
+pub fn installed_tool(env: &str, default: &str, hint: &str) -> Result<std::path::PathBuf, String> {
+    let path = match std::env::var_os(env) {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(default)
+        }
+    };
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: {hint}", path.display()))
+    }
+}
+
 /// A finished process's stdout then stderr, as text: what an assertion message shows.
 pub fn output_text(out: &Output) -> String {
     format!(

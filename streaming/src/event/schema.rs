@@ -236,6 +236,8 @@ pub struct EventSchema {
     pub time_index: usize,
     /// CSV separator.
     pub delimiter: u8,
+    /// The `events` table's schema ([`EventSchema::events_schema`]), made once.
+    events: SchemaRef,
 }
 
 /// The timestamp forms tried when a field declares none.
@@ -384,12 +386,18 @@ impl SchemaDecl {
         }
         // The event time orders every event: it is always required.
         fields[time_index].required = true;
-        Ok(EventSchema {
+        let mut schema = EventSchema {
             decl: self.clone(),
             fields,
             time_index,
             delimiter,
-        })
+            events: Arc::new(Schema::empty()),
+        };
+        let mut columns = schema.arrow_fields();
+        columns.push(Field::new(ORIGIN_COLUMNS[0], DataType::Int32, false));
+        columns.push(Field::new(ORIGIN_COLUMNS[1], DataType::Int64, false));
+        schema.events = Arc::new(Schema::new(columns));
+        Ok(schema)
     }
 }
 
@@ -405,10 +413,7 @@ impl EventSchema {
     /// The `events` table a streaming job's SQL reads: the declared fields, then
     /// `kafka_partition` Int32 and `kafka_offset` Int64.
     pub fn events_schema(&self) -> SchemaRef {
-        let mut fields = self.arrow_fields();
-        fields.push(Field::new(ORIGIN_COLUMNS[0], DataType::Int32, false));
-        fields.push(Field::new(ORIGIN_COLUMNS[1], DataType::Int64, false));
-        Arc::new(Schema::new(fields))
+        Arc::clone(&self.events)
     }
 
     /// The event time field's name.
