@@ -21,7 +21,14 @@ fn job(path: &Path, set: &[String]) -> Result<String> {
         let job = ember_streaming::manifest::load(path, &settings)?;
         Ok(format!(
             "streaming job {} (topic {} on {}, output {})",
-            job.name, job.source.topic, job.source.brokers, job.output
+            job.name,
+            job.source.topic,
+            job.source.brokers,
+            job.outputs
+                .iter()
+                .map(|o| o.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     } else {
         let job = crate::submit::resolve(path, set)?;

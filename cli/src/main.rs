@@ -66,7 +66,7 @@ enum Command {
     Status(jobs::JobArgs),
     /// Cancel a queued or running job; nothing of it is committed.
     Cancel(jobs::JobArgs),
-    /// Write sales events into a Kafka topic (replay a CSV, or synthetic), creating it if missing.
+    /// Write events into a Kafka topic (replay an Online Retail CSV or Instacart order lines, or synthetic), creating it if missing.
     Produce(stream::ProduceArgs),
     /// Serve the job outputs over Arrow Flight SQL, embedded (in-process scheduler + executor).
     Serve(serve::ServeArgs),

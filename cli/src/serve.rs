@@ -53,8 +53,9 @@ pub struct ServeArgs {
     pub security: SecurityArgs,
 }
 
-/// The default output of each job folder under `dir`, as a table named after the job. A job
-/// whose manifest does not load is left out with one line saying why.
+/// The outputs of each job folder under `dir`, as tables named after the job (a stream with
+/// several outputs: `<job>_<output>` each). A job whose manifest does not load is left out
+/// with one line saying why.
 fn job_outputs(dir: &Path) -> Vec<TableFile> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -67,26 +68,33 @@ fn job_outputs(dir: &Path) -> Vec<TableFile> {
         .filter_map(|p| {
             let resolved = if crate::stream::is_stream(&p) {
                 ember_streaming::manifest::load(&p, &[])
-                    .map(|job| (job.name, job.output))
+                    .map(|job| match job.outputs.as_slice() {
+                        [one] => vec![(job.name.clone(), one.path.clone())],
+                        many => many
+                            .iter()
+                            .map(|o| (format!("{}_{}", job.name, o.name), o.path.clone()))
+                            .collect(),
+                    })
                     .map_err(|e| e.to_string())
             } else {
                 JobManifest::load(&p)
                     .and_then(|m| m.resolve(m.params()))
-                    .map(|job| (job.name, job.output.path))
+                    .map(|job| vec![(job.name, job.output.path)])
                     .map_err(|e| e.to_string())
             };
             match resolved {
-                Ok((name, path)) => Some(TableFile {
+                Ok(tables) => Some(tables.into_iter().map(|(name, path)| TableFile {
                     name,
                     path,
                     format: "parquet".into(),
-                }),
+                })),
                 Err(e) => {
                     eprintln!("not serving the job in {}: {e}", p.display());
                     None
                 }
             }
         })
+        .flatten()
         .collect()
 }
 

@@ -99,12 +99,19 @@ async fn drive(
 ) -> Result<()> {
     let settings = Params::parse_settings(set)?;
     let job = ember_streaming::manifest::load(path, &settings)?;
-    security.paths.check("the stream's output", &job.output)?;
+    for output in &job.outputs {
+        security.paths.check("the stream's output", &output.path)?;
+    }
+    for lookup in &job.lookups {
+        security
+            .paths
+            .check("the stream's lookup table", &lookup.path)?;
+    }
     security
         .paths
         .check("the stream's checkpoint", &job.checkpoint)?;
     let name = job.name.clone();
-    let output = job.output.clone();
+    let output = job.primary().path.clone();
     let mut stream = match scheduler_url {
         None => Stream::new(job, session).await,
         Some(url) => Stream::on_cluster(job, session, url).await,
@@ -135,16 +142,17 @@ async fn drive(
     match format {
         Format::Table => {
             println!(
-                "stream {} stopped after {} batches ({} replayed)\n  output       {}\n  checkpoint   {}\n  records read {}\n  events       {}\n  quarantined  {:?}\n  windows out  {}\n  watermark    {}\n  state        {} events",
+                "stream {} stopped after {} batches ({} replayed)\n  outputs      {}\n  checkpoint   {}\n  records read {}\n  events       {}\n  quarantined  {:?}\n  unmatched    {:?}\n  rows out     {:?}\n  watermark    {}\n  state        {} events",
                 report.job,
                 report.batches,
                 report.replayed,
-                report.output,
+                report.outputs.join(", "),
                 report.checkpoint,
                 report.counts.records,
                 report.counts.events,
                 report.counts.quarantined,
-                report.counts.rows_written,
+                report.counts.unmatched,
+                report.counts.rows_by_output,
                 report.watermark.as_deref().unwrap_or("none yet"),
                 report.counts.state_events
             );
@@ -245,8 +253,12 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
     /// Replay this CSV (or .csv.gz) in the Online Retail layout.
-    #[arg(long, value_name = "FILE", conflicts_with = "synthetic")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["synthetic", "instacart"])]
     pub csv: Option<PathBuf>,
+    /// Replay the Instacart order lines of this folder (orders.csv and
+    /// order_products__prior.csv, or .csv.gz): one event per line, in event-time order.
+    #[arg(long, value_name = "DIR", conflicts_with = "synthetic")]
+    pub instacart: Option<PathBuf>,
     /// Generate this many synthetic events instead.
     #[arg(long, value_name = "N")]
     pub synthetic: Option<u64>,
@@ -270,19 +282,30 @@ impl ProduceArgs {
     /// # Errors
     /// A user error: no source, a CSV that is not a file, a rate that is not positive.
     pub fn source(&self) -> Result<EventSource> {
-        let source = match (&self.csv, self.synthetic) {
-            (Some(path), _) if !path.is_file() => {
+        let source = match (&self.csv, &self.instacart, self.synthetic) {
+            (Some(path), _, _) if !path.is_file() => {
                 return Err(Failure::user(format!(
                     "--csv {}: no such file",
                     path.display()
                 )));
             }
-            (Some(path), _) => EventSource::Csv(path.clone()),
-            (None, Some(count)) => EventSource::Synthetic {
+            (Some(path), _, _) => EventSource::Csv(path.clone()),
+            (None, Some(dir), _) if !dir.is_dir() => {
+                return Err(Failure::user(format!(
+                    "--instacart {}: no such folder",
+                    dir.display()
+                )));
+            }
+            (None, Some(dir), _) => EventSource::Instacart(dir.clone()),
+            (None, None, Some(count)) => EventSource::Synthetic {
                 count,
                 seed: self.seed,
             },
-            (None, None) => return Err(Failure::user("give --csv FILE or --synthetic N")),
+            (None, None, None) => {
+                return Err(Failure::user(
+                    "give --csv FILE, --instacart DIR or --synthetic N",
+                ));
+            }
         };
         if self.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
             return Err(Failure::user(

@@ -13,9 +13,11 @@ use ember_streaming::engine::failpoint::CRASH_AT;
 use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe};
 use ember_testkit::kafka::KafkaBroker;
 use ember_testkit::query::{delta_rows, parquet_rows_with};
-use ember_testkit::util::wait_child;
+use ember_testkit::util::kill_9_after;
 use rand::{Rng, SeedableRng};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+mod common;
+use common::produce;
 
 const JOB: &str = "jobs/hourly_product_revenue";
 const MIN_US: i64 = 60_000_000;
@@ -71,39 +73,6 @@ fn run_to_end(mut cmd: Command) -> StreamReport {
         .ok()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_else(|| panic!("report: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Writes `messages` (partition, value) in order, with the broker's acknowledgement.
-fn produce(broker: &KafkaBroker, topic: &str, partitions: i32, messages: &[(i32, String)]) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(ember_streaming::kafka::ensure_topic(
-        &broker.brokers(),
-        topic,
-        partitions,
-        &BTreeMap::new(),
-    ))
-    .unwrap_or_else(|e| panic!("{e}\n{}", broker.logs()));
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .set("acks", "all")
-        .create()
-        .expect("producer");
-    for (p, value) in messages {
-        producer
-            .send(
-                BaseRecord::<(), String>::to(topic)
-                    .partition(*p)
-                    .payload(value),
-            )
-            .expect("queue");
-        producer.poll(Duration::ZERO);
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .expect("all messages acknowledged");
 }
 
 fn event(minute: i64, product: &str, kind: &str, quantity: i64, price: &str) -> String {
@@ -655,20 +624,11 @@ fn kill_9_at_random_points(format: &str) -> (tempfile::TempDir, PathBuf) {
     // 2. kill -9 at random moments, several times.
     let mut kills = 0;
     for _ in 0..8 {
-        let mut child = with_format(stream_command(&broker, "crash", &out, 50))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(rng.random_range(100..1000)));
-        if wait_child(&mut child, Duration::ZERO)
-            .expect("wait")
-            .is_none()
-        {
-            child.kill().expect("kill -9");
-            kills += 1;
-        }
-        let _ = child.wait();
+        let after = Duration::from_millis(rng.random_range(100..1000));
+        kills += usize::from(kill_9_after(
+            &mut with_format(stream_command(&broker, "crash", &out, 50)),
+            after,
+        ));
     }
     assert!(
         kills >= 4,
@@ -930,6 +890,18 @@ fn write_job(dir: &Path, manifest: &str, sql_file: &str, sql: &str) {
 
 /// Runs the job folder `job` to the end against `broker`, reading `topic`, writing `out`.
 fn run_job(job: &Path, broker: &KafkaBroker, topic: &str, out: &Path) -> StreamReport {
+    run_to_end(job_command(job, broker, topic, out, &[]))
+}
+
+/// `ember run JOB --format json` against `broker`, reading `topic`, writing `out`, with more
+/// `--set NAME=VALUE` `settings`.
+fn job_command(
+    job: &Path,
+    broker: &KafkaBroker,
+    topic: &str,
+    out: &Path,
+    settings: &[&str],
+) -> Command {
     let mut c = Command::new(bin());
     c.args(["run", &job.display().to_string(), "--format", "json"])
         .args(["--set", &format!("brokers={}", broker.brokers())])
@@ -937,7 +909,10 @@ fn run_job(job: &Path, broker: &KafkaBroker, topic: &str, out: &Path) -> StreamR
         .args(["--set", &format!("output={}", out.display())])
         .env_remove("RUST_LOG")
         .env_remove(CRASH_AT);
-    run_to_end(c)
+    for s in settings {
+        c.args(["--set", s]);
+    }
+    c
 }
 
 #[test]
@@ -1147,4 +1122,232 @@ fn a_stateless_stream_appends_every_batch_rows_partitioned_by_event_hour() {
     let again = run();
     assert_eq!((again.batches, again.counts.records), (0, 0), "{again:?}");
     assert_eq!(rows(), expected);
+}
+
+/// The store events job with `allowed_lateness` and `max_records_per_trigger` as parameters.
+fn tunable_store_events_job() -> String {
+    STORE_EVENTS_JOB
+        .replace(
+            "output = \"out\"",
+            "output = \"out\"\nlateness = \"1h\"\nmax = \"100\"",
+        )
+        .replace(
+            "topic = \"${topic}\"",
+            "topic = \"${topic}\"\nmax_records_per_trigger = \"${max}\"",
+        )
+        .replace(
+            "allowed_lateness = \"0s\"",
+            "allowed_lateness = \"${lateness}\"",
+        )
+}
+
+fn store_event(time: chrono::DateTime<chrono::Utc>) -> String {
+    serde_json::json!({
+        "event_time": time.format("%d/%m/%Y %H:%M:%S").to_string(),
+        "store_id": 1, "category": "food", "quantity": 1, "unit_price": "2.50",
+    })
+    .to_string()
+}
+
+/// An event more than `max_event_time_skew` (1 day) ahead of the batch's processing time is
+/// quarantined as `future_event_time` and does not move the watermark; an `allowed_lateness`
+/// changed between two runs of one checkpoint takes effect in the second.
+#[test]
+fn a_future_event_is_quarantined_and_a_changed_lateness_takes_effect() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("store_events");
+    write_job(
+        &job,
+        &tunable_store_events_job(),
+        "by_category.sql",
+        STORE_EVENTS_SQL,
+    );
+    let out = tmp.path().join("out");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2011-12-09T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let minutes = |m: i64| t0 + chrono::Duration::minutes(m);
+    let run = |settings: &[&str]| run_to_end(job_command(&job, &broker, "clock", &out, settings));
+    // Run 1, lateness 1 h: one event at t0, one two days ahead of now.
+    let future = chrono::Utc::now() + chrono::Duration::days(2);
+    produce(
+        &broker,
+        "clock",
+        1,
+        &[(0, store_event(t0)), (0, store_event(future))],
+    );
+    let first = run(&[]);
+    assert_eq!(
+        first.counts.quarantined.get("future_event_time"),
+        Some(&1),
+        "{first:?}"
+    );
+    assert_eq!(first.counts.events, 1);
+    assert_eq!(
+        first.watermark.as_deref(),
+        Some("2011-12-09T11:00:00.000000Z"),
+        "the future event must not move the watermark"
+    );
+    // Run 2, lateness 0 s, one event per batch: t0+60 min moves the watermark to t0+60 min
+    // (with the old 1 h, to t0), so t0+20 min in the next batch is late.
+    produce(
+        &broker,
+        "clock",
+        1,
+        &[(0, store_event(minutes(60))), (0, store_event(minutes(20)))],
+    );
+    let second = run(&["lateness=0s", "max=1"]);
+    assert_eq!(second.batches, 2, "{second:?}");
+    assert_eq!(
+        second.counts.quarantined.get("late"),
+        Some(&1),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.watermark.as_deref(),
+        Some("2011-12-09T13:00:00.000000Z")
+    );
+}
+
+/// Deletes `topic` (bounded wait).
+fn delete_topic(broker: &KafkaBroker, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .expect("admin");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let results = rt
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                admin.delete_topics(&[topic], &AdminOptions::new()),
+            )
+            .await
+        })
+        .expect("DeleteTopics answered in 30 s")
+        .expect("DeleteTopics");
+    for r in results {
+        assert!(r.is_ok(), "DeleteTopics {r:?}");
+    }
+}
+
+/// A checkpoint whose next offset is past the partition's end (the topic deleted and created
+/// again) stops the stream with one line that says so; `on_offsets_lost = "earliest"` goes on
+/// from the new topic's first offset, `"latest"` from its end, counting what it jumps over.
+/// (Records deleted by retention are the rule's other case, `engine::offsets_lost`'s unit
+/// test: tansu's SQLite engine does not implement DeleteRecords.)
+#[test]
+fn lost_offsets_stop_the_stream_with_a_reason_or_go_on_where_asked() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("store_events");
+    let manifest = tunable_store_events_job().replace(
+        "max_records_per_trigger = \"${max}\"",
+        "max_records_per_trigger = \"${max}\"\non_offsets_lost = \"${on_lost}\"",
+    );
+    let manifest = manifest.replace("max = \"100\"", "max = \"100\"\non_lost = \"fail\"");
+    write_job(&job, &manifest, "by_category.sql", STORE_EVENTS_SQL);
+    let out = tmp.path().join("out");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2011-12-09T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let events = |from: i64, n: i64| -> Vec<(i32, String)> {
+        (from..from + n)
+            .map(|m| (0, store_event(t0 + chrono::Duration::minutes(m))))
+            .collect()
+    };
+    let command = |on_lost: &str| {
+        job_command(
+            &job,
+            &broker,
+            "lossy",
+            &out,
+            &[&format!("on_lost={on_lost}")],
+        )
+    };
+    let fails = |on_lost: &str, expected: &str| {
+        let o = command(on_lost).output().expect("run");
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        assert_eq!(o.status.code(), Some(3), "an external condition: {err}");
+        assert!(
+            err.contains("topic lossy partition 0")
+                && err.contains(expected)
+                && err.contains("on_offsets_lost = \"earliest\""),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+    produce(&broker, "lossy", 1, &events(0, 10));
+    assert_eq!(run_to_end(command("fail")).counts.records, 10);
+    // The topic deleted and created again, with 3 events: offsets 0..3, the checkpoint at 10.
+    delete_topic(&broker, "lossy");
+    produce(&broker, "lossy", 1, &events(30, 3));
+    fails("fail", "the next offset 10 is past the partition's end 3");
+    let recreated = run_to_end(command("earliest"));
+    assert_eq!(recreated.counts.records, 3, "{recreated:?}");
+    assert_eq!(recreated.counts.offsets_lost, 0, "{recreated:?}");
+    // Once more, with 2 events, going on from the end: both are jumped over and counted, and
+    // the next run starts there.
+    delete_topic(&broker, "lossy");
+    produce(&broker, "lossy", 1, &events(40, 2));
+    let latest = run_to_end(command("latest"));
+    assert_eq!(
+        (latest.counts.records, latest.counts.offsets_lost),
+        (0, 2),
+        "{latest:?}"
+    );
+    produce(&broker, "lossy", 1, &events(50, 1));
+    let after = run_to_end(command("fail"));
+    assert_eq!(after.counts.records, 1, "{after:?}");
+}
+
+/// A range whose last offset holds no message ends at the range's end instead of waiting for
+/// it until the read timeout, and the offset is counted as skipped. Such offsets are a
+/// transaction's commit marker or a compacted tail; tansu supports neither transactions
+/// (`EndTxn` is not in its API versions) nor DeleteRecords on its SQLite engine, so the test
+/// makes the gap with a plan (`offsets/0`, not committed) whose range ends one offset past the
+/// partition's last message: the replay reads it as it would read a marker.
+#[test]
+fn offsets_without_a_message_at_the_end_of_a_range_do_not_stall_the_batch() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("store_events");
+    write_job(
+        &job,
+        &tunable_store_events_job(),
+        "by_category.sql",
+        STORE_EVENTS_SQL,
+    );
+    let t0 = chrono::DateTime::parse_from_rfc3339("2011-12-09T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let events: Vec<(i32, String)> = (0..5)
+        .map(|m| (0, store_event(t0 + chrono::Duration::minutes(m))))
+        .collect();
+    produce(&broker, "gap", 1, &events);
+    let out = tmp.path().join("out");
+    // Batch 0 is planned ([0, 5)), then the process dies.
+    let mut crash = job_command(&job, &broker, "gap", &out, &[]);
+    crash
+        .env(CRASH_AT, "offsets:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    assert!(!crash.status().expect("run").success());
+    // The plan says [0, 6): offset 5 holds no message.
+    let plan_file = out.join("_checkpoint/offsets/0");
+    let mut plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&plan_file).expect("plan")).expect("json");
+    assert_eq!(plan["ranges"][0]["end"], 5, "{plan}");
+    plan["ranges"][0]["end"] = 6.into();
+    std::fs::write(&plan_file, plan.to_string()).expect("plan");
+    let report = run_job(&job, &broker, "gap", &out);
+    assert_eq!(report.replayed, 1, "{report:?}");
+    assert_eq!(report.counts.events, 5, "{report:?}");
+    assert_eq!(
+        (report.counts.records, report.counts.offsets_skipped),
+        (5, 1),
+        "{report:?}"
+    );
 }

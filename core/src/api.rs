@@ -255,6 +255,10 @@ pub struct BatchCounts {
     /// transaction markers).
     #[serde(default)]
     pub offsets_skipped: i64,
+    /// Offsets the stream jumped over because its checkpoint's next offset was no longer in
+    /// the topic (retention, or the topic created again) and `on_offsets_lost` said go on.
+    #[serde(default)]
+    pub offsets_lost: i64,
     /// Valid events (not late).
     pub events: u64,
     /// Quarantined messages by reason (`late` included).
@@ -264,6 +268,13 @@ pub struct BatchCounts {
     /// Events kept in the state for windows still open (after the batch; of a run's totals,
     /// after its last batch).
     pub state_events: u64,
+    /// Output rows written, by output name (a stream with several `[[output]]`s).
+    #[serde(default)]
+    pub rows_by_output: std::collections::BTreeMap<String, u64>,
+    /// Valid events whose key has no row in a lookup table, by lookup name (lookups with a
+    /// declared `key` only): an INNER JOIN drops them, a LEFT JOIN keeps them.
+    #[serde(default)]
+    pub unmatched: std::collections::BTreeMap<String, u64>,
 }
 
 impl BatchCounts {
@@ -271,12 +282,19 @@ impl BatchCounts {
     pub fn add(&mut self, batch: &BatchCounts) {
         self.records += batch.records;
         self.offsets_skipped += batch.offsets_skipped;
+        self.offsets_lost += batch.offsets_lost;
         self.events += batch.events;
         for (reason, n) in &batch.quarantined {
             *self.quarantined.entry(reason.clone()).or_default() += n;
         }
         self.rows_written += batch.rows_written;
         self.state_events = batch.state_events;
+        for (name, n) in &batch.rows_by_output {
+            *self.rows_by_output.entry(name.clone()).or_default() += n;
+        }
+        for (name, n) in &batch.unmatched {
+            *self.unmatched.entry(name.clone()).or_default() += n;
+        }
     }
 
     /// Quarantined messages, all reasons.

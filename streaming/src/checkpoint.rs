@@ -53,6 +53,10 @@ pub struct BatchPlan {
     pub watermark: Watermark,
     /// Processing time of the batch, ms since the epoch (idle-partition decisions use it).
     pub now_ms: i64,
+    /// Offsets skipped before this batch because the checkpoint's next offset was no longer in
+    /// the topic (`on_offsets_lost` = `earliest` or `latest`).
+    #[serde(default)]
+    pub offsets_lost: i64,
 }
 
 impl BatchPlan {
@@ -98,8 +102,8 @@ pub enum Resume {
     },
     /// Everything up to `last` is committed.
     Continue {
-        /// The last commit.
-        last: BatchCommit,
+        /// The last commit (boxed: it carries the batch's counts).
+        last: Box<BatchCommit>,
         /// Its plan (the ends are the next starts).
         plan: BatchPlan,
     },
@@ -163,7 +167,7 @@ impl Checkpoint {
         let plan: BatchPlan = self.read_json(&format!("offsets/{last_plan}")).await?;
         match committed.last() {
             Some(&c) if c == last_plan => Ok(Resume::Continue {
-                last: self.read_json(&format!("commits/{c}")).await?,
+                last: Box::new(self.read_json(&format!("commits/{c}")).await?),
                 plan,
             }),
             Some(&c) if c + 1 == last_plan => Ok(Resume::Replay { plan }),

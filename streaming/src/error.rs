@@ -34,6 +34,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A lookup table (`[[input]]`) cannot be listed or read, or lacks its key.
+    #[error("lookup table {name} ({path}): {message}")]
+    Lookup {
+        /// The table name.
+        name: String,
+        /// Its path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A micro-batch query failed.
     #[error("batch {batch_id}: {source}")]
     Query {
@@ -50,7 +60,7 @@ impl Classify for Error {
         match self {
             Error::Core(e) | Error::Query { source: e, .. } => e.kind(),
             Error::Kafka { .. } | Error::Scheduler { .. } => ErrorKind::External,
-            Error::Checkpoint { .. } => ErrorKind::User,
+            Error::Checkpoint { .. } | Error::Lookup { .. } => ErrorKind::User,
         }
     }
 }

@@ -25,6 +25,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for the brokers to deliver a planned range.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The longest a gap probe waits for its answer.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a read waits with no message before it checks whether the offsets it still waits
+/// for hold messages at all ([`KafkaSource::first_message_from`]).
+pub const GAP_PROBE_AFTER: Duration = Duration::from_secs(3);
+
 /// One message read: partition, offset, payload (empty for a NULL value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -41,6 +48,8 @@ pub struct KafkaSource {
     consumer: BaseConsumer,
     brokers: String,
     topic: String,
+    group_id: String,
+    options: BTreeMap<String, String>,
     /// Where the consumer stands between batches, so that the next batch goes on fetching
     /// where the last one stopped (re-assigning would make the broker serve the same data
     /// again, as Spark's cached Kafka consumers avoid too).
@@ -127,6 +136,8 @@ impl KafkaSource {
             consumer,
             brokers: brokers.to_string(),
             topic: topic.to_string(),
+            group_id: group_id.to_string(),
+            options: options.clone(),
             position: std::sync::Mutex::new(Position::default()),
         })
     }
@@ -239,7 +250,32 @@ impl KafkaSource {
             }
         }
         let deadline = Instant::now() + timeout;
+        let mut quiet_since = Instant::now();
         while next.values().any(|(n, end)| n < end) {
+            if quiet_since.elapsed() >= GAP_PROBE_AFTER {
+                // Offsets at the end of a range may hold no message (a transaction's commit
+                // marker, a compacted tail, an aborted transaction's records): ask a fresh
+                // consumer where the next message is.
+                for (&p, (n, end)) in &mut next {
+                    if *n < *end
+                        && self
+                            .first_message_from(
+                                p,
+                                *n,
+                                deadline.min(Instant::now() + PROBE_TIMEOUT),
+                            )?
+                            .is_none_or(|first| first >= *end)
+                    {
+                        tracing::warn!(
+                            topic = %self.topic, partition = p, from = *n, to = *end,
+                            "these offsets hold no message (transaction markers or compaction): the range ends before them"
+                        );
+                        *n = *end;
+                    }
+                }
+                quiet_since = Instant::now();
+                continue;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let missing: Vec<String> = next
@@ -260,6 +296,7 @@ impl KafkaSource {
             let Some(message) = self.consumer.poll(left.min(Duration::from_millis(500))) else {
                 continue;
             };
+            quiet_since = Instant::now();
             let message = match message {
                 Ok(m) => m,
                 Err(e) => {
@@ -277,6 +314,50 @@ impl KafkaSource {
             take(record, &mut next, &mut position.ahead);
         }
         Ok(out)
+    }
+
+    /// The offset of the first message at or after `from` in `partition`, read by a consumer
+    /// of its own (so that no event of an earlier read is mistaken for this one's): `None` when
+    /// it reaches the partition's end first. A message not seen by `deadline` counts as at
+    /// `from` (nothing is skipped on a guess).
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the consumer cannot be made or a fetch fails.
+    fn first_message_from(
+        &self,
+        partition: i32,
+        from: i64,
+        deadline: Instant,
+    ) -> Result<Option<i64>> {
+        let context = || format!("probing {}/{partition} from offset {from}", self.topic);
+        let probe: BaseConsumer = client_config(&self.brokers, &self.options)
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .create()
+            .map_err(|e| kafka(context(), &e))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(&self.topic, partition, Offset::Offset(from))
+            .map_err(|e| kafka(context(), &e))?;
+        probe
+            .assign(&assignment)
+            .map_err(|e| kafka(context(), &e))?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Some(from));
+            }
+            match probe.poll(left.min(Duration::from_millis(500))) {
+                None => {}
+                Some(Ok(m)) if m.partition() == partition => return Ok(Some(m.offset())),
+                Some(Ok(_)) => {}
+                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => return Ok(None),
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => return Err(kafka(context(), &e)),
+            }
+        }
     }
 
     /// Commits `ends` (next offset per partition) to the consumer group.

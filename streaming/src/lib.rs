@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod kafka;
+pub mod lookup;
 pub mod manifest;
 pub mod produce;
 pub mod scan;

@@ -15,6 +15,7 @@
 //! starting_offsets = "earliest" # or "latest": where a stream without checkpoint starts
 //! max_records_per_trigger = 100000
 //! options = { "fetch.max.bytes" = "52428800" }   # extra librdkafka settings
+//! on_offsets_lost = "fail"      # or "earliest", "latest": the checkpoint's offset is gone
 //!
 //! [source.schema]               # the messages' fields: crate::event::schema
 //! format = "json"
@@ -25,19 +26,30 @@
 //!   { name = "quantity", type = "int", required = true, min = 1 },
 //! ]
 //!
+//! [[input]]                     # lookup tables the SQL joins: crate::lookup
+//! name = "products"
+//! path = "data/products.csv.gz" # csv, csv.gz, parquet or a Delta table; local, HDFS or S3
+//! key = "product_id"            # counts events with no match as unmatched.products
+//! refresh = "1m"                # reloaded when its files change, checked at most this often
+//!
 //! [stream]
 //! trigger = "5s"                # processing-time interval, or "available-now"
 //! allowed_lateness = "10m"
 //! idle_timeout = "1m"
-//! checkpoint = "…"              # default: <output>/_checkpoint
+//! max_event_time_skew = "1d"    # events further ahead of processing time: future_event_time
+//! checkpoint = "…"              # default: <first output>/_checkpoint
 //!
-//! [output]
+//! [output]                      # or several [[output]] blocks, each with a name
 //! path = "output/hourly_product_revenue"
 //! format = "parquet"            # or "delta": one Delta commit per micro-batch (docs/tables.md)
 //! partition_by = ["window_date", "window_hour"]
 //! sql = "windows.sql"           # reads the table `events`; a windowed query gives window_start
 //!                               # and window_end, a stateless one neither
 //! ```
+//!
+//! Several `[[output]]`s are fed by one Kafka read and one checkpoint: each micro-batch is
+//! written to every output, in the order they are declared, before the batch's commit mark
+//! (see [`crate::engine`]). The quarantine goes to the first output's `_quarantine/`.
 //!
 //! `${name}` references are substituted in the whole file (comments too) before it is parsed;
 //! unknown keys are errors that name their line.
@@ -53,8 +65,10 @@ use ember_core::sql_file::SqlFile;
 
 use serde::Deserialize;
 
+use crate::engine::OnOffsetsLost;
 use crate::error::Result;
 use crate::event::{EventSchema, SchemaDecl};
+use crate::lookup::{Lookup, LookupDecl};
 
 /// When micro-batches start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +106,25 @@ pub struct Source {
     pub max_records_per_trigger: u64,
     /// Extra librdkafka settings.
     pub options: BTreeMap<String, String>,
+    /// What to do when the checkpoint's next offset is no longer in the topic.
+    pub on_offsets_lost: OnOffsetsLost,
+}
+
+/// One output of a stream: a folder (plain Parquet with the sink log) or a Delta table, and
+/// the query that fills it.
+#[derive(Debug, Clone)]
+pub struct StreamOutput {
+    /// The output's name (`name`, or the last segment of its path), unique in the job; reports
+    /// count rows per output under it.
+    pub name: String,
+    /// Output folder (local path or URL).
+    pub path: String,
+    /// Plain Parquet with the sink log, or a Delta table.
+    pub format: OutputFormat,
+    /// Partition columns of the output (produced by the SQL).
+    pub partition_by: Vec<String>,
+    /// The query over `events` (and the lookup tables): a windowed aggregation, or stateless.
+    pub sql: SqlFile,
 }
 
 /// A resolved streaming job: parameters applied, SQL read.
@@ -113,16 +146,22 @@ pub struct StreamJob {
     pub allowed_lateness_us: i64,
     /// Idle timeout of a partition, ms.
     pub idle_timeout_ms: i64,
+    /// How far ahead of the batch's processing time an event time may be, µs; beyond, the
+    /// event is quarantined as `future_event_time`.
+    pub max_event_time_skew_us: i64,
     /// Checkpoint folder (local path or URL).
     pub checkpoint: String,
-    /// Output folder (local path or URL).
-    pub output: String,
-    /// Plain Parquet with the sink log, or a Delta table.
-    pub format: OutputFormat,
-    /// Partition columns of the output (produced by the SQL).
-    pub partition_by: Vec<String>,
-    /// The query over `events`: a windowed aggregation, or stateless.
-    pub sql: SqlFile,
+    /// The lookup tables (`[[input]]`), in declared order.
+    pub lookups: Vec<Lookup>,
+    /// The outputs, in declared order (at least one); the first also holds the quarantine.
+    pub outputs: Vec<StreamOutput>,
+}
+
+impl StreamJob {
+    /// The first output: where the quarantine and, by default, the checkpoint live.
+    pub fn primary(&self) -> &StreamOutput {
+        &self.outputs[0]
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -146,7 +185,37 @@ struct File {
     params: BTreeMap<String, String>,
     source: SourceSection,
     stream: StreamSection,
-    output: OutputSection,
+    #[serde(default)]
+    input: Vec<LookupDecl>,
+    #[serde(deserialize_with = "one_or_many")]
+    output: Vec<OutputSection>,
+}
+
+/// `[output]` (one table) or `[[output]]` (an array of tables), with each table's own errors.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<OutputSection>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<OutputSection>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an [output] table or [[output]] tables")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            OutputSection::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                .map(|o| vec![o])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            Vec::<OutputSection>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 #[derive(serde::Deserialize)]
@@ -170,6 +239,8 @@ struct SourceSection {
     max_records_per_trigger: u64,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    #[serde(default)]
+    on_offsets_lost: OnOffsetsLost,
     schema: SchemaDecl,
 }
 
@@ -207,6 +278,8 @@ struct StreamSection {
     allowed_lateness: String,
     #[serde(default = "default_idle")]
     idle_timeout: String,
+    #[serde(default = "default_skew")]
+    max_event_time_skew: String,
     checkpoint: Option<String>,
 }
 
@@ -219,10 +292,14 @@ fn default_lateness() -> String {
 fn default_idle() -> String {
     "1m".into()
 }
+fn default_skew() -> String {
+    "1d".into()
+}
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OutputSection {
+    name: Option<String>,
     path: String,
     #[serde(default)]
     format: Option<String>,
@@ -309,6 +386,12 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         "idle_timeout",
         &file.stream.idle_timeout,
     )?;
+    let skew = duration(
+        &file_path,
+        &rendered,
+        "max_event_time_skew",
+        &file.stream.max_event_time_skew,
+    )?;
     if file.source.max_records_per_trigger == 0 {
         let offset = rendered.find("max_records_per_trigger").unwrap_or(0);
         return Err(manifest_error(
@@ -319,20 +402,38 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         )
         .into());
     }
-    let output = file.output.path.trim().trim_end_matches('/').to_string();
+    let outputs = outputs(
+        &file_path,
+        &rendered,
+        &dir,
+        &params,
+        &file.output,
+        &file.job.name,
+    )?;
     let checkpoint = file
         .stream
         .checkpoint
         .map(|c| c.trim().trim_end_matches('/').to_string())
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| format!("{output}/_checkpoint"));
-    let format = match &file.output.format {
-        Some(name) => OutputFormat::parse(name).map_err(|message| {
-            let offset = rendered.find("format").unwrap_or(0);
-            manifest_error(&file_path, &rendered, offset, message)
-        })?,
-        None => OutputFormat::default(),
-    };
+        .unwrap_or_else(|| format!("{}/_checkpoint", outputs[0].path));
+    let mut lookups: Vec<Lookup> = Vec::with_capacity(file.input.len());
+    let input_blocks = block_offsets(&rendered, &["[[input]]"]);
+    for (i, decl) in file.input.into_iter().enumerate() {
+        let offset = key_offset(&rendered, input_blocks.get(i).copied(), decl.name());
+        let lookup = decl
+            .check()
+            .map_err(|message| manifest_error(&file_path, &rendered, offset, message))?;
+        if lookups.iter().any(|l| l.name == lookup.name) || lookup.name == "events" {
+            return Err(manifest_error(
+                &file_path,
+                &rendered,
+                offset,
+                format!("[[input]] `{}`: the name is taken", lookup.name),
+            )
+            .into());
+        }
+        lookups.push(lookup);
+    }
     let schema = file.source.schema.check().map_err(|message| {
         let offset = rendered.find("[source.schema]").unwrap_or(0);
         manifest_error(
@@ -342,7 +443,6 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
             format!("[source.schema] {message}"),
         )
     })?;
-    let sql = SqlFile::load("output", dir.join(&file.output.sql), &params)?;
     Ok(StreamJob {
         name: file.job.name.clone(),
         manifest_path: file_path,
@@ -357,15 +457,94 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
             starting_offsets: file.source.starting_offsets,
             max_records_per_trigger: file.source.max_records_per_trigger,
             options: file.source.options,
+            on_offsets_lost: file.source.on_offsets_lost,
         },
         schema,
         trigger,
         allowed_lateness_us: i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX),
         idle_timeout_ms: i64::try_from(idle.as_millis()).unwrap_or(i64::MAX),
+        max_event_time_skew_us: i64::try_from(skew.as_micros()).unwrap_or(i64::MAX),
         checkpoint,
-        output,
-        format,
-        partition_by: file.output.partition_by,
-        sql,
+        lookups,
+        outputs,
     })
+}
+
+/// Byte offsets of the lines that open a table with one of `headers` (`[[output]]`), in
+/// order: the `i`-th is where the `i`-th such table of the file starts.
+fn block_offsets(text: &str, headers: &[&str]) -> Vec<usize> {
+    let mut offset = 0;
+    let mut found = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if headers.iter().any(|h| line.trim_start().starts_with(h)) {
+            found.push(offset);
+        }
+        offset += line.len();
+    }
+    found
+}
+
+/// Where `key` is written in the table starting at `block` (the table's start when it is not
+/// there; the file's start without a table).
+fn key_offset(text: &str, block: Option<usize>, key: &str) -> usize {
+    block.map_or(0, |start| {
+        start + text.get(start..).and_then(|t| t.find(key)).unwrap_or(0)
+    })
+}
+
+/// The outputs of `sections`: names given or taken from the path's last segment (`job` for a
+/// single unnamed output whose path ends in nothing usable), unique names and paths.
+fn outputs(
+    file_path: &Path,
+    rendered: &str,
+    dir: &Path,
+    params: &Params,
+    sections: &[OutputSection],
+    job: &str,
+) -> Result<Vec<StreamOutput>> {
+    let blocks = block_offsets(rendered, &["[[output]]", "[output]"]);
+    if sections.is_empty() {
+        return Err(manifest_error(file_path, rendered, 0, "no [[output]]").into());
+    }
+    let mut outputs: Vec<StreamOutput> = Vec::with_capacity(sections.len());
+    for (i, section) in sections.iter().enumerate() {
+        let at = |key: &str| key_offset(rendered, blocks.get(i).copied(), key);
+        let path = section.path.trim().trim_end_matches('/').to_string();
+        let name = match &section.name {
+            Some(n) => n.trim().to_string(),
+            None => path
+                .rsplit('/')
+                .next()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(job)
+                .to_string(),
+        };
+        let format = match &section.format {
+            Some(f) => OutputFormat::parse(f)
+                .map_err(|message| manifest_error(file_path, rendered, at("format"), message))?,
+            None => OutputFormat::default(),
+        };
+        if let Some(other) = outputs.iter().find(|o| o.name == name || o.path == path) {
+            let what = if other.name == name { "name" } else { "path" };
+            return Err(manifest_error(
+                file_path,
+                rendered,
+                at(&section.path),
+                format!(
+                    "output `{name}` has the same {what} as output `{}`: give each [[output]] its own name and path",
+                    other.name
+                ),
+            )
+            .into());
+        }
+        let sql = SqlFile::load(&format!("output {name}"), dir.join(&section.sql), params)?;
+        outputs.push(StreamOutput {
+            name,
+            path,
+            format,
+            partition_by: section.partition_by.clone(),
+            sql,
+        });
+    }
+    Ok(outputs)
 }

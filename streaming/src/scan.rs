@@ -96,8 +96,20 @@ pub enum Message {
     Rejected(Rejected),
 }
 
-/// Parses `record` as `schema` declares; a valid event older than `watermark` is `late`.
-pub fn classify(schema: &EventSchema, record: &Record, watermark: &Watermark) -> Message {
+/// The reason of an event whose time is more than the job's `max_event_time_skew` ahead of
+/// the batch's processing time.
+pub const FUTURE_EVENT_TIME: &str = "future_event_time";
+
+/// Parses `record` as `schema` declares. A valid event whose time is after `future_after_us`
+/// (the batch's processing time plus `max_event_time_skew`) is [`FUTURE_EVENT_TIME`]: a clock
+/// gone wrong must not move the watermark past every open window. A valid event older than
+/// `watermark` is `late`.
+pub fn classify(
+    schema: &EventSchema,
+    record: &Record,
+    watermark: &Watermark,
+    future_after_us: Option<i64>,
+) -> Message {
     let origin = Origin {
         partition: record.partition,
         offset: record.offset,
@@ -111,6 +123,9 @@ pub fn classify(schema: &EventSchema, record: &Record, watermark: &Watermark) ->
         })
     };
     match event::parse(schema, &record.payload) {
+        Ok(e) if future_after_us.is_some_and(|f| e.event_time_us > f) => {
+            rejected(FUTURE_EVENT_TIME, Some(e.event_time_us))
+        }
         Ok(e) if watermark.is_late(e.event_time_us) => rejected("late", Some(e.event_time_us)),
         Ok(e) => Message::Valid(origin, e),
         Err(reason) => rejected(reason, None),
@@ -239,6 +254,10 @@ pub struct ScanSource {
     pub schema: SchemaDecl,
     /// The watermark before the batch.
     pub watermark: Watermark,
+    /// Event times after this, µs, are [`FUTURE_EVENT_TIME`] (the batch's processing time plus
+    /// `max_event_time_skew`).
+    #[serde(default)]
+    pub future_after_us: Option<i64>,
 }
 
 /// A batch's Kafka scan: the source and its ranges (one task each).
@@ -449,7 +468,7 @@ fn read_range(
         .map_err(kafka)?;
     let messages: Vec<Message> = records
         .iter()
-        .map(|r| classify(events, r, &spec.watermark))
+        .map(|r| classify(events, r, &spec.watermark, spec.future_after_us))
         .collect();
     tracing::info!(
         topic = %spec.topic, partition = range.partition, start = range.start, end = range.end,
@@ -625,11 +644,19 @@ mod tests {
         watermark.current_us = Some(at_1230);
         let good = r#"{"event_time":"2011-12-09T12:50:00Z","store_id":"UK","product_id":"A","transaction_type":"SALE","quantity":2,"unit_price":"1.25"}"#;
         let late = r#"{"event_time":"2011-12-09T12:00:00Z","product_id":"B","transaction_type":"RETURN","quantity":1,"unit_price":3}"#;
-        let records = [record(10, good), record(11, "not json"), record(12, late)];
+        let future = r#"{"event_time":"2011-12-11T12:00:00Z","product_id":"C","transaction_type":"SALE","quantity":1,"unit_price":3}"#;
+        let records = [
+            record(10, good),
+            record(11, "not json"),
+            record(12, late),
+            record(13, future),
+        ];
         let schema = crate::event::tests::retail();
+        // Processing time 2011-12-09T13:00Z, one day of skew allowed.
+        let skew = at_1230 + 30 * MIN + 24 * 60 * MIN;
         let messages: Vec<Message> = records
             .iter()
-            .map(|r| classify(&schema, r, &watermark))
+            .map(|r| classify(&schema, r, &watermark, Some(skew)))
             .collect();
         let reasons: Vec<Option<&str>> = messages
             .iter()
@@ -638,7 +665,15 @@ mod tests {
                 Message::Rejected(r) => Some(r.reason.as_str()),
             })
             .collect();
-        assert_eq!(reasons, [None, Some("not_json"), Some("late")]);
+        assert_eq!(
+            reasons,
+            [
+                None,
+                Some("not_json"),
+                Some("late"),
+                Some(FUTURE_EVENT_TIME)
+            ]
+        );
         let Message::Rejected(r) = &messages[2] else {
             panic!("late")
         };
@@ -657,6 +692,7 @@ mod tests {
                 group_id: "g".into(),
                 options: [("security.protocol".to_string(), "plaintext".to_string())].into(),
                 watermark: Watermark::new(1_000, 2_000),
+                future_after_us: Some(3_000),
                 schema: crate::event::tests::retail().decl,
             },
             ranges: vec![

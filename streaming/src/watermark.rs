@@ -50,6 +50,41 @@ impl Watermark {
         }
     }
 
+    /// Applies the job's `allowed_lateness` and `idle_timeout` to a watermark restored from a
+    /// checkpoint, and says what changed (one line per setting; empty when nothing did). The
+    /// new values take effect from the next micro-batch; the watermark never moves back, so a
+    /// longer lateness holds it where it is until the event times catch up, and a shorter one
+    /// moves it on at the next batch.
+    pub fn reconfigure(&mut self, lateness_us: i64, idle_timeout_ms: i64) -> Vec<String> {
+        let said = |name: &str, from: std::time::Duration, to: std::time::Duration| {
+            format!(
+                "{name} {} → {}",
+                humantime::format_duration(from),
+                humantime::format_duration(to)
+            )
+        };
+        let us = |v: i64| std::time::Duration::from_micros(v.max(0).unsigned_abs());
+        let ms = |v: i64| std::time::Duration::from_millis(v.max(0).unsigned_abs());
+        let mut changed = Vec::new();
+        if self.lateness_us != lateness_us {
+            changed.push(said(
+                "allowed_lateness",
+                us(self.lateness_us),
+                us(lateness_us),
+            ));
+            self.lateness_us = lateness_us;
+        }
+        if self.idle_timeout_ms != idle_timeout_ms {
+            changed.push(said(
+                "idle_timeout",
+                ms(self.idle_timeout_ms),
+                ms(idle_timeout_ms),
+            ));
+            self.idle_timeout_ms = idle_timeout_ms;
+        }
+        changed
+    }
+
     /// Whether an event at `event_us` is late: below the current watermark.
     pub fn is_late(&self, event_us: i64) -> bool {
         self.current_us.is_some_and(|w| event_us < w)
@@ -165,6 +200,25 @@ mod tests {
             Some(31 * MIN_US)
         );
         assert!(w.is_late(20 * MIN_US));
+    }
+
+    #[test]
+    fn a_changed_lateness_takes_effect_at_the_next_batch_and_never_moves_back() {
+        let mut w = Watermark::new(60 * MIN_US, 60_000);
+        w.advance(&batch(&[(0, 120 * MIN_US)]), 0);
+        assert_eq!(w.current_us, Some(60 * MIN_US));
+        assert!(w.reconfigure(60 * MIN_US, 60_000).is_empty());
+        assert_eq!(
+            w.reconfigure(10 * MIN_US, 60_000),
+            ["allowed_lateness 1h → 10m"]
+        );
+        w.advance(&BTreeMap::new(), 0);
+        assert_eq!(w.current_us, Some(110 * MIN_US));
+        // Longer again: held, not moved back.
+        w.reconfigure(120 * MIN_US, 1_000);
+        w.advance(&batch(&[(0, 125 * MIN_US)]), 0);
+        assert_eq!(w.current_us, Some(110 * MIN_US));
+        assert_eq!(w.idle_timeout_ms, 1_000);
     }
 
     #[test]

@@ -56,6 +56,28 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> io::Result<Option<Exi
     }
 }
 
+/// Runs `command` (its output discarded) for `after`, then kills it with SIGKILL (`kill -9`)
+/// unless it ended by itself; waits for it. Returns whether it was killed.
+///
+/// # Panics
+/// When the command cannot be started or waited for (a test's setup error).
+pub fn kill_9_after(command: &mut std::process::Command, after: Duration) -> bool {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    thread::sleep(after);
+    let running = wait_child(&mut child, Duration::ZERO)
+        .expect("wait")
+        .is_none();
+    if running {
+        child.kill().expect("kill -9");
+    }
+    let _ = child.wait();
+    running
+}
+
 /// Lines longer than this are cut in [`tail_lines`] (e.g. a JVM's logged classpath).
 pub const TAIL_LINE_MAX_CHARS: usize = 400;
 

@@ -80,20 +80,32 @@ impl Stream {
         Ok(())
     }
 
-    /// The watermark that marks `plan`'s late events: the plan's for a windowed query; none
-    /// for a stateless one, which keeps late events (Spark's watermark only drops data in
-    /// stateful operators).
+    /// The watermark that marks `plan`'s late events: the plan's when an output is windowed;
+    /// none when every output is stateless, which keeps late events (Spark's watermark only
+    /// drops data in stateful operators). One rule for all outputs, so that they all see the
+    /// same events.
     fn late_marks(&self, plan: &BatchPlan) -> Watermark {
-        match self.window {
-            Some(_) => plan.watermark.clone(),
-            None => Watermark::new(plan.watermark.lateness_us, plan.watermark.idle_timeout_ms),
+        if self.sinks.iter().any(|s| s.window.is_some()) {
+            plan.watermark.clone()
+        } else {
+            Watermark::new(plan.watermark.lateness_us, plan.watermark.idle_timeout_ms)
         }
     }
 
-    /// The job's SQL over an `events` table of `events`, filtered by `filter`.
+    /// Event times after this, µs, are quarantined as `future_event_time`: the plan's
+    /// processing time (so a replay decides as the first attempt did) plus
+    /// `max_event_time_skew`.
+    fn future_after(&self, plan: &BatchPlan) -> i64 {
+        plan.now_ms
+            .saturating_mul(1000)
+            .saturating_add(self.job.max_event_time_skew_us)
+    }
+
+    /// `sql` over an `events` table of `events`, filtered by `filter`.
     async fn query(
         &self,
         id: u64,
+        sql: &ember_core::sql_file::SqlFile,
         events: Vec<RecordBatch>,
         filter: Option<datafusion::prelude::Expr>,
     ) -> Result<Vec<RecordBatch>> {
@@ -105,9 +117,9 @@ impl Stream {
             .map_err(|e| query_error(id, "events table", e))?;
         let sql_error = |e| Error::Query {
             batch_id: id,
-            source: self.job.sql.error(e),
+            source: sql.error(e),
         };
-        let mut df = self.ctx.sql(&self.job.sql.text).await.map_err(sql_error)?;
+        let mut df = self.ctx.sql(&sql.text).await.map_err(sql_error)?;
         if let Some(filter) = filter {
             df = df
                 .filter(filter)
@@ -134,6 +146,7 @@ impl Stream {
                 group_id: self.job.source.group_id.clone(),
                 options: self.job.source.options.clone(),
                 watermark: self.late_marks(plan),
+                future_after_us: Some(self.future_after(plan)),
             },
             ranges: plan.ranges.clone(),
         };
@@ -182,9 +195,10 @@ impl Stream {
                 let records =
                     tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
                 lap("read", &mut phases);
+                let (late, future) = (self.late_marks(plan), Some(self.future_after(plan)));
                 let parsed = records
                     .iter()
-                    .map(|r| scan::classify(&self.job.schema, r, &self.late_marks(plan)))
+                    .map(|r| scan::classify(&self.job.schema, r, &late, future))
                     .collect();
                 lap("parse", &mut phases);
                 parsed
@@ -241,25 +255,43 @@ impl Stream {
         if new_events.num_rows() > 0 {
             all.push(new_events.clone());
         }
-        let emitted = match (self.window, after) {
-            // A stateless query (no window): the rows of this batch's events, at once.
-            (None, _) if new_events.num_rows() > 0 => {
-                self.query(id, vec![new_events], None).await?
-            }
-            (None, _) | (Some(_), None) => Vec::new(),
-            // Windows the watermark closed in this batch.
-            (Some(_), Some(after)) => {
-                let end = col("window_end");
-                let ends_now = end.clone().lt_eq(ts_lit(after));
-                let closed = match before {
-                    Some(b) => end.gt(ts_lit(b)).and(ends_now),
-                    None => ends_now,
-                };
-                self.query(id, all.clone(), Some(closed)).await?
-            }
-        };
+        let unmatched = self.lookups.unmatched(&new_events)?;
+        // Each output's rows: a stateless query's over this batch's events at once; a windowed
+        // query's for the windows the watermark closed in this batch.
+        let mut emitted: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sinks.len());
+        for (output, sink) in self.job.outputs.iter().zip(&self.sinks) {
+            emitted.push(match (sink.window, after) {
+                (None, _) if new_events.num_rows() > 0 => {
+                    self.query(id, &output.sql, vec![new_events.clone()], None)
+                        .await?
+                }
+                (None, _) | (Some(_), None) => Vec::new(),
+                (Some(_), Some(after)) => {
+                    let end = col("window_end");
+                    let ends_now = end.clone().lt_eq(ts_lit(after));
+                    let closed = match before {
+                        Some(b) => end.gt(ts_lit(b)).and(ends_now),
+                        None => ends_now,
+                    };
+                    self.query(id, &output.sql, all.clone(), Some(closed))
+                        .await?
+                }
+            });
+        }
         lap("query", &mut phases);
-        let rows_written: u64 = emitted.iter().map(|b| b.num_rows() as u64).sum();
+        let rows_by_output: BTreeMap<String, u64> = self
+            .job
+            .outputs
+            .iter()
+            .zip(&emitted)
+            .map(|(o, rows)| {
+                (
+                    o.name.clone(),
+                    rows.iter().map(|b| b.num_rows() as u64).sum(),
+                )
+            })
+            .collect();
+        let rows_written: u64 = rows_by_output.values().sum();
         let quarantine = if rejected.is_empty() {
             None
         } else {
@@ -268,45 +300,69 @@ impl Stream {
                     .map_err(|e| query_error(id, "quarantine", e.into()))?,
             )
         };
-        match self.job.format {
-            OutputFormat::Parquet => {
-                let files =
-                    sink::write_partitioned(&self.output, id, &self.job.partition_by, &emitted)
-                        .await?;
-                if let Some(q) = quarantine {
-                    self.output
+        // The quarantine first, into the first output: if the process dies before the outputs,
+        // the replay writes it again over itself (Parquet: the same file name; Delta: skipped by
+        // its `txn`).
+        let primary = &self.sinks[0];
+        if let Some(q) = quarantine {
+            match self.job.primary().format {
+                OutputFormat::Parquet => {
+                    primary
+                        .dir
                         .put(
                             &format!("_quarantine/{}", sink::file_name(id)),
                             sink::to_parquet(&q.schema(), &[q])?,
                         )
                         .await?;
                 }
-                crash_point(Phase::Files, id, replay);
-                // The batch's windows become visible to readers of the sink log at once.
-                sink_log::log_batch(&self.output, id, files).await?;
-            }
-            OutputFormat::Delta => {
-                // The quarantine's micro-batch first: if the process dies between the two,
-                // the replay skips what the table already has (its `txn`).
-                if let Some(q) = quarantine {
-                    let table = format!("{}/_quarantine/", self.output.url());
+                OutputFormat::Delta => {
+                    let table = format!("{}/_quarantine/", primary.dir.url());
                     let app = format!("{}.quarantine", self.stream_id);
                     self.append_to_delta(&table, &app, id, &[], &[q], replay)
                         .await?;
                 }
-                let table = format!("{}/", self.output.url());
-                let (app, by) = (self.stream_id.clone(), self.job.partition_by.clone());
-                self.append_to_delta(&table, &app, id, &by, &emitted, replay)
+            }
+        }
+        // Then every output, in declared order; the crash points fire at the first.
+        for (i, ((output, sink), rows)) in self
+            .job
+            .outputs
+            .iter()
+            .zip(&self.sinks)
+            .zip(&emitted)
+            .enumerate()
+        {
+            let first = i == 0;
+            match output.format {
+                OutputFormat::Parquet => {
+                    let files =
+                        sink::write_partitioned(&sink.dir, id, &output.partition_by, rows).await?;
+                    crash_point(Phase::Files, id, replay || !first);
+                    // The batch's rows become visible to readers of the sink log at once.
+                    sink_log::log_batch(&sink.dir, id, files).await?;
+                }
+                OutputFormat::Delta => {
+                    let table = format!("{}/", sink.dir.url());
+                    self.append_to_delta(
+                        &table,
+                        &self.stream_id,
+                        id,
+                        &output.partition_by,
+                        rows,
+                        replay || !first,
+                    )
                     .await?;
+                }
+            }
+            if first && self.sinks.len() > 1 {
+                crash_point(Phase::Output, id, replay);
             }
         }
         crash_point(Phase::Commit, id, replay);
         lap("write", &mut phases);
-        let kept = match &self.window {
-            Some(window) => retain(&all, self.job.schema.time_index, window, after)
-                .map_err(|e| query_error(id, "state", e.into()))?,
-            None => Vec::new(),
-        };
+        let windows: Vec<_> = self.sinks.iter().filter_map(|s| s.window).collect();
+        let kept = retain(&all, self.job.schema.time_index, &windows, after)
+            .map_err(|e| query_error(id, "state", e.into()))?;
         let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
         self.checkpoint
             .save_state(
@@ -326,10 +382,13 @@ impl Stream {
             counts: BatchCounts {
                 records: i64::try_from(records).unwrap_or(i64::MAX),
                 offsets_skipped,
+                offsets_lost: plan.offsets_lost,
                 events: events.len() as u64,
                 quarantined,
                 rows_written,
                 state_events,
+                rows_by_output,
+                unmatched,
             },
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             phases_ms: phases,

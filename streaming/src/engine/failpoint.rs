@@ -11,10 +11,13 @@ pub const CRASH_AT: &str = "EMBER_STREAM_CRASH_AT";
 pub enum Phase {
     /// After `offsets/<id>` (the plan) is written, before anything is read.
     Offsets,
-    /// After the output's data files are written, before they are committed (sink log entry
-    /// or Delta commit).
+    /// After the (first) output's data files are written, before they are committed (sink log
+    /// entry or Delta commit).
     Files,
-    /// After the output's commit (sink log entry or Delta commit), before the state.
+    /// After the first output's commit, before the next output's (streams with several
+    /// outputs only).
+    Output,
+    /// After the outputs' commits (sink log entry or Delta commit), before the state.
     Commit,
     /// After `state/<id>.parquet`, before the commit mark `commits/<id>`.
     State,
@@ -26,6 +29,7 @@ impl Phase {
         match self {
             Phase::Offsets => "offsets",
             Phase::Files => "files",
+            Phase::Output => "output",
             Phase::Commit => "commit",
             Phase::State => "state",
         }

@@ -30,5 +30,5 @@ mod progress;
 mod rules;
 mod stream;
 
-pub use rules::{retain, split_budget};
+pub use rules::{OnOffsetsLost, offsets_lost, retain, split_budget};
 pub use stream::{Stream, StreamReport};

@@ -31,22 +31,79 @@ pub fn split_budget(available: &BTreeMap<i32, i64>, budget: i64) -> BTreeMap<i32
     take
 }
 
-/// Events whose last window ends after `watermark_us`: the state to keep. Column `time` of
-/// each batch is the event time (Timestamp µs).
+/// What a stream does when a partition's next offset (from its checkpoint) is no longer in
+/// the topic: records deleted by retention or `DeleteRecords`, or a topic deleted and created
+/// again (Spark's `failOnDataLoss`, with a choice of where to go on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOffsetsLost {
+    /// Stop with an error that says what happened (the default).
+    #[default]
+    Fail,
+    /// Go on from the first offset still in the partition.
+    Earliest,
+    /// Go on from the partition's end.
+    Latest,
+}
+
+/// Where a partition whose next offset is `start` goes on, given the offsets `[low, high)` it
+/// holds now: `Ok(None)` when `start` is within `[low, high]`; else `Ok(Some((new start,
+/// offsets skipped)))` as `on` says, the skipped offsets being those of the partition the
+/// stream will never read (`low − start` after retention when going on from the earliest).
+///
+/// # Errors
+/// With [`OnOffsetsLost::Fail`], what happened, in words.
+pub fn offsets_lost(
+    start: i64,
+    (low, high): (i64, i64),
+    on: OnOffsetsLost,
+) -> std::result::Result<Option<(i64, i64)>, String> {
+    let retention = start < low;
+    if !retention && start <= high {
+        return Ok(None);
+    }
+    match on {
+        OnOffsetsLost::Fail if retention => Err(format!(
+            "the next offset {start} is gone: the partition starts at {low} (records deleted by retention, compaction or DeleteRecords)"
+        )),
+        OnOffsetsLost::Fail => Err(format!(
+            "the next offset {start} is past the partition's end {high}: the topic was deleted and created again, or truncated"
+        )),
+        OnOffsetsLost::Earliest => Ok(Some((low, if retention { low - start } else { 0 }))),
+        OnOffsetsLost::Latest => Ok(Some((
+            high,
+            if retention { high - start } else { high - low },
+        ))),
+    }
+}
+
+/// Events whose last window, of any of `windows` (one per windowed output), ends after
+/// `watermark_us`: the state to keep. None without windows (stateless outputs only). Column
+/// `time` of each batch is the event time (Timestamp µs).
 ///
 /// # Errors
 /// An Arrow error (a bug: the batch is not in the events schema).
 pub fn retain(
     batches: &[RecordBatch],
     time: usize,
-    window: &WindowSpec,
+    windows: &[WindowSpec],
     watermark_us: Option<i64>,
 ) -> std::result::Result<Vec<RecordBatch>, datafusion::arrow::error::ArrowError> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
     let Some(w) = watermark_us else {
         return Ok(batches.to_vec());
     };
-    // last_end(t) > w  ⇔  t ≥ ((w − size) div slide + 1) × slide
-    let threshold = ((w - window.size_us).div_euclid(window.slide_us) + 1) * window.slide_us;
+    // last_end(t) > w  ⇔  t ≥ ((w − size) div slide + 1) × slide; the earliest such t of all
+    // windows.
+    let Some(threshold) = windows
+        .iter()
+        .map(|window| ((w - window.size_us).div_euclid(window.slide_us) + 1) * window.slide_us)
+        .min()
+    else {
+        return Ok(Vec::new());
+    };
     let scalar = TimestampMicrosecondArray::new_scalar(threshold);
     batches
         .iter()
@@ -75,6 +132,24 @@ mod tests {
     }
 
     #[test]
+    fn lost_offsets_fail_or_go_on_where_asked() {
+        use OnOffsetsLost::{Earliest, Fail, Latest};
+        for start in [10, 15, 20] {
+            assert_eq!(offsets_lost(start, (10, 20), Fail), Ok(None));
+        }
+        // Retention removed offsets 5..10.
+        let e = offsets_lost(5, (10, 20), Fail).expect_err("fail");
+        assert!(e.contains("the partition starts at 10"), "{e}");
+        assert_eq!(offsets_lost(5, (10, 20), Earliest), Ok(Some((10, 5))));
+        assert_eq!(offsets_lost(5, (10, 20), Latest), Ok(Some((20, 15))));
+        // The topic was created again: it has offsets 0..3, the checkpoint was at 40.
+        let e = offsets_lost(40, (0, 3), Fail).expect_err("fail");
+        assert!(e.contains("deleted and created again"), "{e}");
+        assert_eq!(offsets_lost(40, (0, 3), Earliest), Ok(Some((0, 0))));
+        assert_eq!(offsets_lost(40, (0, 3), Latest), Ok(Some((3, 3))));
+    }
+
+    #[test]
     fn the_state_keeps_events_of_open_windows_only() {
         const MIN: i64 = 60_000_000;
         let spec = WindowSpec::new(60 * MIN, 15 * MIN).expect("spec");
@@ -100,7 +175,8 @@ mod tests {
         let batch = event::to_batch(&schema, &[e(0), e(44), e(45), e(100)]).expect("batch");
         // Watermark 105 min: the last window of t=44 is [30, 90) → closed; t=45's is [45, 105)
         // → closed at 105; t=100's is [90, 150) → open. Only events with last end > 105 stay.
-        let kept = retain(std::slice::from_ref(&batch), 1, &spec, Some(105 * MIN)).expect("retain");
+        let kept =
+            retain(std::slice::from_ref(&batch), 1, &[spec], Some(105 * MIN)).expect("retain");
         let times: Vec<i64> = kept
             .iter()
             .flat_map(|b| {
@@ -120,8 +196,24 @@ mod tests {
             );
         }
         assert_eq!(
-            retain(&[batch], 1, &spec, None).expect("all")[0].num_rows(),
+            retain(std::slice::from_ref(&batch), 1, &[spec], None).expect("all")[0].num_rows(),
             4
+        );
+        // With a second, longer window, events its open windows need stay too: the 2-hour
+        // tumbling window [0, 120) of t=44, 45 and 100 is open at 105.
+        let long = WindowSpec::new(120 * MIN, 120 * MIN).expect("spec");
+        let kept = retain(
+            std::slice::from_ref(&batch),
+            1,
+            &[spec, long],
+            Some(105 * MIN),
+        )
+        .expect("retain");
+        assert_eq!(kept.iter().map(RecordBatch::num_rows).sum::<usize>(), 4);
+        assert!(
+            retain(&[batch], 1, &[], Some(105 * MIN))
+                .expect("none")
+                .is_empty()
         );
     }
 }

@@ -16,6 +16,7 @@ use ember_core::udf::WindowSpec;
 use crate::checkpoint::{BatchPlan, Checkpoint, OffsetRange, Resume};
 use crate::error::{Error, Result};
 use crate::kafka::KafkaSource;
+use crate::lookup::Lookups;
 use crate::manifest::{StartingOffsets, StreamJob, Trigger};
 use crate::sink;
 use crate::watermark::Watermark;
@@ -39,8 +40,8 @@ pub struct StreamReport {
     pub watermark: Option<String>,
     /// The checkpoint folder.
     pub checkpoint: String,
-    /// The output folder.
-    pub output: String,
+    /// The output folders, in declared order.
+    pub outputs: Vec<String>,
 }
 
 /// Where a batch's messages are read and parsed.
@@ -52,15 +53,22 @@ pub(super) enum Reader {
     Cluster(SessionContext),
 }
 
+/// Where one output of the stream goes, and its query's window (`None`: stateless), at the
+/// index of its declaration in `job.outputs`.
+pub(super) struct Sink {
+    pub(super) dir: Dir,
+    pub(super) window: Option<WindowSpec>,
+}
+
 /// A streaming job ready to run.
 pub struct Stream {
     pub(super) job: StreamJob,
     pub(super) ctx: SessionContext,
     pub(super) reader: Reader,
-    pub(super) window: Option<WindowSpec>,
+    pub(super) sinks: Vec<Sink>,
+    pub(super) lookups: Lookups,
     pub(super) source: KafkaSource,
     pub(super) checkpoint: Checkpoint,
-    pub(super) output: Dir,
     pub(super) progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
     /// The stream's id (the checkpoint's `metadata`), known once [`Stream::run`] started.
     pub(super) stream_id: String,
@@ -114,37 +122,57 @@ impl Stream {
     }
 
     /// Prepares `job` with sessions made by `session` (whose runtime gives the storage): the
-    /// window shape from the SQL, the Kafka consumer, the checkpoint and output folders.
+    /// lookup tables loaded, each output's window shape from its SQL, the Kafka consumer, the
+    /// checkpoint and output folders.
     ///
     /// # Errors
-    /// The SQL's errors (file, line, column), a query without window, storage that cannot be
-    /// opened, or a consumer librdkafka refuses.
+    /// A lookup that cannot be read, the SQL's errors (file, line, column), storage that cannot
+    /// be opened, or a consumer librdkafka refuses.
     pub async fn new(job: StreamJob, session: &SessionBuilder) -> Result<Self> {
         let ctx = Self::driver_session(session).local()?;
-        let window = crate::window_query::analyze(
-            &ctx,
-            &job.sql,
-            &job.partition_by,
-            job.schema.events_schema(),
-        )
-        .await?;
+        for lookup in &job.lookups {
+            if let Some(key) = &lookup.key
+                && job.schema.events_schema().index_of(key).is_err()
+            {
+                return Err(Error::Lookup {
+                    name: lookup.name.clone(),
+                    path: lookup.path.clone(),
+                    message: format!("key `{key}` is not a field of the events ([source.schema])"),
+                });
+            }
+        }
+        let mut lookups = Lookups::new(&job.lookups);
+        lookups.refresh(&ctx).await?;
+        let registry = Arc::clone(&ctx.runtime_env().object_store_registry);
+        let mut sinks = Vec::with_capacity(job.outputs.len());
+        for output in &job.outputs {
+            let window = crate::window_query::analyze(
+                &ctx,
+                &output.sql,
+                &output.partition_by,
+                job.schema.events_schema(),
+            )
+            .await?;
+            sinks.push(Sink {
+                dir: Dir::open(&output.path, registry.as_ref())?,
+                window,
+            });
+        }
         let source = KafkaSource::new(
             &job.source.brokers,
             &job.source.topic,
             &job.source.group_id,
             &job.source.options,
         )?;
-        let registry = Arc::clone(&ctx.runtime_env().object_store_registry);
         let checkpoint = Checkpoint::new(Dir::open(&job.checkpoint, registry.as_ref())?);
-        let output = Dir::open(&job.output, registry.as_ref())?;
         Ok(Self {
             job,
             ctx,
             reader: Reader::Local,
-            window,
+            sinks,
+            lookups,
             source,
             checkpoint,
-            output,
             progress: None,
             stream_id: String::new(),
         })
@@ -169,7 +197,7 @@ impl Stream {
             .knows(ember_core::codec::CodecTag::KafkaScan)
         {
             return Err(ember_core::Error::InvalidJob {
-                path: job.sql.path.clone(),
+                path: job.manifest_path.clone(),
                 message: "the driver's codecs do not know the Kafka scan (a build mistake)".into(),
             }
             .into());
@@ -206,9 +234,10 @@ impl Stream {
         Ok(stream)
     }
 
-    /// The window shape found in the SQL; `None` for a stateless query.
-    pub fn window(&self) -> Option<WindowSpec> {
-        self.window
+    /// The window shape found in each output's SQL, in declared order; `None` for a
+    /// stateless query.
+    pub fn windows(&self) -> Vec<Option<WindowSpec>> {
+        self.sinks.iter().map(|s| s.window).collect()
     }
 
     /// Sends each committed batch's progress (offsets, lag, rates, watermark) to `sender`,
@@ -247,7 +276,7 @@ impl Stream {
         let mut report = StreamReport {
             job: self.job.name.clone(),
             checkpoint: self.checkpoint.url().to_string(),
-            output: self.output.url().to_string(),
+            outputs: self.sinks.iter().map(|s| s.dir.url().to_string()).collect(),
             ..StreamReport::default()
         };
         // Poll it once now, so that signal handlers are installed before the first batch.
@@ -286,23 +315,41 @@ impl Stream {
                     (None, last.watermark, state, last.batch_id + 1, plan.ends())
                 }
             };
+        // Settings changed since the checkpoint take effect from the next planned batch (a
+        // replayed plan keeps its own, so that it decides as its first attempt did).
+        for change in watermark.reconfigure(self.job.allowed_lateness_us, self.job.idle_timeout_ms)
+        {
+            tracing::warn!(
+                next_batch = next_id,
+                "{change}: takes effect from this batch on"
+            );
+        }
         // Partitions without a start begin at the starting offsets; available-now stops at the
         // ends seen now. One offsets request per partition answers both.
         let available_now = self.job.trigger == Trigger::AvailableNow;
         let mut limit: Option<BTreeMap<i32, i64>> = available_now.then(BTreeMap::new);
+        // Offsets jumped over (on_offsets_lost), counted by the next plan.
+        let mut lost: i64 = 0;
         for &p in &partitions {
-            if !available_now && starts.contains_key(&p) {
-                continue;
+            let marks = self.blocking_source(move |s| s.watermarks(p)).await?;
+            match starts.get(&p) {
+                // A replayed plan reads its own ranges; the next plans are checked.
+                Some(&start) if next_plan.is_none() => {
+                    self.check_start(&topic, p, start, marks, &mut starts, &mut lost)?;
+                }
+                Some(_) => {}
+                None => {
+                    starts.insert(
+                        p,
+                        match self.job.source.starting_offsets {
+                            StartingOffsets::Earliest => marks.0,
+                            StartingOffsets::Latest => marks.1,
+                        },
+                    );
+                }
             }
-            let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
-            starts
-                .entry(p)
-                .or_insert(match self.job.source.starting_offsets {
-                    StartingOffsets::Earliest => low,
-                    StartingOffsets::Latest => high,
-                });
             if let Some(ends) = limit.as_mut() {
-                ends.insert(p, high);
+                ends.insert(p, marks.1);
             }
         }
         let interval = match self.job.trigger {
@@ -324,7 +371,12 @@ impl Stream {
                     for &p in &partitions {
                         let high = match &limit {
                             Some(l) => l.get(&p).copied().unwrap_or(0),
-                            None => self.blocking_source(move |s| s.watermarks(p)).await?.1,
+                            None => {
+                                let marks = self.blocking_source(move |s| s.watermarks(p)).await?;
+                                let start = starts.get(&p).copied().unwrap_or(0);
+                                self.check_start(&topic, p, start, marks, &mut starts, &mut lost)?;
+                                marks.1
+                            }
                         };
                         let start = starts.get(&p).copied().unwrap_or(0);
                         latest.insert(p, high);
@@ -335,6 +387,8 @@ impl Stream {
                     let take = split_budget(&available, budget);
                     let now = now_ms();
                     let mut wm = watermark.clone();
+                    // Every new plan carries the job's settings (after a replayed plan, too).
+                    wm.reconfigure(self.job.allowed_lateness_us, self.job.idle_timeout_ms);
                     wm.track(partitions.iter().copied(), now);
                     let ranges: Vec<OffsetRange> = partitions
                         .iter()
@@ -348,8 +402,9 @@ impl Stream {
                         })
                         .collect();
                     let records: i64 = ranges.iter().map(|r| r.end - r.start).sum();
-                    if records == 0 {
-                        // A no-data batch only when idle partitions would move the watermark.
+                    if records == 0 && lost == 0 {
+                        // A no-data batch only when idle partitions would move the watermark
+                        // (or to commit offsets jumped over).
                         let moved =
                             wm.clone().advance(&BTreeMap::new(), now) != watermark.current_us;
                         if limit.is_some() {
@@ -368,6 +423,7 @@ impl Stream {
                         ranges,
                         watermark: wm,
                         now_ms: now,
+                        offsets_lost: std::mem::take(&mut lost),
                     };
                     self.checkpoint.plan(&plan).await?;
                     super::failpoint::crash_point(
@@ -378,6 +434,11 @@ impl Stream {
                     plan
                 }
             };
+            // Lookups whose files changed are loaded again before the batch.
+            let reloaded = self.lookups.refresh(&self.ctx).await?;
+            if !reloaded.is_empty() {
+                tracing::info!(batch_id = plan.batch_id, lookups = ?reloaded, "lookup tables reloaded");
+            }
             let commit = self.run_batch(&plan, &mut state, replay).await?;
             let counts = &commit.counts;
             tracing::info!(
@@ -403,6 +464,45 @@ impl Stream {
         }
         report.watermark = watermark.current_us.map(rfc3339);
         Ok(report)
+    }
+
+    /// Checks that partition `p`'s next offset `start` is still in the topic (`marks`: its
+    /// low and high offsets); when it is not, goes on as `on_offsets_lost` says (moving
+    /// `starts`, adding the offsets jumped over to `lost`), or fails.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] naming the topic, partition and offsets, with `on_offsets_lost = "fail"`.
+    fn check_start(
+        &self,
+        topic: &str,
+        p: i32,
+        start: i64,
+        marks: (i64, i64),
+        starts: &mut BTreeMap<i32, i64>,
+        lost: &mut i64,
+    ) -> Result<()> {
+        match super::rules::offsets_lost(start, marks, self.job.source.on_offsets_lost) {
+            Ok(None) => Ok(()),
+            Ok(Some((new_start, skipped))) => {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    from = start,
+                    to = new_start,
+                    offsets_lost = skipped,
+                    "the checkpoint's next offset is no longer in the topic: going on as on_offsets_lost says"
+                );
+                starts.insert(p, new_start);
+                *lost += skipped;
+                Ok(())
+            }
+            Err(what) => Err(Error::Kafka {
+                context: format!("topic {topic} partition {p}"),
+                message: format!(
+                    "{what}; set [source] on_offsets_lost = \"earliest\" or \"latest\" to go on"
+                ),
+            }),
+        }
     }
 
     async fn wait(

@@ -1,6 +1,6 @@
-//! `ember produce`: writes sales events into a Kafka topic, from a CSV in the Online Retail
-//! layout (replayed in file order) or synthetic, at a given rate or as fast as possible, and
-//! creates the topic first when it is missing.
+//! `ember produce`: writes events into a Kafka topic, from a CSV in the Online Retail layout
+//! (replayed in file order), from Instacart order lines ([`instacart`]) or synthetic, at a given
+//! rate or as fast as possible, and creates the topic first when it is missing.
 //!
 //! Online Retail rows map to events as: `event_time` = `InvoiceDate` (as written, read as UTC),
 //! `store_id` = `Country`, `product_id` = `StockCode`, `category` absent, `transaction_type` =
@@ -25,11 +25,15 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::kafka::{client_config, ensure_topic};
 
+pub mod instacart;
+
 /// Where events come from.
 #[derive(Debug, Clone)]
 pub enum EventSource {
     /// A CSV (or CSV.gz) file in the Online Retail layout.
     Csv(PathBuf),
+    /// A folder of Instacart CSVs: one event per order line ([`instacart`]).
+    Instacart(PathBuf),
     /// `count` synthetic events (seeded, deterministic): 200 products, one event per second of
     /// event time from 2011-12-09T00:00Z, 5% returns.
     Synthetic {
@@ -225,6 +229,13 @@ pub async fn produce(source: &EventSource, options: &ProduceOptions) -> Result<P
                         .zip(row.iter().map(str::to_string))
                         .collect();
                     let (key, value) = retail_event(&map);
+                    if !send(&key, &value)? {
+                        break;
+                    }
+                }
+            }
+            EventSource::Instacart(dir) => {
+                for (key, value) in instacart::events(dir)? {
                     if !send(&key, &value)? {
                         break;
                     }
