@@ -9,18 +9,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ember_streaming::engine::StreamReport;
 use ember_streaming::engine::failpoint::CRASH_AT;
 use ember_streaming::produce::instacart::START;
 use ember_testkit::kafka::KafkaBroker;
 use ember_testkit::query::parquet_rows_with;
-use ember_testkit::util::{kill_9_after, wait_child};
+use ember_testkit::util::kill_9_after;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::produce;
+use common::{produce, report_of, stop_with_sigterm, wait_until};
 
 const JOB: &str = "jobs/instacart_trends";
 const OUTPUTS: [&str; 4] = ["raw", "by_product", "by_department", "by_hour"];
@@ -289,17 +289,6 @@ fn stream_command(broker: &KafkaBroker, topic: &str, out: &Path, max_records: u6
     c
 }
 
-fn report_of(out: &std::process::Output) -> StreamReport {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 /// Batch ids of the data files each output committed (its sink log's entries).
 fn logged_batches(out: &Path) -> BTreeMap<&'static str, BTreeSet<u64>> {
     OUTPUTS
@@ -486,15 +475,6 @@ fn line(order: i64, product: Option<i64>) -> String {
     .to_string()
 }
 
-/// Polls `what` every 100 ms until it holds, at most `limit`.
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn enriched(out: &Path) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     if !out.exists() {
@@ -532,7 +512,7 @@ fn a_lookup_table_changed_while_the_stream_runs_is_joined_after_its_reload_and_m
     .map(|l| (0, l))
     .into();
     produce(&broker, "lines", 1, &first);
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["run"])
         .arg(&job)
         .args(["--format", "json"])
@@ -566,25 +546,7 @@ fn a_lookup_table_changed_while_the_stream_runs_is_joined_after_its_reload_and_m
         enriched(&out).len() == 3
     });
     assert_eq!(enriched(&out), ["1|1|tea", "2|2|milk", "5|3|bread"]);
-    // SIGTERM: the stream stops after the batch in flight and reports.
-    let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let started = Instant::now();
-    while wait_child(&mut child, Duration::from_millis(100))
-        .expect("wait")
-        .is_none()
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no stop after SIGTERM"
-        );
-    }
-    let output = child.wait_with_output().expect("output");
-    let report = report_of(&output);
+    let report = stop_with_sigterm(child);
     assert_eq!(report.counts.events, 6);
     // Unmatched: 3 and NULL in the first batch, 9 in the second; 3 matched after the reload.
     assert_eq!(

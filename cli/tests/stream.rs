@@ -17,7 +17,7 @@ use ember_testkit::util::kill_9_after;
 use rand::{Rng, SeedableRng};
 
 mod common;
-use common::produce;
+use common::{produce, stop_with_sigterm, wait_until};
 
 const JOB: &str = "jobs/hourly_product_revenue";
 const MIN_US: i64 = 60_000_000;
@@ -1348,6 +1348,78 @@ fn offsets_without_a_message_at_the_end_of_a_range_do_not_stall_the_batch() {
     assert_eq!(
         (report.counts.records, report.counts.offsets_skipped),
         (5, 1),
+        "{report:?}"
+    );
+}
+
+/// A partition added to the topic while the stream runs is found at the next trigger and read
+/// from its first offset: its events reach the output, and the report counts every message.
+#[test]
+fn a_partition_added_while_the_stream_runs_is_read_from_its_start() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("raw_archive");
+    let manifest = STORE_EVENTS_JOB
+        .replace("name = \"store_events\"", "name = \"raw_archive\"")
+        .replace("trigger = \"available-now\"", "trigger = \"500ms\"")
+        .replace("[\"window_date\"]", "[\"category\"]")
+        .replace("by_category.sql", "raw.sql");
+    write_job(
+        &job,
+        &manifest,
+        "raw.sql",
+        "SELECT store_id, kafka_partition, kafka_offset, category FROM events",
+    );
+    let out = tmp.path().join("out");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2011-12-09T12:00:00Z")
+        .expect("time")
+        .to_utc();
+    let events = |partition: i32, n: i64| -> Vec<(i32, String)> {
+        (0..n)
+            .map(|m| (partition, store_event(t0 + chrono::Duration::minutes(m))))
+            .collect()
+    };
+    produce(&broker, "growing", 1, &events(0, 3));
+    let rows = || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(parquet_rows_with(
+            &format!("{}/", out.display()),
+            &["category"],
+            "SELECT kafka_partition, kafka_offset FROM t",
+        ))
+        .unwrap_or_default()
+    };
+    let child = job_command(&job, &broker, "growing", &out, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_until(Duration::from_secs(60), "partition 0's events", || {
+        rows().len() == 3
+    });
+    // The topic grows to 3 partitions; events arrive in the new partitions 1 and 2.
+    broker.add_partitions("growing", 3).expect("partitions");
+    produce(
+        &broker,
+        "growing",
+        3,
+        &[events(1, 2), events(2, 4)].concat(),
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the new partitions' events",
+        || rows().len() == 9,
+    );
+    let report = stop_with_sigterm(child);
+    assert_eq!(
+        rows(),
+        [
+            "0|0", "0|1", "0|2", "1|0", "1|1", "2|0", "2|1", "2|2", "2|3"
+        ]
+    );
+    assert_eq!(
+        (report.counts.records, report.counts.rows_written),
+        (9, 9),
         "{report:?}"
     );
 }

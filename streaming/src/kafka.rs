@@ -32,6 +32,12 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for hold messages at all ([`KafkaSource::first_message_from`]).
 pub const GAP_PROBE_AFTER: Duration = Duration::from_secs(3);
 
+/// Most bytes of messages a consumer keeps fetched ahead of the ranges it was asked for:
+/// librdkafka's prefetch queue (`queued.max.messages.kbytes`, unless `[source] options` set
+/// it) and the messages a read delivered past its range end, kept for the next batch. When
+/// the kept ones pass it they are dropped and the next read assigns again at its start.
+pub const READ_AHEAD_BYTES: usize = 16 << 20;
+
 /// One message read: partition, offset, payload (empty for a NULL value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -66,6 +72,22 @@ struct Position {
 }
 
 impl Position {
+    /// Bytes of the payloads kept ahead.
+    fn ahead_bytes(&self) -> usize {
+        self.ahead.values().flatten().map(|r| r.payload.len()).sum()
+    }
+
+    /// Drops the messages kept ahead, and the position with them, when they hold more than
+    /// `max_bytes`; returns whether it did (the consumer must then be unassigned, so that the
+    /// next read starts at its range's start instead of past the dropped messages).
+    fn bound(&mut self, max_bytes: usize) -> bool {
+        if self.ahead_bytes() <= max_bytes {
+            return false;
+        }
+        *self = Self::default();
+        true
+    }
+
     /// Whether `ranges` go on where the consumer stands.
     fn continues(&self, ranges: &[&OffsetRange]) -> bool {
         self.assigned
@@ -130,6 +152,13 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            .set(
+                "queued.max.messages.kbytes",
+                options
+                    .get("queued.max.messages.kbytes")
+                    .cloned()
+                    .unwrap_or_else(|| (READ_AHEAD_BYTES / 1024).to_string()),
+            )
             .create()
             .map_err(|e| kafka(format!("consumer for {brokers}"), &e))?;
         Ok(Self {
@@ -313,6 +342,10 @@ impl KafkaSource {
             position.next.insert(record.partition, record.offset + 1);
             take(record, &mut next, &mut position.ahead);
         }
+        if position.bound(READ_AHEAD_BYTES) {
+            tracing::debug!(topic = %self.topic, "dropped messages fetched ahead past {READ_AHEAD_BYTES} bytes");
+            let _ = self.consumer.unassign();
+        }
         Ok(out)
     }
 
@@ -420,4 +453,35 @@ pub async fn ensure_topic(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_kept_ahead_are_bounded_in_bytes_and_dropping_them_forces_a_new_assignment() {
+        let record = |offset: i64, bytes: usize| Record {
+            partition: 0,
+            offset,
+            payload: vec![b'x'; bytes],
+        };
+        let range = OffsetRange {
+            partition: 0,
+            start: 10,
+            end: 20,
+        };
+        let mut position = Position {
+            assigned: true,
+            next: BTreeMap::from([(0, 12)]),
+            ahead: BTreeMap::from([(0, [record(10, 600), record(11, 600)].into())]),
+        };
+        assert!(position.continues(&[&range]));
+        assert!(!position.bound(1_200), "1,200 bytes are within 1,200");
+        assert!(position.continues(&[&range]));
+        assert!(position.bound(1_199), "1,200 bytes are past 1,199");
+        assert_eq!(position.ahead_bytes(), 0);
+        // The next read of [10, 20) assigns again at 10 instead of waiting past 12.
+        assert!(!position.continues(&[&range]));
+    }
 }

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod consumers;
 pub mod engine;
 pub mod error;
 pub mod event;

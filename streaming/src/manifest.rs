@@ -16,6 +16,7 @@
 //! max_records_per_trigger = 100000
 //! options = { "fetch.max.bytes" = "52428800" }   # extra librdkafka settings
 //! on_offsets_lost = "fail"      # or "earliest", "latest": the checkpoint's offset is gone
+//! partition_discovery = "0s"    # new partitions looked for at every trigger, or this often
 //!
 //! [source.schema]               # the messages' fields: crate::event::schema
 //! format = "json"
@@ -108,6 +109,10 @@ pub struct Source {
     pub options: BTreeMap<String, String>,
     /// What to do when the checkpoint's next offset is no longer in the topic.
     pub on_offsets_lost: OnOffsetsLost,
+    /// How often the topic's partitions are listed again while the stream runs (zero: before
+    /// every planned micro-batch, as Spark's Kafka source). A new partition is read from its
+    /// earliest offset. An `available-now` run reads the partitions it found at its start.
+    pub partition_discovery: Duration,
 }
 
 /// One output of a stream: a folder (plain Parquet with the sink log) or a Delta table, and
@@ -241,6 +246,8 @@ struct SourceSection {
     options: BTreeMap<String, String>,
     #[serde(default)]
     on_offsets_lost: OnOffsetsLost,
+    #[serde(default = "default_discovery")]
+    partition_discovery: String,
     schema: SchemaDecl,
 }
 
@@ -283,6 +290,9 @@ struct StreamSection {
     checkpoint: Option<String>,
 }
 
+fn default_discovery() -> String {
+    "0s".into()
+}
 fn default_trigger() -> String {
     "5s".into()
 }
@@ -392,6 +402,12 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         "max_event_time_skew",
         &file.stream.max_event_time_skew,
     )?;
+    let discovery = duration(
+        &file_path,
+        &rendered,
+        "partition_discovery",
+        &file.source.partition_discovery,
+    )?;
     if file.source.max_records_per_trigger == 0 {
         let offset = rendered.find("max_records_per_trigger").unwrap_or(0);
         return Err(manifest_error(
@@ -458,6 +474,7 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
             max_records_per_trigger: file.source.max_records_per_trigger,
             options: file.source.options,
             on_offsets_lost: file.source.on_offsets_lost,
+            partition_discovery: discovery,
         },
         schema,
         trigger,

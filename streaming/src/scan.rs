@@ -20,7 +20,6 @@
 //! [`CodecTag::KafkaScan`] by [`KafkaScanNodes`], which [`codecs`] adds to Ember's codecs; the
 //! ranges' source is encoded by DataFusion's own codec.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -51,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::OffsetRange;
 use crate::event::columns::cell_at;
 use crate::event::{self, Event, EventColumns, EventSchema, Origin, Rejected, SchemaDecl};
-use crate::kafka::{KafkaSource, Record};
+use crate::kafka::Record;
 use crate::watermark::Watermark;
 
 /// The scan's input, one row per range and one partition per range: `kafka_partition` Int32,
@@ -422,38 +421,6 @@ impl DisplayAs for KafkaScanExec {
     }
 }
 
-/// Consumers kept between tasks in this process, one per (brokers, topic, group, partition),
-/// as Spark's executors cache their Kafka consumers: a task that reads the range after the one
-/// this consumer read last goes on fetching where it stands, instead of a new consumer asking
-/// the broker to serve the partition again from the range's start. A task for another offset
-/// re-assigns the consumer. They live as long as the executor. The key is the source without
-/// its watermark, and the partition.
-type ConsumerKey = (String, String, String, String, i32);
-static CONSUMERS: LazyLock<std::sync::Mutex<HashMap<ConsumerKey, Arc<KafkaSource>>>> =
-    LazyLock::new(Default::default);
-
-fn consumer(spec: &ScanSource, partition: i32) -> crate::Result<Arc<KafkaSource>> {
-    let key = (
-        spec.brokers.clone(),
-        spec.topic.clone(),
-        spec.group_id.clone(),
-        format!("{:?}", spec.options),
-        partition,
-    );
-    let mut cache = CONSUMERS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(source) = cache.get(&key) {
-        return Ok(Arc::clone(source));
-    }
-    let source = Arc::new(KafkaSource::new(
-        &spec.brokers,
-        &spec.topic,
-        &spec.group_id,
-        &spec.options,
-    )?);
-    cache.insert(key, Arc::clone(&source));
-    Ok(source)
-}
-
 /// Reads and classifies one range (blocking: librdkafka).
 fn read_range(
     spec: &ScanSource,
@@ -462,7 +429,7 @@ fn read_range(
 ) -> DfResult<RecordBatch> {
     let started = std::time::Instant::now();
     let kafka = |e: crate::Error| DataFusionError::External(Box::new(e));
-    let source = consumer(spec, range.partition).map_err(kafka)?;
+    let source = crate::consumers::consumer(spec, range.partition).map_err(kafka)?;
     let records = source
         .read(&[range], crate::kafka::READ_TIMEOUT)
         .map_err(kafka)?;

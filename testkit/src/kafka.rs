@@ -104,6 +104,45 @@ impl KafkaBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Grows `topic` to `total` partitions, as `kafka-topics.sh --alter --partitions` does on
+    /// Apache Kafka. tansu 0.6 has no CreatePartitions request, so this adds the partitions to
+    /// its SQLite storage the way its CreateTopics does (`topic.partitions`, one `topition` and
+    /// one `watermark` row per new partition), with Python's `sqlite3` (the venv's Python).
+    ///
+    /// # Errors
+    /// When the venv is missing, the topic does not exist or the update fails.
+    pub fn add_partitions(&self, topic: &str, total: i32) -> Result<(), String> {
+        let script = r#"
+import sqlite3, sys
+db, topic, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+con = sqlite3.connect(db, timeout=30)
+row = con.execute("select id, partitions from topic where name = ?", (topic,)).fetchone()
+if row is None:
+    sys.exit(f"no topic {topic}")
+tid, now = row
+with con:
+    for p in range(now, total):
+        con.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
+        con.execute("insert into watermark (topition) select id from topition where topic = ? and partition = ?", (tid, p))
+    con.execute("update topic set partitions = ?, last_updated = current_timestamp where id = ?", (max(now, total), tid))
+"#;
+        let out = Command::new(crate::util::python()?)
+            .args(["-c", script])
+            .arg(self.dir.path().join("tansu.db"))
+            .arg(topic)
+            .arg(total.to_string())
+            .output()
+            .map_err(|e| format!("python: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "adding partitions to {topic}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     /// The broker's log, last lines (for failure messages).
     pub fn logs(&self) -> String {
         format!(

@@ -265,6 +265,10 @@ impl Stream {
             .await?;
         let result = self.run_leased(stop).await;
         lease.release().await;
+        // The scan's consumers in this process (embedded mode's tasks); executors close theirs
+        // when idle (crate::consumers).
+        let source = &self.job.source;
+        crate::consumers::close_stream(&source.brokers, &source.topic, &source.group_id);
         result
     }
 
@@ -287,7 +291,8 @@ impl Stream {
             return Ok(report);
         }
         let topic = self.job.source.topic.clone();
-        let partitions = self.blocking_source(|s| s.partitions()).await?;
+        let mut partitions = self.blocking_source(|s| s.partitions()).await?;
+        let mut listed_at = Instant::now();
         // Where to go on: the plan to run again, the watermark, the state, the next batch id and
         // the next start offset per partition (the ends of the last plan).
         let (mut next_plan, mut watermark, mut state, mut next_id, mut starts) =
@@ -366,6 +371,12 @@ impl Stream {
             let plan = match next_plan.take() {
                 Some(plan) => plan,
                 None => {
+                    if limit.is_none() && listed_at.elapsed() >= self.job.source.partition_discovery
+                    {
+                        self.discover_partitions(&topic, &mut partitions, &mut starts)
+                            .await?;
+                        listed_at = Instant::now();
+                    }
                     latest.clear();
                     let mut available = BTreeMap::new();
                     for &p in &partitions {
@@ -503,6 +514,55 @@ impl Stream {
                 ),
             }),
         }
+    }
+
+    /// Lists the topic's partitions again (`partition_discovery`): a new one is read from its
+    /// earliest offset (as Spark's Kafka source does); one that is gone (the topic was deleted
+    /// and created again with fewer partitions) is lost offsets, handled as `on_offsets_lost`
+    /// says.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when the brokers do not answer, or a partition is gone and
+    /// `on_offsets_lost = "fail"`.
+    async fn discover_partitions(
+        &self,
+        topic: &str,
+        partitions: &mut Vec<i32>,
+        starts: &mut BTreeMap<i32, i64>,
+    ) -> Result<()> {
+        let now = self.blocking_source(|s| s.partitions()).await?;
+        if now == *partitions {
+            return Ok(());
+        }
+        for &p in now.iter().filter(|p| !partitions.contains(p)) {
+            let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
+            tracing::info!(
+                topic,
+                partition = p,
+                from = low,
+                messages = high - low,
+                "new partition: read from its earliest offset"
+            );
+            starts.insert(p, low);
+        }
+        for &p in partitions.iter().filter(|p| !now.contains(p)) {
+            if self.job.source.on_offsets_lost == super::rules::OnOffsetsLost::Fail {
+                return Err(Error::Kafka {
+                    context: format!("topic {topic} partition {p}"),
+                    message: format!(
+                        "the partition is gone (the topic has partitions {now:?}; was it deleted and created again?); set [source] on_offsets_lost = \"earliest\" or \"latest\" to go on without it"
+                    ),
+                });
+            }
+            tracing::warn!(
+                topic,
+                partition = p,
+                "the partition is gone: going on without it as on_offsets_lost says"
+            );
+            starts.remove(&p);
+        }
+        *partitions = now;
+        Ok(())
     }
 
     async fn wait(
