@@ -4,6 +4,7 @@
 //! Ballista's `context_checks.rs`: `ember run` (embedded) and `ember submit --wait` to a real
 //! scheduler with 2 executors on 127.0.0.1.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -156,6 +157,68 @@ fn online_retail_reconciles_day_by_day(#[case] mode: Mode) {
         assert_eq!(
             u64::try_from(days.values().map(|d| d.products.len()).sum::<usize>()).ok(),
             Some(report.rows.written)
+        );
+        // Every row's product name, by the documented rule (the name most of the day's sale
+        // orders give the product).
+        let names = query_parquet(
+            &output,
+            "SELECT order_date, product_id, coalesce(product_name, '<null>') FROM t",
+        )
+        .await;
+        let expected_names: Vec<String> = days
+            .iter()
+            .flat_map(|(date, d)| {
+                let mut rows: Vec<String> = d
+                    .products
+                    .iter()
+                    .map(|p| {
+                        let name = d.product_name(p).unwrap_or_else(|| "<null>".into());
+                        format!("{date}|{p}|{name}")
+                    })
+                    .collect();
+                rows.sort();
+                rows
+            })
+            .collect();
+        let mut names = names;
+        names.sort();
+        assert_eq!(names.len(), expected_names.len());
+        for (a, e) in names.iter().zip(&expected_names) {
+            assert_eq!(a, e, "product names differ (job | fold)");
+        }
+        // Over the year, the name most days with sales give three best sellers is their
+        // catalogue name, not the adjustment notes max(Description) picked ("faulty",
+        // "wrongly marked carton 22804", "website fixed").
+        let by_days = query_parquet(
+            &output,
+            "SELECT product_id, product_name, count(*) AS days FROM t \
+             WHERE product_id IN ('22423', '85123A', '23084') AND units_sold > 0 \
+             GROUP BY product_id, product_name",
+        )
+        .await;
+        // (rows come back sorted as text: pick each product's highest count here)
+        let mut best: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+        for row in &by_days {
+            let mut cells = row.split('|');
+            let (product, name) = (cells.next().unwrap_or(""), cells.next().unwrap_or(""));
+            let days: u64 = cells.next().and_then(|d| d.parse().ok()).unwrap_or(0);
+            let entry = best.entry(product).or_insert((0, name));
+            if days > entry.0 || (days == entry.0 && name < entry.1) {
+                *entry = (days, name);
+            }
+        }
+        let top: Vec<String> = best
+            .iter()
+            .map(|(product, (_, name))| format!("{product}|{name}"))
+            .collect();
+        assert_eq!(
+            top,
+            [
+                "22423|REGENCY CAKESTAND 3 TIER",
+                "23084|RABBIT NIGHT LIGHT",
+                "85123A|WHITE HANGING HEART T-LIGHT HOLDER"
+            ],
+            "{by_days:?}"
         );
 
         // SOURCE.md: Σ Quantity × UnitPrice over all rows = 9,747,747.93 (rounded to cents; some

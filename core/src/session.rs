@@ -176,7 +176,7 @@ impl SessionBuilder {
     }
 
     /// A session state from `config` and `runtime` with DataFusion's default functions plus
-    /// Ember's ([`udf::scalar_functions`]), and Ember's query planner ([`EmberQueryPlanner`]).
+    /// Ember's ([`udf::scalar_functions`], [`udf::aggregate_functions`]), and Ember's query planner ([`EmberQueryPlanner`]).
     pub fn state(&self, config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
         SessionStateBuilder::new()
             .with_config(config)
@@ -185,6 +185,7 @@ impl SessionBuilder {
             // `with_scalar_functions` replaces the list and `with_default_features` extends it:
             // Ember's functions first, DataFusion's added after.
             .with_scalar_functions(udf::scalar_functions())
+            .with_aggregate_functions(udf::aggregate_functions())
             .with_default_features()
             .build()
     }
@@ -253,6 +254,9 @@ impl SessionBuilder {
 fn register_functions(ctx: &SessionContext) {
     for f in udf::scalar_functions() {
         ctx.register_udf((*f).clone());
+    }
+    for f in udf::aggregate_functions() {
+        ctx.register_udaf((*f).clone());
     }
 }
 

@@ -5,6 +5,11 @@
 --   returns_value   Σ -quantity × unit_price where quantity < 0    Decimal(18,4)
 --   net_revenue     gross_revenue - returns_value                  Decimal(18,4)
 --   orders          distinct order_id with a quantity > 0 line     Int64
+--   product_name    the name most orders of the day give the product   Utf8
+--                   (counting sale orders only when the day has one; a tie goes to the
+--                   smallest name in byte order; an order's name is its lines' max), so an
+--                   adjustment note ("faulty", "website fixed") does not replace the
+--                   catalogue name as max(Description) did
 -- Exact duplicate source rows count as they are (no dedupe).
 -- Two levels: per order first, then per day and product. A single level with
 -- count(DISTINCT order_id) next to the decimal sums exhausted memory in DataFusion 55.
@@ -24,7 +29,7 @@ WITH per_order AS (
 )
 SELECT
     product_id,
-    max(product_name)                                   AS product_name,
+    most_frequent(product_name, units_sold > 0)         AS product_name,
     max(category)                                       AS category,
     sum(units_sold)                                     AS units_sold,
     sum(units_returned)                                 AS units_returned,

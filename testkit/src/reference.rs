@@ -2,7 +2,7 @@
 //! `csv` crate, integer arithmetic in 1/10,000 of a currency unit), not the job's SQL. Tests
 //! compare what Ember wrote, and what independent readers see of it, with this.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -24,12 +24,36 @@ pub struct Day {
     pub returns: Money,
     /// (product, order) pairs with a quantity > 0 line: Σ orders over the day's products.
     pub product_orders: HashSet<(String, String)>,
+    /// Per product, per order: the largest trimmed Description of its lines (None when all
+    /// are blank) and whether it has a quantity > 0 line.
+    pub orders_by_product: HashMap<String, HashMap<String, (Option<String>, bool)>>,
 }
 
 impl Day {
     /// Net revenue: gross − returns.
     pub fn net(&self) -> Money {
         self.gross - self.returns
+    }
+
+    /// The job's `product_name` of `product` that day, by its documented rule: the name most
+    /// of the day's orders give it, counting sale orders only when there is one; a tie goes to
+    /// the smallest name (bytes); None when no order names it.
+    pub fn product_name(&self, product: &str) -> Option<String> {
+        let orders = self.orders_by_product.get(product)?;
+        let any_sale = orders.values().any(|(name, sale)| *sale && name.is_some());
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for (name, sale) in orders.values() {
+            if let Some(name) = name
+                && (*sale || !any_sale)
+            {
+                *counts.entry(name).or_default() += 1;
+            }
+        }
+        let top = counts.values().copied().max()?;
+        counts
+            .into_iter()
+            .find(|(_, n)| *n == top)
+            .map(|(name, _)| name.to_string())
     }
 }
 
@@ -104,6 +128,19 @@ impl Fold {
             };
             let day = self.days.entry(date).or_default();
             day.products.insert(product.clone());
+            let name = row
+                .get(2)
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string);
+            let order_entry = day
+                .orders_by_product
+                .entry(product.clone())
+                .or_default()
+                .entry(order.clone())
+                .or_default();
+            order_entry.0 = order_entry.0.take().max(name);
+            order_entry.1 |= quantity > 0;
             if quantity > 0 {
                 day.units_sold += quantity;
                 day.gross += Money::from(quantity) * price;

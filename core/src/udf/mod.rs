@@ -6,14 +6,17 @@
 //! | `try_to_timestamp(text [, format …])` | `Timestamp(µs)` | chrono formats tried in order; NULL when none parses |
 //! | `hop(ts, size, slide)` | `List<Timestamp(µs)>` | starts of the hopping windows holding `ts` (unnest it) |
 //! | `tumble(ts, size)` | `Timestamp(µs)` | start of the tumbling window holding `ts` |
+//! | `most_frequent(value [, preferred])` (aggregate) | `Utf8` | the value occurring most often (in the rows where `preferred` is true, if any); ties to the smallest |
 
+mod most_frequent;
 mod try_to_timestamp;
 pub mod window;
 
 use std::sync::Arc;
 
-use datafusion::logical_expr::ScalarUDF;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
+pub use most_frequent::MostFrequent;
 pub use try_to_timestamp::TryToTimestamp;
 pub use window::{Hop, Tumble, WindowSpec};
 
@@ -24,4 +27,9 @@ pub fn scalar_functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(Hop::new())),
         Arc::new(ScalarUDF::new_from_impl(Tumble::new())),
     ]
+}
+
+/// Every aggregate function Ember adds to DataFusion's.
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![Arc::new(AggregateUDF::new_from_impl(MostFrequent::new()))]
 }

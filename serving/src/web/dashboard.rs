@@ -6,7 +6,7 @@
 //! | path | rows |
 //! |---|---|
 //! | `/api/v1/dashboard/daily?from=&to=` | `order_date`, `net_revenue`, `gross_revenue`, `returns_value`, `units_sold`, `orders`, by day |
-//! | `/api/v1/dashboard/top-products?from=&to=&limit=` | `product_id`, `product_name`, `net_revenue`, `units_sold`, best first (limit 1–100, default 10) |
+//! | `/api/v1/dashboard/top-products?from=&to=&limit=` | `product_id`, `product_name` (the name most of its days with sales give it, `most_frequent`), `net_revenue`, `units_sold`, best first (limit 1–100, default 10) |
 //! | `/api/v1/dashboard/windows?limit=` | `window_start`, `window_end`, `net_revenue`, `units_sold`, `events`: the latest windows over all products, oldest first (limit 1–500, default 96) |
 //!
 //! `from` and `to` are days (`YYYY-MM-DD`, both included); without them, all days. Errors:
@@ -141,7 +141,8 @@ async fn top_products(State(web): State<Arc<Web>>, Query(p): Query<Params>) -> R
     let sql = p.days().and_then(|days| {
         let limit = p.limit(10, 100)?;
         Ok(format!(
-            "SELECT product_id, MAX(product_name) AS product_name, SUM(net_revenue) AS net_revenue, \
+            "SELECT product_id, most_frequent(product_name, units_sold > 0) AS product_name, \
+             SUM(net_revenue) AS net_revenue, \
              SUM(units_sold) AS units_sold FROM {DAILY_TABLE} WHERE {days} \
              GROUP BY product_id ORDER BY net_revenue DESC, product_id LIMIT {limit}"
         ))
