@@ -11,12 +11,11 @@
 //!   `spark.kafka.consumer.cache.timeout`): a stream that ended on another machine, or moved
 //!   its partitions to other executors. A reaper thread checks every [`REAP_EVERY`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use crate::kafka::KafkaSource;
-use crate::scan::ScanSource;
 
 /// A consumer not used by any task for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
@@ -40,21 +39,18 @@ fn cache() -> std::sync::MutexGuard<'static, HashMap<Key, Cached>> {
     CONSUMERS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn key(spec: &ScanSource, partition: i32) -> Key {
-    (
-        spec.brokers.clone(),
-        spec.topic.clone(),
-        spec.group_id.clone(),
-        format!("{:?}", spec.options),
-        partition,
-    )
-}
-
-/// The consumer of `partition` for `spec`'s source: the cached one, or a new one (cached).
+/// The consumer of `partition` of `topic` on `brokers`, for group `group_id` with librdkafka
+/// `options`: the cached one, or a new one (cached).
 ///
 /// # Errors
 /// [`crate::Error::Kafka`] when librdkafka rejects the settings.
-pub fn consumer(spec: &ScanSource, partition: i32) -> crate::Result<Arc<KafkaSource>> {
+pub fn consumer(
+    brokers: &str,
+    topic: &str,
+    group_id: &str,
+    options: &BTreeMap<String, String>,
+    partition: i32,
+) -> crate::Result<Arc<KafkaSource>> {
     REAPER.call_once(|| {
         let spawned = std::thread::Builder::new()
             .name("ember-kafka-reaper".into())
@@ -68,18 +64,19 @@ pub fn consumer(spec: &ScanSource, partition: i32) -> crate::Result<Arc<KafkaSou
             tracing::warn!(error = %e, "no reaper thread: idle Kafka consumers are closed only when their stream ends here");
         }
     });
-    let key = key(spec, partition);
+    let key = (
+        brokers.to_string(),
+        topic.to_string(),
+        group_id.to_string(),
+        format!("{options:?}"),
+        partition,
+    );
     let mut cache = cache();
     if let Some(cached) = cache.get_mut(&key) {
         cached.last_used = Instant::now();
         return Ok(Arc::clone(&cached.source));
     }
-    let source = Arc::new(KafkaSource::new(
-        &spec.brokers,
-        &spec.topic,
-        &spec.group_id,
-        &spec.options,
-    )?);
+    let source = Arc::new(KafkaSource::new(brokers, topic, group_id, options)?);
     cache.insert(
         key,
         Cached {
@@ -135,28 +132,19 @@ pub fn open_per_topic() -> HashMap<String, usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watermark::Watermark;
 
-    fn spec(topic: &str) -> ScanSource {
-        ScanSource {
-            // Nothing listens there: a consumer connects only when it is used.
-            brokers: "127.0.0.1:1".into(),
-            topic: topic.into(),
-            group_id: "g".into(),
-            options: Default::default(),
-            schema: crate::event::tests::retail().decl,
-            watermark: Watermark::new(0, 0),
-            future_after_us: None,
-        }
+    // Nothing listens on port 1: a consumer connects only when it is used.
+    fn consumer_of(topic: &str, partition: i32) -> Arc<KafkaSource> {
+        consumer("127.0.0.1:1", topic, "g", &BTreeMap::new(), partition).expect("consumer")
     }
 
     #[test]
     fn consumers_are_reused_then_closed_when_idle_or_when_their_stream_ends() {
-        let (a, b) = (spec("consumers_test_a"), spec("consumers_test_b"));
-        let first = consumer(&a, 0).expect("consumer");
-        assert!(Arc::ptr_eq(&first, &consumer(&a, 0).expect("again")));
-        consumer(&a, 1).expect("partition 1");
-        consumer(&b, 0).expect("other topic");
+        let (a, b) = ("consumers_test_a", "consumers_test_b");
+        let first = consumer_of(a, 0);
+        assert!(Arc::ptr_eq(&first, &consumer_of(a, 0)));
+        consumer_of(a, 1);
+        consumer_of(b, 0);
         let open = open_per_topic();
         assert_eq!(
             (open.get("consumers_test_a"), open.get("consumers_test_b")),

@@ -429,7 +429,14 @@ fn read_range(
 ) -> DfResult<RecordBatch> {
     let started = std::time::Instant::now();
     let kafka = |e: crate::Error| DataFusionError::External(Box::new(e));
-    let source = crate::consumers::consumer(spec, range.partition).map_err(kafka)?;
+    let source = crate::consumers::consumer(
+        &spec.brokers,
+        &spec.topic,
+        &spec.group_id,
+        &spec.options,
+        range.partition,
+    )
+    .map_err(kafka)?;
     let records = source
         .read(&[range], crate::kafka::READ_TIMEOUT)
         .map_err(kafka)?;

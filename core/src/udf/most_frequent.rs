@@ -11,16 +11,21 @@
 //! The state of a partial aggregate is three lists of one length: `values` (Utf8),
 //! `preferred` (UInt64, rows with `preferred` true) and `rows` (UInt64, all rows).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, UInt64Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListArray, ListBuilder, StringArray, StringBuilder,
+    UInt64Array, UInt64Builder,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt64Type};
 use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::Result;
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility,
+};
 
 /// The `most_frequent` aggregate function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -67,6 +72,17 @@ impl AggregateUDFImpl for MostFrequent {
         Ok(Box::<Counts>::default())
     }
 
+    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
+        true
+    }
+
+    fn create_groups_accumulator(
+        &self,
+        _args: AccumulatorArgs,
+    ) -> Result<Box<dyn GroupsAccumulator>> {
+        Ok(Box::<GroupCounts>::default())
+    }
+
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let list = |name: &str, item: DataType| {
             Arc::new(Field::new(
@@ -83,62 +99,170 @@ impl AggregateUDFImpl for MostFrequent {
     }
 }
 
-/// Per value: rows where `preferred` was true, all rows.
+/// One group's counts: per value, rows where `preferred` was true and all rows. Most groups
+/// hold one or two values, so they are a list; past [`INDEXED_AFTER`] values a hash index
+/// keeps each row's lookup constant.
 #[derive(Debug, Default)]
 struct Counts {
-    counts: BTreeMap<String, (u64, u64)>,
+    entries: Vec<(String, u64, u64)>,
+    index: Option<HashMap<String, usize>>,
 }
+
+/// Values a group holds before its lookups go through a hash index.
+const INDEXED_AFTER: usize = 16;
 
 impl Counts {
     fn add(&mut self, value: &str, preferred: u64, rows: u64) {
-        match self.counts.get_mut(value) {
-            Some(c) => {
-                c.0 += preferred;
-                c.1 += rows;
+        let at = match &self.index {
+            Some(index) => index.get(value).copied(),
+            None => self.entries.iter().position(|e| e.0 == value),
+        };
+        if let Some(i) = at {
+            self.entries[i].1 += preferred;
+            self.entries[i].2 += rows;
+            return;
+        }
+        self.entries.push((value.to_string(), preferred, rows));
+        match &mut self.index {
+            Some(index) => {
+                index.insert(value.to_string(), self.entries.len() - 1);
             }
-            None => {
-                self.counts.insert(value.to_string(), (preferred, rows));
+            None if self.entries.len() > INDEXED_AFTER => {
+                self.index = Some(
+                    self.entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, e)| (e.0.clone(), i))
+                        .collect(),
+                );
             }
+            None => {}
         }
     }
 
     /// The winner by the module's rules.
     fn winner(&self) -> Option<&str> {
-        let any_preferred = self.counts.values().any(|c| c.0 > 0);
+        let any_preferred = self.entries.iter().any(|e| e.1 > 0);
         let mut best: Option<(&str, u64)> = None;
-        // Ascending value order: a later value wins only with a strictly higher count.
-        for (value, (preferred, rows)) in &self.counts {
+        for (value, preferred, rows) in &self.entries {
             let n = if any_preferred { *preferred } else { *rows };
-            if n > 0 && best.is_none_or(|(_, b)| n > b) {
+            let better = match best {
+                None => n > 0,
+                Some((b, bn)) => n > bn || (n == bn && value.as_str() < b),
+            };
+            if better {
                 best = Some((value, n));
             }
         }
         best.map(|(v, _)| v)
     }
+
+    fn size(&self) -> usize {
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|e| e.0.capacity() + std::mem::size_of::<(String, u64, u64)>())
+            .sum();
+        let index = self.index.as_ref().map_or(0, |i| {
+            i.keys()
+                .map(|k| k.capacity() + std::mem::size_of::<(String, usize)>() + 8)
+                .sum()
+        });
+        std::mem::size_of::<Self>() + entries + index
+    }
+
+    /// Adds row `row` of the update arguments.
+    fn add_row(&mut self, value: &StringArray, preferred: Option<&BooleanArray>, row: usize) {
+        if value.is_null(row) {
+            return;
+        }
+        let p = preferred.is_some_and(|p| p.is_valid(row) && p.value(row));
+        self.add(value.value(row), u64::from(p), 1);
+    }
+
+    /// Adds row `row` of a state.
+    fn merge_row(&mut self, state: &State<'_>, row: usize) -> Result<()> {
+        if state.values.is_null(row) {
+            return Ok(());
+        }
+        let v = state.values.value(row);
+        let v = v.as_string::<i32>();
+        let p = state.preferred.value(row);
+        let p: &UInt64Array = p.as_primitive::<UInt64Type>();
+        let r = state.rows.value(row);
+        let r: &UInt64Array = r.as_primitive::<UInt64Type>();
+        if p.len() != v.len() || r.len() != v.len() {
+            return exec_err!("most_frequent: a state's lists differ in length");
+        }
+        for j in 0..v.len() {
+            if v.is_valid(j) {
+                self.add(v.value(j), p.value(j), r.value(j));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn text(array: &ArrayRef) -> Result<StringArray> {
-    Ok(cast(array, &DataType::Utf8)?.as_string::<i32>().clone())
+/// The update arguments as text and booleans.
+fn arguments(values: &[ArrayRef]) -> Result<(StringArray, Option<BooleanArray>)> {
+    let Some(first) = values.first() else {
+        return exec_err!("most_frequent: no argument");
+    };
+    let value = cast(first, &DataType::Utf8)?.as_string::<i32>().clone();
+    let preferred = match values.get(1) {
+        Some(p) => Some(cast(p, &DataType::Boolean)?.as_boolean().clone()),
+        None => None,
+    };
+    Ok((value, preferred))
+}
+
+/// A state's three list columns.
+struct State<'a> {
+    values: &'a ListArray,
+    preferred: &'a ListArray,
+    rows: &'a ListArray,
+}
+
+impl<'a> State<'a> {
+    fn of(states: &'a [ArrayRef]) -> Result<Self> {
+        let [values, preferred, rows] = states else {
+            return exec_err!("most_frequent: a state has 3 columns, got {}", states.len());
+        };
+        Ok(Self {
+            values: values.as_list::<i32>(),
+            preferred: preferred.as_list::<i32>(),
+            rows: rows.as_list::<i32>(),
+        })
+    }
+}
+
+/// Groups' counts as the three state columns, one row per group.
+fn state_arrays(groups: &[Counts]) -> Vec<ArrayRef> {
+    let mut values = ListBuilder::new(StringBuilder::new());
+    let mut preferred = ListBuilder::new(UInt64Builder::new());
+    let mut rows = ListBuilder::new(UInt64Builder::new());
+    for g in groups {
+        for (v, p, r) in &g.entries {
+            values.values().append_value(v);
+            preferred.values().append_value(*p);
+            rows.values().append_value(*r);
+        }
+        values.append(true);
+        preferred.append(true);
+        rows.append(true);
+    }
+    vec![
+        Arc::new(values.finish()),
+        Arc::new(preferred.finish()),
+        Arc::new(rows.finish()),
+    ]
 }
 
 impl Accumulator for Counts {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let Some(first) = values.first() else {
-            return exec_err!("most_frequent: no argument");
-        };
-        let value = text(first)?;
-        let preferred: Option<BooleanArray> = match values.get(1) {
-            Some(p) => Some(cast(p, &DataType::Boolean)?.as_boolean().clone()),
-            None => None,
-        };
-        for i in 0..value.len() {
-            if value.is_null(i) {
-                continue;
-            }
-            let p = preferred
-                .as_ref()
-                .is_some_and(|p| p.is_valid(i) && p.value(i));
-            self.add(value.value(i), u64::from(p), 1);
+        let (value, preferred) = arguments(values)?;
+        for row in 0..value.len() {
+            self.add_row(&value, preferred.as_ref(), row);
         }
         Ok(())
     }
@@ -148,74 +272,112 @@ impl Accumulator for Counts {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of_val(self)
-            + self
-                .counts
-                .keys()
-                .map(|k| k.capacity() + std::mem::size_of::<(String, (u64, u64))>() + 16)
-                .sum::<usize>()
+        Counts::size(self)
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let values: Vec<ScalarValue> = self
-            .counts
-            .keys()
-            .map(|k| ScalarValue::Utf8(Some(k.clone())))
-            .collect();
-        let preferred: Vec<ScalarValue> = self
-            .counts
-            .values()
-            .map(|c| ScalarValue::UInt64(Some(c.0)))
-            .collect();
-        let rows: Vec<ScalarValue> = self
-            .counts
-            .values()
-            .map(|c| ScalarValue::UInt64(Some(c.1)))
-            .collect();
-        Ok(vec![
-            ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Utf8)),
-            ScalarValue::List(ScalarValue::new_list_nullable(
-                &preferred,
-                &DataType::UInt64,
-            )),
-            ScalarValue::List(ScalarValue::new_list_nullable(&rows, &DataType::UInt64)),
-        ])
+        state_arrays(std::slice::from_ref(self))
+            .iter()
+            .map(|a| ScalarValue::try_from_array(a, 0))
+            .collect()
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let [values, preferred, rows] = states else {
-            return exec_err!("most_frequent: a state has 3 columns, got {}", states.len());
-        };
-        let (values, preferred, rows) = (
-            values.as_list::<i32>(),
-            preferred.as_list::<i32>(),
-            rows.as_list::<i32>(),
-        );
-        for i in 0..values.len() {
-            if values.is_null(i) {
-                continue;
-            }
-            let v = values.value(i);
-            let v = v.as_string::<i32>();
-            let p = preferred.value(i);
-            let p: &UInt64Array = p.as_primitive::<UInt64Type>();
-            let r = rows.value(i);
-            let r: &UInt64Array = r.as_primitive::<UInt64Type>();
-            if p.len() != v.len() || r.len() != v.len() {
-                return exec_err!("most_frequent: a state's lists differ in length");
-            }
-            for j in 0..v.len() {
-                if v.is_valid(j) {
-                    self.add(v.value(j), p.value(j), r.value(j));
-                }
-            }
+        let state = State::of(states)?;
+        for row in 0..state.values.len() {
+            self.merge_row(&state, row)?;
         }
         Ok(())
     }
 }
 
+/// Counts of many groups at once (DataFusion's fast path for `GROUP BY`): one [`Counts`] per
+/// group index.
+#[derive(Debug, Default)]
+struct GroupCounts {
+    groups: Vec<Counts>,
+}
+
+impl GroupCounts {
+    fn grow(&mut self, total_num_groups: usize) {
+        if self.groups.len() < total_num_groups {
+            self.groups.resize_with(total_num_groups, Counts::default);
+        }
+    }
+}
+
+impl GroupsAccumulator for GroupCounts {
+    fn update_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        opt_filter: Option<&BooleanArray>,
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let (value, preferred) = arguments(values)?;
+        for (row, &g) in group_indices.iter().enumerate() {
+            if opt_filter.is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
+                continue;
+            }
+            self.groups[g].add_row(&value, preferred.as_ref(), row);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+        let groups = emit_to.take_needed(&mut self.groups);
+        let names: StringArray = groups.iter().map(Counts::winner).collect();
+        Ok(Arc::new(names))
+    }
+
+    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
+        Ok(state_arrays(&emit_to.take_needed(&mut self.groups)))
+    }
+
+    fn merge_batch(
+        &mut self,
+        values: &[ArrayRef],
+        group_indices: &[usize],
+        total_num_groups: usize,
+    ) -> Result<()> {
+        self.grow(total_num_groups);
+        let state = State::of(values)?;
+        for (row, &g) in group_indices.iter().enumerate() {
+            self.groups[g].merge_row(&state, row)?;
+        }
+        Ok(())
+    }
+
+    fn convert_to_state(
+        &self,
+        values: &[ArrayRef],
+        opt_filter: Option<&BooleanArray>,
+    ) -> Result<Vec<ArrayRef>> {
+        // One state row per input row (DataFusion skips the partial aggregation when it does
+        // not reduce the rows).
+        let (value, preferred) = arguments(values)?;
+        let rows: Vec<Counts> = (0..value.len())
+            .map(|row| {
+                let mut counts = Counts::default();
+                if opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row)) {
+                    counts.add_row(&value, preferred.as_ref(), row);
+                }
+                counts
+            })
+            .collect();
+        Ok(state_arrays(&rows))
+    }
+
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.groups.iter().map(Counts::size).sum::<usize>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use datafusion::logical_expr::AggregateUDF;
     use datafusion::prelude::SessionContext;
 
@@ -255,6 +417,15 @@ mod tests {
              ('d', NULL, 1)) t(k, v, q) GROUP BY k ORDER BY k",
         )
         .await;
+        // Without GROUP BY (the one-group accumulator): A has two sale rows, b one.
+        assert_eq!(
+            rows(
+                "SELECT most_frequent(v, q > 0) FROM (VALUES ('b', 1), ('A', 1), ('faulty', -1), \
+                  ('faulty', -1), ('A', 2), (NULL, 3)) t(v, q)"
+            )
+            .await,
+            ["| A |"]
+        );
         assert_eq!(
             got,
             [
@@ -264,6 +435,46 @@ mod tests {
                 "| d | | |"
             ]
         );
+    }
+
+    #[test]
+    fn rows_turned_into_states_merge_to_what_the_rows_give() {
+        let values: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("b"),
+            Some("a"),
+            None,
+            Some("b"),
+            Some("c"),
+            Some("a"),
+        ]));
+        let preferred: ArrayRef = Arc::new(BooleanArray::from(vec![
+            true, false, true, true, true, true,
+        ]));
+        let args = [values, preferred];
+        // Rows 0..3 in group 0, 3..6 in group 1; row 4 filtered out.
+        let groups = [0, 0, 0, 1, 1, 1];
+        let filter = BooleanArray::from(vec![true, true, true, true, false, true]);
+        let mut direct = GroupCounts::default();
+        direct
+            .update_batch(&args, &groups, Some(&filter), 2)
+            .expect("update");
+        let states = direct
+            .convert_to_state(&args, Some(&filter))
+            .expect("states");
+        assert_eq!(states[0].len(), 6, "one state row per input row");
+        let mut merged = GroupCounts::default();
+        merged.merge_batch(&states, &groups, 2).expect("merge");
+        let names = |g: &mut GroupCounts| {
+            let a = g.evaluate(EmitTo::All).expect("evaluate");
+            let a = a.as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect::<Vec<_>>()
+        };
+        // Group 0: b is the only preferred row. Group 1: b and a once each: a.
+        let want = vec![Some("b".to_string()), Some("a".to_string())];
+        assert_eq!(names(&mut direct), want);
+        assert_eq!(names(&mut merged), want);
     }
 
     #[tokio::test]
@@ -290,6 +501,31 @@ mod tests {
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .expect("format")
             .to_string();
+        // The one-group accumulator's states merge too: over all even values, 0..6 by % 7
+        // occur 714 or 715 times; the answer is computed below with the groups'.
+        let overall = ctx
+            .sql(
+                "SELECT most_frequent(CAST(value % 7 AS VARCHAR), value % 2 = 0) AS m \
+                 FROM generate_series(1, 10000)",
+            )
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        let overall = datafusion::arrow::util::pretty::pretty_format_batches(&overall)
+            .expect("format")
+            .to_string();
+        let mut all: BTreeMap<String, u64> = BTreeMap::new();
+        for value in (1..=10_000_i64).filter(|v| v % 2 == 0) {
+            *all.entry((value % 7).to_string()).or_default() += 1;
+        }
+        let top = all.values().copied().max().expect("values");
+        let first = all.iter().find(|(_, n)| **n == top).expect("top").0;
+        assert!(
+            overall.contains(&format!("| {first} ")),
+            "{first}: {overall}"
+        );
         // Independently: count (k, v) over the even values, highest count then smallest v.
         let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
         for value in (1..=10_000_i64).filter(|v| v % 2 == 0) {
