@@ -93,6 +93,7 @@ async fn register(
         files: 0,
         bytes: 0,
         reencoded_from: None,
+        read: Vec::new(),
     };
     if input.optional && input.path.is_empty() {
         register_empty(ctx, input)?;
@@ -101,12 +102,14 @@ async fn register(
     let (files, format) = list(ctx, input).await?;
     summary.files = files.len();
     summary.bytes = files.iter().map(|f| f.size).sum();
+    let listed = listed_urls(input, &files)?;
+    summary.read = listed.iter().map(ToString::to_string).collect();
 
-    let (url, format) = match format {
-        InputFormat::Parquet => (
-            ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
-            format,
-        ),
+    // The table reads exactly the files listed now, so that every query of the run (output,
+    // quarantine, counts) reads the same ones: a file that arrives during the run waits for
+    // the next run.
+    let (urls, format) = match format {
+        InputFormat::Parquet => (listed, format),
         InputFormat::Csv | InputFormat::CsvGz => {
             let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
                 input_error(
@@ -119,22 +122,20 @@ async fn register(
             })?;
             let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
             if decode.is_none() && format == InputFormat::Csv {
-                (
-                    ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?,
-                    format,
-                )
+                (listed, format)
             } else {
                 summary.reencoded_from = decode.map(|e| e.name().to_string());
                 let gzip = format == InputFormat::CsvGz;
                 (
-                    prepare(ctx, input, &files, gzip, decode, committer).await?,
+                    vec![prepare(ctx, input, &files, gzip, decode, committer).await?],
                     InputFormat::Csv,
                 )
             }
         }
     };
     let state = ctx.state();
-    let extension = if url.is_collection() {
+    // A staged folder holds only this run's files; listed files are taken as they are.
+    let extension = if urls.iter().any(ListingTableUrl::is_collection) {
         format.extension()
     } else {
         ""
@@ -147,7 +148,7 @@ async fn register(
     }
     .with_file_extension(extension);
     let inferred = options
-        .infer_schema(&state, &url)
+        .infer_schema(&state, &urls[0])
         .await
         .map_err(|e| df_error(input, e))?;
     let schema = match format {
@@ -169,7 +170,7 @@ async fn register(
             }
         }
     };
-    let config = ListingTableConfig::new(url)
+    let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
@@ -199,7 +200,7 @@ fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
 /// Lists the input's files and settles its format: the one given, or the one implied by the
 /// path's extension, or else the one extension (`.csv`, `.csv.gz`, `.parquet`) that the files
 /// found there share. In a folder, `_`- and `.`-prefixed files (`_SUCCESS`, `.crc`) are not
-/// data. Fails when no file is left.
+/// data. Fails when no file is left. The files come back in name order.
 async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, InputFormat)> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
     let store = ctx
@@ -278,7 +279,25 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, I
     if files.is_empty() {
         return Err(no_file(format.extension()));
     }
+    // In name order, so that a run's file list (and its tasks) do not depend on the store's.
+    files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok((files, format))
+}
+
+/// The URL of each listed file (`files` as [`list`] returns them: at least one), on the
+/// input's store.
+fn listed_urls(input: &Input, files: &[ObjectMeta]) -> Result<Vec<ListingTableUrl>> {
+    let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
+    let store = url.object_store();
+    files
+        .iter()
+        .map(|f| {
+            let mut file = url::Url::parse(store.as_str())
+                .map_err(|e| input_error(input, format!("store URL: {e}")))?;
+            file.set_path(&format!("/{}", f.location));
+            ListingTableUrl::parse(file.as_str()).map_err(|e| df_error(input, e))
+        })
+        .collect()
 }
 
 /// Writes every file as plain UTF-8 CSV into `<staging>/inputs/<name>/` (see [`transcode`])
@@ -389,4 +408,61 @@ async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
             examples.join("; ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_core::manifest::CsvOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_input_is_listed_once_and_a_file_arriving_later_is_not_read() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let folder = tmp.path().join("in");
+        std::fs::create_dir(&folder).expect("folder");
+        std::fs::write(folder.join("a.csv"), "x\n1\n2\n").expect("a");
+        std::fs::write(folder.join("b c.csv"), "x\n3\n").expect("b");
+        let ctx = SessionContext::new();
+        let input = Input {
+            name: "t".into(),
+            path: format!("{}/", folder.display()),
+            format: None,
+            optional: false,
+            columns: Vec::new(),
+            unique_key: Vec::new(),
+            csv: CsvOptions::default(),
+        };
+        let out = tmp.path().join("out");
+        let committer =
+            Committer::new(&ctx, &out.display().to_string(), "run-1").expect("committer");
+        let summary = register(&ctx, &input, &committer).await.expect("register");
+        let names: Vec<&str> = summary
+            .read
+            .iter()
+            .map(|u| u.rsplit('/').next().unwrap_or_default())
+            .collect();
+        assert_eq!(names, ["a.csv", "b%20c.csv"], "{:?}", summary.read);
+        assert_eq!(summary.files, 2);
+        // A file arriving during the run: the run's queries do not see it.
+        std::fs::write(folder.join("c.csv"), "x\n4\n").expect("c");
+        let count = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let batches = ctx
+                    .sql(sql)
+                    .await
+                    .expect("plan")
+                    .collect()
+                    .await
+                    .expect("run");
+                array_value_to_string(batches[0].column(0), 0).expect("cell")
+            }
+        };
+        assert_eq!(count("SELECT count(*) FROM t").await, "3");
+        assert_eq!(
+            count("SELECT CAST(sum(CAST(x AS INT)) AS VARCHAR) FROM t").await,
+            "6"
+        );
+    }
 }

@@ -128,6 +128,11 @@ fn online_retail_reconciles_day_by_day(#[case] mode: Mode) {
         assert_eq!(report.rows.quarantined, invalid);
         assert_eq!(report.rows.valid, Some(read - invalid));
         assert_eq!(report.partitions.written.len(), 305);
+        let read: Vec<&String> = report.inputs.iter().flat_map(|i| &i.read).collect();
+        assert!(
+            read.len() == 1 && read[0].ends_with("/data/online_retail.csv.gz"),
+            "the report names the one file read: {read:?}"
+        );
 
         let expected: Vec<String> = days
             .iter()

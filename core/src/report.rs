@@ -32,6 +32,10 @@ pub struct InputSummary {
     /// The encoding the files were re-encoded from, when not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reencoded_from: Option<String>,
+    /// The files the run read (URLs), listed once when the run started: a file that arrived
+    /// later is not among them and is read by the next run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
 }
 
 /// Row counts of a run.
@@ -139,6 +143,21 @@ impl fmt::Display for RunReport {
                 input.files,
                 thousands(input.bytes)
             )?;
+            // A folder or a glob: which files it was (all of them in `--format json`).
+            if input.read.len() > 1 {
+                const SHOWN: usize = 5;
+                let names: Vec<&str> = input
+                    .read
+                    .iter()
+                    .take(SHOWN)
+                    .map(|u| u.rsplit('/').next().unwrap_or(u))
+                    .collect();
+                let more = match input.read.len().saturating_sub(SHOWN) {
+                    0 => String::new(),
+                    n => format!(" and {n} more"),
+                };
+                writeln!(f, "               read {}{more}", names.join(", "))?;
+            }
         }
         if let Some(read) = r.read {
             writeln!(f, "  rows read    {}", thousands(read))?;
