@@ -49,6 +49,25 @@ impl Owner {
         PutPayload::from(serde_json::to_vec(self).unwrap_or_default())
     }
 
+    /// `kind run of job J (host H, process P) since T`, for messages.
+    fn describe(&self) -> String {
+        format!(
+            "{} {} of job {} (host {}, process {}) since {}",
+            self.kind, self.run_id, self.job, self.host, self.pid, self.since
+        )
+    }
+
+    /// Why it is stale, for the take-over warning: how long ago the lock expired (seconds),
+    /// or that its process is gone.
+    fn staleness(&self) -> String {
+        let ago_ms = Utc::now().timestamp_millis() - self.expires_ms;
+        if ago_ms > 0 {
+            format!("expired {:.1} s ago", ago_ms as f64 / 1000.0)
+        } else {
+            format!("process {} is gone from this host", self.pid)
+        }
+    }
+
     /// Whether a new run may take the lock from this owner: it expired, or its process is
     /// gone from this host.
     fn is_stale(&self, host: &str) -> bool {
@@ -165,16 +184,23 @@ impl Lease {
                 Some(other) if !other.is_stale(&host) => {
                     return Err(Error::Locked {
                         what: holder.what.to_string(),
-                        holder: format!(
-                            "{} {} of job {} (host {}, process {}) since {}",
-                            other.kind, other.run_id, other.job, other.host, other.pid, other.since
-                        ),
+                        holder: other.describe(),
                         hint: holder.hint.to_string(),
                     });
                 }
                 // Stale, or gone between the put and the read: take it over.
                 _ => {
-                    tracing::warn!(lock = %path, previous = ?held, "taking over a stale output lock");
+                    match &held {
+                        Some(other) => tracing::warn!(
+                            lock = %path,
+                            previous = %other.describe(),
+                            why = %other.staleness(),
+                            "taking over a stale output lock"
+                        ),
+                        None => {
+                            tracing::warn!(lock = %path, "taking over an output lock released meanwhile")
+                        }
+                    }
                     match store.delete(&path).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => {
@@ -257,5 +283,15 @@ mod tests {
         assert!(owner(&here, u32::MAX, future).is_stale(&here));
         // On another host the process cannot be checked: only expiry counts.
         assert!(!owner("elsewhere", u32::MAX, future).is_stale(&here));
+        // The warning says why in words, not as an epoch.
+        let expired = owner(&here, 7, Utc::now().timestamp_millis() - 90_500).staleness();
+        assert!(
+            expired.starts_with("expired 90.") && expired.ends_with(" s ago"),
+            "{expired}"
+        );
+        assert_eq!(
+            owner(&here, u32::MAX, future).staleness(),
+            format!("process {} is gone from this host", u32::MAX)
+        );
     }
 }
