@@ -266,11 +266,33 @@ fn merge_options(
     Ok(options)
 }
 
+/// The object_store S3 setting an option key names: `endpoint` or `aws_endpoint`, any case.
+///
+/// # Errors
+/// A message naming the key and the usual options, for a key object_store does not know.
+pub fn s3_config_key(
+    key: &str,
+) -> std::result::Result<object_store::aws::AmazonS3ConfigKey, String> {
+    let lower = key.trim().to_ascii_lowercase();
+    let name = if lower.starts_with("aws_") {
+        lower
+    } else {
+        format!("aws_{lower}")
+    };
+    name.parse().map_err(|_| {
+        format!(
+            "unknown option `{key}` (object_store's S3 options: endpoint, region, access_key_id, secret_access_key, allow_http, virtual_hosted_style_request, …)"
+        )
+    })
+}
+
 impl StorageSettings {
-    /// Resolves storage flags over the file's `[storage]`.
+    /// Resolves storage flags over the file's `[storage]`. S3 option keys are checked here, so
+    /// that a misspelt one is refused when the command starts, not at the first S3 access.
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] for an option that is not `key=value`.
+    /// [`Error::InvalidSetting`] for an option that is not `key=value`, or an S3 option
+    /// object_store does not know.
     pub fn resolve(args: &StorageArgs, file: &StorageFile) -> Result<Self> {
         let hdfs_options = merge_options(
             "--hdfs-option / EMBER_STORAGE_HDFS_OPTIONS",
@@ -282,6 +304,14 @@ impl StorageSettings {
             &file.s3.options,
             &args.s3_options,
         )?;
+        for key in s3_options.keys() {
+            s3_config_key(key).map_err(|m| {
+                invalid(
+                    "storage.s3.options / --s3-option / EMBER_STORAGE_S3_OPTIONS",
+                    m,
+                )
+            })?;
+        }
         Ok(Self {
             hdfs_namenode: args
                 .hdfs_namenode
@@ -345,4 +375,33 @@ pub fn machine_hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_options_are_checked_when_settings_are_resolved() {
+        let args = |options: &[&str]| StorageArgs {
+            s3_options: options.iter().map(|o| (*o).to_string()).collect(),
+            ..StorageArgs::default()
+        };
+        let ok = StorageSettings::resolve(
+            &args(&["endpoint=http://127.0.0.1:9000", "AWS_ALLOW_HTTP=true"]),
+            &StorageFile::default(),
+        )
+        .expect("known options");
+        assert_eq!(ok.s3_options.len(), 2);
+        let mut file = StorageFile::default();
+        file.s3.options.insert("colour".into(), "red".into());
+        let err = StorageSettings::resolve(&args(&[]), &file)
+            .expect_err("unknown option")
+            .to_string();
+        assert!(
+            err.contains("unknown option `colour`") && err.contains("--s3-option"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

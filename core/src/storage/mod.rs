@@ -23,7 +23,7 @@ use datafusion::common::{Result, plan_datafusion_err};
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use hdfs_native_object_store::HdfsObjectStoreBuilder;
 use object_store::ObjectStore;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::AmazonS3Builder;
 use url::Url;
 
 use crate::config::StorageSettings;
@@ -62,16 +62,8 @@ impl EmberObjectStoreRegistry {
             .ok_or_else(|| plan_datafusion_err!("{url} names no bucket (s3://bucket/path)"))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         for (key, value) in &self.s3_options {
-            let name = if key.starts_with("aws_") {
-                key.clone()
-            } else {
-                format!("aws_{key}")
-            };
-            let config: AmazonS3ConfigKey = name.parse().map_err(|_| {
-                plan_datafusion_err!(
-                    "storage.s3.options: unknown option `{key}` (object_store's S3 options: endpoint, region, access_key_id, secret_access_key, allow_http, virtual_hosted_style_request, …)"
-                )
-            })?;
+            let config = crate::config::s3_config_key(key)
+                .map_err(|m| plan_datafusion_err!("storage.s3.options: {m}"))?;
             builder = builder.with_config(config, value);
         }
         let store = builder
