@@ -305,9 +305,12 @@ async fn signature(ctx: &SessionContext, lookup: &Lookup) -> Result<Signature> {
             o.last_modified.timestamp_micros(),
         )
     };
-    // A file, or the files under a folder.
+    // A file, or (no object at the path) the files under a folder.
     let mut files: Signature = match store.head(&prefix).await {
         Ok(o) => vec![meta(o)],
+        Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => {
+            return Err(lookup_error(lookup, e));
+        }
         Err(_) => store
             .list(Some(&prefix))
             .map_ok(meta)

@@ -373,7 +373,8 @@ impl Stream {
                 None => {
                     if limit.is_none() && listed_at.elapsed() >= self.job.source.partition_discovery
                     {
-                        self.discover_partitions(&topic, &mut partitions, &mut starts)
+                        lost += self
+                            .discover_partitions(&topic, &mut partitions, &mut starts, &latest)
                             .await?;
                         listed_at = Instant::now();
                     }
@@ -519,7 +520,8 @@ impl Stream {
     /// Lists the topic's partitions again (`partition_discovery`): a new one is read from its
     /// earliest offset (as Spark's Kafka source does); one that is gone (the topic was deleted
     /// and created again with fewer partitions) is lost offsets, handled as `on_offsets_lost`
-    /// says.
+    /// says. Returns the offsets lost with gone partitions: those between a partition's next
+    /// offset and its end when the last batch was planned (`latest`), the unread offsets known.
     ///
     /// # Errors
     /// [`Error::Kafka`] when the brokers do not answer, or a partition is gone and
@@ -529,11 +531,13 @@ impl Stream {
         topic: &str,
         partitions: &mut Vec<i32>,
         starts: &mut BTreeMap<i32, i64>,
-    ) -> Result<()> {
+        latest: &BTreeMap<i32, i64>,
+    ) -> Result<i64> {
         let now = self.blocking_source(|s| s.partitions()).await?;
         if now == *partitions {
-            return Ok(());
+            return Ok(0);
         }
+        let mut lost = 0;
         for &p in now.iter().filter(|p| !partitions.contains(p)) {
             let (low, high) = self.blocking_source(move |s| s.watermarks(p)).await?;
             tracing::info!(
@@ -554,15 +558,18 @@ impl Stream {
                     ),
                 });
             }
+            let start = starts.remove(&p).unwrap_or(0);
+            let unread = latest.get(&p).map_or(0, |&high| (high - start).max(0));
             tracing::warn!(
                 topic,
                 partition = p,
+                offsets_lost = unread,
                 "the partition is gone: going on without it as on_offsets_lost says"
             );
-            starts.remove(&p);
+            lost += unread;
         }
         *partitions = now;
-        Ok(())
+        Ok(lost)
     }
 
     async fn wait(

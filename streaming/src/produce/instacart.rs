@@ -23,17 +23,13 @@
 //! or whose fields are not whole numbers is an error naming the file and line.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::io;
 use crate::error::Result;
 
 /// Sunday 2017-01-01T00:00:00Z, s since the epoch: the event time of `order_dow` 0, hour 0.
 pub const START: i64 = 1_483_228_800;
-
-fn io(path: &Path, e: impl std::fmt::Display) -> crate::Error {
-    ember_core::Error::storage(path.display().to_string(), e).into()
-}
 
 /// `dir/name.csv`, or `dir/name.csv.gz` when only that exists.
 fn file(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -48,13 +44,7 @@ fn file(dir: &Path, name: &str) -> Result<PathBuf> {
 
 /// The rows of a CSV file with a header, as (line number, fields by header name).
 fn rows(path: &Path) -> Result<Vec<(usize, HashMap<String, String>)>> {
-    let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(f))
-    } else {
-        Box::new(f)
-    };
-    let mut csv = csv::Reader::from_reader(reader);
+    let mut csv = csv::Reader::from_reader(super::open(path)?);
     let headers = csv.headers().map_err(|e| io(path, e))?.clone();
     csv.records()
         .enumerate()

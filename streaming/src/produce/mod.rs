@@ -76,6 +76,16 @@ fn io(path: &Path, e: impl std::fmt::Display) -> Error {
     ember_core::Error::storage(path.display().to_string(), e).into()
 }
 
+/// A CSV file's bytes, gunzipped when its name ends in `.gz`.
+fn open(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
 /// Counts messages the brokers did not acknowledge (librdkafka reports them once retries are
 /// exhausted).
 #[derive(Default)]
@@ -213,13 +223,9 @@ pub async fn produce(source: &EventSource, options: &ProduceOptions) -> Result<P
     tokio::task::block_in_place(|| -> Result<()> {
         match source {
             EventSource::Csv(path) => {
-                let file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-                let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-                    Box::new(flate2::read::MultiGzDecoder::new(file))
-                } else {
-                    Box::new(file)
-                };
-                let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+                let mut csv = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .from_reader(open(path)?);
                 let headers = csv.headers().map_err(|e| io(path, e))?.clone();
                 for (line, row) in csv.records().enumerate() {
                     let row = row.map_err(|e| io(path, format!("line {}: {e}", line + 2)))?;
