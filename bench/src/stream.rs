@@ -3,7 +3,10 @@
 //! and one broker (tansu, started by the runner), rounds interleaved. Peers: the raw consume
 //! rate, `ember run` (embedded) into Parquet with its sink log, `ember run` into a Delta table
 //! (one commit per micro-batch), and `ember submit` to a scheduler with 2 executors × 1 slot
-//! (`cluster-2`: the Kafka scans run on the executors, the driver in the submit process).
+//! (`cluster-2`: the Kafka scans run on the executors, the driver in the submit process), and
+//! `ember run` again keeping the open windows' events as its state (`state=events`) instead of
+//! partial aggregates. Each peer's commit marks give its window stage (`phases_ms.query`, events
+//! per second of it) and its largest state (bytes, events, open (window, product) groups).
 //! Then `ember table optimize` on a Delta table written in small micro-batches: data files and
 //! the time of an aggregate over the whole table before and after.
 
@@ -116,14 +119,16 @@ pub fn run(
         let mut row = serde_json::json!({
             "round": round, "raw_seconds": raw_s, "raw_msgs_per_s": raw_rate,
         });
-        for (peer, command, format) in [
-            ("ember", vec!["run"], "parquet"),
-            ("ember_delta", vec!["run"], "delta"),
+        for (peer, command, format, state) in [
+            ("ember", vec!["run"], "parquet", "auto"),
+            ("ember_delta", vec!["run"], "delta", "auto"),
             (
                 "cluster2",
                 vec!["submit", "--scheduler", cluster.address()],
                 "parquet",
+                "auto",
             ),
+            ("ember_events_state", vec!["run"], "parquet", "events"),
         ] {
             let out = scratch.path().join(format!("{peer}-{round}"));
             let mut cmd = Command::new(ember);
@@ -135,6 +140,7 @@ pub fn run(
                 .args(["--set", "trigger=available-now"])
                 .args(["--set", "max_records=100000"])
                 .args(["--set", &format!("format={format}")])
+                .args(["--set", &format!("state={state}")])
                 .stdout(std::process::Stdio::null());
             let cost = measure::run(cmd).map_err(|e| format!("{peer}: {e}\n{}", cluster.logs()))?;
             let report: serde_json::Value = serde_json::from_slice(
@@ -159,6 +165,12 @@ pub fn run(
             row[format!("{peer}_events_per_s")] = rate.into();
             row[format!("{peer}_peak_rss_bytes")] = cost.peak_rss_bytes.into();
             row[format!("{peer}_ratio")] = (rate / raw_rate).into();
+            let (window_ms, state) = window_stage(&out)?;
+            #[allow(clippy::cast_precision_loss)]
+            let window_rate = events as f64 / (window_ms.max(1) as f64 / 1000.0);
+            row[format!("{peer}_window_stage_ms")] = window_ms.into();
+            row[format!("{peer}_window_stage_events_per_s")] = window_rate.into();
+            row[format!("{peer}_largest_state")] = state;
             let _ = std::fs::remove_dir_all(&out);
         }
         rounds.push(row);
@@ -182,6 +194,27 @@ pub fn run(
         med("cluster2_events_per_s"),
         med("cluster2_ratio"),
     );
+    println!();
+    println!(
+        "| peer | window stage (events/s, median) | largest state: bytes | events | open (window, product) groups | bytes per group |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let last = rounds.last().cloned().unwrap_or_default();
+    let groups = last["ember_largest_state"]["state_groups"]
+        .as_u64()
+        .unwrap_or(0);
+    for peer in ["ember", "ember_delta", "cluster2", "ember_events_state"] {
+        let state = &last[format!("{peer}_largest_state")];
+        let bytes = state["state_bytes"].as_u64().unwrap_or(0);
+        #[allow(clippy::cast_precision_loss)]
+        let per_group = bytes as f64 / groups.max(1) as f64;
+        println!(
+            "| {peer} | {:.0} | {bytes} | {} | {} | {per_group:.1} |",
+            med(&format!("{peer}_window_stage_events_per_s")),
+            state["state_events"],
+            state["state_groups"],
+        );
+    }
     let optimize = optimize(ember, &brokers, scratch.path(), events)?;
     let result = serde_json::json!({
         "benchmark": "stream", "events": events, "partitions": partitions,
@@ -189,6 +222,33 @@ pub fn run(
         "optimize": optimize,
     });
     crate::write_results(json, &result)
+}
+
+/// The window stage's wall time over all of a run's batches (`phases_ms.query` of every commit
+/// mark in `out/_checkpoint/commits`, ms; the checkpoint keeps the last 10) and the state of
+/// the batch whose state was largest in bytes (`state_bytes`, `state_events`, `state_groups`).
+fn window_stage(out: &Path) -> Result<(u64, serde_json::Value), String> {
+    let dir = out.join("_checkpoint/commits");
+    let mut ms = 0;
+    let mut largest = serde_json::json!({"state_bytes": 0});
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some() {
+            continue;
+        }
+        let commit: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+        ms += commit["phases_ms"]["query"].as_u64().unwrap_or(0);
+        if commit["state_bytes"].as_u64() > largest["state_bytes"].as_u64() {
+            largest = serde_json::json!({
+                "batch_id": commit["batch_id"], "state_bytes": commit["state_bytes"],
+                "state_events": commit["state_events"], "state_groups": commit["state_groups"],
+            });
+        }
+    }
+    Ok((ms, largest))
 }
 
 fn last_commit(out: &Path) -> Result<String, String> {

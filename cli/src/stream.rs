@@ -142,7 +142,7 @@ async fn drive(
     match format {
         Format::Table => {
             println!(
-                "stream {} stopped after {} batches ({} replayed)\n  outputs      {}\n  checkpoint   {}\n  records read {}\n  events       {}\n  quarantined  {:?}\n  unmatched    {:?}\n  rows out     {:?}\n  watermark    {}\n  state        {} events",
+                "stream {} stopped after {} batches ({} replayed)\n  outputs      {}\n  checkpoint   {}\n  records read {}\n  events       {}\n  quarantined  {:?}\n  unmatched    {:?}\n  rows out     {:?}\n  watermark    {}\n  state        {} events, {} partial-aggregate groups, {} bytes",
                 report.job,
                 report.batches,
                 report.replayed,
@@ -154,7 +154,9 @@ async fn drive(
                 report.counts.unmatched,
                 report.counts.rows_by_output,
                 report.watermark.as_deref().unwrap_or("none yet"),
-                report.counts.state_events
+                report.counts.state_events,
+                report.counts.state_groups,
+                report.counts.state_bytes
             );
         }
         Format::Json => print_json(&report)?,

@@ -1423,3 +1423,126 @@ fn a_partition_added_while_the_stream_runs_is_read_from_its_start() {
         "{report:?}"
     );
 }
+
+/// A windowed output whose aggregates merge keeps one row of partial sums and counts per open
+/// (window, category) between micro-batches instead of the events: over many small batches and
+/// three runs of one checkpoint (the first keeping events, `state = "events"`, the next turning
+/// them into partial aggregates), every window equals an independent fold. A restart whose query
+/// aggregates something else, or that asks for events a partial state no longer has, is refused
+/// with a reason.
+#[test]
+fn partial_aggregates_give_every_window_of_a_fold_and_tie_the_checkpoint_to_the_query() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let job = tmp.path().join("store_events");
+    let manifest = tunable_store_events_job()
+        .replace("max = \"100\"", "max = \"100\"\nstate = \"auto\"")
+        .replace(
+            "sql = \"by_category.sql\"",
+            "sql = \"by_category.sql\"\nstate = \"${state}\"",
+        );
+    write_job(&job, &manifest, "by_category.sql", STORE_EVENTS_SQL);
+    let out = tmp.path().join("out");
+    let t0 = chrono::DateTime::parse_from_rfc3339("2011-12-09T08:00:00Z")
+        .expect("time")
+        .to_utc();
+    let categories = ["food", "home", "garden"];
+    // One event every 20 s for 100 minutes: ten 10-minute windows × 3 categories.
+    let mut fold: BTreeMap<(String, &str), (i64, u64)> = BTreeMap::new();
+    let mut messages = Vec::new();
+    for i in 0..300_i64 {
+        let time = t0 + chrono::Duration::seconds(i * 20);
+        let category = categories[usize::try_from(i * 7 % 3).expect("index")];
+        let quantity = 1 + i % 4;
+        let cents = 100 + i % 50 * 37;
+        let start = time.timestamp().div_euclid(600) * 600;
+        let start = chrono::DateTime::from_timestamp(start, 0)
+            .expect("start")
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+        let w = fold.entry((start, category)).or_default();
+        w.0 += quantity * cents;
+        w.1 += 1;
+        messages.push((
+            0,
+            serde_json::json!({
+                "event_time": time.format("%d/%m/%Y %H:%M:%S").to_string(), "store_id": 1,
+                "category": category, "quantity": quantity,
+                "unit_price": format!("{}.{:02}", cents / 100, cents % 100),
+            })
+            .to_string(),
+        ));
+    }
+    let run = |settings: &[&str]| {
+        let mut all = vec!["lateness=0s", "max=37"];
+        all.extend_from_slice(settings);
+        job_command(&job, &broker, "partials", &out, &all)
+    };
+    produce(&broker, "partials", 1, &messages[..150]);
+    let first = run_to_end(run(&["state=events"]));
+    assert!(first.batches >= 4, "{first:?}");
+    assert!(first.counts.state_events > 0, "{first:?}");
+    assert_eq!(first.counts.state_groups, 0, "{first:?}");
+
+    produce(&broker, "partials", 1, &messages[150..]);
+    let second = run_to_end(run(&[]));
+    assert!(second.batches >= 4, "{second:?}");
+    assert_eq!(second.counts.state_events, 0, "{second:?}");
+    // Watermark = the newest event (lateness 0 s): only its window is open, ≤ 3 categories.
+    assert!((1..=3).contains(&second.counts.state_groups), "{second:?}");
+    assert!(second.counts.state_bytes > 0, "{second:?}");
+
+    // An event a day later closes every window (its own stays open).
+    produce(
+        &broker,
+        "partials",
+        1,
+        &[(0, store_event(t0 + chrono::Duration::days(1)))],
+    );
+    let third = run_to_end(run(&[]));
+    assert_eq!(third.counts.state_groups, 1, "{third:?}");
+    let expected: Vec<String> = fold
+        .iter()
+        .map(|((start, category), (cents, events))| {
+            format!(
+                "{start}|{category}|{}.{:02}|{events}",
+                cents / 100,
+                cents % 100
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), 30);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt
+        .block_on(parquet_rows_with(
+            &format!("{}/", out.display()),
+            &["window_date"],
+            "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows, expected);
+
+    // The checkpoint's partial sums cannot feed a query that aggregates something else, nor
+    // one that needs the events.
+    let refused = |settings: &[&str], sql: &str, reason: &str| {
+        std::fs::write(job.join("by_category.sql"), sql).expect("sql");
+        let output = run(settings).output().expect("ember run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_ne!(output.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+        assert!(stderr.contains("_checkpoint/state/"), "{stderr}");
+    };
+    refused(
+        &[],
+        &STORE_EVENTS_SQL.replace(
+            "COUNT(*) AS events",
+            "COUNT(*) AS events, MAX(quantity) AS most",
+        ),
+        "aggregates something else than when this state was written",
+    );
+    refused(
+        &["state=events"],
+        STORE_EVENTS_SQL,
+        "needs the events of its open windows",
+    );
+}

@@ -268,6 +268,13 @@ pub struct BatchCounts {
     /// Events kept in the state for windows still open (after the batch; of a run's totals,
     /// after its last batch).
     pub state_events: u64,
+    /// Open (window, key) groups kept as partial aggregates, all outputs whose aggregates
+    /// merge (after the batch, as `state_events`).
+    #[serde(default)]
+    pub state_groups: u64,
+    /// Bytes of the state's checkpoint files (Parquet, zstd) after the batch.
+    #[serde(default)]
+    pub state_bytes: u64,
     /// Output rows written, by output name (a stream with several `[[output]]`s).
     #[serde(default)]
     pub rows_by_output: std::collections::BTreeMap<String, u64>,
@@ -289,6 +296,8 @@ impl BatchCounts {
         }
         self.rows_written += batch.rows_written;
         self.state_events = batch.state_events;
+        self.state_groups = batch.state_groups;
+        self.state_bytes = batch.state_bytes;
         for (name, n) in &batch.rows_by_output {
             *self.rows_by_output.entry(name.clone()).or_default() += n;
         }

@@ -6,7 +6,8 @@
 //! | `metadata` | once, by the first run | JSON `{"id": …}`: the stream's id (Spark's query id), the `txn.appId` of its Delta commits |
 //! | `_ember_lock` | while a driver runs | the lease of the one driver that may advance the checkpoint (`ember_core::storage::lease`) |
 //! | `offsets/<batch id>` | before the batch reads anything (write-ahead), created only if absent | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
-//! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema) |
+//! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema), for the outputs whose aggregates need every event |
+//! | `state/<batch id>-<output>.parquet` | after the output | output number `<output>`'s partial aggregates, one row per open (window, key) (`crate::partial`) |
 //! | `commits/<batch id>` | last | JSON [`BatchCommit`]: the watermark after the batch and its counts |
 //!
 //! On restart: the newest `offsets/N` without `commits/N` is run again with exactly its plan
@@ -246,23 +247,43 @@ impl Checkpoint {
             .await?)
     }
 
-    /// Writes the state after batch `batch_id` (Parquet bytes of the open windows' events).
+    fn state_file(batch_id: u64, output: Option<usize>) -> String {
+        match output {
+            None => format!("state/{batch_id}.parquet"),
+            Some(k) => format!("state/{batch_id}-{k}.parquet"),
+        }
+    }
+
+    /// Writes one file of the state after batch `batch_id`: the open windows' events
+    /// (`output` = `None`) or output `output`'s partial aggregates (`crate::partial`).
     ///
     /// # Errors
     /// [`Error::Storage`] when it cannot be written.
-    pub async fn save_state(&self, batch_id: u64, parquet: Bytes) -> Result<()> {
+    pub async fn save_state(
+        &self,
+        batch_id: u64,
+        output: Option<usize>,
+        parquet: Bytes,
+    ) -> Result<()> {
         Ok(self
             .dir
-            .put(&format!("state/{batch_id}.parquet"), parquet)
+            .put(&Self::state_file(batch_id, output), parquet)
             .await?)
     }
 
-    /// The state after batch `batch_id`; `None` when there is none (no batch yet).
+    /// One file of the state after batch `batch_id` (as [`Checkpoint::save_state`] names
+    /// them), with its path; `None` when there is none.
     ///
     /// # Errors
     /// [`Error::Storage`] for read failures.
-    pub async fn load_state(&self, batch_id: u64) -> Result<Option<Bytes>> {
-        Ok(self.dir.get(&format!("state/{batch_id}.parquet")).await?)
+    pub async fn load_state(
+        &self,
+        batch_id: u64,
+        output: Option<usize>,
+    ) -> Result<(String, Option<Bytes>)> {
+        let rel = Self::state_file(batch_id, output);
+        let bytes = self.dir.get(&rel).await?;
+        Ok((format!("{}/{rel}", self.dir.url()), bytes))
     }
 
     /// Marks a batch committed, then deletes the files of batches older than
@@ -275,11 +296,23 @@ impl Checkpoint {
         self.write_json(&format!("commits/{}", commit.batch_id), commit)
             .await?;
         if let Some(old) = commit.batch_id.checked_sub(KEEP_BATCHES) {
-            for rel in [
-                format!("offsets/{old}"),
-                format!("commits/{old}"),
-                format!("state/{old}.parquet"),
-            ] {
+            let mut old_files = vec![format!("offsets/{old}"), format!("commits/{old}")];
+            // The state's files of batches up to `old` (events and partial aggregates).
+            match self.dir.list("state").await {
+                Ok(names) => old_files.extend(
+                    names
+                        .iter()
+                        .filter(|n| {
+                            n.split(['.', '-'])
+                                .next()
+                                .and_then(|id| id.parse::<u64>().ok())
+                                .is_some_and(|id| id <= old)
+                        })
+                        .map(|n| format!("state/{n}")),
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot list the old state files"),
+            }
+            for rel in old_files {
                 if let Err(e) = self.dir.delete(&rel).await {
                     tracing::warn!(error = %e, "cannot delete an old checkpoint file");
                 }

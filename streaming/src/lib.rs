@@ -12,6 +12,7 @@ pub mod event;
 pub mod kafka;
 pub mod lookup;
 pub mod manifest;
+pub mod partial;
 pub mod produce;
 pub mod scan;
 pub mod sink;

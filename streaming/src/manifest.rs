@@ -46,6 +46,7 @@
 //! partition_by = ["window_date", "window_hour"]
 //! sql = "windows.sql"           # reads the table `events`; a windowed query gives window_start
 //!                               # and window_end, a stateless one neither
+//! state = "auto"                # or "events": what a windowed output keeps for its open windows
 //! ```
 //!
 //! Several `[[output]]`s are fed by one Kafka read and one checkpoint: each micro-batch is
@@ -130,6 +131,21 @@ pub struct StreamOutput {
     pub partition_by: Vec<String>,
     /// The query over `events` (and the lookup tables): a windowed aggregation, or stateless.
     pub sql: SqlFile,
+    /// What a windowed output keeps for its open windows.
+    pub state: StateMode,
+}
+
+/// What a windowed output keeps between micro-batches for its open windows (`state`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateMode {
+    /// Partial aggregates per open (window, key) when every aggregate of the query merges
+    /// (`sum`, `count`, `min`, `max`, `bool_and`, `bool_or`), else the events (the default).
+    #[default]
+    Auto,
+    /// The events of the open windows, whatever the aggregates: more state, but the query's
+    /// aggregates may change between restarts of one checkpoint.
+    Events,
 }
 
 /// A resolved streaming job: parameters applied, SQL read.
@@ -316,6 +332,8 @@ struct OutputSection {
     #[serde(default)]
     partition_by: Vec<String>,
     sql: String,
+    #[serde(default)]
+    state: StateMode,
 }
 
 /// Whether the manifest text declares a streaming job (has a `[stream]` table).
@@ -561,6 +579,7 @@ fn outputs(
             format,
             partition_by: section.partition_by.clone(),
             sql,
+            state: section.state,
         });
     }
     Ok(outputs)

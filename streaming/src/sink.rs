@@ -66,6 +66,26 @@ pub fn to_parquet(schema: &Schema, batches: &[RecordBatch]) -> Result<Bytes> {
     Ok(Bytes::from(buffer))
 }
 
+/// Decodes a Parquet file held in memory, with its Arrow schema's metadata (the batches a
+/// Parquet reader gives carry none).
+///
+/// # Errors
+/// [`ember_core::Error::Storage`] naming `what` when the bytes are not Parquet.
+pub fn from_parquet_with_metadata(
+    what: &str,
+    bytes: Bytes,
+) -> Result<(Vec<RecordBatch>, std::collections::HashMap<String, String>)> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| arrow_error(what, e))?;
+    let metadata = builder.schema().metadata().clone();
+    let batches = builder
+        .build()
+        .map_err(|e| arrow_error(what, e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| arrow_error(what, e))?;
+    Ok((batches, metadata))
+}
+
 /// Decodes a Parquet file held in memory.
 ///
 /// # Errors

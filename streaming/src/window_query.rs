@@ -1,7 +1,8 @@
 //! The streaming job's SQL: planned against the `events` table, checked for the columns a
 //! stream needs, and searched for its `hop(...)`/`tumble(...)` call, whose window shape decides
-//! which events the state keeps. A query with no window call and no window columns is
-//! stateless (filter, project, enrich): each micro-batch's rows are written at once.
+//! which events the state keeps, and cut at its aggregate when that can be merged
+//! ([`crate::partial`]). A query with no window call and no window columns is stateless
+//! (filter, project, enrich): each micro-batch's rows are written at once.
 
 use std::sync::Arc;
 
@@ -15,6 +16,17 @@ use ember_core::udf::WindowSpec;
 use ember_core::udf::window::spec_of_call;
 
 use crate::error::{Error, Result};
+
+/// A windowed query's shape.
+#[derive(Debug, Clone)]
+pub struct Windowed {
+    /// Its window.
+    pub spec: WindowSpec,
+    /// What its state keeps: `Ok(schema)` of its partial-aggregate rows
+    /// ([`crate::partial::Split::state_schema`]), or `Err(why)` its windows' events must be
+    /// kept (e.g. "count(DISTINCT …) needs every event").
+    pub state: std::result::Result<SchemaRef, String>,
+}
 
 /// Columns every streaming query must produce (Timestamp): the window of each output row.
 pub const WINDOW_COLUMNS: [&str; 2] = ["window_start", "window_end"];
@@ -39,7 +51,7 @@ pub async fn analyze(
     sql: &SqlFile,
     partition_by: &[String],
     events: SchemaRef,
-) -> Result<Option<WindowSpec>> {
+) -> Result<Option<Windowed>> {
     let empty = MemTable::try_new(events, vec![vec![]])
         .map_err(|e| Error::Core(ember_core::Error::datafusion("events table", e)))?;
     let _ = ctx.deregister_table("events");
@@ -122,5 +134,6 @@ pub async fn analyze(
             }
         }
     }
-    Ok(Some(spec))
+    let state = crate::partial::Split::new(df.logical_plan()).map(|s| s.state_schema());
+    Ok(Some(Windowed { spec, state }))
 }

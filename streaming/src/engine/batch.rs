@@ -14,6 +14,7 @@ use ember_core::table::{delta, sink_log};
 
 use super::failpoint::{Phase, crash_point};
 use super::rules::retain;
+use super::state::State;
 use super::stream::{Reader, Stream, query_error, ts_lit};
 use crate::checkpoint::{BatchCommit, BatchPlan};
 use crate::error::{Error, Result};
@@ -169,12 +170,71 @@ impl Stream {
         Ok(messages)
     }
 
+    /// Output `k`'s rows for the windows closed by this batch (`closed`, a filter on
+    /// `window_end`; none before the first watermark) from its partial aggregates: the state's
+    /// rows merged with those of `new_events` ([`crate::partial`]). Returns the rows and the
+    /// merged state rows of the windows still open after the watermark `after` (windows of
+    /// `size_us`).
+    #[allow(clippy::too_many_arguments)]
+    async fn windows_from_partials(
+        &self,
+        id: u64,
+        k: usize,
+        state: &[RecordBatch],
+        new_events: &RecordBatch,
+        closed: Option<datafusion::prelude::Expr>,
+        after: Option<i64>,
+        size_us: i64,
+    ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+        let split = self.split(id, k, vec![new_events.clone()]).await?;
+        let mut rows = state.to_vec();
+        if new_events.num_rows() > 0 {
+            let partial = self
+                .collect(id, "partial aggregate", split.partial_plan())
+                .await?;
+            rows.extend(
+                split
+                    .to_state(&partial)
+                    .map_err(|e| query_error(id, "partial aggregate", e.into()))?,
+            );
+        }
+        let plan = split
+            .merge_plan(rows)
+            .map_err(|e| query_error(id, "merge of partial aggregates", e))?;
+        let merged = self
+            .collect(id, "merge of partial aggregates", plan)
+            .await?;
+        let merged = split
+            .to_state(&merged)
+            .map_err(|e| query_error(id, "merge of partial aggregates", e.into()))?;
+        let open = split
+            .open(&merged, size_us, after)
+            .map_err(|e| query_error(id, "state", e.into()))?;
+        let Some(closed) = closed else {
+            return Ok((Vec::new(), open));
+        };
+        let sql = &self.job.outputs[k].sql;
+        let plan = split
+            .emit_plan(merged.clone())
+            .map_err(|e| query_error(id, "windows from partial aggregates", e))?;
+        let rows = datafusion::dataframe::DataFrame::new(self.ctx.state(), plan)
+            .filter(closed)
+            .map_err(|e| query_error(id, "emit filter", e))?
+            .collect()
+            .await
+            .map_err(|e| Error::Query {
+                batch_id: id,
+                source: sql.error(e),
+            })?;
+        Ok((rows, open))
+    }
+
     /// Runs one planned batch and commits it; `state` is the state before and becomes the
     /// state after.
     pub(super) async fn run_batch(
         &self,
         plan: &BatchPlan,
-        state: &mut Vec<RecordBatch>,
+        state: &mut State,
         replay: bool,
     ) -> Result<BatchCommit> {
         let started = Instant::now();
@@ -251,32 +311,56 @@ impl Stream {
         let after = watermark.advance(&delivered, plan.now_ms);
         let new_events = event::to_batch(&self.job.schema, &events)
             .map_err(|e| query_error(id, "events", e.into()))?;
-        let mut all = state.clone();
+        let mut all = state.events.clone();
         if new_events.num_rows() > 0 {
             all.push(new_events.clone());
         }
         let unmatched = self.lookups.unmatched(&new_events)?;
         // Each output's rows: a stateless query's over this batch's events at once; a windowed
-        // query's for the windows the watermark closed in this batch.
+        // query's for the windows the watermark closed in this batch, from its partial
+        // aggregates or from the events of its open windows.
+        let closed = after.map(|after| {
+            let end = col("window_end");
+            let ends_now = end.clone().lt_eq(ts_lit(after));
+            match before {
+                Some(b) => end.gt(ts_lit(b)).and(ends_now),
+                None => ends_now,
+            }
+        });
         let mut emitted: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sinks.len());
-        for (output, sink) in self.job.outputs.iter().zip(&self.sinks) {
-            emitted.push(match (sink.window, after) {
+        let mut merged: Vec<Option<Vec<RecordBatch>>> = Vec::with_capacity(self.sinks.len());
+        for (k, (output, sink)) in self.job.outputs.iter().zip(&self.sinks).enumerate() {
+            let mut partials = None;
+            emitted.push(match (sink.window, &state.partials[k]) {
                 (None, _) if new_events.num_rows() > 0 => {
                     self.query(id, &output.sql, vec![new_events.clone()], None)
                         .await?
                 }
-                (None, _) | (Some(_), None) => Vec::new(),
-                (Some(_), Some(after)) => {
-                    let end = col("window_end");
-                    let ends_now = end.clone().lt_eq(ts_lit(after));
-                    let closed = match before {
-                        Some(b) => end.gt(ts_lit(b)).and(ends_now),
-                        None => ends_now,
-                    };
-                    self.query(id, &output.sql, all.clone(), Some(closed))
-                        .await?
+                (None, _) => Vec::new(),
+                (Some(window), Some(rows)) => {
+                    let (out, rows) = self
+                        .windows_from_partials(
+                            id,
+                            k,
+                            rows,
+                            &new_events,
+                            closed.clone(),
+                            after,
+                            window.size_us,
+                        )
+                        .await?;
+                    partials = Some(rows);
+                    out
                 }
+                (Some(_), None) => match &closed {
+                    Some(closed) => {
+                        self.query(id, &output.sql, all.clone(), Some(closed.clone()))
+                            .await?
+                    }
+                    None => Vec::new(),
+                },
             });
+            merged.push(partials);
         }
         lap("query", &mut phases);
         let rows_by_output: BTreeMap<String, u64> = self
@@ -360,16 +444,20 @@ impl Stream {
         }
         crash_point(Phase::Commit, id, replay);
         lap("write", &mut phases);
-        let windows: Vec<_> = self.sinks.iter().filter_map(|s| s.window).collect();
-        let kept = retain(&all, self.job.schema.time_index, &windows, after)
-            .map_err(|e| query_error(id, "state", e.into()))?;
-        let state_events: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
-        self.checkpoint
-            .save_state(
-                id,
-                sink::to_parquet(&self.job.schema.events_schema(), &kept)?,
-            )
-            .await?;
+        // The state after the batch: the events of open windows for the outputs that keep
+        // events, the partial aggregates of open (window, key) groups for the others.
+        let windows: Vec<_> = self
+            .sinks
+            .iter()
+            .filter(|s| s.partial.is_none())
+            .filter_map(|s| s.window)
+            .collect();
+        let kept = State {
+            events: retain(&all, self.job.schema.time_index, &windows, after)
+                .map_err(|e| query_error(id, "state", e.into()))?,
+            partials: merged,
+        };
+        let state_bytes = self.save_state(id, &kept).await?;
         crash_point(Phase::State, id, replay);
         lap("state", &mut phases);
         let mut quarantined = BTreeMap::new();
@@ -386,7 +474,9 @@ impl Stream {
                 events: events.len() as u64,
                 quarantined,
                 rows_written,
-                state_events,
+                state_events: kept.events(),
+                state_groups: kept.groups(),
+                state_bytes,
                 rows_by_output,
                 unmatched,
             },

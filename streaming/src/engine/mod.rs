@@ -15,19 +15,23 @@
 //!    to readers of the log at once, or one Delta commit with the stream's `txn` for a Delta
 //!    output. A crash here or later: the restart runs plan `<id>` again, which writes the same
 //!    files and entry over these (a Delta table that has the batch's `txn` is left as it is).
-//! 6. `state/<id>.parquet`: the events of windows still open (bounded by the open windows).
+//! 6. `state/<id>.parquet` and `state/<id>-<output>.parquet`: what the windows still open need,
+//!    their events or, for an output whose aggregates merge, one row of partial aggregates per
+//!    open (window, key) ([`crate::partial`], `state`).
 //! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
 //!    (for lag tools only).
 //!
 //! The engine's parts: `stream` (the stream, its constructors and the trigger loop),
 //! `batch` (one micro-batch from plan to commit), `progress` (what a committed batch reports),
-//! `rules` (the budget split over partitions, the state kept for open windows) and
+//! `rules` (the budget split over partitions, the events kept for open windows), `state` (the
+//! state between batches, saved and loaded) and
 //! [`failpoint`] (the crash points tests arm).
 
 mod batch;
 pub mod failpoint;
 mod progress;
 mod rules;
+mod state;
 mod stream;
 
 pub use rules::{OnOffsetsLost, offsets_lost, retain, split_budget};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{SessionContext, lit};
 use ember_core::api::{BatchCounts, StreamProgress};
@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::kafka::KafkaSource;
 use crate::lookup::Lookups;
 use crate::manifest::{StartingOffsets, StreamJob, Trigger};
-use crate::sink;
 use crate::watermark::Watermark;
 
 use super::rules::split_budget;
@@ -42,6 +41,10 @@ pub struct StreamReport {
     pub checkpoint: String,
     /// The output folders, in declared order.
     pub outputs: Vec<String>,
+    /// Wall time per phase of a batch, ms, summed over the run's batches (the phases of
+    /// [`crate::checkpoint::BatchCommit::phases_ms`]: `query` is the window stage).
+    #[serde(default)]
+    pub phases_ms: BTreeMap<String, u64>,
 }
 
 /// Where a batch's messages are read and parsed.
@@ -58,6 +61,9 @@ pub(super) enum Reader {
 pub(super) struct Sink {
     pub(super) dir: Dir,
     pub(super) window: Option<WindowSpec>,
+    /// The schema of its partial-aggregate state rows ([`crate::partial`]); `None` when it
+    /// keeps its windows' events, or is stateless.
+    pub(super) partial: Option<SchemaRef>,
 }
 
 /// A streaming job ready to run.
@@ -153,9 +159,29 @@ impl Stream {
                 job.schema.events_schema(),
             )
             .await?;
+            let (window, partial) = match window {
+                None => (None, None),
+                Some(mut w) => {
+                    if output.state == crate::manifest::StateMode::Events {
+                        w.state = Err("state = \"events\"".into());
+                    }
+                    match &w.state {
+                        Ok(_) => tracing::info!(
+                            output = %output.name,
+                            "state: partial aggregates per open (window, key)"
+                        ),
+                        Err(why) => tracing::info!(
+                            output = %output.name,
+                            "state: the events of open windows ({why})"
+                        ),
+                    }
+                    (Some(w.spec), w.state.ok())
+                }
+            };
             sinks.push(Sink {
                 dir: Dir::open(&output.path, registry.as_ref())?,
                 window,
+                partial,
             });
         }
         let source = KafkaSource::new(
@@ -300,7 +326,7 @@ impl Stream {
                 Resume::Fresh => (
                     None,
                     Watermark::new(self.job.allowed_lateness_us, self.job.idle_timeout_ms),
-                    Vec::new(),
+                    self.empty_state(),
                     0,
                     BTreeMap::new(),
                 ),
@@ -456,6 +482,7 @@ impl Stream {
             tracing::info!(
                 batch_id = commit.batch_id, records = counts.records, events = counts.events,
                 rows_written = counts.rows_written, state_events = counts.state_events,
+                state_groups = counts.state_groups, state_bytes = counts.state_bytes,
                 phases_ms = ?commit.phases_ms,
                 watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
                 "batch committed"
@@ -465,6 +492,9 @@ impl Stream {
             report.batches += 1;
             report.replayed += u64::from(replay);
             report.counts.add(&commit.counts);
+            for (phase, ms) in &commit.phases_ms {
+                *report.phases_ms.entry(phase.clone()).or_default() += ms;
+            }
             report.watermark = commit.watermark.current_us.map(rfc3339);
             replay = false;
             starts.extend(plan.ends());
@@ -592,47 +622,5 @@ impl Stream {
     ) -> Result<T> {
         // librdkafka calls block; the consumer is used from one task at a time.
         tokio::task::block_in_place(|| f(&self.source))
-    }
-
-    async fn load_state(&self, batch_id: Option<u64>) -> Result<Vec<RecordBatch>> {
-        let Some(id) = batch_id else {
-            return Ok(Vec::new());
-        };
-        let path = format!("{}/state/{id}.parquet", self.checkpoint.url());
-        match self.checkpoint.load_state(id).await? {
-            Some(bytes) => {
-                let state = sink::from_parquet(&path, bytes)?;
-                // A stream restarted with another event schema cannot go on from this state.
-                let expected = self.job.schema.events_schema();
-                let names = |s: &datafusion::arrow::datatypes::Schema| {
-                    s.fields()
-                        .iter()
-                        .map(|f| format!("{} {}", f.name(), f.data_type()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                match state
-                    .iter()
-                    .find(|b| b.schema().fields() != expected.fields())
-                {
-                    Some(b) => Err(Error::Checkpoint {
-                        path,
-                        message: format!(
-                            "the state's columns ({}) differ from the declared event schema's ({}): \
-                             the schema changed since this checkpoint; keep the old schema or start \
-                             a new checkpoint",
-                            names(&b.schema()),
-                            names(&expected)
-                        ),
-                    }),
-                    None => Ok(state),
-                }
-            }
-            None => Err(Error::Checkpoint {
-                path,
-                message: "missing: the state of the last committed batch is needed to resume"
-                    .into(),
-            }),
-        }
     }
 }
