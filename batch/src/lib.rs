@@ -28,7 +28,6 @@ mod plan;
 mod runner;
 mod staged;
 mod transcode;
-mod write;
 
 pub use ember_core::sink::HIVE_DEFAULT_PARTITION;
 pub use error::{Error, Result};

@@ -19,7 +19,7 @@ use crate::counts::{count_reasons, count_rows, reconcile};
 use crate::error::{Error, Result};
 use crate::plan::{check_reason_column, hive_partitions, plan_query, query};
 use crate::staged::{Staged, finish};
-use crate::write::write;
+use ember_core::sink::write;
 
 /// A new run id: the UTC start time and 8 random hex digits (ids sort by time).
 pub fn new_run_id() -> String {

@@ -3,7 +3,8 @@
 //! and one broker (tansu, started by the runner), rounds interleaved. Peers: the raw consume
 //! rate, `ember run` (embedded) into Parquet with its sink log, `ember run` into a Delta table
 //! (one commit per micro-batch), and `ember submit` to a scheduler with 2 executors × 1 slot
-//! (`cluster-2`: the Kafka scans run on the executors, the driver in the submit process), and
+//! (`cluster-2`: the Kafka scans and the merges of the window state run on the executors, the
+//! driver in the submit process), the same with 1 executor (`cluster-1`), and
 //! `ember run` again keeping the open windows' events as its state (`state=events`) instead of
 //! partial aggregates. Each peer's commit marks give its window stage (`phases_ms.query`, events
 //! per second of it) and its largest state (bytes, events, open (window, product) groups).
@@ -111,6 +112,17 @@ pub fn run(
             ..ClusterOptions::default()
         },
     )?;
+    let cluster1 = EmberCluster::start(
+        ember,
+        1,
+        &ClusterOptions {
+            task_slots: 1,
+            partitions: 2,
+            executor_timeout: "60s".into(),
+            heartbeat_interval: "5s".into(),
+            ..ClusterOptions::default()
+        },
+    )?;
     let mut rounds = Vec::new();
     for round in 1..=runs {
         let (n, raw_s) = raw_consume(&brokers, partitions, events)?;
@@ -128,6 +140,12 @@ pub fn run(
                 "parquet",
                 "auto",
             ),
+            (
+                "cluster1",
+                vec!["submit", "--scheduler", cluster1.address()],
+                "parquet",
+                "auto",
+            ),
             ("ember_events_state", vec!["run"], "parquet", "events"),
         ] {
             let out = scratch.path().join(format!("{peer}-{round}"));
@@ -142,7 +160,8 @@ pub fn run(
                 .args(["--set", &format!("format={format}")])
                 .args(["--set", &format!("state={state}")])
                 .stdout(std::process::Stdio::null());
-            let cost = measure::run(cmd).map_err(|e| format!("{peer}: {e}\n{}", cluster.logs()))?;
+            let cost = measure::run(cmd)
+                .map_err(|e| format!("{peer}: {e}\n{}\n{}", cluster.logs(), cluster1.logs()))?;
             let report: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(out.join("_checkpoint/commits").join(last_commit(&out)?))
                     .map_err(|e| e.to_string())?,
@@ -153,7 +172,7 @@ pub fn run(
             eprintln!(
                 "round {round}: raw consume {raw_rate:.0} msg/s ({raw_s:.2} s); {peer} {rate:.0} events/s ({:.2} s, peak RSS of the {} {} MB, last batch {})",
                 cost.seconds,
-                if peer == "cluster2" {
+                if peer.starts_with("cluster") {
                     "driver"
                 } else {
                     "process"
@@ -181,16 +200,18 @@ pub fn run(
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!(
-        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember run, Parquet (events/s, median) | / raw | ember run, Delta (events/s, median) | / raw | cluster-2 submit (events/s, median) | / raw |"
+        "| events | partitions | produce (events/s) | raw consume (msg/s, median) | ember run, Parquet (events/s, median) | / raw | ember run, Delta (events/s, median) | / raw | cluster-1 submit (events/s, median) | / raw | cluster-2 submit (events/s, median) | / raw |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.2}× |",
+        "| {events} | {partitions} | {produce_rate:.0} | {:.0} | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.2}× | {:.0} | {:.2}× |",
         med("raw_msgs_per_s"),
         med("ember_events_per_s"),
         med("ember_ratio"),
         med("ember_delta_events_per_s"),
         med("ember_delta_ratio"),
+        med("cluster1_events_per_s"),
+        med("cluster1_ratio"),
         med("cluster2_events_per_s"),
         med("cluster2_ratio"),
     );
@@ -203,7 +224,13 @@ pub fn run(
     let groups = last["ember_largest_state"]["state_groups"]
         .as_u64()
         .unwrap_or(0);
-    for peer in ["ember", "ember_delta", "cluster2", "ember_events_state"] {
+    for peer in [
+        "ember",
+        "ember_delta",
+        "cluster1",
+        "cluster2",
+        "ember_events_state",
+    ] {
         let state = &last[format!("{peer}_largest_state")];
         let bytes = state["state_bytes"].as_u64().unwrap_or(0);
         #[allow(clippy::cast_precision_loss)]

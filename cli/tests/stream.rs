@@ -1546,3 +1546,188 @@ fn partial_aggregates_give_every_window_of_a_fold_and_tie_the_checkpoint_to_the_
         "needs the events of its open windows",
     );
 }
+
+/// A sales event as produced: minute, product, type, quantity, price in cents.
+type Sale = (i64, String, &'static str, i64, i64);
+
+/// `n` synthetic sales events (seeded) from minute `from`, one per second of event time, on 3
+/// partitions: the messages and the events for [`expected_windows`].
+fn synthetic_sales(seed: u64, from: i64, n: i64) -> (Vec<(i32, String)>, Vec<Sale>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut messages = Vec::new();
+    let mut events = Vec::new();
+    for i in 0..n {
+        let minute = from + i / 60;
+        let product = format!("P{}", rng.random_range(0..20));
+        let kind = if rng.random_bool(0.1) {
+            "RETURN"
+        } else {
+            "SALE"
+        };
+        let quantity = rng.random_range(1..5);
+        let cents = rng.random_range(1..5000);
+        messages.push((
+            i32::try_from(i % 3).expect("partition"),
+            event(
+                minute,
+                &product,
+                kind,
+                quantity,
+                &format!("{}.{:02}", cents / 100, cents % 100),
+            ),
+        ));
+        events.push((minute, product, kind, quantity, cents));
+    }
+    (messages, events)
+}
+
+/// Runs `command` to its end, bounded; `None` when it failed (its stderr is printed).
+fn run_bounded(mut command: Command, limit: Duration) -> Option<StreamReport> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ember");
+    let status = ember_testkit::util::wait_child(&mut child, limit).expect("wait");
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("the stream did not end within {limit:?}");
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    use std::io::Read;
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    if !status.success() {
+        eprintln!("the run failed ({status}): {stderr}");
+        return None;
+    }
+    Some(serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")))
+}
+
+/// The window state spread over the executors: on a cluster, each micro-batch's merge of
+/// partial aggregates runs as tasks, hash-partitioned by (window, product), that write the
+/// state's shards into the checkpoint. An executor killed with kill -9 mid-stream, then the
+/// whole cluster stopped and started again, still give exactly the windows of an embedded run
+/// and of an independent fold.
+#[test]
+fn window_state_shards_survive_an_executor_kill_9_and_a_cluster_restart() {
+    let broker = KafkaBroker::start().expect("broker");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (first, mut events) = synthetic_sales(11, 0, 3000);
+    produce(&broker, "spread", 3, &first);
+    let options = ClusterOptions {
+        task_slots: 1,
+        partitions: 2,
+        executor_timeout: "6s".into(),
+        heartbeat_interval: "1s".into(),
+        ..ClusterOptions::default()
+    };
+    let out = tmp.path().join("cluster");
+    let limit = Duration::from_secs(300);
+    {
+        let mut cluster = EmberCluster::start(bin(), 2, &options).expect("cluster");
+        let address = cluster.address().to_string();
+        let submit = ["submit", "--scheduler", address.as_str()];
+        let first_report = tmp.path().join("first.json");
+        let mut child = stream_command_with(&submit, &broker, "spread", &out, 150)
+            .stdout(std::fs::File::create(&first_report).expect("report file"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("submit");
+        wait_until(Duration::from_secs(120), "batch 2 committed", || {
+            out.join("_checkpoint/commits/2").exists()
+        });
+        cluster.kill_executor(1);
+        // Both executors wrote shards of the state before one died.
+        let shard_tasks = |i: usize| {
+            std::fs::read_to_string(cluster.executor_log(i))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("parquet sink task") && l.contains("_checkpoint/state/"))
+                .count()
+        };
+        assert!(
+            shard_tasks(0) > 0 && shard_tasks(1) > 0,
+            "{} and {} shard tasks\n{}",
+            shard_tasks(0),
+            shard_tasks(1),
+            cluster.logs()
+        );
+        let status = ember_testkit::util::wait_child(&mut child, limit)
+            .expect("wait")
+            .unwrap_or_else(|| panic!("the stream did not end within {limit:?}"));
+        // Whether the batch in flight finished on the other executor or failed, the stream
+        // goes on from its checkpoint to the end of the topic.
+        let mut report: Option<StreamReport> = status.success().then(|| {
+            serde_json::from_slice(&std::fs::read(&first_report).expect("report"))
+                .expect("report json")
+        });
+        for _ in 0..3 {
+            if report.is_some() {
+                break;
+            }
+            report = run_bounded(
+                stream_command_with(&submit, &broker, "spread", &out, 150),
+                limit,
+            );
+        }
+        let report = report.unwrap_or_else(|| panic!("{}", cluster.logs()));
+        assert!(report.counts.state_groups > 0, "{report:?}");
+        assert_eq!(report.counts.state_events, 0, "{report:?}");
+        // The executor still alive went on writing them.
+        assert!(shard_tasks(0) > 2, "{}", cluster.logs());
+    }
+    // The whole cluster again, and more events: the stream resumes exactly once.
+    let (second, more) = synthetic_sales(12, 50, 1500);
+    produce(&broker, "spread", 3, &second);
+    events.extend(more);
+    let cluster = EmberCluster::start(bin(), 2, &options).expect("cluster");
+    let submit = ["submit", "--scheduler", cluster.address()];
+    let last = run_bounded(
+        stream_command_with(&submit, &broker, "spread", &out, 150),
+        limit,
+    )
+    .unwrap_or_else(|| panic!("{}", cluster.logs()));
+    // Each shard manifest lists the files of the tasks that succeeded, which exist.
+    let state = out.join("_checkpoint/state");
+    let manifests: Vec<PathBuf> = std::fs::read_dir(&state)
+        .expect("state folder")
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(!manifests.is_empty());
+    for m in &manifests {
+        let shards: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(m).expect("manifest")).expect("json");
+        for file in shards["files"].as_array().expect("files") {
+            let file = file.as_str().expect("path");
+            assert!(file.contains("/part-"), "{file}");
+            assert!(out.join("_checkpoint").join(file).exists(), "{file}");
+        }
+    }
+
+    // Reference: embedded, one run over the whole topic; and the fold.
+    let embedded = tmp.path().join("embedded");
+    let reference = run_to_end(stream_command(&broker, "spread", &embedded, 150));
+    assert_eq!(reference.counts.records, 4500);
+    assert_eq!(last.watermark, reference.watermark);
+    let expected = output_rows(&embedded);
+    assert_eq!(output_rows(&out), expected);
+    let watermark =
+        chrono::DateTime::parse_from_rfc3339(reference.watermark.as_deref().expect("watermark"))
+            .expect("time")
+            .timestamp_micros();
+    let folded: Vec<(i64, &str, &str, i64, i64)> = events
+        .iter()
+        .map(|(m, p, k, q, c)| (*m, p.as_str(), *k, *q, *c))
+        .collect();
+    assert_eq!(
+        expected,
+        expected_windows(&folded, (watermark - DAY_US) / MIN_US)
+    );
+}

@@ -7,7 +7,7 @@
 //! | `_ember_lock` | while a driver runs | the lease of the one driver that may advance the checkpoint (`ember_core::storage::lease`) |
 //! | `offsets/<batch id>` | before the batch reads anything (write-ahead), created only if absent | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
 //! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema), for the outputs whose aggregates need every event |
-//! | `state/<batch id>-<output>.parquet` | after the output | output number `<output>`'s partial aggregates, one row per open (window, key) (`crate::partial`) |
+//! | `state/<batch id>-<output>/*.parquet`, `state/<batch id>-<output>.json` | after the output | output number `<output>`'s partial aggregates, one row per open (window, key) (`crate::partial`), in shards written by the merge's tasks, and their manifest |
 //! | `commits/<batch id>` | last | JSON [`BatchCommit`]: the watermark after the batch and its counts |
 //!
 //! On restart: the newest `offsets/N` without `commits/N` is run again with exactly its plan
@@ -247,43 +247,81 @@ impl Checkpoint {
             .await?)
     }
 
-    fn state_file(batch_id: u64, output: Option<usize>) -> String {
-        match output {
-            None => format!("state/{batch_id}.parquet"),
-            Some(k) => format!("state/{batch_id}-{k}.parquet"),
-        }
+    /// The folder of this checkpoint.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
     }
 
-    /// Writes one file of the state after batch `batch_id`: the open windows' events
-    /// (`output` = `None`) or output `output`'s partial aggregates (`crate::partial`).
+    /// Writes the events of the open windows after batch `batch_id` (`state/<id>.parquet`).
     ///
     /// # Errors
     /// [`Error::Storage`] when it cannot be written.
-    pub async fn save_state(
-        &self,
-        batch_id: u64,
-        output: Option<usize>,
-        parquet: Bytes,
-    ) -> Result<()> {
+    pub async fn save_state(&self, batch_id: u64, parquet: Bytes) -> Result<()> {
         Ok(self
             .dir
-            .put(&Self::state_file(batch_id, output), parquet)
+            .put(&format!("state/{batch_id}.parquet"), parquet)
             .await?)
     }
 
-    /// One file of the state after batch `batch_id` (as [`Checkpoint::save_state`] names
-    /// them), with its path; `None` when there is none.
+    /// The events file of the state after batch `batch_id`, with its path; `None` when there
+    /// is none.
     ///
     /// # Errors
     /// [`Error::Storage`] for read failures.
-    pub async fn load_state(
-        &self,
-        batch_id: u64,
-        output: Option<usize>,
-    ) -> Result<(String, Option<Bytes>)> {
-        let rel = Self::state_file(batch_id, output);
+    pub async fn load_state(&self, batch_id: u64) -> Result<(String, Option<Bytes>)> {
+        let rel = format!("state/{batch_id}.parquet");
         let bytes = self.dir.get(&rel).await?;
         Ok((format!("{}/{rel}", self.dir.url()), bytes))
+    }
+
+    /// The folder (relative to the checkpoint) of output `output`'s partial-aggregate files
+    /// after batch `batch_id`.
+    pub fn shard_folder(batch_id: u64, output: usize) -> String {
+        format!("state/{batch_id}-{output}")
+    }
+
+    /// Deletes every file under `rel` (a batch run again rewrites its shards).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when listing or deleting fails.
+    pub async fn clear(&self, rel: &str) -> Result<()> {
+        for file in self.dir.list_all(rel).await? {
+            self.dir.delete(&file).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the manifest of output `output`'s partial-aggregate shards after batch
+    /// `batch_id` (`state/<id>-<output>.json`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it cannot be written.
+    pub async fn save_shards<T: serde::Serialize>(
+        &self,
+        batch_id: u64,
+        output: usize,
+        shards: &T,
+    ) -> Result<()> {
+        self.write_json(&format!("state/{batch_id}-{output}.json"), shards)
+            .await
+    }
+
+    /// The manifest [`Checkpoint::save_shards`] wrote, with its path; `None` when there is
+    /// none.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when it is unreadable; storage errors.
+    pub async fn load_shards<T: serde::de::DeserializeOwned>(
+        &self,
+        batch_id: u64,
+        output: usize,
+    ) -> Result<(String, Option<T>)> {
+        let rel = format!("state/{batch_id}-{output}.json");
+        let path = format!("{}/{rel}", self.dir.url());
+        if self.dir.get(&rel).await?.is_none() {
+            return Ok((path, None));
+        }
+        Ok((path, Some(self.read_json(&rel).await?)))
     }
 
     /// Marks a batch committed, then deletes the files of batches older than
@@ -297,19 +335,15 @@ impl Checkpoint {
             .await?;
         if let Some(old) = commit.batch_id.checked_sub(KEEP_BATCHES) {
             let mut old_files = vec![format!("offsets/{old}"), format!("commits/{old}")];
-            // The state's files of batches up to `old` (events and partial aggregates).
-            match self.dir.list("state").await {
-                Ok(names) => old_files.extend(
-                    names
-                        .iter()
-                        .filter(|n| {
-                            n.split(['.', '-'])
-                                .next()
-                                .and_then(|id| id.parse::<u64>().ok())
-                                .is_some_and(|id| id <= old)
-                        })
-                        .map(|n| format!("state/{n}")),
-                ),
+            // The state's files of batches up to `old` (events, shard manifests and shards).
+            match self.dir.list_all("state").await {
+                Ok(names) => old_files.extend(names.into_iter().filter(|n| {
+                    n.trim_start_matches("state/")
+                        .split(['.', '-', '/'])
+                        .next()
+                        .and_then(|id| id.parse::<u64>().ok())
+                        .is_some_and(|id| id <= old)
+                })),
                 Err(e) => tracing::warn!(error = %e, "cannot list the old state files"),
             }
             for rel in old_files {

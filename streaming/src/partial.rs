@@ -25,18 +25,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch, kernels::cmp};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
 use datafusion::common::tree_node::{Transformed, TreeNodeRecursion};
-use datafusion::common::{Column, DFSchemaRef};
+use datafusion::common::{Column, DFSchemaRef, ScalarValue};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::functions_aggregate::expr_fn;
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, TableScan, cast as cast_expr,
-    col,
+    col, lit,
 };
 
 /// Schema metadata key of a state file's query fingerprint.
@@ -236,12 +239,47 @@ impl Split {
         LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)
     }
 
-    /// State rows of the same (window, key) merged into one each: `rows` are the state before
-    /// the batch and the batch's partial rows.
+    /// State rows held in memory, as a plan's input.
     ///
     /// # Errors
-    /// A planning error (a bug), e.g. rows that are not in the state's schema.
-    pub fn merge_plan(&self, rows: Vec<RecordBatch>) -> DfResult<LogicalPlan> {
+    /// A planning error when the rows are not in the state's schema (a bug).
+    pub fn rows_plan(&self, rows: Vec<RecordBatch>) -> DfResult<LogicalPlan> {
+        self.scan("partials", rows)?.build()
+    }
+
+    /// State rows in the Parquet files `urls` (shards and a batch's new rows), as a plan's
+    /// input; read by the tasks of whichever session runs the plan.
+    ///
+    /// # Errors
+    /// A URL DataFusion cannot parse.
+    pub fn files_plan(&self, urls: &[String]) -> DfResult<LogicalPlan> {
+        let paths = urls
+            .iter()
+            .map(ListingTableUrl::parse)
+            .collect::<DfResult<Vec<_>>>()?;
+        // Nullable columns: a shard's counts come out of a merge as nullable.
+        let schema = Arc::new(Schema::new(
+            self.state_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ));
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(options)
+            .with_schema(schema);
+        let table = ListingTable::try_new(config)?;
+        LogicalPlanBuilder::scan("partials", provider_as_source(Arc::new(table)), None)?.build()
+    }
+
+    /// State rows of the same (window, key) in `input` (a plan of state rows: the state before
+    /// the batch and the batch's partial rows) merged into one each, in the state's columns.
+    ///
+    /// # Errors
+    /// A planning error (a bug), e.g. an input that is not in the state's schema.
+    pub fn merge_plan(&self, input: LogicalPlan) -> DfResult<LogicalPlan> {
         let fields = self.state_schema.fields();
         let groups = self.aggregate.group_expr.len();
         let group_cols: Vec<Expr> = fields[..groups].iter().map(|f| col(f.name())).collect();
@@ -250,8 +288,7 @@ impl Split {
             .zip(&self.merges)
             .map(|(f, m)| m.expr(col(f.name())).alias(f.name()))
             .collect();
-        let plan = self
-            .scan("partials", rows)?
+        let plan = LogicalPlanBuilder::from(input)
             .aggregate(group_cols, merged)?
             .build()?;
         // Back to the aggregate's types (a sum of decimal sums is wider).
@@ -266,6 +303,25 @@ impl Split {
             })
             .collect();
         LogicalPlanBuilder::from(plan).project(exprs)?.build()
+    }
+
+    /// Whether a state row's window (`window_start` + `size_us`) is still open after the
+    /// watermark `watermark_us` (`open`), or closed by it: a filter on the state's columns.
+    pub fn window_filter(&self, size_us: i64, watermark_us: i64, open: bool) -> Expr {
+        let field = self.state_schema.field(self.window_start);
+        let threshold = cast_expr(
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(watermark_us.saturating_sub(size_us)),
+                None,
+            )),
+            field.data_type().clone(),
+        );
+        // start + size > w  ⇔  start > w − size.
+        if open {
+            col(field.name()).gt(threshold)
+        } else {
+            col(field.name()).lt_eq(threshold)
+        }
     }
 
     /// The query's rows over the merged state rows `merged`: the plan above the aggregate, fed
@@ -297,41 +353,6 @@ impl Split {
             })
             .map(|t| t.data)
     }
-
-    /// The rows of `merged` whose window (`window_start` + `size_us`) ends after the
-    /// watermark `watermark_us`: the state to keep (all of them before the first watermark).
-    ///
-    /// # Errors
-    /// An Arrow error (a bug: the rows are not state rows).
-    pub fn open(
-        &self,
-        merged: &[RecordBatch],
-        size_us: i64,
-        watermark_us: Option<i64>,
-    ) -> Result<Vec<RecordBatch>, ArrowError> {
-        let Some(w) = watermark_us else {
-            return Ok(merged
-                .iter()
-                .filter(|b| b.num_rows() > 0)
-                .cloned()
-                .collect());
-        };
-        let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
-        let threshold = datafusion::arrow::array::Int64Array::new_scalar(w.saturating_sub(size_us));
-        merged
-            .iter()
-            .map(|b| {
-                let start = cast(
-                    &cast(b.column(self.window_start), &micros)?,
-                    &DataType::Int64,
-                )?;
-                // start + size > w  ⇔  start > w − size; a NULL start is no window: dropped.
-                let mask = cmp::gt(&start, &threshold)?;
-                filter_record_batch(b, &mask)
-            })
-            .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0))
-            .collect()
-    }
 }
 
 /// Rows in `batches`.
@@ -339,23 +360,12 @@ pub fn rows(batches: &[RecordBatch]) -> u64 {
     batches.iter().map(|b| b.num_rows() as u64).sum()
 }
 
-/// Bytes of memory `batches` hold (Arrow buffers).
-pub fn bytes(batches: &[RecordBatch]) -> u64 {
-    batches
-        .iter()
-        .map(|b| {
-            b.columns()
-                .iter()
-                .map(|c| c.get_array_memory_size() as u64)
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::compute::cast;
+    use datafusion::arrow::datatypes::TimeUnit;
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::dataframe::DataFrame;
     use datafusion::prelude::SessionContext;
@@ -436,37 +446,63 @@ mod tests {
         let expected = run(&ctx, plan(&ctx, SQL, all).await).await;
         assert!(!expected.is_empty());
 
-        // Batch 1's partial rows are the state; batch 2's merge with them.
+        // Batch 1's partial rows are the state, in a Parquet file as a shard; batch 2's merge
+        // with them.
         let split = Split::new(&plan(&ctx, SQL, first).await).expect("splits");
         let state = split
             .to_state(&run(&ctx, split.partial_plan()).await)
             .expect("state rows");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shard = dir.path().join("shard.parquet");
+        std::fs::write(
+            &shard,
+            crate::sink::to_parquet(&split.state_schema(), &state).expect("parquet"),
+        )
+        .expect("shard");
         let split = Split::new(&plan(&ctx, SQL, second).await).expect("splits");
-        let mut rows = state;
-        rows.extend(
+        let new_rows = split
+            .to_state(&run(&ctx, split.partial_plan()).await)
+            .expect("state rows");
+        let union = LogicalPlanBuilder::from(
             split
-                .to_state(&run(&ctx, split.partial_plan()).await)
-                .expect("state rows"),
-        );
+                .files_plan(&[format!("file://{}", shard.display())])
+                .expect("files"),
+        )
+        .union(split.rows_plan(new_rows).expect("rows"))
+        .expect("union")
+        .build()
+        .expect("plan");
+        let merged_plan = split.merge_plan(union).expect("merge");
         let merged = split
-            .to_state(&run(&ctx, split.merge_plan(rows).expect("merge")).await)
+            .to_state(&run(&ctx, merged_plan.clone()).await)
             .expect("merged");
         let emitted = run(&ctx, split.emit_plan(merged.clone()).expect("emit")).await;
         assert_eq!(sorted(&emitted), sorted(&expected));
         assert_eq!(emitted[0].schema().fields(), expected[0].schema().fields());
 
-        // One row per (window, product) kept; at watermark 60 min the windows ending by then
-        // are dropped: the open ones start after 0 min.
-        let windows: u64 = rows_of(&merged);
-        let open = split.open(&merged, 60 * MIN, Some(60 * MIN)).expect("open");
-        assert!(rows_of(&open) < windows);
-        let starts = cast(open[0].column(0), &DataType::Int64).expect("starts");
-        let starts = starts.as_any().downcast_ref::<Int64Array>().expect("i64");
-        assert!(starts.values().iter().all(|&s| s > 0), "{starts:?}");
-        assert_eq!(
-            rows_of(&split.open(&merged, 60 * MIN, None).expect("all")),
-            windows
-        );
+        // One row per (window, product); at watermark 60 min the windows that end by then are
+        // closed (they start at or before 0 min), the others open: together, all of them.
+        let windows = rows_of(&merged);
+        let with = |open: bool| {
+            LogicalPlanBuilder::from(merged_plan.clone())
+                .filter(split.window_filter(60 * MIN, 60 * MIN, open))
+                .and_then(LogicalPlanBuilder::build)
+                .expect("filter")
+        };
+        let open = run(&ctx, with(true)).await;
+        let closed = run(&ctx, with(false)).await;
+        assert!(rows_of(&open) > 0 && rows_of(&closed) > 0);
+        assert_eq!(rows_of(&open) + rows_of(&closed), windows);
+        for (batches, open) in [(&open, true), (&closed, false)] {
+            for b in batches {
+                let starts = cast(b.column(0), &DataType::Int64).expect("starts");
+                let starts = starts.as_any().downcast_ref::<Int64Array>().expect("i64");
+                assert!(
+                    starts.values().iter().all(|&s| (s > 0) == open),
+                    "{starts:?}"
+                );
+            }
+        }
     }
 
     fn rows_of(batches: &[RecordBatch]) -> u64 {

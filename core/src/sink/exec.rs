@@ -373,6 +373,14 @@ impl TaskWriter {
         if let Some(done) = current.take() {
             bytes += self.finish(done, &mut written).await?;
         }
+        tracing::info!(
+            partition = self.partition,
+            rows,
+            bytes,
+            files = written.len(),
+            folder = %self.base,
+            "parquet sink task"
+        );
         report(rows, bytes, &written)
     }
 

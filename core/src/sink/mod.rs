@@ -33,7 +33,9 @@ mod exec;
 mod node;
 mod planner;
 mod runs;
+mod write;
 
 pub use exec::ParquetSinkExec;
 pub use node::{ParquetSinkNode, sink_schema};
 pub use planner::{EmberQueryPlanner, SinkPlanner};
+pub use write::{Written, write};

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::dataframe::DataFrame;
 use datafusion::datasource::MemTable;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SessionContext, col};
 use ember_core::api::BatchCounts;
 use ember_core::manifest::OutputFormat;
@@ -14,9 +16,9 @@ use ember_core::table::{delta, sink_log};
 
 use super::failpoint::{Phase, crash_point};
 use super::rules::retain;
-use super::state::State;
+use super::state::{Shards, State};
 use super::stream::{Reader, Stream, query_error, ts_lit};
-use crate::checkpoint::{BatchCommit, BatchPlan};
+use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint};
 use crate::error::{Error, Result};
 use crate::event;
 use crate::kafka::READ_TIMEOUT;
@@ -170,54 +172,118 @@ impl Stream {
         Ok(messages)
     }
 
+    /// The session the merge of partial aggregates runs in: the cluster's (its tasks on the
+    /// executors) when the scans run there, else this process's.
+    fn merge_session(&self) -> &SessionContext {
+        match &self.reader {
+            Reader::Cluster(remote) => remote,
+            Reader::Local => &self.ctx,
+        }
+    }
+
     /// Output `k`'s rows for the windows closed by this batch (`closed`, a filter on
-    /// `window_end`; none before the first watermark) from its partial aggregates: the state's
-    /// rows merged with those of `new_events` ([`crate::partial`]). Returns the rows and the
-    /// merged state rows of the windows still open after the watermark `after` (windows of
-    /// `size_us`).
+    /// `window_end`; none before the first watermark) and its state after the batch, from its
+    /// partial aggregates (`super::state`):
+    /// 1. the driver aggregates the batch's new events into partial rows, written to
+    ///    `state/<id>-<k>/new.parquet`;
+    /// 2. the state's shards before the batch (`prev`) and the new rows are merged per (window,
+    ///    key) by a job of [`Stream::merge_session`] (hash-partitioned by the group key), whose
+    ///    tasks write the groups still open after the watermark `after` (windows of `size_us`)
+    ///    as the new shards, one per task;
+    /// 3. a second job merges the groups the watermark closed and returns them; the rest of the
+    ///    query runs over them in the driver.
     #[allow(clippy::too_many_arguments)]
     async fn windows_from_partials(
         &self,
         id: u64,
         k: usize,
-        state: &[RecordBatch],
+        prev: &Shards,
         new_events: &RecordBatch,
         closed: Option<datafusion::prelude::Expr>,
         after: Option<i64>,
         size_us: i64,
-    ) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>)> {
+    ) -> Result<(Vec<RecordBatch>, Shards)> {
         let split = self.split(id, k, vec![new_events.clone()]).await?;
-        let mut rows = state.to_vec();
+        let folder = Checkpoint::shard_folder(id, k);
+        // A batch run again after a crash rewrites its shards.
+        self.checkpoint.clear(&folder).await?;
+        let base = self.checkpoint.url().trim_end_matches('/').to_string();
+        let mut files: Vec<String> = prev.files.iter().map(|f| format!("{base}/{f}")).collect();
         if new_events.num_rows() > 0 {
             let partial = self
                 .collect(id, "partial aggregate", split.partial_plan())
                 .await?;
-            rows.extend(
-                split
-                    .to_state(&partial)
-                    .map_err(|e| query_error(id, "partial aggregate", e.into()))?,
-            );
+            let rows = split
+                .to_state(&partial)
+                .map_err(|e| query_error(id, "partial aggregate", e.into()))?;
+            if !rows.is_empty() {
+                let rel = format!("{folder}/new.parquet");
+                self.checkpoint
+                    .dir()
+                    .put(&rel, sink::to_parquet(&split.state_schema(), &rows)?)
+                    .await?;
+                files.push(format!("{base}/{rel}"));
+            }
         }
-        let plan = split
-            .merge_plan(rows)
-            .map_err(|e| query_error(id, "merge of partial aggregates", e))?;
-        let merged = self
-            .collect(id, "merge of partial aggregates", plan)
-            .await?;
-        let merged = split
-            .to_state(&merged)
-            .map_err(|e| query_error(id, "merge of partial aggregates", e.into()))?;
-        let open = split
-            .open(&merged, size_us, after)
-            .map_err(|e| query_error(id, "state", e.into()))?;
-        let Some(closed) = closed else {
-            return Ok((Vec::new(), open));
+        let mut shards = Shards {
+            output: prev.output.clone(),
+            fingerprint: prev.fingerprint.clone(),
+            ..Shards::default()
         };
+        if files.is_empty() {
+            return Ok((Vec::new(), shards));
+        }
+        let context = "merge of partial aggregates";
+        let merged = split
+            .files_plan(&files)
+            .and_then(|input| split.merge_plan(input))
+            .map_err(|e| query_error(id, context, e))?;
+        let filtered = |open: bool, watermark: i64| {
+            LogicalPlanBuilder::from(merged.clone())
+                .filter(split.window_filter(size_us, watermark, open))
+                .and_then(LogicalPlanBuilder::build)
+                .map_err(|e| query_error(id, context, e))
+        };
+        let session = self.merge_session();
+        let open = match after {
+            Some(after) => filtered(true, after)?,
+            None => merged.clone(),
+        };
+        let written = ember_core::sink::write(
+            session,
+            DataFrame::new(session.state(), open),
+            &format!("{base}/{folder}/"),
+            Vec::new(),
+            OutputFormat::Parquet,
+        )
+        .await
+        .map_err(|e| query_error(id, context, e))?;
+        shards.files = written
+            .paths
+            .iter()
+            .map(|p| format!("{folder}/{p}"))
+            .collect();
+        shards.files.sort();
+        shards.groups = written.rows;
+        shards.bytes = written.bytes;
+        let (Some(closed), Some(after)) = (closed, after) else {
+            return Ok((Vec::new(), shards));
+        };
+        let closing = DataFrame::new(session.state(), filtered(false, after)?)
+            .collect()
+            .await
+            .map_err(|e| query_error(id, context, e))?;
+        let closing = split
+            .to_state(&closing)
+            .map_err(|e| query_error(id, context, e.into()))?;
+        if closing.is_empty() {
+            return Ok((Vec::new(), shards));
+        }
         let sql = &self.job.outputs[k].sql;
         let plan = split
-            .emit_plan(merged.clone())
+            .emit_plan(closing)
             .map_err(|e| query_error(id, "windows from partial aggregates", e))?;
-        let rows = datafusion::dataframe::DataFrame::new(self.ctx.state(), plan)
+        let rows = DataFrame::new(self.ctx.state(), plan)
             .filter(closed)
             .map_err(|e| query_error(id, "emit filter", e))?
             .collect()
@@ -226,7 +292,7 @@ impl Stream {
                 batch_id: id,
                 source: sql.error(e),
             })?;
-        Ok((rows, open))
+        Ok((rows, shards))
     }
 
     /// Runs one planned batch and commits it; `state` is the state before and becomes the
@@ -328,7 +394,7 @@ impl Stream {
             }
         });
         let mut emitted: Vec<Vec<RecordBatch>> = Vec::with_capacity(self.sinks.len());
-        let mut merged: Vec<Option<Vec<RecordBatch>>> = Vec::with_capacity(self.sinks.len());
+        let mut merged: Vec<Option<Shards>> = Vec::with_capacity(self.sinks.len());
         for (k, (output, sink)) in self.job.outputs.iter().zip(&self.sinks).enumerate() {
             let mut partials = None;
             emitted.push(match (sink.window, &state.partials[k]) {
@@ -337,19 +403,19 @@ impl Stream {
                         .await?
                 }
                 (None, _) => Vec::new(),
-                (Some(window), Some(rows)) => {
-                    let (out, rows) = self
+                (Some(window), Some(prev)) => {
+                    let (out, shards) = self
                         .windows_from_partials(
                             id,
                             k,
-                            rows,
+                            prev,
                             &new_events,
                             closed.clone(),
                             after,
                             window.size_us,
                         )
                         .await?;
-                    partials = Some(rows);
+                    partials = Some(shards);
                     out
                 }
                 (Some(_), None) => match &closed {

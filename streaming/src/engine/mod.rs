@@ -8,16 +8,19 @@
 //!    range on the executors (`ember submit`, see [`crate::scan`]). Late events (below the
 //!    watermark before the batch) and malformed messages are the batch's quarantine.
 //! 3. The new watermark is computed from the plan's processing time and the batch's events.
-//! 4. The SQL runs over `events` = state ∪ new events; rows whose `window_end` is in
-//!    `(watermark before, watermark after]` are emitted (append mode: each window once).
+//! 4. The SQL runs over `events` = state ∪ new events, or, for an output whose aggregates
+//!    merge, its aggregation runs over the new events and is merged with the state's shards
+//!    (`batch`); rows whose `window_end` is in `(watermark before, watermark after]` are emitted
+//!    (append mode: each window once).
 //! 5. Output and quarantine files are written, named by batch id, then committed: the batch's
 //!    sink log entry (`_ember_sink/<id>.json`) for a Parquet output, which makes them visible
 //!    to readers of the log at once, or one Delta commit with the stream's `txn` for a Delta
 //!    output. A crash here or later: the restart runs plan `<id>` again, which writes the same
 //!    files and entry over these (a Delta table that has the batch's `txn` is left as it is).
-//! 6. `state/<id>.parquet` and `state/<id>-<output>.parquet`: what the windows still open need,
-//!    their events or, for an output whose aggregates merge, one row of partial aggregates per
-//!    open (window, key) ([`crate::partial`], `state`).
+//! 6. `state/<id>.parquet`: the events of windows still open, for outputs that keep events;
+//!    `state/<id>-<output>.json`: the manifest of the shards (one row of partial aggregates per
+//!    open (window, key)) that step 4's merge tasks wrote, for an output whose aggregates
+//!    merge ([`crate::partial`], `state`).
 //! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
 //!    (for lag tools only).
 //!

@@ -1,11 +1,16 @@
 //! The state a stream keeps between micro-batches for its windows still open, as the
-//! checkpoint stores it (`state/<batch id>.parquet` and `state/<batch id>-<output>.parquet`):
-//! - the **events** of open windows, for the windowed outputs whose aggregates need every event
-//!   (`count(DISTINCT …)` and other holistic aggregates); the file's schema metadata
-//!   [`RAW_OUTPUTS_KEY`] names those outputs;
-//! - per windowed output whose aggregates merge, its **partial aggregates**: one row per open
-//!   (window, key) ([`crate::partial`]); the file's schema metadata [`OUTPUT_KEY`] names the
-//!   output and [`crate::partial::FINGERPRINT_KEY`] what its rows aggregate.
+//! checkpoint stores it:
+//! - `state/<batch id>.parquet`: the **events** of open windows, for the windowed outputs whose
+//!   aggregates need every event (`count(DISTINCT …)` and other holistic aggregates); the
+//!   file's schema metadata [`RAW_OUTPUTS_KEY`] names those outputs. The driver holds them.
+//! - per windowed output `<k>` whose aggregates merge, its **partial aggregates**, one row per
+//!   open (window, key) ([`crate::partial`]), in **shards**: `state/<batch id>-<k>/part-….parquet`,
+//!   one per task of the merge's last stage, hash-partitioned by the group key, written by the
+//!   tasks (on the executors on a cluster, see `super::batch`), and the batch's new partial rows
+//!   `state/<batch id>-<k>/new.parquet` written by the driver. The manifest
+//!   `state/<batch id>-<k>.json` ([`Shards`]) lists the shard files the successful task attempts
+//!   reported (as the batch job's committer does), names its output and what its rows
+//!   aggregate. The driver holds only the manifest, never the shards' rows.
 //!
 //! A checkpoint written before partial aggregates existed holds the events only: an output
 //! that now keeps partial aggregates gets them from those events on its first restore.
@@ -26,17 +31,30 @@ use crate::sink;
 /// Schema metadata key of the events file: the JSON list of the outputs it keeps events for.
 pub const RAW_OUTPUTS_KEY: &str = "ember.raw_outputs";
 
-/// Schema metadata key of a partial-aggregate file: its output's name.
-pub const OUTPUT_KEY: &str = "ember.output";
+/// One output's partial-aggregate state after a batch: `state/<batch id>-<k>.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct Shards {
+    /// The output's name.
+    pub(super) output: String,
+    /// What the rows aggregate ([`crate::partial::Split::fingerprint`]).
+    pub(super) fingerprint: String,
+    /// The state's Parquet files, relative to the checkpoint folder (every row in them is an
+    /// open (window, key) group, each group in one file).
+    pub(super) files: Vec<String>,
+    /// Open (window, key) groups in the files.
+    pub(super) groups: u64,
+    /// Bytes of the files.
+    pub(super) bytes: u64,
+}
 
 /// What a stream keeps for its open windows.
 #[derive(Debug, Clone, Default)]
 pub(super) struct State {
     /// Events of open windows (the `events` schema), for the outputs that keep events.
     pub(super) events: Vec<RecordBatch>,
-    /// Per output, in declared order: its partial aggregates (state rows), for the outputs that
+    /// Per output, in declared order: its partial aggregates' shards, for the outputs that
     /// keep them; `None` for the others.
-    pub(super) partials: Vec<Option<Vec<RecordBatch>>>,
+    pub(super) partials: Vec<Option<Shards>>,
 }
 
 impl State {
@@ -47,12 +65,16 @@ impl State {
 
     /// Open (window, key) groups kept as partial aggregates, all outputs.
     pub(super) fn groups(&self) -> u64 {
-        self.partials
-            .iter()
-            .flatten()
-            .map(|rows| crate::partial::rows(rows))
-            .sum()
+        self.partials.iter().flatten().map(|s| s.groups).sum()
     }
+}
+
+fn fingerprint_of(schema: &Schema) -> String {
+    schema
+        .metadata()
+        .get(FINGERPRINT_KEY)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn schema_list(s: &Schema) -> String {
@@ -82,7 +104,14 @@ impl Stream {
             partials: self
                 .sinks
                 .iter()
-                .map(|s| s.partial.as_ref().map(|_| Vec::new()))
+                .zip(&self.job.outputs)
+                .map(|(s, o)| {
+                    s.partial.as_ref().map(|schema| Shards {
+                        output: o.name.clone(),
+                        fingerprint: fingerprint_of(schema),
+                        ..Shards::default()
+                    })
+                })
                 .collect(),
         }
     }
@@ -96,24 +125,13 @@ impl Stream {
         );
         let events = sink::to_parquet(&events_schema, &state.events)?;
         let mut written = events.len() as u64;
-        self.checkpoint.save_state(id, None, events).await?;
-        for (k, ((output, sink), rows)) in self
-            .job
-            .outputs
-            .iter()
-            .zip(&self.sinks)
-            .zip(&state.partials)
-            .enumerate()
-        {
-            let (Some(schema), Some(rows)) = (&sink.partial, rows) else {
+        self.checkpoint.save_state(id, events).await?;
+        for (k, shards) in state.partials.iter().enumerate() {
+            let Some(shards) = shards else {
                 continue;
             };
-            let mut metadata = schema.metadata().clone();
-            metadata.insert(OUTPUT_KEY.to_string(), output.name.clone());
-            let schema = Schema::new_with_metadata(schema.fields().clone(), metadata);
-            let bytes = sink::to_parquet(&schema, rows)?;
-            written += bytes.len() as u64;
-            self.checkpoint.save_state(id, Some(k), bytes).await?;
+            written += shards.bytes;
+            self.checkpoint.save_shards(id, k, shards).await?;
         }
         Ok(written)
     }
@@ -127,7 +145,7 @@ impl Stream {
         let Some(id) = batch_id else {
             return Ok(self.empty_state());
         };
-        let (path, bytes) = self.checkpoint.load_state(id, None).await?;
+        let (path, bytes) = self.checkpoint.load_state(id).await?;
         let bytes = bytes.ok_or_else(|| Error::Checkpoint {
             path: path.clone(),
             message: "missing: the state of the last committed batch is needed to resume".into(),
@@ -179,49 +197,47 @@ impl Stream {
                 partials.push(None);
                 continue;
             };
-            let (file, bytes) = self.checkpoint.load_state(id, Some(k)).await?;
-            let rows = match bytes {
-                Some(bytes) => {
-                    let (rows, meta) = sink::from_parquet_with_metadata(&file, bytes)?;
-                    let owner = meta.get(OUTPUT_KEY).cloned().unwrap_or_default();
-                    let fingerprint = meta.get(FINGERPRINT_KEY).cloned().unwrap_or_default();
-                    let expected = schema
-                        .metadata()
-                        .get(FINGERPRINT_KEY)
-                        .cloned()
-                        .unwrap_or_default();
-                    if owner != output.name {
+            let expected = fingerprint_of(schema);
+            let (file, shards) = self.checkpoint.load_shards::<Shards>(id, k).await?;
+            let shards = match shards {
+                Some(shards) => {
+                    if shards.output != output.name {
                         return Err(Error::Checkpoint {
                             path: file,
                             message: format!(
-                                "holds the state of output `{owner}`, not `{}`: the outputs were reordered since this checkpoint; restore their order or start a new checkpoint",
-                                output.name
+                                "holds the state of output `{}`, not `{}`: the outputs were reordered since this checkpoint; restore their order or start a new checkpoint",
+                                shards.output, output.name
                             ),
                         });
                     }
-                    if fingerprint != expected {
+                    if shards.fingerprint != expected {
                         return Err(Error::Checkpoint {
                             path: file,
                             message: format!(
-                                "output `{}`'s query aggregates something else than when this state was written (then: {fingerprint}; now: {expected}): restore the query or start a new checkpoint",
-                                output.name
+                                "output `{}`'s query aggregates something else than when this state was written (then: {}; now: {expected}): restore the query or start a new checkpoint",
+                                output.name, shards.fingerprint
                             ),
                         });
                     }
-                    rows.into_iter()
-                        .map(|b| RecordBatch::try_new(Arc::clone(schema), b.columns().to_vec()))
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .map_err(|e| Error::Checkpoint {
-                            path: file.clone(),
-                            message: format!("not the state of output `{}`: {e}", output.name),
-                        })?
+                    shards
                 }
                 None if covers(&output.name) => {
                     tracing::info!(
                         output = %output.name,
                         "the checkpoint keeps this output's events: turned into partial aggregates"
                     );
-                    self.partials_of(id, k, events.clone()).await?
+                    let rows = self.partials_of(id, k, events.clone()).await?;
+                    let bytes = sink::to_parquet(schema, &rows)?;
+                    let rel = format!("state/{id}-{k}/from-events.parquet");
+                    let size = bytes.len() as u64;
+                    self.checkpoint.dir().put(&rel, bytes).await?;
+                    Shards {
+                        output: output.name.clone(),
+                        fingerprint: expected,
+                        files: vec![rel],
+                        groups: crate::partial::rows(&rows),
+                        bytes: size,
+                    }
                 }
                 None => {
                     return Err(Error::Checkpoint {
@@ -233,7 +249,7 @@ impl Stream {
                     });
                 }
             };
-            partials.push(Some(rows));
+            partials.push(Some(shards));
         }
         Ok(State { events, partials })
     }

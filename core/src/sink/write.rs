@@ -3,26 +3,32 @@
 
 use std::sync::Arc;
 
+use super::ParquetSinkNode;
+use crate::manifest::OutputFormat;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::UInt64Type;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::prelude::{DataFrame, SessionContext};
-use ember_core::manifest::OutputFormat;
-use ember_core::sink::ParquetSinkNode;
 
 /// What the tasks of a write reported.
 #[derive(Debug, Default)]
-pub(crate) struct Written {
+pub struct Written {
     /// Rows written.
-    pub(crate) rows: u64,
+    pub rows: u64,
+    /// Bytes written (the files' sizes).
+    pub bytes: u64,
     /// Files written by the successful task attempts, relative to the staging area; for a
     /// Delta sink, their `add` actions (JSON).
-    pub(crate) paths: Vec<String>,
+    pub paths: Vec<String>,
 }
 
 /// Writes `df` through Ember's distributed Parquet sink: every task of the last stage writes its
-/// own files under `url` (see `ember_core::sink`) and reports them.
-pub(crate) async fn write(
+/// own files under `url` (the module [`crate::sink`]) and reports them. Used by the batch job's
+/// outputs and by a stream's state shards.
+///
+/// # Errors
+/// The plan's or a task's error; an internal error when the sink reports another schema.
+pub async fn write(
     ctx: &SessionContext,
     df: DataFrame,
     url: &str,
@@ -37,9 +43,12 @@ pub(crate) async fn write(
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
     let mut written = Written::default();
     for batch in &batches {
-        let (Some(counts), Some(paths)) = (
+        let (Some(counts), Some(bytes), Some(paths)) = (
             batch
                 .column_by_name("count")
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
+            batch
+                .column_by_name("bytes")
                 .and_then(|c| c.as_primitive_opt::<UInt64Type>()),
             batch
                 .column_by_name("paths")
@@ -51,6 +60,7 @@ pub(crate) async fn write(
             );
         };
         written.rows += counts.iter().flatten().sum::<u64>();
+        written.bytes += bytes.iter().flatten().sum::<u64>();
         for list in paths.iter().flatten() {
             let list = list.as_string::<i32>();
             written
