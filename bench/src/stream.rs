@@ -100,29 +100,23 @@ pub fn run(
         produce_ms / 1000.0
     );
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    // The cluster peer's daemons start once, outside the timings.
-    let cluster = EmberCluster::start(
-        ember,
-        2,
-        &ClusterOptions {
-            task_slots: 1,
-            partitions: 2,
-            executor_timeout: "60s".into(),
-            heartbeat_interval: "5s".into(),
-            ..ClusterOptions::default()
-        },
-    )?;
-    let cluster1 = EmberCluster::start(
-        ember,
-        1,
-        &ClusterOptions {
-            task_slots: 1,
-            partitions: 2,
-            executor_timeout: "60s".into(),
-            heartbeat_interval: "5s".into(),
-            ..ClusterOptions::default()
-        },
-    )?;
+    // The cluster peers' daemons start once, outside the timings: 2 executors and 1, one task
+    // slot each.
+    let start = |executors: usize| {
+        EmberCluster::start(
+            ember,
+            executors,
+            &ClusterOptions {
+                task_slots: 1,
+                partitions: 2,
+                executor_timeout: "60s".into(),
+                heartbeat_interval: "5s".into(),
+                ..ClusterOptions::default()
+            },
+        )
+    };
+    let cluster = start(2)?;
+    let cluster1 = start(1)?;
     let mut rounds = Vec::new();
     for round in 1..=runs {
         let (n, raw_s) = raw_consume(&brokers, partitions, events)?;

@@ -881,6 +881,17 @@ SELECT window_start, window_start + INTERVAL '10 minutes' AS window_end, categor
 FROM (SELECT tumble(event_time, '10 minutes') AS window_start, * FROM events)
 GROUP BY window_start, category";
 
+/// The windows of a [`STORE_EVENTS_SQL`] output, sorted: `start|category|revenue|events`.
+fn category_rows(out: &Path) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(parquet_rows_with(
+        &format!("{}/", out.display()),
+        &["window_date"],
+        "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Writes a job folder `dir` with `manifest` and its SQL file `sql_file` holding `sql`.
 fn write_job(dir: &Path, manifest: &str, sql_file: &str, sql: &str) {
     std::fs::create_dir(dir).expect("job folder");
@@ -1005,14 +1016,7 @@ fn a_declared_event_schema_windows_by_category_and_quarantines_by_its_own_rules(
         })
         .collect();
     expected.sort();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rows = rt
-        .block_on(parquet_rows_with(
-            &format!("{}/", out.display()),
-            &["window_date"],
-            "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = category_rows(&out);
     // 400 events 7 s apart: 5 ten-minute windows × 3 categories.
     assert!(expected.len() >= 12, "{expected:?}");
     assert_eq!(rows, expected);
@@ -1512,14 +1516,7 @@ fn partial_aggregates_give_every_window_of_a_fold_and_tie_the_checkpoint_to_the_
         })
         .collect();
     assert_eq!(expected.len(), 30);
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let rows = rt
-        .block_on(parquet_rows_with(
-            &format!("{}/", out.display()),
-            &["window_date"],
-            "SELECT CAST(window_start AS VARCHAR), category, CAST(revenue AS VARCHAR), events FROM t",
-        ))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let rows = category_rows(&out);
     assert_eq!(rows, expected);
 
     // The checkpoint's partial sums cannot feed a query that aggregates something else, nor

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::dataframe::DataFrame;
-use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SessionContext, col};
 use ember_core::api::BatchCounts;
@@ -112,17 +111,11 @@ impl Stream {
         events: Vec<RecordBatch>,
         filter: Option<datafusion::prelude::Expr>,
     ) -> Result<Vec<RecordBatch>> {
-        let table = MemTable::try_new(self.job.schema.events_schema(), vec![events])
-            .map_err(|e| query_error(id, "events table", e))?;
-        let _ = self.ctx.deregister_table("events");
-        self.ctx
-            .register_table("events", Arc::new(table))
-            .map_err(|e| query_error(id, "events table", e))?;
         let sql_error = |e| Error::Query {
             batch_id: id,
             source: sql.error(e),
         };
-        let mut df = self.ctx.sql(&sql.text).await.map_err(sql_error)?;
+        let mut df = self.plan_over(id, sql, events).await?;
         if let Some(filter) = filter {
             df = df
                 .filter(filter)

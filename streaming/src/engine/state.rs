@@ -254,19 +254,31 @@ impl Stream {
         Ok(State { events, partials })
     }
 
-    /// Output `k`'s query cut at its aggregate, planned over `events`.
-    pub(super) async fn split(&self, id: u64, k: usize, events: Vec<RecordBatch>) -> Result<Split> {
-        let sql = &self.job.outputs[k].sql;
+    /// `sql` planned over an `events` table of `events` (registered in the driver's session).
+    ///
+    /// # Errors
+    /// The SQL's planning error (file, line, column), as [`Error::Query`] of batch `id`.
+    pub(super) async fn plan_over(
+        &self,
+        id: u64,
+        sql: &ember_core::sql_file::SqlFile,
+        events: Vec<RecordBatch>,
+    ) -> Result<DataFrame> {
         let table = MemTable::try_new(self.job.schema.events_schema(), vec![events])
             .map_err(|e| query_error(id, "events table", e))?;
         let _ = self.ctx.deregister_table("events");
         self.ctx
             .register_table("events", Arc::new(table))
             .map_err(|e| query_error(id, "events table", e))?;
-        let df = self.ctx.sql(&sql.text).await.map_err(|e| Error::Query {
+        self.ctx.sql(&sql.text).await.map_err(|e| Error::Query {
             batch_id: id,
             source: sql.error(e),
-        })?;
+        })
+    }
+
+    /// Output `k`'s query cut at its aggregate, planned over `events`.
+    pub(super) async fn split(&self, id: u64, k: usize, events: Vec<RecordBatch>) -> Result<Split> {
+        let df = self.plan_over(id, &self.job.outputs[k].sql, events).await?;
         Split::new(df.logical_plan()).map_err(|message| {
             query_error(
                 id,
