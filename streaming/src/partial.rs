@@ -239,14 +239,6 @@ impl Split {
         LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)
     }
 
-    /// State rows held in memory, as a plan's input.
-    ///
-    /// # Errors
-    /// A planning error when the rows are not in the state's schema (a bug).
-    pub fn rows_plan(&self, rows: Vec<RecordBatch>) -> DfResult<LogicalPlan> {
-        self.scan("partials", rows)?.build()
-    }
-
     /// State rows in the Parquet files `urls` (shards and a batch's new rows), as a plan's
     /// input; read by the tasks of whichever session runs the plan.
     ///
@@ -468,7 +460,12 @@ mod tests {
                 .files_plan(&[format!("file://{}", shard.display())])
                 .expect("files"),
         )
-        .union(split.rows_plan(new_rows).expect("rows"))
+        .union(
+            split
+                .scan("partials", new_rows)
+                .and_then(LogicalPlanBuilder::build)
+                .expect("rows"),
+        )
         .expect("union")
         .build()
         .expect("plan");

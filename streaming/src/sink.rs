@@ -71,7 +71,7 @@ pub fn to_parquet(schema: &Schema, batches: &[RecordBatch]) -> Result<Bytes> {
 ///
 /// # Errors
 /// [`ember_core::Error::Storage`] naming `what` when the bytes are not Parquet.
-pub fn from_parquet_with_metadata(
+pub fn from_parquet(
     what: &str,
     bytes: Bytes,
 ) -> Result<(Vec<RecordBatch>, std::collections::HashMap<String, String>)> {
@@ -84,20 +84,6 @@ pub fn from_parquet_with_metadata(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| arrow_error(what, e))?;
     Ok((batches, metadata))
-}
-
-/// Decodes a Parquet file held in memory.
-///
-/// # Errors
-/// [`ember_core::Error::Storage`] naming `what` when the bytes are not Parquet.
-pub fn from_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(|e| arrow_error(what, e))?
-        .build()
-        .map_err(|e| arrow_error(what, e))?;
-    reader
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| arrow_error(what, e))
 }
 
 /// Writes `batches` (one schema) under `output`, partitioned by `partition_by`, one file per

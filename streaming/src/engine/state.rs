@@ -150,7 +150,7 @@ impl Stream {
             path: path.clone(),
             message: "missing: the state of the last committed batch is needed to resume".into(),
         })?;
-        let (events, events_meta) = sink::from_parquet_with_metadata(&path, bytes)?;
+        let (events, events_meta) = sink::from_parquet(&path, bytes)?;
         // A stream restarted with another event schema cannot go on from this state.
         let expected = self.job.schema.events_schema();
         if let Some(b) = events
