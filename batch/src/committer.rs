@@ -17,10 +17,13 @@
 //! Spark's commit protocol; see `ember_core::sink`); anything else in staging (a failed or
 //! duplicate task attempt's files) is removed with it.
 //!
-//! Commit order: delete `_SUCCESS`; per partition, move the new files in, then delete the old
-//! ones; write `_SUCCESS`. The moves are renames (milliseconds, no data copied on a local or
-//! HDFS store). A crash *during* those renames can leave a partition with old and new files;
-//! `_SUCCESS` is then absent, which tells readers the output is not consistent. All storage goes
+//! Commit order: write the commit's plan (every move and delete, and the `_SUCCESS` text) to
+//! `_temporary/<run_id>/_COMMIT`; delete `_SUCCESS`; move the new files in; delete the
+//! replaced ones; write `_SUCCESS`. The moves are renames (milliseconds, no data copied on a
+//! local or HDFS store). A crash *during* those renames leaves `_SUCCESS` absent (readers can
+//! tell the output is not consistent) and the plan in place: the next run of the output
+//! applies it again first ([`Committer::recover`]), so the commit ends as if it had not been
+//! interrupted. An incremental import *appends* (no file is replaced). All storage goes
 //! through `object_store`, so the same code commits on the local file system and on HDFS.
 
 use std::collections::BTreeMap;
@@ -41,6 +44,17 @@ pub const STAGING_DIR: &str = "_temporary";
 pub const QUARANTINE_DIR: &str = "_quarantine";
 /// File under the output holding the JSON report of the last committed run.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
+/// File in a run's staging folder holding its commit plan, written before the first rename.
+pub const COMMIT_FILE: &str = "_COMMIT";
+
+/// A commit, written down before it starts ([`Committer::commit`]): object paths to move and
+/// to delete, and the `_SUCCESS` text.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CommitPlan {
+    moves: Vec<(String, String)>,
+    deletes: Vec<String>,
+    success: String,
+}
 
 /// A part of a run's staging folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,34 +262,37 @@ impl Committer {
             .collect())
     }
 
-    /// Moves the files reported for each area into place (dynamic partition overwrite), writes
-    /// `success(&summary)` (the run's JSON report) to `<output>/_SUCCESS`, and removes the
-    /// staging folder.
+    /// Moves the files reported for each area into place, writes `success(&summary)` (the
+    /// run's JSON report) to `<output>/_SUCCESS`, and removes the staging folder. With
+    /// `append`, the files are added to their partitions (an incremental import); otherwise
+    /// each partition written replaces the committed one (dynamic partition overwrite).
+    ///
+    /// Before the first rename, the whole commit (moves, deletes, `_SUCCESS`) is written to
+    /// `_temporary/<run_id>/_COMMIT`: a run that dies during the renames is finished by the
+    /// next run's [`Committer::recover`], so a commit is never left half done.
     ///
     /// # Errors
     /// [`Error::Storage`] when a listing, rename, delete or write fails; `_SUCCESS` is then
-    /// absent.
+    /// absent, and the next run finishes the commit.
     pub async fn commit(
         &self,
         areas: &[(Area, Vec<String>)],
+        append: bool,
         success: impl FnOnce(&CommitSummary) -> Vec<u8>,
     ) -> Result<CommitSummary> {
-        let mut staged = Vec::new();
-        for (area, reported) in areas {
-            staged.push((*area, self.staged(*area, reported).await?));
-        }
-        let success_path = self.root.clone().join(SUCCESS_FILE);
-        match self.store.delete(&success_path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::storage(format!("deleting {success_path}"), e)),
-        }
         let mut summary = CommitSummary::default();
-        for (area, groups) in staged {
-            let target = self.target(area);
-            let staging = self.staging_path(area);
+        let mut plan = CommitPlan::default();
+        for (area, reported) in areas {
+            let groups = self.staged(*area, reported).await?;
+            let target = self.target(*area);
+            let staging = self.staging_path(*area);
             let mut names = Vec::with_capacity(groups.len());
             for (partition, files) in groups {
-                let old = self.existing(&target, &partition).await?;
+                let old = if append {
+                    Vec::new()
+                } else {
+                    self.existing(&target, &partition).await?
+                };
                 if !old.is_empty() {
                     summary.replaced += 1;
                 }
@@ -289,29 +306,138 @@ impl Committer {
                     let to = relative
                         .iter()
                         .fold(target.clone(), |p, part| p.join(part.as_str()));
-                    self.store.rename(&meta.location, &to).await.map_err(|e| {
-                        Error::storage(format!("moving {} to {to}", meta.location), e)
-                    })?;
                     summary.files += 1;
                     summary.bytes += meta.size;
+                    plan.moves.push((meta.location.to_string(), to.to_string()));
                     moved.push(to);
                 }
-                for path in old.iter().filter(|p| !moved.contains(p)) {
-                    match self.store.delete(path).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::storage(format!("deleting {path}"), e)),
-                    }
-                }
+                plan.deletes.extend(
+                    old.iter()
+                        .filter(|p| !moved.contains(p))
+                        .map(ToString::to_string),
+                );
                 names.push(partition);
             }
             summary.partitions.insert(area.staging_name(), names);
         }
+        plan.success = String::from_utf8_lossy(&success(&summary)).into_owned();
+        let intent = self.staging_dir().join(COMMIT_FILE);
+        let body = serde_json::to_vec(&plan).unwrap_or_default();
         self.store
-            .put(&success_path, PutPayload::from(success(&summary)))
+            .put(&intent, PutPayload::from(body))
             .await
-            .map_err(|e| Error::storage(format!("writing {success_path}"), e))?;
+            .map_err(|e| Error::storage(format!("writing {intent}"), e))?;
+        self.apply(&plan).await?;
         self.cleanup().await?;
         Ok(summary)
+    }
+
+    /// Carries out a commit plan: deletes `_SUCCESS`, moves the files still in staging (a
+    /// file already moved is skipped), deletes the replaced ones, writes `_SUCCESS`.
+    /// Idempotent, so a plan interrupted anywhere can be applied again.
+    async fn apply(&self, plan: &CommitPlan) -> Result<()> {
+        let success_path = self.root.clone().join(SUCCESS_FILE);
+        match self.store.delete(&success_path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(format!("deleting {success_path}"), e)),
+        }
+        for (from, to) in &plan.moves {
+            let (from, to) = (Path::from(from.as_str()), Path::from(to.as_str()));
+            match self.store.rename(&from, &to).await {
+                Ok(()) => {}
+                // Moved before the interruption.
+                Err(object_store::Error::NotFound { .. }) if self.store.head(&to).await.is_ok() => {
+                }
+                Err(e) => return Err(Error::storage(format!("moving {from} to {to}"), e)),
+            }
+        }
+        for path in &plan.deletes {
+            let path = Path::from(path.as_str());
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::storage(format!("deleting {path}"), e)),
+            }
+        }
+        self.store
+            .put(
+                &success_path,
+                PutPayload::from(plan.success.clone().into_bytes()),
+            )
+            .await
+            .map_err(|e| Error::storage(format!("writing {success_path}"), e))?;
+        Ok(())
+    }
+
+    /// Finishes the commits that runs of this output began and did not end (a process killed
+    /// during its renames): each `_temporary/<run>/_COMMIT` is applied again and its staging
+    /// folder removed. Call with the output's lock held. Returns the run ids finished.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the plan cannot be read or applied.
+    pub async fn recover(&self) -> Result<Vec<String>> {
+        let staging = self.root.clone().join(STAGING_DIR);
+        let runs = match self.store.list_with_delimiter(Some(&staging)).await {
+            Ok(listing) => listing.common_prefixes,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Error::storage(format!("listing {staging}"), e)),
+        };
+        let mut finished = Vec::new();
+        for run in runs {
+            let Some(run_id) = run.filename().map(str::to_string) else {
+                continue;
+            };
+            if run_id == self.run_id {
+                continue;
+            }
+            let intent = run.clone().join(COMMIT_FILE);
+            let bytes = match self.store.get(&intent).await {
+                Ok(r) => r
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::storage(format!("reading {intent}"), e))?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(Error::storage(format!("reading {intent}"), e)),
+            };
+            let plan: CommitPlan = serde_json::from_slice(&bytes).map_err(|e| Error::Output {
+                path: intent.to_string(),
+                message: format!("an interrupted commit's plan cannot be read: {e}"),
+            })?;
+            tracing::warn!(run_id = %run_id, files = plan.moves.len(), "finishing the commit of an interrupted run");
+            self.apply(&plan).await?;
+            let other = Committer {
+                run_id: run_id.clone(),
+                created_root: false,
+                ..self.clone()
+            };
+            other.cleanup().await?;
+            finished.push(run_id);
+        }
+        Ok(finished)
+    }
+
+    /// The JSON report of the last committed run (`<output>/_SUCCESS`), if any.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it exists but cannot be read.
+    pub async fn last_success(&self) -> Result<Option<Vec<u8>>> {
+        let path = self.root.clone().join(SUCCESS_FILE);
+        match self.store.get(&path).await {
+            Ok(r) => Ok(Some(
+                r.bytes()
+                    .await
+                    .map_err(|e| Error::storage(format!("reading {path}"), e))?
+                    .to_vec(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::storage(format!("reading {path}"), e)),
+        }
+    }
+
+    fn staging_dir(&self) -> Path {
+        self.root
+            .clone()
+            .join(STAGING_DIR)
+            .join(self.run_id.as_str())
     }
 
     /// Removes this run's staging folder (after a commit, or after a failure), and

@@ -25,6 +25,10 @@ pub enum Error {
         message: String,
     },
 
+    /// A database input failed: settings, connection, authentication, schema or a query.
+    #[error(transparent)]
+    Database(Box<ember_ingest::Error>),
+
     /// The output cannot be planned or written (partition column missing, bad path, …).
     #[error("output {path}: {message}")]
     Output {
@@ -65,6 +69,7 @@ impl Classify for Error {
         match self {
             Error::Core(e) => e.kind(),
             Error::Input { .. } | Error::Output { .. } => ErrorKind::User,
+            Error::Database(e) => e.kind(),
             // The job's own queries do not split the input into valid and quarantined rows.
             Error::Reconcile(_) => ErrorKind::User,
             Error::Storage { .. } => ErrorKind::External,

@@ -29,7 +29,10 @@ use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, ident, lit};
 use datafusion::prelude::SessionContext;
-use ember_core::manifest::{Input, InputFormat};
+use std::collections::BTreeMap;
+
+use ember_core::manifest::{DatabaseInput, Input, InputFormat};
+use ember_core::report::ImportMark;
 use encoding_rs::Encoding;
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
@@ -47,17 +50,105 @@ pub(crate) async fn register_all(
     ctx: &SessionContext,
     inputs: &[Input],
     committer: &Committer,
+    previous: &BTreeMap<String, ImportMark>,
     name_step: &(dyn Fn(&str) + Sync),
-) -> Result<Vec<InputSummary>> {
+) -> Result<(Vec<InputSummary>, BTreeMap<String, ImportMark>)> {
     let mut summaries = Vec::with_capacity(inputs.len());
+    let mut marks = BTreeMap::new();
     for input in inputs {
-        summaries.push(register(ctx, input, committer).await?);
+        match &input.database {
+            Some(db) => {
+                name_step(&format!("import {}", input.name));
+                let (summary, mark) =
+                    import(ctx, input, db, committer, previous.get(&input.name)).await?;
+                summaries.push(summary);
+                if let Some(mark) = mark {
+                    marks.insert(input.name.clone(), mark);
+                }
+            }
+            None => summaries.push(register(ctx, input, committer).await?),
+        }
     }
     for input in inputs.iter().filter(|i| !i.unique_key.is_empty()) {
         name_step(&format!("unique key of {}", input.name));
         check_unique_key(ctx, input).await?;
     }
-    Ok(summaries)
+    Ok((summaries, marks))
+}
+
+/// A database input, imported as Sqoop does: its rows (those after `previous` for an
+/// incremental input) are read by one task per split range and written as Parquet into
+/// `<staging>/inputs/<name>/`, which every query of the run then reads. The database is read
+/// once per run, so the output, the quarantine and the counts see the same rows. Returns the
+/// input's summary (the SQL of each task in `read`) and its new mark.
+async fn import(
+    ctx: &SessionContext,
+    input: &Input,
+    db: &DatabaseInput,
+    committer: &Committer,
+    previous: Option<&ImportMark>,
+) -> Result<(InputSummary, Option<ImportMark>)> {
+    let scan_name = format!("__ember_import_{}", input.name);
+    let database_error = |e: ember_ingest::Error| Error::Database(Box::new(e));
+    let registered = ember_ingest::register(ctx, &input.name, &scan_name, db, previous)
+        .await
+        .map_err(database_error)?;
+    let import_error =
+        |e: DataFusionError| Error::execution(format!("importing input `{}`", input.name), e);
+    let scan = ctx.table(scan_name.as_str()).await.map_err(&import_error)?;
+    let url = format!("{}{}/", committer.staging_url(Area::Inputs), input.name);
+    let written = ember_core::sink::write(
+        ctx,
+        scan,
+        &url,
+        Vec::new(),
+        ember_core::manifest::OutputFormat::Parquet,
+    )
+    .await
+    .map_err(|e| match e {
+        DataFusionError::External(inner) => match inner.downcast::<ember_ingest::Error>() {
+            Ok(e) => database_error(*e),
+            Err(other) => import_error(DataFusionError::External(other)),
+        },
+        other => import_error(other),
+    })?;
+    ctx.deregister_table(scan_name.as_str())
+        .map_err(&import_error)?;
+    tracing::info!(input = %input.name, rows = written.rows, files = written.paths.len(), tasks = registered.ranges.len(), "database input imported");
+    if written.paths.is_empty() {
+        // No row: the scan again, with a range that reads nothing (a plan of no rows that
+        // keeps its columns when it travels to the scheduler).
+        let empty = ember_ingest::database::scan::DatabaseTable::try_new(
+            registered.source.clone(),
+            vec!["1 = 0".to_string()],
+        )
+        .map_err(&import_error)?;
+        ctx.register_table(input.name.as_str(), Arc::new(empty))
+            .map_err(&import_error)?;
+    } else {
+        let urls = written
+            .paths
+            .iter()
+            .map(|p| ListingTableUrl::parse(format!("{url}{p}")).map_err(&import_error))
+            .collect::<Result<Vec<_>>>()?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&registered.schema));
+        let table = ListingTable::try_new(config).map_err(&import_error)?;
+        ctx.register_table(input.name.as_str(), Arc::new(table))
+            .map_err(&import_error)?;
+    }
+    let summary = InputSummary {
+        name: input.name.clone(),
+        path: registered.path,
+        files: written.paths.len(),
+        bytes: written.bytes,
+        reencoded_from: None,
+        read: registered.ranges,
+    };
+    Ok((summary, registered.mark))
 }
 
 fn input_error(input: &Input, message: impl Into<String>) -> Error {
@@ -169,6 +260,30 @@ async fn register(
                 ));
             }
         }
+    };
+    // Hive partition columns come from the folder names under the input's folder, so that
+    // folder (listed at each query) is the table's path then, not the files listed above.
+    let (urls, options) = if input.partition_columns.is_empty() {
+        (urls, options)
+    } else {
+        let folder = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
+        if !folder.is_collection() || urls.iter().any(ListingTableUrl::is_collection) {
+            return Err(input_error(
+                input,
+                "`partition_columns` needs a folder of Parquet or plain CSV files (path ending with /)",
+            ));
+        }
+        let columns = input
+            .partition_columns
+            .iter()
+            .map(|c| (c.clone(), DataType::Utf8))
+            .collect();
+        (
+            vec![folder],
+            options
+                .with_file_extension(format.extension())
+                .with_table_partition_cols(columns),
+        )
     };
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
@@ -431,7 +546,9 @@ mod tests {
             optional: false,
             columns: Vec::new(),
             unique_key: Vec::new(),
+            partition_columns: Vec::new(),
             csv: CsvOptions::default(),
+            database: None,
         };
         let out = tmp.path().join("out");
         let committer =

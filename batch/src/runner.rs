@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::prelude::SessionContext;
 use ember_core::manifest::{Job, OutputFormat};
-use ember_core::report::{PartitionCounts, RowCounts, RunReport};
+use ember_core::report::{ImportMark, PartitionCounts, RowCounts, RunReport};
 use ember_core::storage::lease::{Holder, LOCK_FILE, Lease};
 use tracing::Instrument;
 
@@ -89,7 +89,13 @@ async fn run_in_span(
                 hint: "try again when it has finished (a Delta output allows concurrent runs)",
             };
             let path = committer.output_path(LOCK_FILE)?;
-            Some(Lease::acquire(Arc::clone(committer.store()), path, holder).await?)
+            let lease = Lease::acquire(Arc::clone(committer.store()), path, holder).await?;
+            // A run killed during its renames left its commit's plan: finish it first.
+            if let Err(e) = committer.recover().await {
+                lease.release().await;
+                return Err(e);
+            }
+            Some(lease)
         }
         OutputFormat::Delta => None,
     };
@@ -111,7 +117,7 @@ async fn run_locked(
 ) -> Result<RunReport> {
     let run_id = committer.run_id().to_string();
     let result = execute(ctx, job, committer).await;
-    let staged = match result {
+    let mut staged = match result {
         Ok(staged) => staged,
         Err(e) => {
             if let Err(cleanup) = committer.cleanup().await {
@@ -141,7 +147,24 @@ async fn run_locked(
         bytes: 0,
         table_version: None,
         quarantine_version: None,
+        incremental: staged.marks.clone(),
     };
+    let exported = match (&job.output.database, staged.export.take()) {
+        (Some(db), Some(df)) => {
+            name_step(ctx, &job.name, &report.run_id, "export");
+            ember_ingest::export(ctx, df, db)
+                .await
+                .map(|rows| report.rows.written = rows)
+                .map_err(|e| Error::Database(Box::new(e)))
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = exported {
+        if let Err(cleanup) = committer.cleanup().await {
+            tracing::warn!(error = %cleanup, "could not remove the staging folder of a failed run");
+        }
+        return Err(e);
+    }
     let commit = match job.output.format {
         OutputFormat::Parquet => {
             let mut areas = vec![(Area::Data, staged.output_files)];
@@ -149,7 +172,7 @@ async fn run_locked(
                 areas.push((Area::Quarantine, staged.quarantine_files));
             }
             committer
-                .commit(&areas, |summary| {
+                .commit(&areas, appends(job), |summary| {
                     fill(&mut report, summary, clock);
                     serde_json::to_vec_pretty(&report).unwrap_or_default()
                 })
@@ -199,6 +222,36 @@ fn write_urls(job: &Job, committer: &Committer) -> (String, String) {
     }
 }
 
+/// Whether the job appends to its output (an incremental database import) instead of
+/// replacing the partitions it writes.
+fn appends(job: &Job) -> bool {
+    job.inputs
+        .iter()
+        .any(|i| i.database.as_ref().is_some_and(|d| d.incremental.is_some()))
+}
+
+/// The marks of the incremental inputs committed with the output (`_SUCCESS`), after
+/// finishing a commit a killed run left half done.
+async fn previous_marks(job: &Job, committer: &Committer) -> Result<BTreeMap<String, ImportMark>> {
+    if !appends(job) {
+        return Ok(BTreeMap::new());
+    }
+    if job.output.format != OutputFormat::Parquet {
+        return Err(Error::Output {
+            path: job.output.path.clone(),
+            message: "an incremental import writes a parquet output (a delta output is not supported yet)".into(),
+        });
+    }
+    let Some(bytes) = committer.last_success().await? else {
+        return Ok(BTreeMap::new());
+    };
+    let report: RunReport = serde_json::from_slice(&bytes).map_err(|e| Error::Output {
+        path: job.output.path.clone(),
+        message: format!("_SUCCESS cannot be read ({e}); the last imported values are unknown"),
+    })?;
+    Ok(report.incremental)
+}
+
 async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Result<Staged> {
     let step = |label: &str| name_step(ctx, &job.name, committer.run_id(), label);
     // Delta: the versions this run starts from, before it reads anything.
@@ -217,7 +270,9 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
             )
         }
     };
-    let inputs = crate::inputs::register_all(ctx, &job.inputs, committer, &step).await?;
+    let previous = previous_marks(job, committer).await?;
+    let (inputs, marks) =
+        crate::inputs::register_all(ctx, &job.inputs, committer, &previous, &step).await?;
     for view in &job.views {
         let plan = plan_query(ctx, view).await?;
         ctx.register_table(
@@ -281,23 +336,28 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         );
     }
     let clock = Instant::now();
-    step("output");
-    let written = write(
-        ctx,
-        output,
-        &data_url,
-        job.output.partition_by.clone(),
-        format,
-    )
-    .await
-    .map_err(|e| Error::execution("writing the output", e))?;
-    rows.written = written.rows;
-    let output_files = written.paths;
-    tracing::info!(
-        rows = rows.written,
-        ms = clock.elapsed().as_millis() as u64,
-        "output written"
-    );
+    // A database output is written at the commit, in the database's transaction.
+    let (output_files, export) = if job.output.database.is_some() {
+        (Vec::new(), Some(output))
+    } else {
+        step("output");
+        let written = write(
+            ctx,
+            output,
+            &data_url,
+            job.output.partition_by.clone(),
+            format,
+        )
+        .await
+        .map_err(|e| Error::execution("writing the output", e))?;
+        rows.written = written.rows;
+        tracing::info!(
+            rows = rows.written,
+            ms = clock.elapsed().as_millis() as u64,
+            "output written"
+        );
+        (written.paths, None)
+    };
 
     let clock = Instant::now();
     let by_reason = if rows.quarantined > 0 {
@@ -320,6 +380,8 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
     reconcile(&rows, &by_reason)?;
     Ok(Staged {
         inputs,
+        marks,
+        export,
         rows,
         by_reason,
         output_files,

@@ -17,6 +17,10 @@ pub(crate) fn finish(report: &mut RunReport, clock: Instant) {
 /// What a run staged, before the commit.
 pub(crate) struct Staged {
     pub(crate) inputs: Vec<ember_core::report::InputSummary>,
+    /// A database output's rows, written at the commit (`ember_ingest::export`).
+    pub(crate) export: Option<datafusion::prelude::DataFrame>,
+    /// The marks of the incremental database inputs, to commit with the output.
+    pub(crate) marks: BTreeMap<String, ember_core::report::ImportMark>,
     pub(crate) rows: RowCounts,
     pub(crate) by_reason: BTreeMap<String, u64>,
     /// Files the output's tasks reported (relative to the staging area; for Delta, their

@@ -76,10 +76,12 @@ enum Command {
 
 type Task = Pin<Box<dyn Future<Output = Result<(), Failure>>>>;
 
-/// The plan codecs of every role: core's nodes and the stream's Kafka scan, which any role may
-/// meet in a plan.
+/// The plan codecs of every role: core's nodes, the stream's Kafka scan and the database
+/// scan, which any role may meet in a plan.
 fn codecs() -> Result<Codecs, Failure> {
-    Ok(ember_streaming::scan::codecs(Codecs::ember())?)
+    Ok(ember_ingest::codecs(ember_streaming::scan::codecs(
+        Codecs::ember(),
+    )?)?)
 }
 
 /// Resolves the command's settings (before any thread starts, so process-wide settings such as

@@ -47,16 +47,19 @@ pub enum CodecTag {
     SinkLogTable = 17,
     /// A Delta table read through its log, [`crate::table::delta_scan`].
     DeltaTable = 18,
+    /// A database input's table and its split scan, `ember_ingest::database::scan`.
+    DatabaseScan = 19,
 }
 
 impl CodecTag {
     /// Every tag, in byte order.
-    pub const ALL: [CodecTag; 5] = [
+    pub const ALL: [CodecTag; 6] = [
         CodecTag::Ballista,
         CodecTag::ParquetSink,
         CodecTag::KafkaScan,
         CodecTag::SinkLogTable,
         CodecTag::DeltaTable,
+        CodecTag::DatabaseScan,
     ];
 
     /// The byte.

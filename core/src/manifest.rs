@@ -47,6 +47,13 @@ use crate::error::{Error, Location, Result};
 use crate::params::Params;
 use crate::sql_file::SqlFile;
 
+mod database;
+mod rules;
+
+pub use database::{
+    DatabaseInput, DatabaseKind, DatabaseOutput, ExportMode, Incremental, IncrementalMode,
+};
+
 /// The manifest's file name inside a job folder.
 pub const MANIFEST_FILE: &str = "job.toml";
 
@@ -80,14 +87,24 @@ struct JobSection {
 #[serde(deny_unknown_fields)]
 struct InputSection {
     name: Spanned<String>,
-    path: Spanned<String>,
-    format: Option<InputFormat>,
+    path: Option<Spanned<String>>,
+    format: Option<SectionFormat>,
+    url: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<Spanned<String>>,
+    table: Option<Spanned<String>>,
+    query: Option<Spanned<String>>,
+    split_by: Option<String>,
+    splits: Option<usize>,
+    incremental: Option<Incremental>,
     #[serde(default)]
     optional: bool,
     #[serde(default)]
     columns: Vec<String>,
     #[serde(default)]
     unique_key: Vec<String>,
+    #[serde(default)]
+    partition_columns: Vec<String>,
     #[serde(default)]
     csv: CsvOptions,
 }
@@ -111,8 +128,15 @@ struct QuarantineSection {
 #[serde(deny_unknown_fields)]
 struct OutputSection {
     path: Spanned<String>,
-    /// `parquet` or `delta`, or a `${param}` that renders to one.
+    /// `parquet`, `delta`, `mysql` or `postgres`, or a `${param}` that renders to one.
     format: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<Spanned<String>>,
+    table: Option<Spanned<String>>,
+    mode: Option<ExportMode>,
+    #[serde(default)]
+    key: Vec<String>,
     #[serde(default)]
     partition_by: Vec<String>,
     sql: Spanned<String>,
@@ -123,6 +147,14 @@ struct OutputSection {
 struct ChecksSection {
     rows_read: Spanned<String>,
     rows_valid: Spanned<String>,
+}
+
+/// `format` of an `[[input]]`: a file format or a database.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum SectionFormat {
+    File(InputFormat),
+    Database(DatabaseKind),
 }
 
 /// File format of an input.
@@ -261,8 +293,15 @@ pub struct Input {
     pub columns: Vec<String>,
     /// Columns whose combination must be unique (checked before the job writes anything).
     pub unique_key: Vec<String>,
+    /// Hive partition columns of a folder input (`order_date` of `order_date=2011-12-09/`),
+    /// read from the folder names as text, in folder order (Spark's partition discovery).
+    #[serde(default)]
+    pub partition_columns: Vec<String>,
     /// CSV reading options.
     pub csv: CsvOptions,
+    /// A database input (then `path` is empty and `format` is `None`).
+    #[serde(default)]
+    pub database: Option<DatabaseInput>,
 }
 
 /// The quarantine of a resolved job.
@@ -285,6 +324,10 @@ pub struct Output {
     pub partition_by: Vec<String>,
     /// The query producing the output rows.
     pub sql: SqlFile,
+    /// A database output: the rows go into its table; `path` then holds the run's staging,
+    /// quarantine and `_SUCCESS` report only.
+    #[serde(default)]
+    pub database: Option<DatabaseOutput>,
 }
 
 /// The row-count reconciliation of a resolved job.
@@ -404,7 +447,15 @@ impl JobManifest {
             return Err(self.error(names[at], message));
         }
         for input in &f.inputs {
-            if let Err(message) = rules::input(input.optional, &input.columns, &input.csv) {
+            if let Err(message) = rules::input(
+                input.optional,
+                &input.columns,
+                input.csv.delimiter,
+                input.csv.quote,
+            ) {
+                return Err(self.error(&input.name, message));
+            }
+            if let Err(message) = input.check_source() {
                 return Err(self.error(&input.name, message));
             }
         }
@@ -436,11 +487,24 @@ impl JobManifest {
         };
         let mut inputs = Vec::with_capacity(f.inputs.len());
         for i in &f.inputs {
-            let path = render(&i.path)?.trim().to_string();
-            let format = i.format.or_else(|| InputFormat::from_path(&path));
+            if let Some(SectionFormat::Database(kind)) = i.format {
+                inputs.push(self.database_input(i, kind, &render)?);
+                continue;
+            }
+            let Some(path_field) = &i.path else {
+                return Err(self.error(
+                    &i.name,
+                    "an input needs a `path` (or a database `format` with `url`)",
+                ));
+            };
+            let path = render(path_field)?.trim().to_string();
+            let format = match i.format {
+                Some(SectionFormat::File(format)) => Some(format),
+                _ => InputFormat::from_path(&path),
+            };
             if path.is_empty() && !i.optional {
                 return Err(self.error(
-                    &i.path,
+                    path_field,
                     format!("input `{}` has an empty path", i.name.get_ref()),
                 ));
             }
@@ -454,7 +518,9 @@ impl JobManifest {
                 optional: i.optional,
                 columns: i.columns.clone(),
                 unique_key: i.unique_key.clone(),
+                partition_columns: i.partition_columns.clone(),
                 csv,
+                database: None,
             });
         }
         let output_path = render(&f.output.path)?.trim().to_string();
@@ -476,17 +542,53 @@ impl JobManifest {
             }),
             None => None,
         };
-        let format = match &f.output.format {
-            Some(name) => {
-                OutputFormat::parse(&render(name)?).map_err(|message| self.error(name, message))?
-            }
-            None => OutputFormat::default(),
+        let o = &f.output;
+        let rendered = o.format.as_ref().map(&render).transpose()?;
+        let kind = match rendered.as_deref().map(str::trim) {
+            Some("mysql") => Some(DatabaseKind::Mysql),
+            Some("postgres") => Some(DatabaseKind::Postgres),
+            _ => None,
         };
+        let (format, database) = match (kind, &o.format, rendered) {
+            (Some(kind), Some(at), _) => {
+                let opt = |v: &Option<Spanned<String>>| render_trimmed(&render, v);
+                let database = DatabaseOutput {
+                    kind,
+                    url: opt(&o.url)?.unwrap_or_default(),
+                    password_env: o.password_env.clone(),
+                    password_file: opt(&o.password_file)?,
+                    table: opt(&o.table)?.unwrap_or_default(),
+                    mode: o.mode.unwrap_or_default(),
+                    key: o.key.clone(),
+                };
+                database::check_output(&database, &o.partition_by)
+                    .map_err(|message| self.error(at, message))?;
+                (OutputFormat::Parquet, Some(database))
+            }
+            (_, Some(at), Some(name)) => {
+                let format =
+                    OutputFormat::parse(&name).map_err(|message| self.error(at, message))?;
+                (format, None)
+            }
+            _ => (OutputFormat::default(), None),
+        };
+        if database.is_none() {
+            let keys = [
+                ("url", o.url.is_some()),
+                ("password_env", o.password_env.is_some()),
+                ("password_file", o.password_file.is_some()),
+                ("table", o.table.is_some()),
+                ("mode", o.mode.is_some()),
+                ("key", !o.key.is_empty()),
+            ];
+            database::only_for_databases(&keys, "outputs").map_err(|m| self.error(&o.path, m))?;
+        }
         let output = Output {
             path: output_path,
             format,
-            partition_by: f.output.partition_by.clone(),
-            sql: sql("output", &f.output.sql)?,
+            partition_by: o.partition_by.clone(),
+            sql: sql("output", &o.sql)?,
+            database,
         };
         let checks = f.checks.as_ref().map(|c| Checks {
             rows_read: c.rows_read.get_ref().clone(),
@@ -503,6 +605,80 @@ impl JobManifest {
             output,
             checks,
         })
+    }
+}
+
+impl JobManifest {
+    /// A database input of the manifest, its URL and SQL rendered.
+    fn database_input(
+        &self,
+        i: &InputSection,
+        kind: DatabaseKind,
+        render: &dyn Fn(&Spanned<String>) -> Result<String>,
+    ) -> Result<Input> {
+        let opt = |v: &Option<Spanned<String>>| render_trimmed(render, v);
+        let url = opt(&i.url)?.unwrap_or_default();
+        let database = DatabaseInput {
+            kind,
+            url,
+            password_env: i.password_env.clone(),
+            password_file: opt(&i.password_file)?,
+            table: opt(&i.table)?,
+            query: opt(&i.query)?,
+            split_by: i.split_by.clone(),
+            splits: i.splits.unwrap_or(1),
+            incremental: i.incremental.clone(),
+        };
+        if let Err(message) = database::check_input(&database) {
+            return Err(self.error(&i.name, message));
+        }
+        Ok(Input {
+            name: i.name.get_ref().clone(),
+            path: String::new(),
+            format: None,
+            optional: false,
+            columns: Vec::new(),
+            unique_key: i.unique_key.clone(),
+            partition_columns: Vec::new(),
+            csv: CsvOptions::default(),
+            database: Some(database),
+        })
+    }
+}
+
+impl InputSection {
+    /// Keys that belong to files or to databases only, checked against `format`.
+    fn check_source(&self) -> std::result::Result<(), String> {
+        let database = matches!(self.format, Some(SectionFormat::Database(_)));
+        let db_keys = [
+            ("url", self.url.is_some()),
+            ("password_env", self.password_env.is_some()),
+            ("password_file", self.password_file.is_some()),
+            ("table", self.table.is_some()),
+            ("query", self.query.is_some()),
+            ("split_by", self.split_by.is_some()),
+            ("splits", self.splits.is_some()),
+            ("incremental", self.incremental.is_some()),
+        ];
+        if database {
+            if !self.partition_columns.is_empty() {
+                return Err("`partition_columns` is for folder inputs".into());
+            }
+            if self.path.is_some() {
+                return Err("a database input has a `url`, not a `path`".into());
+            }
+            if self.optional || !self.columns.is_empty() {
+                return Err("`optional` and `columns` are for file inputs".into());
+            }
+            if self.url.is_none() {
+                return Err(
+                    "a database input needs `url` (e.g. \"mysql://user@host:3306/db\")".into(),
+                );
+            }
+        } else {
+            database::only_for_databases(&db_keys, "inputs")?;
+        }
+        Ok(())
     }
 }
 
@@ -526,9 +702,17 @@ impl Job {
             .collect();
         rules::tables(names.iter().copied()).map_err(|(_, m)| invalid(m))?;
         for input in &self.inputs {
-            rules::input(input.optional, &input.columns, &input.csv)
-                .map_err(|m| invalid(format!("input `{}`: {m}", input.name)))?;
-            if input.path.trim().is_empty() && !input.optional {
+            rules::input(
+                input.optional,
+                &input.columns,
+                input.csv.delimiter,
+                input.csv.quote,
+            )
+            .map_err(|m| invalid(format!("input `{}`: {m}", input.name)))?;
+            if let Some(db) = &input.database {
+                database::check_input(db)
+                    .map_err(|m| invalid(format!("input `{}`: {m}", input.name)))?;
+            } else if input.path.trim().is_empty() && !input.optional {
                 return Err(invalid(format!("input `{}` has an empty path", input.name)));
             }
         }
@@ -557,167 +741,16 @@ impl Job {
     }
 }
 
-/// The manifest's rules, shared by [`JobManifest`] (which points at the manifest's line) and
-/// [`Job::validate`] (which checks a job a server received).
-mod rules {
-    use std::collections::BTreeSet;
-
-    use super::{CsvOptions, is_identifier};
-
-    pub(super) fn job_name(name: &str) -> Result<(), &'static str> {
-        if is_identifier(name) {
-            Ok(())
-        } else {
-            Err("job name must be letters, digits and _")
-        }
-    }
-
-    /// Table names: identifiers, none twice (case-insensitive). The error gives the index of
-    /// the offending name.
-    pub(super) fn tables<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), (usize, String)> {
-        let mut seen = BTreeSet::new();
-        for (i, name) in names.enumerate() {
-            if !is_identifier(name) {
-                return Err((i, "table names must be letters, digits and _".into()));
-            }
-            if !seen.insert(name.to_ascii_lowercase()) {
-                return Err((i, format!("table `{name}` is defined twice")));
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn input(
-        optional: bool,
-        columns: &[String],
-        csv: &CsvOptions,
-    ) -> Result<(), String> {
-        if optional && columns.is_empty() {
-            return Err("an optional input needs `columns` (the schema of the empty table used when its path is empty)".into());
-        }
-        for (what, c) in [("delimiter", csv.delimiter), ("quote", csv.quote)] {
-            if !c.is_ascii() {
-                return Err(format!("csv {what} must be one ASCII character"));
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn check_table<'a>(
-        mut tables: impl Iterator<Item = &'a str>,
-        table: &str,
-    ) -> Result<(), String> {
-        if tables.any(|t| t.eq_ignore_ascii_case(table)) {
-            Ok(())
-        } else {
-            Err(format!(
-                "checks name table `{table}`, which is not an input or view"
-            ))
-        }
-    }
-}
-
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+/// `value` rendered and trimmed, if given.
+fn render_trimmed(
+    render: &dyn Fn(&Spanned<String>) -> Result<String>,
+    value: &Option<Spanned<String>>,
+) -> Result<Option<String>> {
+    value
+        .as_ref()
+        .map(|s| render(s).map(|r| r.trim().to_string()))
+        .transpose()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[job]
-name = "j"
-
-[params]
-input = "in.csv"
-output = "out"
-
-[[input]]
-name = "raw"
-path = "${input}"
-
-[[view]]
-name = "v"
-sql = "v.sql"
-
-[output]
-path = "${output}"
-partition_by = ["d"]
-sql = "o.sql"
-
-[checks]
-rows_read = "raw"
-rows_valid = "v"
-"#;
-
-    fn parse(text: &str) -> Result<JobManifest> {
-        JobManifest::parse(PathBuf::from("jobs/j/job.toml"), text.to_string())
-    }
-
-    #[test]
-    fn parses_a_good_manifest() {
-        let m = parse(GOOD).expect("good manifest");
-        assert_eq!(m.name(), "j");
-        assert_eq!(m.params().get("input"), Some("in.csv"));
-        assert_eq!(m.file.inputs[0].csv, CsvOptions::default());
-    }
-
-    #[test]
-    fn unknown_key_names_key_and_line() {
-        let text = GOOD.replace("partition_by = [\"d\"]", "partiton_by = [\"d\"]");
-        let err = parse(&text).expect_err("unknown key");
-        let msg = err.to_string();
-        assert!(
-            msg.starts_with("jobs/j/job.toml:19:1: unknown field `partiton_by`"),
-            "{msg}"
-        );
-        assert!(!msg.contains('\n'));
-    }
-
-    #[test]
-    fn duplicate_tables_and_unknown_check_tables() {
-        let text = GOOD.replace("name = \"v\"", "name = \"raw\"");
-        assert!(
-            parse(&text)
-                .expect_err("dup")
-                .to_string()
-                .contains("table `raw` is defined twice")
-        );
-        let text = GOOD.replace("rows_valid = \"v\"", "rows_valid = \"nope\"");
-        let msg = parse(&text).expect_err("check").to_string();
-        assert!(
-            msg.starts_with("jobs/j/job.toml:24:14: checks name table `nope`"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn undefined_reference_in_a_path_points_into_the_manifest() {
-        let text = GOOD.replace("path = \"${output}\"", "path = \"out/${outptu}\"");
-        let m = parse(&text).expect("parses");
-        // SQL files do not exist here, but paths render first.
-        let err = m.resolve(m.params()).expect_err("undefined");
-        assert!(err.to_string().starts_with("jobs/j/job.toml:"), "{err}");
-        assert!(
-            err.to_string().contains("unknown parameter `${outptu}`"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn format_from_extension() {
-        assert_eq!(
-            InputFormat::from_path("a/B.CSV.GZ"),
-            Some(InputFormat::CsvGz)
-        );
-        assert_eq!(InputFormat::from_path("a/*.csv"), Some(InputFormat::Csv));
-        assert_eq!(
-            InputFormat::from_path("a/x.parquet"),
-            Some(InputFormat::Parquet)
-        );
-        assert_eq!(InputFormat::from_path("a/dir"), None);
-    }
-}
+mod tests;

@@ -99,6 +99,21 @@ pub struct RunReport {
     /// The quarantine table's version the run committed (a `delta` output only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_version: Option<u64>,
+    /// Per incremental database input, the last value of its check column that this run
+    /// (or an earlier one) imported: where the next run starts (Sqoop's `--last-value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incremental: BTreeMap<String, ImportMark>,
+}
+
+/// The high-water mark of an incremental database input, committed with the output: the check
+/// column and the largest value imported, as the database printed it (`42`,
+/// `2011-12-09T12:50:00`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportMark {
+    /// The check column.
+    pub column: String,
+    /// Its last value imported.
+    pub value: String,
 }
 
 fn thousands(n: u64) -> String {

@@ -10,8 +10,7 @@ pub const DEFAULT_FILTER: &str = "warn,ballista=off,ballista_core=off,ballista_s
 
 /// The filter of the scheduler and executor processes when `RUST_LOG` is not set: Ember's own
 /// events (jobs submitted, succeeded, failed) and Ballista's warnings.
-pub const DAEMON_FILTER: &str =
-    "warn,ember_scheduler=info,ember_executor=info,ember_core=info,ember_streaming=info";
+pub const DAEMON_FILTER: &str = "warn,ember_scheduler=info,ember_executor=info,ember_core=info,ember_streaming=info,ember_ingest=info,ember_batch=info";
 
 /// Installs the global subscriber once; later calls do nothing. `daemon`: a long-running
 /// process (scheduler, executor), which logs more by default.

@@ -2,6 +2,7 @@
 //!
 //! - [`hdfs::HdfsCluster`]: a real HDFS (Hadoop 2.7.3 NameNode + DataNode, two JVMs) from the
 //!   jars that `bash .ci/hadoop.sh` installs; needs `java` (Java 8 or later; CI uses 17).
+//! - [`database`]: MariaDB and PostgreSQL servers in temporary folders.
 //! - [`ember::EmberCluster`]: an `ember scheduler` and executors, as processes.
 //! - [`query`]: reading Parquet outputs back (local or `hdfs://`).
 //! - [`flight_sql`]: a Flight SQL client with results as rows.
@@ -9,6 +10,7 @@
 //! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
 
+pub mod database;
 pub mod ember;
 pub mod flight_sql;
 pub mod hdfs;
