@@ -522,3 +522,72 @@ fn join(base: &Path, relative: &str) -> Path {
         .filter(|s| !s.is_empty())
         .fold(base.clone(), |p, part| p.join(part))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit interrupted after its first rename (its plan written, `_SUCCESS` deleted) is
+    /// finished by the next run's `recover`: every file in place, the replaced one gone, the
+    /// plan's `_SUCCESS` written, the staging folder removed.
+    #[tokio::test]
+    async fn an_interrupted_commit_is_finished_by_the_next_run() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("out");
+        let old = out.join("d=1/old.parquet");
+        std::fs::create_dir_all(old.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&old, "old").expect("old");
+        std::fs::write(out.join(SUCCESS_FILE), "previous").expect("success");
+        let ctx = SessionContext::new();
+        let killed = Committer::new(&ctx, &out.display().to_string(), "run-1").expect("c1");
+        let staging = out.join("_temporary/run-1/data");
+        for (folder, name) in [("d=1", "a.parquet"), ("d=2", "b.parquet")] {
+            std::fs::create_dir_all(staging.join(folder)).expect("mkdir");
+            std::fs::write(staging.join(folder).join(name), name).expect("file");
+        }
+        let root = killed.root.clone();
+        let moves = [("d=1", "a.parquet"), ("d=2", "b.parquet")]
+            .iter()
+            .map(|(f, n)| {
+                let from = killed.staging_path(Area::Data).join(*f).join(*n);
+                let to = root.clone().join(*f).join(*n);
+                (from.to_string(), to.to_string())
+            })
+            .collect::<Vec<_>>();
+        let plan = CommitPlan {
+            moves,
+            deletes: vec![root.clone().join("d=1").join("old.parquet").to_string()],
+            success: "{\"run_id\":\"run-1\"}".into(),
+        };
+        std::fs::write(
+            out.join("_temporary/run-1").join(COMMIT_FILE),
+            serde_json::to_vec(&plan).expect("json"),
+        )
+        .expect("plan");
+        // The killed run had deleted _SUCCESS and moved its first file.
+        std::fs::remove_file(out.join(SUCCESS_FILE)).expect("rm");
+        std::fs::rename(staging.join("d=1/a.parquet"), out.join("d=1/a.parquet")).expect("mv");
+
+        let next = Committer::new(&ctx, &out.display().to_string(), "run-2").expect("c2");
+        assert_eq!(next.recover().await.expect("recover"), ["run-1"]);
+        assert_eq!(
+            std::fs::read_to_string(out.join("d=1/a.parquet")).expect("a"),
+            "a.parquet"
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join("d=2/b.parquet")).expect("b"),
+            "b.parquet"
+        );
+        assert!(!old.exists(), "the replaced file is still there");
+        assert_eq!(
+            std::fs::read_to_string(out.join(SUCCESS_FILE)).expect("_SUCCESS"),
+            plan.success
+        );
+        assert!(
+            !out.join("_temporary/run-1").exists(),
+            "staging left behind"
+        );
+        // Nothing left to finish.
+        assert!(next.recover().await.expect("again").is_empty());
+    }
+}

@@ -18,10 +18,13 @@
 //!
 //! `stream` times the streaming job against a plain Kafka consumer (see `stream.rs`).
 //! `flight-sql` loads the Flight SQL endpoint with concurrent clients (see `flight_sql.rs`).
+//! `import` times a database import (MariaDB, PostgreSQL) against the databases' own dumps (see
+//! `import.rs`).
 
 mod cluster;
 mod flight_sql;
 mod generate;
+mod import;
 mod machine;
 mod measure;
 mod stream;
@@ -103,6 +106,16 @@ enum Cmd {
         #[arg(long, default_value = "bench/results/flight_sql.json")]
         json: PathBuf,
     },
+    /// A database import of Online Retail (MariaDB, PostgreSQL; 1 and 4 splits) vs the
+    /// databases' own dumps.
+    Import {
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench/results/import.json")]
+        json: PathBuf,
+    },
     /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
     /// `daily-revenue`).
     RunLocal {
@@ -150,6 +163,9 @@ fn main() -> ExitCode {
             .and_then(|me| {
                 stream::run(&me.with_file_name("ember"), events, partitions, runs, &json)
             }),
+        Cmd::Import { runs, json } => std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|me| import::run(&me.with_file_name("ember"), runs, &json)),
         Cmd::FlightSql {
             clients,
             queries,

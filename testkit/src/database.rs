@@ -21,6 +21,115 @@ pub const PASSWORD: &str = "ember-pw-0123";
 /// The database (MariaDB) or database name (PostgreSQL) the tests use.
 pub const DATABASE: &str = "shop";
 
+/// The columns of the `transactions` table the tests and the import benchmark load: Online
+/// Retail's sale lines with an `id` key.
+pub const TRANSACTION_COLUMNS: &str = "id, invoice_no, stock_code, description, quantity, invoice_date, unit_price, customer_id, country";
+
+/// Writes `n` sale lines of Online Retail (`data/online_retail.csv.gz` of `repo`), after
+/// skipping `skip`, as a tab-separated load file for `LOAD DATA` and `\copy` (`\N` for NULL,
+/// backslashes escaped, the customer id as an integer) with ids from `first_id`, into `dir`.
+///
+/// # Errors
+/// When the data cannot be read or the file written.
+pub fn online_retail_load_file(
+    repo: &Path,
+    dir: &Path,
+    skip: usize,
+    n: usize,
+    first_id: usize,
+) -> Result<PathBuf, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(repo.join("data/online_retail.csv.gz")).map_err(|e| e.to_string())?,
+    )
+    .read_to_string(&mut text)
+    .map_err(|e| e.to_string())?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let escape = |s: &str| {
+        if s.is_empty() {
+            "\\N".to_string()
+        } else {
+            s.replace('\\', "\\\\").replace('\t', " ")
+        }
+    };
+    let mut out = String::new();
+    for (i, record) in reader.records().skip(skip).take(n).enumerate() {
+        let r = record.map_err(|e| e.to_string())?;
+        let customer = r[6].split('.').next().unwrap_or_default().to_string();
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            first_id + i,
+            escape(&r[0]),
+            escape(&r[1]),
+            escape(&r[2]),
+            &r[3],
+            &r[4],
+            &r[5],
+            escape(&customer),
+            escape(&r[7]),
+        ));
+    }
+    let path = dir.join(format!("rows-{skip}-{n}.tsv"));
+    std::fs::write(&path, out).map_err(|e| e.to_string())?;
+    Ok(path)
+}
+
+/// The environment variable the import jobs of [`import_job`] read the password from.
+pub const PASSWORD_VAR: &str = "EMBER_DB_PASSWORD";
+
+/// Writes a job folder `dir/<name>` that imports `source` (`table = "…"` or `query = "…"`)
+/// of database `kind` at `url` (password from [`PASSWORD_VAR`]), with `extra` lines in the
+/// input (`split_by`, `splits`, `incremental`), into Parquet partitioned by order date: the
+/// [`TRANSACTION_COLUMNS`] and `order_date`. The output path is the parameter `output`.
+///
+/// # Errors
+/// When the files cannot be written.
+pub fn import_job(
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    url: &str,
+    source: &str,
+    extra: &str,
+) -> Result<PathBuf, String> {
+    let job = dir.join(name);
+    std::fs::create_dir_all(&job).map_err(|e| e.to_string())?;
+    std::fs::write(
+        job.join("job.toml"),
+        format!(
+            r#"[job]
+name = "import_test"
+
+[params]
+output = "out"
+
+[[input]]
+name = "transactions"
+format = "{kind}"
+url = "{url}"
+password_env = "{PASSWORD_VAR}"
+{source}
+{extra}
+
+[output]
+path = "${{output}}"
+partition_by = ["order_date"]
+sql = "out.sql"
+"#
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(
+        job.join("out.sql"),
+        format!(
+            "SELECT {TRANSACTION_COLUMNS}, CAST(invoice_date AS DATE) AS order_date FROM transactions"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(job)
+}
+
 /// A server the tests talk to.
 pub trait Server {
     /// `mysql://ember@127.0.0.1:PORT/shop?…` or `postgres://…`: an Ember input URL (no
@@ -34,6 +143,17 @@ pub trait Server {
     fn sql(&self, sql: &str) -> Result<String, String>;
     /// The TCP port.
     fn port(&self) -> u16;
+    /// Creates the `transactions` table ([`TRANSACTION_COLUMNS`]; `id` the primary key,
+    /// `invoice_date` a DATETIME / timestamp, `unit_price` DECIMAL(10,3)).
+    ///
+    /// # Errors
+    /// The client's output.
+    fn create_transactions(&self) -> Result<(), String>;
+    /// Loads a file of [`online_retail_load_file`] into `transactions`.
+    ///
+    /// # Errors
+    /// The client's output.
+    fn load_transactions(&self, file: &Path) -> Result<(), String>;
 }
 
 fn which(name: &str, folders: &[&str]) -> Result<PathBuf, String> {
@@ -203,6 +323,24 @@ impl Server for MariaDb {
     fn port(&self) -> u16 {
         self.port
     }
+
+    fn create_transactions(&self) -> Result<(), String> {
+        self.sql(
+            "CREATE TABLE transactions (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+             invoice_no VARCHAR(16) NOT NULL, stock_code VARCHAR(32) NOT NULL, description VARCHAR(255), \
+             quantity INT NOT NULL, invoice_date DATETIME NOT NULL, unit_price DECIMAL(10,3) NOT NULL, \
+             customer_id INT, country VARCHAR(64) NOT NULL)",
+        )
+        .map(|_| ())
+    }
+
+    fn load_transactions(&self, file: &Path) -> Result<(), String> {
+        self.sql(&format!(
+            "LOAD DATA LOCAL INFILE '{}' INTO TABLE transactions FIELDS TERMINATED BY '\\t' ({TRANSACTION_COLUMNS})",
+            file.display()
+        ))
+        .map(|_| ())
+    }
 }
 
 impl Drop for MariaDb {
@@ -360,6 +498,25 @@ impl Server for Postgres {
 
     fn port(&self) -> u16 {
         self.port
+    }
+
+    fn create_transactions(&self) -> Result<(), String> {
+        self.sql(
+            "CREATE TABLE transactions (id BIGSERIAL PRIMARY KEY, invoice_no VARCHAR(16) NOT NULL, \
+             stock_code VARCHAR(32) NOT NULL, description TEXT, quantity INTEGER NOT NULL, \
+             invoice_date TIMESTAMP NOT NULL, unit_price NUMERIC(10,3) NOT NULL, customer_id INTEGER, \
+             country VARCHAR(64) NOT NULL)",
+        )
+        .map(|_| ())
+    }
+
+    fn load_transactions(&self, file: &Path) -> Result<(), String> {
+        // psql's \copy reads the file as the client; the server never sees the path.
+        self.sql(&format!(
+            "\\copy transactions ({TRANSACTION_COLUMNS}) FROM '{}'",
+            file.display()
+        ))
+        .map(|_| ())
     }
 }
 

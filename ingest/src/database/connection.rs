@@ -102,6 +102,29 @@ impl Endpoint {
         })
     }
 
+    /// The endpoint of `url` with the password read from `password_env` or `password_file`
+    /// (see [`read_password`]), for `what` (`input \`x\``) in messages.
+    ///
+    /// # Errors
+    /// [`Error::Settings`] naming `what` for a password that cannot be read or a bad URL.
+    pub async fn resolve(
+        ctx: &datafusion::prelude::SessionContext,
+        what: &str,
+        kind: DatabaseKind,
+        url: &str,
+        password_env: Option<&str>,
+        password_file: Option<&str>,
+    ) -> Result<Self> {
+        let settings = |message: String| Error::Settings {
+            what: what.to_string(),
+            message,
+        };
+        let password = read_password(ctx, password_env, password_file)
+            .await
+            .map_err(settings)?;
+        Self::parse(kind, url, password).map_err(settings)
+    }
+
     /// The URL without password, for messages: `mysql://user@host:port/db`.
     pub fn url(&self) -> String {
         let user = self

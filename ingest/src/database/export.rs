@@ -30,7 +30,7 @@ use datafusion_table_providers::util::on_conflict::OnConflict;
 use ember_core::error::one_line;
 use ember_core::manifest::{DatabaseKind, DatabaseOutput, ExportMode};
 
-use super::connection::{Endpoint, read_password};
+use super::connection::Endpoint;
 use crate::error::{Error, Result};
 
 /// Inserts the rows of `df` into the output's table in one transaction; returns the rows
@@ -46,10 +46,15 @@ pub async fn export(ctx: &SessionContext, df: DataFrame, db: &DatabaseOutput) ->
         what: what.clone(),
         message,
     };
-    let password = read_password(ctx, db.password_env.as_deref(), db.password_file.as_deref())
-        .await
-        .map_err(settings)?;
-    let endpoint = Endpoint::parse(db.kind, &db.url, password).map_err(settings)?;
+    let endpoint = Endpoint::resolve(
+        ctx,
+        &what,
+        db.kind,
+        &db.url,
+        db.password_env.as_deref(),
+        db.password_file.as_deref(),
+    )
+    .await?;
     // Checks the server, the user and the password with a clear error first.
     let _ = endpoint.connect(&what).await?;
     let url = endpoint.url();

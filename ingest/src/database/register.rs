@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::SessionContext;
 use ember_core::manifest::{DatabaseInput, IncrementalMode};
 
-use super::connection::{Connection, Endpoint, read_password};
+use super::connection::{Connection, Endpoint};
 use super::scan::{DatabaseTable, ScanSource};
 use super::sql;
 use crate::error::{Error, Result};
@@ -50,10 +50,15 @@ pub async fn register(
         what: what.clone(),
         message,
     };
-    let password = read_password(ctx, db.password_env.as_deref(), db.password_file.as_deref())
-        .await
-        .map_err(settings)?;
-    let endpoint = Endpoint::parse(db.kind, &db.url, password).map_err(settings)?;
+    let endpoint = Endpoint::resolve(
+        ctx,
+        &what,
+        db.kind,
+        &db.url,
+        db.password_env.as_deref(),
+        db.password_file.as_deref(),
+    )
+    .await?;
     let mut connection = endpoint.connect(&what).await?;
     let schema = match (&db.table, &db.query) {
         (Some(table), _) => connection.table_schema(table).await?,
