@@ -724,6 +724,10 @@ impl Job {
         if self.output.path.trim().is_empty() {
             return Err(invalid("the output path is empty".into()));
         }
+        if let Some(db) = &self.output.database {
+            database::check_output(db, &self.output.partition_by)
+                .map_err(|m| invalid(format!("output: {m}")))?;
+        }
         Ok(())
     }
 

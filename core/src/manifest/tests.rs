@@ -95,3 +95,66 @@ fn format_from_extension() {
     );
     assert_eq!(InputFormat::from_path("a/dir"), None);
 }
+
+#[test]
+fn database_inputs_and_outputs_follow_their_rules_when_loaded_and_when_received() {
+    let text = GOOD.replace(
+        "path = \"${input}\"",
+        "format = \"mysql\"\nurl = \"mysql://u@h:3306/db\"\ntable = \"t\"\nsplits = 4",
+    );
+    // The URL and SQL of a database input render with the parameters: checked at resolve.
+    let m = parse(&text).expect("parses");
+    let err = m.resolve(m.params()).expect_err("splits without split_by");
+    assert!(
+        err.to_string()
+            .contains("`splits` above 1 needs `split_by`"),
+        "{err}"
+    );
+    let text = GOOD.replace(
+        "path = \"${input}\"",
+        "format = \"postgres\"\nurl = \"postgres://u:pw@h/db\"\ntable = \"t\"",
+    );
+    let m = parse(&text).expect("parses");
+    let err = m.resolve(m.params()).expect_err("password in the url");
+    assert!(
+        err.to_string().contains("must not hold the password"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("pw@"), "{err}");
+    let text = GOOD.replace(
+        "path = \"${input}\"",
+        "path = \"${input}\"\nsplit_by = \"id\"",
+    );
+    let err = parse(&text).expect_err("a database key on a file input");
+    assert!(
+        err.to_string()
+            .contains("`split_by` is for database inputs"),
+        "{err}"
+    );
+
+    // A job a server receives is checked by the same rules.
+    let output = DatabaseOutput {
+        kind: DatabaseKind::Mysql,
+        url: "mysql://u@h:3306/db".into(),
+        password_env: Some("EMBER_DB_PASSWORD".into()),
+        password_file: None,
+        table: "daily".into(),
+        mode: ExportMode::Upsert,
+        key: Vec::new(),
+    };
+    assert!(
+        database::check_output(&output, &[])
+            .expect_err("upsert without key")
+            .contains("needs `key`")
+    );
+    let keyed = DatabaseOutput {
+        key: vec!["order_date".into()],
+        ..output
+    };
+    assert!(database::check_output(&keyed, &[]).is_ok());
+    assert!(
+        database::check_output(&keyed, &["order_date".into()])
+            .expect_err("partitioned")
+            .contains("no `partition_by`")
+    );
+}
