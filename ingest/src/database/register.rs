@@ -108,44 +108,32 @@ pub async fn register(
             )));
         }
         let quoted = sql::quote(db.kind, column);
-        let upper = one_value(
-            &mut connection,
-            &format!("SELECT max({quoted}) FROM {from}"),
-        )
-        .await?;
+        // The rows after the last value, up to their maximum now: one query gives the bound.
         if let Some(previous) = previous {
             base.push(format!(
                 "{quoted} > {}",
                 sql::literal(&data_type, &previous.value)
             ));
         }
-        match upper {
+        let upper = one_value(
+            &mut connection,
+            &sql::select(&[format!("max({quoted})")], &from, &base),
+        )
+        .await?;
+        mark = match upper {
             Some(upper) => {
                 base.push(format!("{quoted} <= {}", sql::literal(&data_type, &upper)));
-                // Nothing new: the mark stays.
-                mark = Some(Mark {
+                Some(Mark {
                     column: column.clone(),
                     value: upper,
-                });
+                })
             }
-            None => base.push("1 = 0".to_string()),
-        }
-        if let (Some(previous), Some(new)) = (previous, &mark) {
-            // The database's order, not the text's, decides; a larger text is not needed.
-            let newer = one_value(
-                &mut connection,
-                &format!(
-                    "SELECT count(*) FROM {from} WHERE {quoted} > {}",
-                    sql::literal(&data_type, &previous.value)
-                ),
-            )
-            .await?;
-            if newer.as_deref() == Some("0") && new.value != previous.value {
-                mark = Some(previous.clone());
+            // Nothing new: no row is read and the mark stays.
+            None => {
+                base.push("1 = 0".to_string());
+                previous.cloned()
             }
-        } else if mark.is_none() {
-            mark = previous.cloned();
-        }
+        };
     }
     let ranges = match &db.split_by {
         Some(column) if db.splits > 1 => {
