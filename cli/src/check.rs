@@ -20,10 +20,9 @@ fn job(path: &Path, set: &[String]) -> Result<String> {
         let settings = Params::parse_settings(set)?;
         let job = ember_streaming::manifest::load(path, &settings)?;
         Ok(format!(
-            "streaming job {} (topic {} on {}, output {})",
+            "streaming job {} ({}, output {})",
             job.name,
-            job.source.topic,
-            job.source.brokers,
+            job.source_label(),
             job.outputs
                 .iter()
                 .map(|o| o.path.as_str())
@@ -83,10 +82,13 @@ pub fn check(command: &Command) -> Result<String> {
             scheduler_address(&args.common().scheduler)?,
             args.common().security_with(SecretUse::Check)?
         ),
-        Command::Produce(args) => {
-            args.source()?;
-            format!("produce to topic {} on {}", args.topic, args.brokers)
-        }
+        Command::Produce(args) => match &args.log_lines {
+            Some(dir) => format!("produce log files into {}", dir.display()),
+            None => {
+                args.source()?;
+                format!("produce to topic {} on {}", args.topic, args.brokers)
+            }
+        },
         Command::Serve(args) => {
             let storage =
                 StorageSettings::resolve_with_file(&args.storage, args.config.as_deref())?;

@@ -264,6 +264,14 @@ pub struct ProduceArgs {
     /// Generate this many synthetic events instead.
     #[arg(long, value_name = "N")]
     pub synthetic: Option<u64>,
+    /// Write application log files into this folder instead of events into Kafka (seed 002's
+    /// log generator, for `jobs/app_logs`): each file appears whole, renamed from a hidden
+    /// name; --rate counts lines per second, --limit lines [default: until stopped].
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["csv", "instacart", "synthetic"])]
+    pub log_lines: Option<PathBuf>,
+    /// Log lines per file with --log-lines.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "log_lines")]
+    pub lines_per_file: u64,
     /// Seed of the synthetic events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -305,7 +313,7 @@ impl ProduceArgs {
             },
             (None, None, None) => {
                 return Err(Failure::user(
-                    "give --csv FILE, --instacart DIR or --synthetic N",
+                    "give --csv FILE, --instacart DIR, --synthetic N or --log-lines DIR",
                 ));
             }
         };
@@ -318,11 +326,47 @@ impl ProduceArgs {
     }
 }
 
+/// `ember produce --log-lines DIR`: writes log files.
+fn produce_logs(args: &ProduceArgs, dir: &std::path::Path) -> Result<()> {
+    if args.rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+        return Err(Failure::user(
+            "--rate must be a positive number of lines per second",
+        ));
+    }
+    if args.lines_per_file == 0 {
+        return Err(Failure::user("--lines-per-file must be > 0"));
+    }
+    let options = ember_streaming::produce::logs::LogOptions {
+        dir: dir.to_path_buf(),
+        lines_per_file: args.lines_per_file,
+        rate: args.rate,
+        limit: args.limit.unwrap_or(u64::MAX),
+        seed: args.seed,
+    };
+    let written =
+        tokio::task::block_in_place(|| ember_streaming::produce::logs::write_logs(&options))?;
+    match args.format {
+        Format::Table => println!(
+            "wrote {} log lines ({} lines with stack frames) in {} files into {} in {:.1} s",
+            written.entries,
+            written.lines,
+            written.files,
+            dir.display(),
+            written.duration_ms as f64 / 1000.0
+        ),
+        Format::Json => print_json(&written)?,
+    }
+    Ok(())
+}
+
 /// Produces events.
 ///
 /// # Errors
 /// The arguments', the CSV's or the brokers', one line.
 pub async fn produce_command(args: ProduceArgs) -> Result<()> {
+    if let Some(dir) = &args.log_lines {
+        return produce_logs(&args, dir);
+    }
     let source = args.source()?;
     let options = ProduceOptions {
         brokers: args.brokers.clone(),

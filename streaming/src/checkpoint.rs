@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `metadata` | once, by the first run | JSON `{"id": …}`: the stream's id (Spark's query id), the `txn.appId` of its Delta commits |
 //! | `_ember_lock` | while a driver runs | the lease of the one driver that may advance the checkpoint (`ember_core::storage::lease`) |
-//! | `offsets/<batch id>` | before the batch reads anything (write-ahead), created only if absent | JSON [`BatchPlan`]: offset range `[start, end)` per partition, the watermark before the batch, the processing time the batch uses |
+//! | `offsets/<batch id>` | before the batch reads anything (write-ahead), created only if absent | JSON [`BatchPlan`]: offset range `[start, end)` per partition (a `files` source: each file's name and size), the watermark before the batch, the processing time the batch uses |
 //! | `state/<batch id>.parquet` | after the output | the events of windows still open (the `events` schema), for the outputs whose aggregates need every event |
 //! | `state/<batch id>-<output>/*.parquet`, `state/<batch id>-<output>.json` | after the output | output number `<output>`'s partial aggregates, one row per open (window, key) (`crate::partial`), in shards written by the merge's tasks, and their manifest |
 //! | `commits/<batch id>` | last | JSON [`BatchCommit`]: the watermark after the batch and its counts |
@@ -58,9 +58,22 @@ pub struct BatchPlan {
     /// the topic (`on_offsets_lost` = `earliest` or `latest`).
     #[serde(default)]
     pub offsets_lost: i64,
+    /// A `files` source's batch: the files it reads, with their sizes (`ranges` is then
+    /// empty and `topic` is the folder's URL).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::spool::PlannedFile>,
 }
 
 impl BatchPlan {
+    /// Where a record of this batch came from, for the quarantine's `topic` column: the topic,
+    /// or for a `files` source the file (the record's partition is its place in `files`).
+    pub fn source_of(&self, origin: &crate::event::Origin) -> &str {
+        usize::try_from(origin.partition)
+            .ok()
+            .and_then(|i| self.files.get(i))
+            .map_or(&self.topic, |f| &f.name)
+    }
+
     /// Messages the batch reads.
     pub fn records(&self) -> i64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()

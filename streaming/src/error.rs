@@ -1,5 +1,5 @@
 //! Errors of streaming jobs: one line each, saying what was wrong and where (manifest line,
-//! topic and partition, offset, checkpoint file).
+//! topic and partition, offset, source file, checkpoint file).
 
 use ember_core::error::{Classify, ErrorKind};
 
@@ -44,6 +44,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A file of a `files` source cannot be read, changed after it was planned, or cannot be
+    /// renamed or deleted after its batch committed ([`crate::spool`]).
+    #[error("source file {file}: {message}")]
+    SourceFile {
+        /// The file's URL.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A micro-batch query failed.
     #[error("batch {batch_id}: {source}")]
     Query {
@@ -59,7 +68,9 @@ impl Classify for Error {
     fn kind(&self) -> ErrorKind {
         match self {
             Error::Core(e) | Error::Query { source: e, .. } => e.kind(),
-            Error::Kafka { .. } | Error::Scheduler { .. } => ErrorKind::External,
+            Error::Kafka { .. } | Error::Scheduler { .. } | Error::SourceFile { .. } => {
+                ErrorKind::External
+            }
             Error::Checkpoint { .. } | Error::Lookup { .. } => ErrorKind::User,
         }
     }

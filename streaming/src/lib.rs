@@ -16,6 +16,7 @@ pub mod partial;
 pub mod produce;
 pub mod scan;
 pub mod sink;
+pub mod spool;
 pub mod watermark;
 pub mod window_query;
 

@@ -1,5 +1,6 @@
-//! Streaming job manifests: `job.toml` with a `[source]` (Kafka) and a `[stream]` section
-//! instead of `[[input]]`s. The format, documented with an example in `docs/streaming.md`:
+//! Streaming job manifests: `job.toml` with a `[source]` (a Kafka topic, or a folder of files
+//! with `kind = "files"`: [`crate::spool`]) and a `[stream]` section instead of `[[input]]`s.
+//! The format, documented with an example in `docs/streaming.md`:
 //!
 //! ```toml
 //! [job]
@@ -9,6 +10,7 @@
 //! brokers = "127.0.0.1:9092"
 //!
 //! [source]
+//! kind = "kafka"                # or "files": path, after, completed_suffix, max_files_per_trigger
 //! brokers = "${brokers}"        # bootstrap.servers
 //! topic = "sales_events"
 //! group_id = "ember-hourly"     # offsets are also committed here, for lag tools
@@ -71,6 +73,7 @@ use crate::engine::OnOffsetsLost;
 use crate::error::Result;
 use crate::event::{EventSchema, SchemaDecl};
 use crate::lookup::{Lookup, LookupDecl};
+use crate::spool::{After, FileSource};
 
 /// When micro-batches start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,9 +96,18 @@ pub enum StartingOffsets {
     Latest,
 }
 
+/// Where a streaming job's records come from (`[source]`).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A Kafka topic (`kind = "kafka"`, the default).
+    Kafka(KafkaTopic),
+    /// A folder of files, each read once (`kind = "files"`, [`crate::spool`]).
+    Files(FileSource),
+}
+
 /// The Kafka source of a streaming job.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub struct KafkaTopic {
     /// `bootstrap.servers`.
     pub brokers: String,
     /// The topic.
@@ -157,7 +169,7 @@ pub struct StreamJob {
     pub manifest_path: PathBuf,
     /// The resolved parameters.
     pub params: Params,
-    /// The Kafka source.
+    /// The Kafka topic or the folder of files.
     pub source: Source,
     /// The messages' declared schema (`[source.schema]`).
     pub schema: EventSchema,
@@ -179,6 +191,22 @@ pub struct StreamJob {
 }
 
 impl StreamJob {
+    /// The Kafka topic, when the source is one.
+    pub fn kafka(&self) -> Option<&KafkaTopic> {
+        match &self.source {
+            Source::Kafka(k) => Some(k),
+            Source::Files(_) => None,
+        }
+    }
+
+    /// What the source is, for messages: `topic T on B` or `folder F`.
+    pub fn source_label(&self) -> String {
+        match &self.source {
+            Source::Kafka(k) => format!("topic {} on {}", k.topic, k.brokers),
+            Source::Files(f) => format!("folder {}", f.path),
+        }
+    }
+
     /// The first output: where the quarantine and, by default, the checkpoint live.
     pub fn primary(&self) -> &StreamOutput {
         &self.outputs[0]
@@ -251,8 +279,10 @@ struct JobSection {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourceSection {
-    brokers: String,
-    topic: String,
+    #[serde(default)]
+    kind: SourceKind,
+    brokers: Option<String>,
+    topic: Option<String>,
     group_id: Option<String>,
     #[serde(default = "earliest")]
     starting_offsets: StartingOffsets,
@@ -264,7 +294,26 @@ struct SourceSection {
     on_offsets_lost: OnOffsetsLost,
     #[serde(default = "default_discovery")]
     partition_discovery: String,
+    path: Option<String>,
+    after: Option<After>,
+    completed_suffix: Option<String>,
+    #[serde(default, deserialize_with = "optional_number")]
+    max_files_per_trigger: Option<u64>,
     schema: SchemaDecl,
+}
+
+#[derive(serde::Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SourceKind {
+    #[default]
+    Kafka,
+    Files,
+}
+
+fn optional_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    number_or_text(d).map(Some)
 }
 
 /// A count written as a TOML integer, or as a string (so that it can be a `"${param}"`).
@@ -420,12 +469,6 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         "max_event_time_skew",
         &file.stream.max_event_time_skew,
     )?;
-    let discovery = duration(
-        &file_path,
-        &rendered,
-        "partition_discovery",
-        &file.source.partition_discovery,
-    )?;
     if file.source.max_records_per_trigger == 0 {
         let offset = rendered.find("max_records_per_trigger").unwrap_or(0);
         return Err(manifest_error(
@@ -444,6 +487,7 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         &file.output,
         &file.job.name,
     )?;
+    let source = source(&file_path, &rendered, &file)?;
     let checkpoint = file
         .stream
         .checkpoint
@@ -481,19 +525,7 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         name: file.job.name.clone(),
         manifest_path: file_path,
         params,
-        source: Source {
-            brokers: file.source.brokers,
-            topic: file.source.topic,
-            group_id: file
-                .source
-                .group_id
-                .unwrap_or_else(|| format!("ember-{}", file.job.name)),
-            starting_offsets: file.source.starting_offsets,
-            max_records_per_trigger: file.source.max_records_per_trigger,
-            options: file.source.options,
-            on_offsets_lost: file.source.on_offsets_lost,
-            partition_discovery: discovery,
-        },
+        source,
         schema,
         trigger,
         allowed_lateness_us: i64::try_from(lateness.as_micros()).unwrap_or(i64::MAX),
@@ -504,6 +536,103 @@ pub fn load(path: &Path, settings: &[(String, String)]) -> Result<StreamJob> {
         outputs,
     })
 }
+
+/// The `[source]` of `file`: a Kafka topic, or a folder (`files`); the other kind's keys are
+/// refused, naming the line.
+fn source(file_path: &Path, rendered: &str, file: &File) -> Result<Source> {
+    let section = &file.source;
+    let files = section.kind == SourceKind::Files;
+    let at = |key: &str, message: String| -> crate::error::Error {
+        let offset = key_offset(rendered, rendered.find("[source]"), key);
+        manifest_error(file_path, rendered, offset, message).into()
+    };
+    if !files {
+        let kafka_only = |key: &str, value: Option<&String>| {
+            value.map_or(Ok(()), |_| {
+                Err(at(key, format!("[source] {key} is for kind = \"files\"")))
+            })
+        };
+        kafka_only("path", section.path.as_ref())?;
+        kafka_only("completed_suffix", section.completed_suffix.as_ref())?;
+        if section.after.is_some() || section.max_files_per_trigger.is_some() {
+            return Err(at(
+                "after",
+                "[source] after and max_files_per_trigger are for kind = \"files\"".into(),
+            ));
+        }
+        let (Some(brokers), Some(topic)) = (&section.brokers, &section.topic) else {
+            return Err(at(
+                "[source]",
+                "[source] needs brokers and topic (or kind = \"files\" with a path)".into(),
+            ));
+        };
+        return Ok(Source::Kafka(KafkaTopic {
+            brokers: brokers.clone(),
+            topic: topic.clone(),
+            group_id: section
+                .group_id
+                .clone()
+                .unwrap_or_else(|| format!("ember-{}", file.job.name)),
+            starting_offsets: section.starting_offsets,
+            max_records_per_trigger: section.max_records_per_trigger,
+            options: section.options.clone(),
+            on_offsets_lost: section.on_offsets_lost,
+            partition_discovery: duration(
+                file_path,
+                rendered,
+                "partition_discovery",
+                &section.partition_discovery,
+            )?,
+        }));
+    }
+    for (key, set) in [
+        ("brokers", section.brokers.is_some()),
+        ("topic", section.topic.is_some()),
+        ("group_id", section.group_id.is_some()),
+        ("options", !section.options.is_empty()),
+    ] {
+        if set {
+            return Err(at(key, format!("[source] {key} is for kind = \"kafka\"")));
+        }
+    }
+    let path = section
+        .path
+        .as_deref()
+        .map(|p| p.trim().trim_end_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| {
+            at(
+                "kind",
+                "[source] kind = \"files\" needs the folder's path".into(),
+            )
+        })?;
+    let completed_suffix = section
+        .completed_suffix
+        .clone()
+        .unwrap_or_else(|| ".COMPLETED".into());
+    if completed_suffix.is_empty() || completed_suffix.contains('/') {
+        return Err(at(
+            "completed_suffix",
+            format!("completed_suffix \"{completed_suffix}\" must be a non-empty name suffix"),
+        ));
+    }
+    let max_files = section.max_files_per_trigger.unwrap_or(DEFAULT_MAX_FILES);
+    if max_files == 0 {
+        return Err(at(
+            "max_files_per_trigger",
+            "max_files_per_trigger must be > 0".into(),
+        ));
+    }
+    Ok(Source::Files(FileSource {
+        path,
+        after: section.after.unwrap_or_default(),
+        completed_suffix,
+        max_files_per_trigger: usize::try_from(max_files).unwrap_or(usize::MAX),
+    }))
+}
+
+/// Files per micro-batch of a `files` source when `max_files_per_trigger` is not set.
+pub const DEFAULT_MAX_FILES: u64 = 100;
 
 /// Byte offsets of the lines that open a table with one of `headers` (`[[output]]`), in
 /// order: the `i`-th is where the `i`-th such table of the file starts.

@@ -166,6 +166,39 @@ impl Dir {
         }
     }
 
+    /// The files directly in the folder `rel` with their sizes in bytes (no sub-folders),
+    /// sorted by name; empty when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] naming the folder.
+    pub async fn list_sized(&self, rel: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = self.path(rel);
+        let mut files: Vec<(String, u64)> =
+            match self.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(listing) => listing
+                    .objects
+                    .into_iter()
+                    .filter_map(|o| o.location.filename().map(|n| (n.to_string(), o.size)))
+                    .collect(),
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(self.error(rel, e)),
+            };
+        files.sort();
+        Ok(files)
+    }
+
+    /// Renames the file `from` to `to` (both relative to this folder), replacing `to`: one
+    /// rename on a local or HDFS store, no data copied.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] naming `from`, also when it does not exist.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.store
+            .rename(&self.path(from), &self.path(to))
+            .await
+            .map_err(|e| self.error(from, e))
+    }
+
     /// Every file under the folder `rel`, recursively, as paths relative to this folder.
     ///
     /// # Errors

@@ -16,7 +16,7 @@ use ember_core::table::{delta, sink_log};
 use super::failpoint::{Phase, crash_point};
 use super::rules::retain;
 use super::state::{Shards, State};
-use super::stream::{Reader, Stream, query_error, ts_lit};
+use super::stream::{Input, Reader, Stream, query_error, ts_lit};
 use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint};
 use crate::error::{Error, Result};
 use crate::event;
@@ -134,13 +134,17 @@ impl Stream {
         if plan.records() == 0 {
             return Ok(Vec::new());
         }
+        let kafka = self.job.kafka().ok_or_else(|| Error::Kafka {
+            context: format!("batch {id}"),
+            message: "a files source has no Kafka scan (a bug)".into(),
+        })?;
         let spec = ScanSpec {
             source: ScanSource {
                 schema: self.job.schema.decl.clone(),
-                brokers: self.job.source.brokers.clone(),
+                brokers: kafka.brokers.clone(),
                 topic: plan.topic.clone(),
-                group_id: self.job.source.group_id.clone(),
-                options: self.job.source.options.clone(),
+                group_id: kafka.group_id.clone(),
+                options: kafka.options.clone(),
                 watermark: self.late_marks(plan),
                 future_after_us: Some(self.future_after(plan)),
             },
@@ -309,20 +313,33 @@ impl Stream {
             );
             phase = Instant::now();
         };
-        let messages: Vec<Message> = match &self.reader {
-            Reader::Local => {
-                let records =
-                    tokio::task::block_in_place(|| self.source.read(&ranges, READ_TIMEOUT))?;
+        let (late, future) = (self.late_marks(plan), Some(self.future_after(plan)));
+        let classify = |records: &[crate::kafka::Record]| -> Vec<Message> {
+            records
+                .iter()
+                .map(|r| scan::classify(&self.job.schema, r, &late, future))
+                .collect()
+        };
+        let messages: Vec<Message> = match (&self.input, &self.reader) {
+            (Input::Files(spool), _) => {
+                let mut records = Vec::new();
+                for (i, file) in plan.files.iter().enumerate() {
+                    let index = i32::try_from(i).unwrap_or(i32::MAX);
+                    records.extend(spool.read(file, index).await?);
+                }
                 lap("read", &mut phases);
-                let (late, future) = (self.late_marks(plan), Some(self.future_after(plan)));
-                let parsed = records
-                    .iter()
-                    .map(|r| scan::classify(&self.job.schema, r, &late, future))
-                    .collect();
+                let parsed = classify(&records);
                 lap("parse", &mut phases);
                 parsed
             }
-            Reader::Cluster(remote) => {
+            (Input::Kafka(consumer), Reader::Local) => {
+                let records = tokio::task::block_in_place(|| consumer.read(&ranges, READ_TIMEOUT))?;
+                lap("read", &mut phases);
+                let parsed = classify(&records);
+                lap("parse", &mut phases);
+                parsed
+            }
+            (Input::Kafka(_), Reader::Cluster(remote)) => {
                 let parsed = self.scan_on_executors(remote, plan).await?;
                 lap("scan", &mut phases);
                 parsed
@@ -331,7 +348,11 @@ impl Stream {
         // Offsets of the plan with no message (removed by retention or compaction, or
         // transaction markers): counted and logged, never silent. More messages than offsets
         // means a message was delivered twice, which would count it twice: the batch fails.
-        let offsets_skipped = plan.records() - i64::try_from(messages.len()).unwrap_or(i64::MAX);
+        // A files plan has no offsets before it reads: its records are its files' lines.
+        let offsets_skipped = match &self.input {
+            Input::Files(_) => 0,
+            Input::Kafka(_) => plan.records() - i64::try_from(messages.len()).unwrap_or(i64::MAX),
+        };
         if offsets_skipped < 0 {
             return Err(Error::Kafka {
                 context: format!("batch {id} of {}", plan.topic),
@@ -358,7 +379,14 @@ impl Stream {
         for m in messages {
             match m {
                 Message::Valid(origin, e) => {
-                    let high = delivered.entry(origin.partition).or_insert(e.event_time_us);
+                    // A folder's files are one source of event time: its watermark is the
+                    // newest event time of all of them (a file is no partition that could
+                    // go idle).
+                    let key = match &self.input {
+                        Input::Files(_) => 0,
+                        Input::Kafka(_) => origin.partition,
+                    };
+                    let high = delivered.entry(key).or_insert(e.event_time_us);
                     *high = (*high).max(e.event_time_us);
                     events.push((origin, e));
                 }
@@ -439,7 +467,7 @@ impl Stream {
             None
         } else {
             Some(
-                event::quarantine_batch(&plan.topic, &rejected)
+                event::quarantine_batch(&|o| plan.source_of(o), &rejected)
                     .map_err(|e| query_error(id, "quarantine", e.into()))?,
             )
         };
@@ -544,8 +572,18 @@ impl Stream {
         };
         self.checkpoint.commit(&commit).await?;
         *state = kept;
-        if let Err(e) = tokio::task::block_in_place(|| self.source.commit(&plan.ends())) {
-            tracing::warn!(error = %e, "cannot commit offsets to the consumer group (lag tools will lag)");
+        crash_point(Phase::Source, id, replay);
+        match &self.input {
+            Input::Kafka(consumer) => {
+                if let Err(e) = tokio::task::block_in_place(|| consumer.commit(&plan.ends())) {
+                    tracing::warn!(error = %e, "cannot commit offsets to the consumer group (lag tools will lag)");
+                }
+            }
+            // Only now may the files leave the folder; a failure stops the stream before it
+            // lists the folder again (the restart finishes them first).
+            Input::Files(spool) => {
+                spool.finish(&plan.files).await?;
+            }
         }
         Ok(commit)
     }

@@ -21,6 +21,9 @@ pub enum Phase {
     Commit,
     /// After `state/<id>.parquet`, before the commit mark `commits/<id>`.
     State,
+    /// After the commit mark, before the source learns of it (the Kafka group's offsets, or
+    /// the renames or deletes of a `files` source's files).
+    Source,
 }
 
 impl Phase {
@@ -32,6 +35,7 @@ impl Phase {
             Phase::Output => "output",
             Phase::Commit => "commit",
             Phase::State => "state",
+            Phase::Source => "source",
         }
     }
 }

@@ -24,7 +24,12 @@
 //! 7. `commits/<id>`. After it, the batch is done; 8. the group offsets are committed to Kafka
 //!    (for lag tools only).
 //!
-//! The engine's parts: `stream` (the stream, its constructors and the trigger loop),
+//! A `files` source ([`crate::spool`]) runs the same steps: its plan lists the files (name and
+//! size) instead of offset ranges, and after step 7 the files are renamed or deleted instead of
+//! step 8 (a restart finishes them first).
+//!
+//! The engine's parts: `stream` (the stream, its constructors and the Kafka trigger loop),
+//! `files` (the trigger loop of a folder of files),
 //! `batch` (one micro-batch from plan to commit), `progress` (what a committed batch reports),
 //! `rules` (the budget split over partitions, the events kept for open windows), `state` (the
 //! state between batches, saved and loaded) and
@@ -32,6 +37,7 @@
 
 mod batch;
 pub mod failpoint;
+mod files;
 mod progress;
 mod rules;
 mod state;

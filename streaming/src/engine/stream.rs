@@ -17,7 +17,8 @@ use crate::checkpoint::{BatchPlan, Checkpoint, OffsetRange, Resume};
 use crate::error::{Error, Result};
 use crate::kafka::KafkaSource;
 use crate::lookup::Lookups;
-use crate::manifest::{StartingOffsets, StreamJob, Trigger};
+use crate::manifest::{KafkaTopic, Source, StartingOffsets, StreamJob, Trigger};
+use crate::spool::Spool;
 use crate::watermark::Watermark;
 
 use super::rules::split_budget;
@@ -56,6 +57,14 @@ pub(super) enum Reader {
     Cluster(SessionContext),
 }
 
+/// What the stream reads records from: a Kafka consumer, or a folder of files.
+pub(super) enum Input {
+    /// The consumer of the stream's topic (which keeps its position between batches).
+    Kafka(KafkaSource),
+    /// The watched folder of a `files` source.
+    Files(Spool),
+}
+
 /// Where one output of the stream goes, and its query's window (`None`: stateless), at the
 /// index of its declaration in `job.outputs`.
 pub(super) struct Sink {
@@ -73,7 +82,7 @@ pub struct Stream {
     pub(super) reader: Reader,
     pub(super) sinks: Vec<Sink>,
     pub(super) lookups: Lookups,
-    pub(super) source: KafkaSource,
+    pub(super) input: Input,
     pub(super) checkpoint: Checkpoint,
     pub(super) progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
     /// The stream's id (the checkpoint's `metadata`), known once [`Stream::run`] started.
@@ -184,12 +193,15 @@ impl Stream {
                 partial,
             });
         }
-        let source = KafkaSource::new(
-            &job.source.brokers,
-            &job.source.topic,
-            &job.source.group_id,
-            &job.source.options,
-        )?;
+        let input = match &job.source {
+            Source::Kafka(k) => Input::Kafka(KafkaSource::new(
+                &k.brokers,
+                &k.topic,
+                &k.group_id,
+                &k.options,
+            )?),
+            Source::Files(f) => Input::Files(Spool::open(f, registry.as_ref())?),
+        };
         let checkpoint = Checkpoint::new(Dir::open(&job.checkpoint, registry.as_ref())?);
         Ok(Self {
             job,
@@ -197,7 +209,7 @@ impl Stream {
             reader: Reader::Local,
             sinks,
             lookups,
-            source,
+            input,
             checkpoint,
             progress: None,
             stream_id: String::new(),
@@ -206,7 +218,8 @@ impl Stream {
 
     /// Like [`Stream::new`], but each batch's Kafka ranges are read and parsed by tasks on the
     /// executors of the Ballista scheduler at `scheduler_url` (`df://HOST:PORT`), one task per
-    /// partition range; this process (the driver, as in Spark's client deploy mode) plans the
+    /// partition range (a `files` source's files are read by this process, and the merges of
+    /// partial aggregates run on the executors); this process (the driver, as in Spark's client deploy mode) plans the
     /// batches, runs the windows over the parsed events and the state, and commits. `session`'s
     /// codecs must know the Kafka scan ([`crate::scan::KafkaScanNodes`]), as the scheduler's and
     /// executors' do.
@@ -289,26 +302,68 @@ impl Stream {
             .checkpoint
             .lease(&self.job.name, &self.stream_id)
             .await?;
-        let result = self.run_leased(stop).await;
+        let result = match self.job.kafka().cloned() {
+            Some(kafka) => {
+                let result = self.run_leased(&kafka, stop).await;
+                // The scan's consumers in this process (embedded mode's tasks); executors close
+                // theirs when idle (crate::consumers).
+                crate::consumers::close_stream(&kafka.brokers, &kafka.topic, &kafka.group_id);
+                result
+            }
+            None => self.run_files(stop).await,
+        };
         lease.release().await;
-        // The scan's consumers in this process (embedded mode's tasks); executors close theirs
-        // when idle (crate::consumers).
-        let source = &self.job.source;
-        crate::consumers::close_stream(&source.brokers, &source.topic, &source.group_id);
         result
     }
 
-    async fn run_leased(
-        &mut self,
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<StreamReport> {
-        tokio::pin!(stop);
-        let mut report = StreamReport {
+    /// An empty report of this stream's run.
+    pub(super) fn new_report(&self) -> StreamReport {
+        StreamReport {
             job: self.job.name.clone(),
             checkpoint: self.checkpoint.url().to_string(),
             outputs: self.sinks.iter().map(|s| s.dir.url().to_string()).collect(),
             ..StreamReport::default()
-        };
+        }
+    }
+
+    /// Logs a committed batch, sends its progress and adds it to `report`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record(
+        &self,
+        report: &mut StreamReport,
+        plan: &BatchPlan,
+        commit: &crate::checkpoint::BatchCommit,
+        replay: bool,
+        latest: &BTreeMap<i32, i64>,
+        tick: Instant,
+        last_tick: Option<Instant>,
+    ) {
+        let counts = &commit.counts;
+        tracing::info!(
+            batch_id = commit.batch_id, records = counts.records, events = counts.events,
+            rows_written = counts.rows_written, state_events = counts.state_events,
+            state_groups = counts.state_groups, state_bytes = counts.state_bytes,
+            files = plan.files.len(), phases_ms = ?commit.phases_ms,
+            watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
+            "batch committed"
+        );
+        self.send_progress(plan, commit, latest, tick, last_tick);
+        report.batches += 1;
+        report.replayed += u64::from(replay);
+        report.counts.add(&commit.counts);
+        for (phase, ms) in &commit.phases_ms {
+            *report.phases_ms.entry(phase.clone()).or_default() += ms;
+        }
+        report.watermark = commit.watermark.current_us.map(rfc3339);
+    }
+
+    async fn run_leased(
+        &mut self,
+        kafka: &KafkaTopic,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<StreamReport> {
+        tokio::pin!(stop);
+        let mut report = self.new_report();
         // Poll it once now, so that signal handlers are installed before the first batch.
         if self
             .wait(Some(Duration::ZERO), Instant::now(), &mut stop)
@@ -316,7 +371,7 @@ impl Stream {
         {
             return Ok(report);
         }
-        let topic = self.job.source.topic.clone();
+        let topic = kafka.topic.clone();
         let mut partitions = self.blocking_source(|s| s.partitions()).await?;
         let mut listed_at = Instant::now();
         // Where to go on: the plan to run again, the watermark, the state, the next batch id and
@@ -372,7 +427,7 @@ impl Stream {
                 None => {
                     starts.insert(
                         p,
-                        match self.job.source.starting_offsets {
+                        match kafka.starting_offsets {
                             StartingOffsets::Earliest => marks.0,
                             StartingOffsets::Latest => marks.1,
                         },
@@ -397,8 +452,7 @@ impl Stream {
             let plan = match next_plan.take() {
                 Some(plan) => plan,
                 None => {
-                    if limit.is_none() && listed_at.elapsed() >= self.job.source.partition_discovery
-                    {
+                    if limit.is_none() && listed_at.elapsed() >= kafka.partition_discovery {
                         lost += self
                             .discover_partitions(&topic, &mut partitions, &mut starts, &latest)
                             .await?;
@@ -420,8 +474,7 @@ impl Stream {
                         latest.insert(p, high);
                         available.insert(p, (high - start).max(0));
                     }
-                    let budget =
-                        i64::try_from(self.job.source.max_records_per_trigger).unwrap_or(i64::MAX);
+                    let budget = i64::try_from(kafka.max_records_per_trigger).unwrap_or(i64::MAX);
                     let take = split_budget(&available, budget);
                     let now = now_ms();
                     let mut wm = watermark.clone();
@@ -462,6 +515,7 @@ impl Stream {
                         watermark: wm,
                         now_ms: now,
                         offsets_lost: std::mem::take(&mut lost),
+                        files: Vec::new(),
                     };
                     self.checkpoint.plan(&plan).await?;
                     super::failpoint::crash_point(
@@ -478,24 +532,16 @@ impl Stream {
                 tracing::info!(batch_id = plan.batch_id, lookups = ?reloaded, "lookup tables reloaded");
             }
             let commit = self.run_batch(&plan, &mut state, replay).await?;
-            let counts = &commit.counts;
-            tracing::info!(
-                batch_id = commit.batch_id, records = counts.records, events = counts.events,
-                rows_written = counts.rows_written, state_events = counts.state_events,
-                state_groups = counts.state_groups, state_bytes = counts.state_bytes,
-                phases_ms = ?commit.phases_ms,
-                watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
-                "batch committed"
+            self.record(
+                &mut report,
+                &plan,
+                &commit,
+                replay,
+                &latest,
+                tick,
+                last_tick,
             );
-            self.send_progress(&plan, &commit, &latest, tick, last_tick);
             last_tick = Some(tick);
-            report.batches += 1;
-            report.replayed += u64::from(replay);
-            report.counts.add(&commit.counts);
-            for (phase, ms) in &commit.phases_ms {
-                *report.phases_ms.entry(phase.clone()).or_default() += ms;
-            }
-            report.watermark = commit.watermark.current_us.map(rfc3339);
             replay = false;
             starts.extend(plan.ends());
             watermark = commit.watermark;
@@ -523,7 +569,7 @@ impl Stream {
         starts: &mut BTreeMap<i32, i64>,
         lost: &mut i64,
     ) -> Result<()> {
-        match super::rules::offsets_lost(start, marks, self.job.source.on_offsets_lost) {
+        match super::rules::offsets_lost(start, marks, self.on_offsets_lost()) {
             Ok(None) => Ok(()),
             Ok(Some((new_start, skipped))) => {
                 tracing::warn!(
@@ -580,7 +626,7 @@ impl Stream {
             starts.insert(p, low);
         }
         for &p in partitions.iter().filter(|p| !now.contains(p)) {
-            if self.job.source.on_offsets_lost == super::rules::OnOffsetsLost::Fail {
+            if self.on_offsets_lost() == super::rules::OnOffsetsLost::Fail {
                 return Err(Error::Kafka {
                     context: format!("topic {topic} partition {p}"),
                     message: format!(
@@ -602,7 +648,13 @@ impl Stream {
         Ok(lost)
     }
 
-    async fn wait(
+    fn on_offsets_lost(&self) -> super::rules::OnOffsetsLost {
+        self.job
+            .kafka()
+            .map_or(super::rules::OnOffsetsLost::Fail, |k| k.on_offsets_lost)
+    }
+
+    pub(super) async fn wait(
         &self,
         interval: Option<Duration>,
         since: Instant,
@@ -620,7 +672,13 @@ impl Stream {
         &self,
         f: impl FnOnce(&KafkaSource) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        let Input::Kafka(consumer) = &self.input else {
+            return Err(Error::Kafka {
+                context: self.job.source_label(),
+                message: "a files source has no Kafka consumer (a bug)".into(),
+            });
+        };
         // librdkafka calls block; the consumer is used from one task at a time.
-        tokio::task::block_in_place(|| f(&self.source))
+        tokio::task::block_in_place(|| f(consumer))
     }
 }

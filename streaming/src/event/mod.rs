@@ -27,7 +27,8 @@ pub use schema::{EventSchema, SchemaDecl};
 
 /// Schema of quarantined messages (`<output>/_quarantine/`): `topic` Utf8, `partition` Int32,
 /// `offset` Int64, `value` Utf8 (the raw message, invalid UTF-8 replaced), `reason` Utf8,
-/// `event_time` Timestamp(µs)? (set for `late` events).
+/// `event_time` Timestamp(µs)? (set for `late` events). For a `files` source, `topic` is the
+/// file's name, `partition` its place in the batch's plan and `offset` the line number.
 pub static QUARANTINE_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         Field::new("topic", DataType::Utf8, false),
@@ -88,12 +89,13 @@ pub struct Rejected {
     pub event_time_us: Option<i64>,
 }
 
-/// Builds the [`QUARANTINE_SCHEMA`] batch of `rejected` messages of `topic`.
+/// Builds the [`QUARANTINE_SCHEMA`] batch of `rejected` messages, each one's `topic` column
+/// from `topic_of` its origin (the topic; a `files` source's file name).
 ///
 /// # Errors
 /// An Arrow error if the columns do not fit the schema (a bug).
-pub fn quarantine_batch(
-    topic: &str,
+pub fn quarantine_batch<'a>(
+    topic_of: &dyn Fn(&Origin) -> &'a str,
     rejected: &[Rejected],
 ) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     let mut topics = StringBuilder::new();
@@ -103,7 +105,7 @@ pub fn quarantine_batch(
     let mut reason = StringBuilder::new();
     let mut time = TimestampMicrosecondBuilder::new();
     for r in rejected {
-        topics.append_value(topic);
+        topics.append_value(topic_of(&r.origin));
         partition.append_value(r.origin.partition);
         offset.append_value(r.origin.offset);
         value.append_value(&r.value);
@@ -204,6 +206,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn log_lines_parse_by_the_shipped_app_logs_pattern() {
+        let job = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobs/app_logs");
+        let s = crate::manifest::load(&job, &[]).expect("app_logs").schema;
+        let e = parse(
+            &s,
+            b"2024-11-10 15:30:45.123 [WARN] [InventoryService] Low stock: 3 units [x]\r\n",
+        )
+        .expect("a log line");
+        assert_eq!(e.event_time_us, 1_731_252_645_123_000);
+        assert_eq!(
+            e.cells[1..],
+            [
+                Cell::Str("WARN".into()),
+                Cell::Str("InventoryService".into()),
+                Cell::Str("Low stock: 3 units [x]".into())
+            ]
+        );
+        let comma = parse(&s, b"2024-11-10 15:30:45,123 [INFO] [A] ok").expect("log4j time");
+        assert_eq!(comma.event_time_us, 1_731_252_645_123_000);
+        let empty = parse(&s, b"2024-11-10 15:30:45.1 [ERROR] [A] ").expect("empty message");
+        assert_eq!(empty.cells[3], Cell::Null);
+        for (line, reason) in [
+            (
+                &b"\tat com.shop.Gateway.charge(Gateway.java:42)"[..],
+                "malformed_line",
+            ),
+            (b"", "malformed_line"),
+            (b"2024-11-10 15:30:45.123 [INFO] [A", "malformed_line"),
+            (b"\xff\xfe [INFO] [A] x", "malformed_line"),
+            (b"2024-13-10 15:30:45.123 [INFO] [A] x", "bad_log_time"),
+            (b"2024-11-10 15:30:45.123 [NOTICE] [A] x", "bad_level"),
+        ] {
+            assert_eq!(
+                parse(&s, line),
+                Err(reason),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(s.reasons().iter().any(|r| r == "malformed_line"));
+        let wrong = |decl: &str| {
+            toml::from_str::<SchemaDecl>(decl)
+                .expect("toml")
+                .check()
+                .expect_err(decl)
+        };
+        assert!(wrong("format = \"regex\"\nevent_time = \"t\"\nfields = [{ name = \"t\", type = \"timestamp\" }]").contains("needs a pattern"));
+        assert!(wrong("format = \"json\"\npattern = \"(.*)\"\nevent_time = \"t\"\nfields = [{ name = \"t\", type = \"timestamp\" }]").contains("for format = \"regex\""));
+        assert!(wrong("format = \"regex\"\npattern = \"(.*)\"\nevent_time = \"t\"\nfields = [{ name = \"t\", type = \"timestamp\" }, { name = \"u\", type = \"string\" }]").contains("field `u`"));
+        assert!(wrong("format = \"regex\"\npattern = \"(\"\nevent_time = \"t\"\nfields = [{ name = \"t\", type = \"timestamp\" }]").starts_with("pattern:"));
+    }
+
+    #[test]
     fn batches_have_the_documented_schemas() {
         let s = retail();
         let origin = Origin {
@@ -215,7 +270,7 @@ pub(crate) mod tests {
         let b = to_batch(&s, &[(origin, e)]).expect("batch");
         assert_eq!((b.num_rows(), b.schema()), (1, s.events_schema()));
         let q = quarantine_batch(
-            "t",
+            &|_| "t",
             &[Rejected {
                 origin,
                 value: "x".into(),

@@ -12,14 +12,16 @@
 //!
 //! `min`/`max` then apply to numbers. A message that is not UTF-8 JSON object text is
 //! `not_json`; a CSV message that is not UTF-8 or has more columns than declared fields is
-//! `not_csv`. Unknown JSON keys are ignored.
+//! `not_csv`; a line a `regex` schema's pattern does not match (or that is not UTF-8) is
+//! `malformed_line`, and a group that did not take part in the match is absent. Unknown JSON
+//! keys are ignored.
 
 use chrono::{DateTime, NaiveDateTime};
 use datafusion::arrow::compute::kernels::cast_utils::parse_decimal;
 use datafusion::arrow::datatypes::Decimal128Type;
 use serde_json::Value;
 
-use super::schema::{EventSchema, FieldSpec, Format, Kind, Limit, TimeFormat};
+use super::schema::{EventSchema, FieldSpec, Format, Kind, Limit, MALFORMED_LINE, TimeFormat};
 
 /// A parsed value, in its field's type.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,6 +100,25 @@ pub fn parse<'s>(schema: &'s EventSchema, payload: &[u8]) -> Result<Event, &'s s
                 .iter()
                 .enumerate()
                 .map(|(i, f)| cell(f, record.get(i).map_or(Raw::Absent, Raw::Text)))
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        Format::Regex => {
+            let pattern = schema.pattern.as_ref().ok_or(MALFORMED_LINE)?;
+            let text = std::str::from_utf8(payload).map_err(|_| MALFORMED_LINE)?;
+            let caps = pattern
+                .regex
+                .captures(text.trim_end_matches(['\r', '\n']))
+                .ok_or(MALFORMED_LINE)?;
+            schema
+                .fields
+                .iter()
+                .zip(&pattern.groups)
+                .map(|(f, &g)| {
+                    cell(
+                        f,
+                        caps.get(g).map_or(Raw::Absent, |m| Raw::Text(m.as_str())),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?
         }
     };

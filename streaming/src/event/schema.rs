@@ -5,7 +5,9 @@
 //!
 //! ```toml
 //! [source.schema]
-//! format = "json"               # or "csv": one line per message, fields in declared order
+//! format = "json"               # or "csv": one line per message, fields in declared order;
+//!                               # or "regex": a line matched by `pattern`, a field per group
+//! pattern = '^(?P<event_time>\S+ \S+) \[(?P<level>\w+)\] (?P<message>.*)$'   # regex only
 //! event_time = "event_time"     # a timestamp field: the watermark and the windows follow it
 //!
 //! [[source.schema.fields]]
@@ -42,6 +44,29 @@ pub enum Format {
     Json,
     /// One CSV line per message (no header); fields by position, in declared order.
     Csv,
+    /// One text line per message (a log line), matched by `pattern` (Rust `regex` syntax, as
+    /// Hive's `RegexSerDe`): each field is the group named after it, or else the group at its
+    /// position (1 for the first declared field). A line the pattern does not match is
+    /// `malformed_line`.
+    Regex,
+}
+
+/// The reason of a line a `regex` schema's pattern does not match.
+pub const MALFORMED_LINE: &str = "malformed_line";
+
+/// A `regex` schema's compiled pattern, and the group each declared field reads.
+#[derive(Debug, Clone)]
+pub struct LinePattern {
+    /// The compiled pattern.
+    pub regex: regex::Regex,
+    /// Per declared field, in order, the index of its capture group.
+    pub groups: Vec<usize>,
+}
+
+impl PartialEq for LinePattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.regex.as_str() == other.regex.as_str() && self.groups == other.groups
+    }
 }
 
 /// A number or text in a rule (`min = 0`, `max = "99.99"`), read in the field's type.
@@ -102,6 +127,9 @@ pub struct SchemaDecl {
     /// CSV: the field separator (one character, default `,`).
     #[serde(default)]
     pub delimiter: Option<String>,
+    /// Regex: the pattern a line must match ([`Format::Regex`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
     /// The event time field (a `timestamp`, always required).
     pub event_time: String,
     /// The fields, in column order.
@@ -236,6 +264,8 @@ pub struct EventSchema {
     pub time_index: usize,
     /// CSV separator.
     pub delimiter: u8,
+    /// The compiled pattern of a `regex` schema.
+    pub pattern: Option<LinePattern>,
     /// The `events` table's schema ([`EventSchema::events_schema`]), made once.
     events: SchemaRef,
 }
@@ -252,9 +282,9 @@ pub const DEFAULT_TIME_FORMATS: [&str; 4] = [
 /// `kafka_offset` Int64.
 pub const ORIGIN_COLUMNS: [&str; 2] = ["kafka_partition", "kafka_offset"];
 
-/// Reasons Ember gives whatever the schema: `not_json` / `not_csv` (the message cannot be
-/// read as its format) and `late` (older than the watermark, see [`crate::watermark`]).
-pub const FIXED_REASONS: [&str; 3] = ["not_json", "not_csv", "late"];
+/// Reasons Ember gives whatever the schema: `not_json` / `not_csv` / `malformed_line` (the
+/// message cannot be read as its format) and `late` (older than the watermark, see [`crate::watermark`]).
+pub const FIXED_REASONS: [&str; 4] = ["not_json", "not_csv", MALFORMED_LINE, "late"];
 
 fn is_reason(text: &str) -> bool {
     !text.is_empty()
@@ -386,11 +416,13 @@ impl SchemaDecl {
         }
         // The event time orders every event: it is always required.
         fields[time_index].required = true;
+        let pattern = self.line_pattern(&fields)?;
         let mut schema = EventSchema {
             decl: self.clone(),
             fields,
             time_index,
             delimiter,
+            pattern,
             events: Arc::new(Schema::empty()),
         };
         let mut columns = schema.arrow_fields();
@@ -398,6 +430,43 @@ impl SchemaDecl {
         columns.push(Field::new(ORIGIN_COLUMNS[1], DataType::Int64, false));
         schema.events = Arc::new(Schema::new(columns));
         Ok(schema)
+    }
+}
+
+impl SchemaDecl {
+    /// The compiled `pattern` of a `regex` schema (`None` for the other formats), each field
+    /// tied to its group: the one named after it, else the one at its position.
+    fn line_pattern(&self, fields: &[FieldSpec]) -> Result<Option<LinePattern>, String> {
+        let Some(text) = &self.pattern else {
+            return match self.format {
+                Format::Regex => Err("format = \"regex\" needs a pattern".into()),
+                _ => Ok(None),
+            };
+        };
+        if self.format != Format::Regex {
+            return Err("pattern is for format = \"regex\"".into());
+        }
+        let regex = regex::Regex::new(text)
+            .map_err(|e| format!("pattern: {}", ember_core::error::one_line(&e.to_string())))?;
+        let names: Vec<Option<&str>> = regex.capture_names().collect();
+        let groups = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                names
+                    .iter()
+                    .position(|n| *n == Some(f.name.as_str()))
+                    .or_else(|| (i + 1 < names.len()).then_some(i + 1))
+                    .ok_or_else(|| {
+                        format!(
+                            "field `{}`: the pattern has no group named {0} and only {} groups",
+                            f.name,
+                            names.len() - 1
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(LinePattern { regex, groups }))
     }
 }
 
@@ -427,6 +496,7 @@ impl EventSchema {
         let mut out = vec![match self.decl.format {
             Format::Json => "not_json".to_string(),
             Format::Csv => "not_csv".to_string(),
+            Format::Regex => MALFORMED_LINE.to_string(),
         }];
         for f in &self.fields {
             for r in [&f.missing, &f.invalid] {

@@ -1,6 +1,7 @@
 //! `ember produce`: writes events into a Kafka topic, from a CSV in the Online Retail layout
 //! (replayed in file order), from Instacart order lines ([`instacart`]) or synthetic, at a given
-//! rate or as fast as possible, and creates the topic first when it is missing.
+//! rate or as fast as possible, and creates the topic first when it is missing; or application
+//! log files into a folder ([`logs`]).
 //!
 //! Online Retail rows map to events as: `event_time` = `InvoiceDate` (as written, read as UTC),
 //! `store_id` = `Country`, `product_id` = `StockCode`, `category` absent, `transaction_type` =
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::kafka::{client_config, ensure_topic};
 
 pub mod instacart;
+pub mod logs;
 
 /// Where events come from.
 #[derive(Debug, Clone)]
