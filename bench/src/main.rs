@@ -19,12 +19,14 @@
 //! `stream` times the streaming job against a plain Kafka consumer (see `stream.rs`).
 //! `flight-sql` loads the Flight SQL endpoint with concurrent clients (see `flight_sql.rs`).
 //! `import` times a database import (MariaDB, PostgreSQL) against the databases' own dumps (see
-//! `import.rs`).
+//! `import.rs`). `logs` times the collection of log files (`jobs/app_logs`) against DuckDB doing
+//! the same in one SQL pass (see `logs.rs`).
 
 mod cluster;
 mod flight_sql;
 mod generate;
 mod import;
+mod logs;
 mod machine;
 mod measure;
 mod stream;
@@ -116,6 +118,18 @@ enum Cmd {
         #[arg(long, default_value = "bench/results/import.json")]
         json: PathBuf,
     },
+    /// File collection: `jobs/app_logs` over generated log files vs DuckDB.
+    Logs {
+        /// Log lines to generate (100,000 per file).
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        /// Rounds.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where to write the JSON results.
+        #[arg(long, default_value = "bench/results/logs.json")]
+        json: PathBuf,
+    },
     /// Run the daily revenue job on plain DataFusion and print its report (a peer; used by
     /// `daily-revenue`).
     RunLocal {
@@ -166,6 +180,9 @@ fn main() -> ExitCode {
         Cmd::Import { runs, json } => std::env::current_exe()
             .map_err(|e| e.to_string())
             .and_then(|me| import::run(&me.with_file_name("ember"), runs, &json)),
+        Cmd::Logs { lines, runs, json } => std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|me| logs::run(&me.with_file_name("ember"), lines, runs, &json)),
         Cmd::FlightSql {
             clients,
             queries,

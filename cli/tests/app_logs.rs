@@ -271,15 +271,18 @@ fn files_dropped_while_the_stream_runs_survive_kill_9_with_every_line_once() {
     }
 }
 
-/// Returns the report of a run that ended by itself, or the crash when a crash point fired.
+/// Runs the job to its end (available-now, one file per batch) with `--set` `settings`, or
+/// until the crash point `crash_at` fires: whether it succeeded, and its stdout.
 fn run_with_crash(
     incoming: &Path,
     out: &Path,
     crash_at: Option<&str>,
-    after: &str,
+    settings: &[&str],
 ) -> (bool, String) {
     let mut c = job_command(incoming, out, "available-now", 1);
-    c.args(["--set", &format!("after={after}")]);
+    for s in settings {
+        c.args(["--set", s]);
+    }
     if let Some(at) = crash_at {
         c.env(CRASH_AT, at);
     }
@@ -292,18 +295,93 @@ fn run_with_crash(
     )
 }
 
+/// A Timestamp column of Parquet files as µs since the epoch.
+fn micros(files: &[PathBuf], name: &str) -> Vec<i64> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let mut out = Vec::new();
+        for f in files {
+            let df = ctx
+                .read_parquet(f.display().to_string().as_str(), Default::default())
+                .await
+                .expect("parquet")
+                .select(vec![datafusion::prelude::cast(
+                    datafusion::prelude::col(name),
+                    datafusion::arrow::datatypes::DataType::Timestamp(
+                        datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                        None,
+                    ),
+                )])
+                .expect("column");
+            for b in df.collect().await.expect("collect") {
+                let c = datafusion::arrow::compute::cast(
+                    b.column(0),
+                    &datafusion::arrow::datatypes::DataType::Int64,
+                )
+                .expect("cast");
+                let c = datafusion::arrow::array::AsArray::as_primitive::<
+                    datafusion::arrow::datatypes::Int64Type,
+                >(&c)
+                .clone();
+                out.extend(c.iter().map(|v| v.unwrap_or_default()));
+            }
+        }
+        out
+    })
+}
+
+/// Checks that every row batch `id` wrote has `ingested_at` = the batch's planned processing
+/// time (its plan's `now_ms`), and with `by_arrival` lies in the partition of that day.
+fn check_batch_times(out: &Path, batches: u64, by_arrival: bool) {
+    for id in 0..batches {
+        let plan: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("_checkpoint/offsets/{id}"))).expect("plan"),
+        )
+        .expect("json");
+        let now_ms = plan["now_ms"].as_i64().expect("now_ms");
+        let entry: ember_core::table::sink_log::SinkLogEntry = serde_json::from_slice(
+            &std::fs::read(out.join(format!("_ember_sink/{id:08}.json"))).expect("entry"),
+        )
+        .expect("entry");
+        let files: Vec<PathBuf> = entry.files.iter().map(|f| out.join(f)).collect();
+        let times = micros(&files, "ingested_at");
+        assert!(!times.is_empty(), "batch {id} wrote no row");
+        assert!(
+            times.iter().all(|t| *t == now_ms * 1000),
+            "batch {id}: ingested_at {:?} is not its planned time {now_ms} ms",
+            &times[..3.min(times.len())]
+        );
+        if by_arrival {
+            let day = chrono::DateTime::from_timestamp_millis(now_ms)
+                .expect("time")
+                .format("date=%Y-%m-%d/")
+                .to_string();
+            assert!(
+                entry.files.iter().all(|f| f.starts_with(&day)),
+                "batch {id}: {:?} not under {day}",
+                entry.files
+            );
+        }
+    }
+}
+
 /// Each crash point of a files batch, then a run that goes on: the plan is run again with its
-/// files, a batch committed before its renames has them finished first, and nothing is read
-/// twice; with `after = "delete"` the files are deleted instead.
+/// files and its processing time, a batch committed before its renames has them finished
+/// first, and nothing is read twice; with `after = "delete"` the files are deleted instead,
+/// and the output is partitioned by arrival date (`date_of = now()`).
 #[test]
 fn every_crash_point_of_a_files_batch_gives_each_line_once() {
-    for (after, crash_points) in [
+    for (after, crash_points, date_of) in [
         (
             "rename",
             vec!["offsets:0", "files:1", "state:2", "source:3"],
+            "log_time",
         ),
-        ("delete", vec!["source:0", "commit:2"]),
+        ("delete", vec!["source:0", "commit:2"], "now()"),
     ] {
+        let settings = [format!("after={after}"), format!("date_of={date_of}")];
+        let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
         let tmp = tempfile::tempdir().expect("tmp");
         let (incoming, out) = (tmp.path().join("incoming"), tmp.path().join("logs"));
         std::fs::create_dir_all(&incoming).expect("incoming");
@@ -313,7 +391,7 @@ fn every_crash_point_of_a_files_batch_gives_each_line_once() {
             files.insert(drop_file(&incoming, f, &lines), lines);
         }
         for at in &crash_points {
-            let (ok, _) = run_with_crash(&incoming, &out, Some(at), after);
+            let (ok, _) = run_with_crash(&incoming, &out, Some(at), &settings);
             assert!(!ok, "{after}: the crash point {at} did not fire");
             check_completed_are_committed(&incoming, &out, &files, at);
             if *at == "source:0" || *at == "source:3" {
@@ -329,8 +407,9 @@ fn every_crash_point_of_a_files_batch_gives_each_line_once() {
                 );
             }
         }
-        let (ok, report) = run_with_crash(&incoming, &out, None, after);
+        let (ok, report) = run_with_crash(&incoming, &out, None, &settings);
         assert!(ok, "{after}: {report}");
+        check_batch_times(&out, 5, date_of == "now()");
         let left: Vec<String> = std::fs::read_dir(&incoming)
             .expect("incoming")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -349,7 +428,7 @@ fn every_crash_point_of_a_files_batch_gives_each_line_once() {
         );
         assert!(seen.values().all(|n| *n == 1), "{after}: a line twice");
         // The next run finds nothing to do.
-        let (ok, report) = run_with_crash(&incoming, &out, None, after);
+        let (ok, report) = run_with_crash(&incoming, &out, None, &settings);
         assert!(ok);
         let report: serde_json::Value = serde_json::from_str(&report).expect("report");
         assert_eq!(report["batches"], 0, "{report}");
@@ -365,7 +444,7 @@ fn a_file_still_being_written_fails_the_batch_naming_it() {
     std::fs::create_dir_all(&incoming).expect("incoming");
     let lines = log_file(0, 30);
     let name = drop_file(&incoming, 0, &lines);
-    let (ok, _) = run_with_crash(&incoming, &out, Some("offsets:0"), "rename");
+    let (ok, _) = run_with_crash(&incoming, &out, Some("offsets:0"), &[]);
     assert!(!ok);
     let original = std::fs::read(incoming.join(&name)).expect("file");
     let mut grown = original.clone();
@@ -382,7 +461,7 @@ fn a_file_still_being_written_fails_the_batch_naming_it() {
         "{stderr}"
     );
     std::fs::write(incoming.join(&name), &original).expect("put back");
-    let (ok, report) = run_with_crash(&incoming, &out, None, "rename");
+    let (ok, report) = run_with_crash(&incoming, &out, None, &[]);
     assert!(ok, "{report}");
     assert_eq!(committed(&out).len(), lines.len());
 }

@@ -1,11 +1,14 @@
--- One row per log line, in the log's own time, partitioned by its date (Flume's %Y/%m/%d as
--- date=YYYY-MM-DD). kafka_partition/kafka_offset hold, for a files source, the file's place in
--- its micro-batch and the line number; the quarantine names the file.
+-- One row per log line, partitioned by a date (Flume's %Y/%m/%d as date=YYYY-MM-DD): the line's
+-- own date by default (`date_of = "log_time"`), or the micro-batch's (`date_of = "now()"`, the
+-- arrival date, Flume's useLocalTimeStamp). now() is the micro-batch's planned processing time,
+-- the same when a crashed batch runs again. For a files source, kafka_offset is the line number
+-- in its file (kafka_partition the file's place in its batch); the quarantine names the file.
 SELECT
   log_time,
   level,
   service,
   message,
   kafka_offset AS line_number,
-  CAST(log_time AS DATE) AS date
+  now() AS ingested_at,
+  CAST(${date_of} AS DATE) AS date
 FROM events

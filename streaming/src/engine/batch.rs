@@ -280,7 +280,7 @@ impl Stream {
         let plan = split
             .emit_plan(closing)
             .map_err(|e| query_error(id, "windows from partial aggregates", e))?;
-        let rows = DataFrame::new(self.ctx.state(), plan)
+        let rows = DataFrame::new(self.batch_state(), plan)
             .filter(closed)
             .map_err(|e| query_error(id, "emit filter", e))?
             .collect()
@@ -303,6 +303,8 @@ impl Stream {
         let started = Instant::now();
         let id = plan.batch_id;
         let ranges = plan.ranges.clone();
+        self.batch_now_ms
+            .store(plan.now_ms, std::sync::atomic::Ordering::Relaxed);
         // Wall time per phase, ms (Spark's `durationMs`).
         let mut phases: BTreeMap<String, u64> = BTreeMap::new();
         let mut phase = Instant::now();

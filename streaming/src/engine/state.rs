@@ -254,7 +254,8 @@ impl Stream {
         Ok(State { events, partials })
     }
 
-    /// `sql` planned over an `events` table of `events` (registered in the driver's session).
+    /// `sql` planned over an `events` table of `events` (registered in the driver's session),
+    /// with the batch's time as `now()` ([`Stream::batch_state`]).
     ///
     /// # Errors
     /// The SQL's planning error (file, line, column), as [`Error::Query`] of batch `id`.
@@ -270,10 +271,15 @@ impl Stream {
         self.ctx
             .register_table("events", Arc::new(table))
             .map_err(|e| query_error(id, "events table", e))?;
-        self.ctx.sql(&sql.text).await.map_err(|e| Error::Query {
-            batch_id: id,
-            source: sql.error(e),
-        })
+        let state = self.batch_state();
+        let plan = state
+            .create_logical_plan(&sql.text)
+            .await
+            .map_err(|e| Error::Query {
+                batch_id: id,
+                source: sql.error(e),
+            })?;
+        Ok(DataFrame::new(state, plan))
     }
 
     /// Output `k`'s query cut at its aggregate, planned over `events`.
@@ -316,7 +322,7 @@ impl Stream {
         context: &str,
         plan: datafusion::logical_expr::LogicalPlan,
     ) -> Result<Vec<RecordBatch>> {
-        DataFrame::new(self.ctx.state(), plan)
+        DataFrame::new(self.batch_state(), plan)
             .collect()
             .await
             .map_err(|e| query_error(id, context, e))

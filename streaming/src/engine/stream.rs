@@ -87,6 +87,9 @@ pub struct Stream {
     pub(super) progress: Option<tokio::sync::mpsc::UnboundedSender<StreamProgress>>,
     /// The stream's id (the checkpoint's `metadata`), known once [`Stream::run`] started.
     pub(super) stream_id: String,
+    /// The processing time of the batch being run, ms since the epoch (its plan's `now_ms`):
+    /// what `now()` gives the batch's queries ([`Stream::batch_state`]).
+    pub(super) batch_now_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Stream {
@@ -213,6 +216,7 @@ impl Stream {
             checkpoint,
             progress: None,
             stream_id: String::new(),
+            batch_now_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -314,6 +318,19 @@ impl Stream {
         };
         lease.release().await;
         result
+    }
+
+    /// A session state for one of the batch's queries in this process, whose `now()` /
+    /// `current_timestamp()` / `current_date()` is the batch's planned processing time, as
+    /// Spark's `current_timestamp()` in a micro-batch is its batch timestamp: a replayed batch
+    /// sees the time its first attempt saw, so it writes the same rows.
+    pub(super) fn batch_state(&self) -> datafusion::execution::SessionState {
+        let mut state = self.ctx.state();
+        let ms = self.batch_now_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(at) = chrono::DateTime::from_timestamp_millis(ms) {
+            state.execution_props_mut().query_execution_start_time = Some(at);
+        }
+        state
     }
 
     /// An empty report of this stream's run.
