@@ -544,3 +544,49 @@ fn a_folder_on_hdfs_is_collected_once_and_renamed_there() {
     all.sort();
     assert_eq!(seen, all);
 }
+
+/// A file big enough for a batch's parsing to be spread over the cores (15,000 log lines and
+/// their stack frames): every output row's `line_number` is the line its message is on, every
+/// quarantined line's offset points back to it, so the records kept their origin and order.
+#[test]
+fn a_big_file_parsed_on_every_core_keeps_each_line_with_its_number() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (incoming, out) = (tmp.path().join("incoming"), tmp.path().join("logs"));
+    std::fs::create_dir_all(&incoming).expect("incoming");
+    let lines = log_file(0, 15_000);
+    let name = drop_file(&incoming, 0, &lines);
+    let (ok, report) = run_with_crash(&incoming, &out, None, &[]);
+    assert!(ok, "{report}");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rows = rt
+        .block_on(ember_testkit::query::parquet_rows_with(
+            &format!("{}/", out.display()),
+            &["date"],
+            "SELECT line_number, message FROM t",
+        ))
+        .expect("output");
+    assert_eq!(rows.len(), 15_000);
+    for row in &rows {
+        let (number, message) = row.split_once('|').expect("two columns");
+        let n: usize = number.parse().expect("line number");
+        assert!(lines[n - 1].ends_with(message), "line {n}: {message}");
+    }
+    let quarantined = rt
+        .block_on(ember_testkit::query::parquet_rows_with(
+            &format!("{}/_quarantine/", out.display()),
+            &[],
+            "SELECT topic, \"offset\", value FROM t",
+        ))
+        .expect("quarantine");
+    assert_eq!(quarantined.len(), lines.len() - 15_000);
+    for row in &quarantined {
+        let mut parts = row.splitn(3, '|');
+        let (topic, offset, value) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        let n: usize = offset.parse().expect("offset");
+        assert_eq!((topic, lines[n - 1].as_str()), (name.as_str(), value));
+    }
+}

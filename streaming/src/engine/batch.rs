@@ -25,6 +25,9 @@ use crate::scan::{self, KafkaBatchTable, Message, ScanSource, ScanSpec};
 use crate::sink;
 use crate::watermark::Watermark;
 
+/// Records in a local batch from which parsing is spread over the cores.
+const PARALLEL_PARSE_FROM: usize = 10_000;
+
 impl Stream {
     /// Appends micro-batch `id`'s `batches` to the Delta table at `table` in one commit with
     /// the `txn` (`app`, `id`), as Spark's Delta streaming sink does; nothing when the table
@@ -316,11 +319,29 @@ impl Stream {
             phase = Instant::now();
         };
         let (late, future) = (self.late_marks(plan), Some(self.future_after(plan)));
+        // Parsing is the costly part of a local batch (a regex or JSON per record): the
+        // records are cut in one chunk per core, parsed on scoped threads, kept in order.
         let classify = |records: &[crate::kafka::Record]| -> Vec<Message> {
-            records
-                .iter()
-                .map(|r| scan::classify(&self.job.schema, r, &late, future))
-                .collect()
+            let one = |chunk: &[crate::kafka::Record]| -> Vec<Message> {
+                chunk
+                    .iter()
+                    .map(|r| scan::classify(&self.job.schema, r, &late, future))
+                    .collect()
+            };
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            if cores < 2 || records.len() < PARALLEL_PARSE_FROM {
+                return one(records);
+            }
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = records
+                    .chunks(records.len().div_ceil(cores))
+                    .map(|chunk| scope.spawn(move || one(chunk)))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|p| p.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
         };
         let messages: Vec<Message> = match (&self.input, &self.reader) {
             (Input::Files(spool), _) => {
