@@ -590,3 +590,119 @@ fn a_big_file_parsed_on_every_core_keeps_each_line_with_its_number() {
         assert_eq!((topic, lines[n - 1].as_str()), (name.as_str(), value));
     }
 }
+
+/// A job of the team's own: JSON lines in a folder, read by their declared schema (bad lines
+/// quarantined by its rules), and one clear line when the folder does not exist.
+#[test]
+fn json_lines_are_read_by_the_declared_schema_and_a_missing_folder_is_one_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (incoming, out, job) = (
+        tmp.path().join("orders"),
+        tmp.path().join("out"),
+        tmp.path().join("job"),
+    );
+    std::fs::create_dir_all(&incoming).expect("incoming");
+    std::fs::create_dir_all(&job).expect("job");
+    std::fs::write(
+        job.join("job.toml"),
+        r#"
+[job]
+name = "orders_from_files"
+
+[params]
+incoming = "orders"
+output = "out"
+
+[source]
+kind = "files"
+path = "${incoming}"
+after = "delete"
+
+[source.schema]
+format = "json"
+event_time = "ts"
+fields = [
+  { name = "ts", type = "timestamp" },
+  { name = "product_id", type = "string", required = true },
+  { name = "quantity", type = "int", required = true, min = 1 },
+]
+
+[stream]
+trigger = "available-now"
+
+[output]
+path = "${output}"
+sql = "orders.sql"
+"#,
+    )
+    .expect("manifest");
+    std::fs::write(
+        job.join("orders.sql"),
+        "SELECT product_id, sum(quantity) AS units, count(*) AS lines FROM events GROUP BY product_id",
+    )
+    .expect("sql");
+    let text = [
+        r#"{"ts": "2024-11-10T10:00:00Z", "product_id": "A", "quantity": 2}"#,
+        r#"{"ts": "2024-11-10T10:01:00Z", "product_id": "B", "quantity": 1, "extra": true}"#,
+        r#"{"ts": "2024-11-10T10:02:00Z", "product_id": "A", "quantity": 0}"#,
+        r#"{"ts": "2024-11-10T10:03:00Z", "quantity": 5}"#,
+        r#"{"ts": "2024-11-10T10:04:00Z", "product_id": "A", "quantity": 3"#,
+        r#"{"ts": "2024-11-10T10:05:00Z", "product_id": "A", "quantity": "4"}"#,
+    ]
+    .join("\r\n");
+    std::fs::write(incoming.join("orders-1.json"), text).expect("file");
+    let run = |incoming: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["run", &job.display().to_string(), "--format", "json"])
+            .args(["--set", &format!("incoming={}", incoming.display())])
+            .args(["--set", &format!("output={}", out.display())])
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run")
+    };
+    let done = run(&incoming);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&done.stdout).expect("report");
+    assert_eq!(
+        (
+            &report["records"],
+            &report["events"],
+            &report["quarantined"]
+        ),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!(3),
+            &serde_json::json!({"bad_quantity": 1, "missing_product_id": 1, "not_json": 1})
+        ),
+        "{report}"
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rows = rt
+        .block_on(ember_testkit::query::parquet_rows_with(
+            &format!("{}/", out.display()),
+            &[],
+            "SELECT product_id, units, lines FROM t",
+        ))
+        .expect("output");
+    rows.sort();
+    assert_eq!(rows, ["A|6|2", "B|1|1"]);
+    assert!(
+        std::fs::read_dir(&incoming)
+            .expect("folder")
+            .next()
+            .is_none(),
+        "after = delete"
+    );
+    let missing = run(&tmp.path().join("no-such-folder"));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(3), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("no-such-folder") && last.contains("no such folder"),
+        "{stderr}"
+    );
+}

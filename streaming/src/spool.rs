@@ -69,11 +69,28 @@ impl Spool {
     /// The folder of `source`, on the store `registry` gives.
     ///
     /// # Errors
+    /// [`Error::SourceFile`] for a local folder that does not exist;
     /// [`ember_core::Error::Storage`] when the location has no store.
     pub fn open(
         source: &FileSource,
         registry: &dyn datafusion::execution::object_store::ObjectStoreRegistry,
     ) -> Result<Self> {
+        // A local folder must exist (a mistyped path would wait forever for files); an HDFS
+        // folder may be created later (Flume's spooldir needs it at start, Spark's file source
+        // too; HDFS listings do not tell a missing folder from an empty one here).
+        let local = match source.path.split_once("://") {
+            None => Some(source.path.as_str()),
+            Some(("file", rest)) => Some(rest),
+            Some(_) => None,
+        };
+        if let Some(folder) = local
+            && !std::path::Path::new(folder).is_dir()
+        {
+            return Err(Error::SourceFile {
+                file: source.path.clone(),
+                message: "no such folder: [source] path must be an existing folder".into(),
+            });
+        }
         Ok(Self {
             dir: Dir::open(&source.path, registry)?,
             source: source.clone(),
