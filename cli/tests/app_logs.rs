@@ -83,11 +83,12 @@ fn id_of(text: &str) -> String {
     text.rsplit(' ').next().unwrap_or_default().to_string()
 }
 
-/// One column of Parquet files, as text.
-fn column(files: &[PathBuf], name: &str) -> Vec<String> {
-    if files.is_empty() {
-        return Vec::new();
-    }
+/// One column of Parquet files, cast to `to`, as arrays.
+fn read_column(
+    files: &[PathBuf],
+    name: &str,
+    to: &datafusion::arrow::datatypes::DataType,
+) -> Vec<datafusion::arrow::array::ArrayRef> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let ctx = datafusion::prelude::SessionContext::new();
@@ -100,17 +101,24 @@ fn column(files: &[PathBuf], name: &str) -> Vec<String> {
                 .select_columns(&[name])
                 .expect("column");
             for b in df.collect().await.expect("collect") {
-                let c = datafusion::arrow::compute::cast(
-                    b.column(0),
-                    &datafusion::arrow::datatypes::DataType::Utf8,
-                )
-                .expect("cast");
-                let c = datafusion::arrow::array::AsArray::as_string::<i32>(&c).clone();
-                out.extend(c.iter().map(|v| v.unwrap_or_default().to_string()));
+                out.push(datafusion::arrow::compute::cast(b.column(0), to).expect("cast"));
             }
         }
         out
     })
+}
+
+/// One column of Parquet files, as text.
+fn column(files: &[PathBuf], name: &str) -> Vec<String> {
+    read_column(files, name, &datafusion::arrow::datatypes::DataType::Utf8)
+        .iter()
+        .flat_map(|c| {
+            datafusion::arrow::array::AsArray::as_string::<i32>(c)
+                .iter()
+                .map(|v| v.unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// What committed batches wrote, by id with how often each occurs: the output's messages in
@@ -297,38 +305,21 @@ fn run_with_crash(
 
 /// A Timestamp column of Parquet files as µs since the epoch.
 fn micros(files: &[PathBuf], name: &str) -> Vec<i64> {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let ctx = datafusion::prelude::SessionContext::new();
-        let mut out = Vec::new();
-        for f in files {
-            let df = ctx
-                .read_parquet(f.display().to_string().as_str(), Default::default())
-                .await
-                .expect("parquet")
-                .select(vec![datafusion::prelude::cast(
-                    datafusion::prelude::col(name),
-                    datafusion::arrow::datatypes::DataType::Timestamp(
-                        datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                        None,
-                    ),
-                )])
-                .expect("column");
-            for b in df.collect().await.expect("collect") {
-                let c = datafusion::arrow::compute::cast(
-                    b.column(0),
-                    &datafusion::arrow::datatypes::DataType::Int64,
-                )
-                .expect("cast");
-                let c = datafusion::arrow::array::AsArray::as_primitive::<
-                    datafusion::arrow::datatypes::Int64Type,
-                >(&c)
-                .clone();
-                out.extend(c.iter().map(|v| v.unwrap_or_default()));
-            }
-        }
-        out
+    use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+    read_column(
+        files,
+        name,
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )
+    .iter()
+    .flat_map(|c| {
+        let c = datafusion::arrow::compute::cast(c, &DataType::Int64).expect("cast");
+        datafusion::arrow::array::AsArray::as_primitive::<Int64Type>(&c)
+            .iter()
+            .map(Option::unwrap_or_default)
+            .collect::<Vec<_>>()
     })
+    .collect()
 }
 
 /// Checks that every row batch `id` wrote has `ingested_at` = the batch's planned processing

@@ -16,7 +16,7 @@ use ember_core::table::{delta, sink_log};
 use super::failpoint::{Phase, crash_point};
 use super::rules::retain;
 use super::state::{Shards, State};
-use super::stream::{Input, Reader, Stream, query_error, ts_lit};
+use super::stream::{Input, Reader, Stream, StreamReport, query_error, rfc3339, ts_lit};
 use crate::checkpoint::{BatchCommit, BatchPlan, Checkpoint};
 use crate::error::{Error, Result};
 use crate::event;
@@ -293,6 +293,50 @@ impl Stream {
                 source: sql.error(e),
             })?;
         Ok((rows, shards))
+    }
+
+    /// Reloads the lookup tables whose files changed, runs `plan` (`state` before, then after
+    /// it), then logs the committed batch, sends its progress (`latest`: the partitions' ends
+    /// when it was planned; `tick`, `last_tick`: this batch's and the previous one's start) and
+    /// adds it to `report`.
+    ///
+    /// # Errors
+    /// A lookup that cannot be reloaded; the batch's errors ([`Stream::run_batch`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run_and_record(
+        &mut self,
+        plan: &BatchPlan,
+        state: &mut State,
+        replay: bool,
+        report: &mut StreamReport,
+        latest: &BTreeMap<i32, i64>,
+        tick: Instant,
+        last_tick: Option<Instant>,
+    ) -> Result<BatchCommit> {
+        // Lookups whose files changed are loaded again before the batch.
+        let reloaded = self.lookups.refresh(&self.ctx).await?;
+        if !reloaded.is_empty() {
+            tracing::info!(batch_id = plan.batch_id, lookups = ?reloaded, "lookup tables reloaded");
+        }
+        let commit = self.run_batch(plan, state, replay).await?;
+        let counts = &commit.counts;
+        tracing::info!(
+            batch_id = commit.batch_id, records = counts.records, events = counts.events,
+            rows_written = counts.rows_written, state_events = counts.state_events,
+            state_groups = counts.state_groups, state_bytes = counts.state_bytes,
+            files = plan.files.len(), phases_ms = ?commit.phases_ms,
+            watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
+            "batch committed"
+        );
+        self.send_progress(plan, &commit, latest, tick, last_tick);
+        report.batches += 1;
+        report.replayed += u64::from(replay);
+        report.counts.add(&commit.counts);
+        for (phase, ms) in &commit.phases_ms {
+            *report.phases_ms.entry(phase.clone()).or_default() += ms;
+        }
+        report.watermark = commit.watermark.current_us.map(rfc3339);
+        Ok(commit)
     }
 
     /// Runs one planned batch and commits it; `state` is the state before and becomes the

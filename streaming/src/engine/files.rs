@@ -124,20 +124,17 @@ impl Stream {
                     plan
                 }
             };
-            let reloaded = self.lookups.refresh(&self.ctx).await?;
-            if !reloaded.is_empty() {
-                tracing::info!(batch_id = plan.batch_id, lookups = ?reloaded, "lookup tables reloaded");
-            }
-            let commit = self.run_batch(&plan, &mut state, replay).await?;
-            self.record(
-                &mut report,
-                &plan,
-                &commit,
-                replay,
-                &BTreeMap::new(),
-                tick,
-                last_tick,
-            );
+            let commit = self
+                .run_and_record(
+                    &plan,
+                    &mut state,
+                    replay,
+                    &mut report,
+                    &BTreeMap::new(),
+                    tick,
+                    last_tick,
+                )
+                .await?;
             last_tick = Some(tick);
             replay = false;
             watermark = commit.watermark;

@@ -343,37 +343,6 @@ impl Stream {
         }
     }
 
-    /// Logs a committed batch, sends its progress and adds it to `report`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn record(
-        &self,
-        report: &mut StreamReport,
-        plan: &BatchPlan,
-        commit: &crate::checkpoint::BatchCommit,
-        replay: bool,
-        latest: &BTreeMap<i32, i64>,
-        tick: Instant,
-        last_tick: Option<Instant>,
-    ) {
-        let counts = &commit.counts;
-        tracing::info!(
-            batch_id = commit.batch_id, records = counts.records, events = counts.events,
-            rows_written = counts.rows_written, state_events = counts.state_events,
-            state_groups = counts.state_groups, state_bytes = counts.state_bytes,
-            files = plan.files.len(), phases_ms = ?commit.phases_ms,
-            watermark = ?commit.watermark.current_us.map(rfc3339), duration_ms = commit.duration_ms,
-            "batch committed"
-        );
-        self.send_progress(plan, commit, latest, tick, last_tick);
-        report.batches += 1;
-        report.replayed += u64::from(replay);
-        report.counts.add(&commit.counts);
-        for (phase, ms) in &commit.phases_ms {
-            *report.phases_ms.entry(phase.clone()).or_default() += ms;
-        }
-        report.watermark = commit.watermark.current_us.map(rfc3339);
-    }
-
     async fn run_leased(
         &mut self,
         kafka: &KafkaTopic,
@@ -543,21 +512,17 @@ impl Stream {
                     plan
                 }
             };
-            // Lookups whose files changed are loaded again before the batch.
-            let reloaded = self.lookups.refresh(&self.ctx).await?;
-            if !reloaded.is_empty() {
-                tracing::info!(batch_id = plan.batch_id, lookups = ?reloaded, "lookup tables reloaded");
-            }
-            let commit = self.run_batch(&plan, &mut state, replay).await?;
-            self.record(
-                &mut report,
-                &plan,
-                &commit,
-                replay,
-                &latest,
-                tick,
-                last_tick,
-            );
+            let commit = self
+                .run_and_record(
+                    &plan,
+                    &mut state,
+                    replay,
+                    &mut report,
+                    &latest,
+                    tick,
+                    last_tick,
+                )
+                .await?;
             last_tick = Some(tick);
             replay = false;
             starts.extend(plan.ends());
