@@ -112,13 +112,22 @@ async fn drive(
         .check("the stream's checkpoint", &job.checkpoint)?;
     let name = job.name.clone();
     let output = job.primary().path.clone();
+    let reads_here = job.kafka().is_none();
     let mut stream = match scheduler_url {
         None => Stream::new(job, session).await,
         Some(url) => Stream::on_cluster(job, session, url).await,
     }
     .map_err(|e| Failure::from(e).context(format!("stream {name}")))?;
     if let Some(url) = scheduler_url {
-        eprintln!("stream {name}: driver in this process, Kafka scans on the executors of {url}");
+        if reads_here {
+            eprintln!(
+                "stream {name}: driver in this process reads the folder's files, merges of window state on the executors of {url}"
+            );
+        } else {
+            eprintln!(
+                "stream {name}: driver in this process, Kafka scans on the executors of {url}"
+            );
+        }
     }
     let reporter = match progress_to {
         Some(client) => {

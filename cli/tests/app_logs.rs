@@ -255,9 +255,12 @@ fn files_dropped_while_the_stream_runs_survive_kill_9_with_every_line_once() {
     );
     assert_eq!(seen.len(), all.len());
     // The stack frames are the quarantine, with their file and line number.
+    // A process killed while the object store wrote a file leaves its temporary name
+    // (`<name>#<n>`) behind: only the `.parquet` files are the quarantine.
     let q: Vec<PathBuf> = std::fs::read_dir(out.join("_quarantine"))
         .expect("quarantine")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .collect();
     let reasons = column(&q, "reason");
     let frames = files

@@ -392,14 +392,26 @@ async fn create_or_check(
             .with_columns(ours.fields().cloned())
             .with_partition_columns(partition_by.to_vec())
             .with_save_mode(SaveMode::Ignore)
-            .with_commit_properties(CommitProperties::default().with_metadata(info.clone()))
+            // No retry: a creation that lost version 0 must not commit a second creation on
+            // top of the winner's (delta-rs 1.1 retries it, and the second metadata commit then
+            // conflicts with every writer that started from version 0, both of them).
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_metadata(info.clone())
+                    .with_max_retries(0),
+            )
             .await;
         match created {
             Ok(t) => table = t,
             // Another writer created it at the same moment: use theirs (checked below).
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::VersionAlreadyExists(_),
-            }) => {}
+            Err(
+                DeltaTableError::VersionAlreadyExists(_)
+                | DeltaTableError::Transaction {
+                    source:
+                        TransactionError::VersionAlreadyExists(_)
+                        | TransactionError::MaxCommitAttempts(_),
+                },
+            ) => {}
             Err(e) => return Err(table_error(location, e)),
         }
     }
