@@ -166,16 +166,17 @@ impl Spool {
                 ),
             ));
         }
-        let text = if file.name.ends_with(".gz") {
+        let gunzipped = if file.name.ends_with(".gz") {
             let mut out = Vec::with_capacity(bytes.len() * 4);
             flate2::read::MultiGzDecoder::new(bytes.as_ref())
                 .read_to_end(&mut out)
                 .map_err(|e| self.file_error(&file.name, format!("cannot gunzip: {e}")))?;
-            out
+            Some(out)
         } else {
-            bytes.to_vec()
+            None
         };
-        Ok(lines(&text)
+        let text: &[u8] = gunzipped.as_deref().unwrap_or(&bytes);
+        Ok(lines(text)
             .enumerate()
             .map(|(i, line)| Record {
                 partition: index,
@@ -191,27 +192,16 @@ impl Spool {
     /// # Errors
     /// [`Error::SourceFile`] naming the file that cannot be renamed or deleted.
     pub async fn finish(&self, files: &[PlannedFile]) -> Result<usize> {
-        if files.is_empty() {
-            return Ok(0);
-        }
-        let present: std::collections::BTreeSet<String> = self
-            .dir
-            .list_sized("")
-            .await?
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect();
         let mut done = 0;
-        for file in files.iter().filter(|f| present.contains(&f.name)) {
-            let result = match self.source.after {
+        for file in files {
+            let was_there = match self.source.after {
                 After::Rename => {
                     let to = format!("{}{}", file.name, self.source.completed_suffix);
                     self.dir.rename(&file.name, &to).await
                 }
                 After::Delete => self.dir.delete(&file.name).await,
             };
-            result.map_err(|e| self.file_error(&file.name, e.to_string()))?;
-            done += 1;
+            done += usize::from(was_there.map_err(|e| self.file_error(&file.name, e.to_string()))?);
         }
         Ok(done)
     }

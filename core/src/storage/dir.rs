@@ -188,15 +188,17 @@ impl Dir {
     }
 
     /// Renames the file `from` to `to` (both relative to this folder), replacing `to`: one
-    /// rename on a local or HDFS store, no data copied.
+    /// rename on a local or HDFS store, no data copied. Returns whether `from` was there (a
+    /// missing `from` is not an error: a rename done before is not done again).
     ///
     /// # Errors
-    /// [`Error::Storage`] naming `from`, also when it does not exist.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.store
-            .rename(&self.path(from), &self.path(to))
-            .await
-            .map_err(|e| self.error(from, e))
+    /// [`Error::Storage`] naming `from`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<bool> {
+        match self.store.rename(&self.path(from), &self.path(to)).await {
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(from, e)),
+        }
     }
 
     /// Every file under the folder `rel`, recursively, as paths relative to this folder.
@@ -223,13 +225,15 @@ impl Dir {
             .collect())
     }
 
-    /// Deletes the file `rel`; a missing file is not an error.
+    /// Deletes the file `rel`; a missing file is not an error. Returns whether the store said
+    /// it was there (a store that deletes missing files silently says `true`).
     ///
     /// # Errors
     /// [`Error::Storage`] naming the file.
-    pub async fn delete(&self, rel: &str) -> Result<()> {
+    pub async fn delete(&self, rel: &str) -> Result<bool> {
         match self.store.delete(&self.path(rel)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Ok(()) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(self.error(rel, e)),
         }
     }

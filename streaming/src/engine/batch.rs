@@ -443,16 +443,13 @@ impl Stream {
         let mut events = Vec::with_capacity(records);
         let mut rejected = Vec::new();
         let mut delivered: BTreeMap<i32, i64> = BTreeMap::new();
+        // A folder's files are one source of event time: its watermark is the newest event
+        // time of all of them (a file is no partition that could go idle).
+        let one_source = matches!(self.input, Input::Files(_));
         for m in messages {
             match m {
                 Message::Valid(origin, e) => {
-                    // A folder's files are one source of event time: its watermark is the
-                    // newest event time of all of them (a file is no partition that could
-                    // go idle).
-                    let key = match &self.input {
-                        Input::Files(_) => 0,
-                        Input::Kafka(_) => origin.partition,
-                    };
+                    let key = if one_source { 0 } else { origin.partition };
                     let high = delivered.entry(key).or_insert(e.event_time_us);
                     *high = (*high).max(e.event_time_us);
                     events.push((origin, e));
