@@ -223,8 +223,9 @@ impl Stream {
     /// Like [`Stream::new`], but each batch's Kafka ranges are read and parsed by tasks on the
     /// executors of the Ballista scheduler at `scheduler_url` (`df://HOST:PORT`), one task per
     /// partition range (a `files` source's files are read by this process, and the merges of
-    /// partial aggregates run on the executors); this process (the driver, as in Spark's client deploy mode) plans the
-    /// batches, runs the windows over the parsed events and the state, and commits. `session`'s
+    /// partial aggregates run on the executors); this process (the driver, as in Spark's
+    /// client deploy mode) plans the batches, runs the windows over the parsed events and the
+    /// state, and commits. `session`'s
     /// codecs must know the Kafka scan ([`crate::scan::KafkaScanNodes`]), as the scheduler's and
     /// executors' do.
     ///
