@@ -106,13 +106,23 @@ impl AggregateUDFImpl for MostFrequent {
 struct Counts {
     entries: Vec<(String, u64, u64)>,
     index: Option<HashMap<String, usize>>,
+    /// Bytes held on the heap by `entries` and `index` (kept as they grow: DataFusion asks
+    /// for the size after every batch, and summing thousands of groups each time dominated
+    /// the daily job's profile).
+    heap: usize,
 }
+
+/// Heap bytes of one entry and of one index slot, besides the text.
+const ENTRY_BYTES: usize = std::mem::size_of::<(String, u64, u64)>();
+const INDEX_BYTES: usize = std::mem::size_of::<(String, usize)>() + 8;
 
 /// Values a group holds before its lookups go through a hash index.
 const INDEXED_AFTER: usize = 16;
 
 impl Counts {
-    fn add(&mut self, value: &str, preferred: u64, rows: u64) {
+    /// Counts `rows` rows of `value`, `preferred` of them preferred; returns the heap bytes
+    /// this added.
+    fn add(&mut self, value: &str, preferred: u64, rows: u64) -> usize {
         let at = match &self.index {
             Some(index) => index.get(value).copied(),
             None => self.entries.iter().position(|e| e.0 == value),
@@ -120,12 +130,14 @@ impl Counts {
         if let Some(i) = at {
             self.entries[i].1 += preferred;
             self.entries[i].2 += rows;
-            return;
+            return 0;
         }
         self.entries.push((value.to_string(), preferred, rows));
+        let mut added = value.len() + ENTRY_BYTES;
         match &mut self.index {
             Some(index) => {
                 index.insert(value.to_string(), self.entries.len() - 1);
+                added += value.len() + INDEX_BYTES;
             }
             None if self.entries.len() > INDEXED_AFTER => {
                 self.index = Some(
@@ -135,9 +147,16 @@ impl Counts {
                         .map(|(i, e)| (e.0.clone(), i))
                         .collect(),
                 );
+                added += self
+                    .entries
+                    .iter()
+                    .map(|e| e.0.len() + INDEX_BYTES)
+                    .sum::<usize>();
             }
             None => {}
         }
+        self.heap += added;
+        added
     }
 
     /// The winner by the module's rules.
@@ -158,32 +177,27 @@ impl Counts {
     }
 
     fn size(&self) -> usize {
-        let entries: usize = self
-            .entries
-            .iter()
-            .map(|e| e.0.capacity() + std::mem::size_of::<(String, u64, u64)>())
-            .sum();
-        let index = self.index.as_ref().map_or(0, |i| {
-            i.keys()
-                .map(|k| k.capacity() + std::mem::size_of::<(String, usize)>() + 8)
-                .sum()
-        });
-        std::mem::size_of::<Self>() + entries + index
+        std::mem::size_of::<Self>() + self.heap
     }
 
-    /// Adds row `row` of the update arguments.
-    fn add_row(&mut self, value: &StringArray, preferred: Option<&BooleanArray>, row: usize) {
+    /// Adds row `row` of the update arguments; returns the heap bytes this added.
+    fn add_row(
+        &mut self,
+        value: &StringArray,
+        preferred: Option<&BooleanArray>,
+        row: usize,
+    ) -> usize {
         if value.is_null(row) {
-            return;
+            return 0;
         }
         let p = preferred.is_some_and(|p| p.is_valid(row) && p.value(row));
-        self.add(value.value(row), u64::from(p), 1);
+        self.add(value.value(row), u64::from(p), 1)
     }
 
-    /// Adds row `row` of a state.
-    fn merge_row(&mut self, state: &State<'_>, row: usize) -> Result<()> {
+    /// Adds row `row` of a state; returns the heap bytes this added.
+    fn merge_row(&mut self, state: &State<'_>, row: usize) -> Result<usize> {
         if state.values.is_null(row) {
-            return Ok(());
+            return Ok(0);
         }
         let v = state.values.value(row);
         let v = v.as_string::<i32>();
@@ -194,12 +208,13 @@ impl Counts {
         if p.len() != v.len() || r.len() != v.len() {
             return exec_err!("most_frequent: a state's lists differ in length");
         }
+        let mut added = 0;
         for j in 0..v.len() {
             if v.is_valid(j) {
-                self.add(v.value(j), p.value(j), r.value(j));
+                added += self.add(v.value(j), p.value(j), r.value(j));
             }
         }
-        Ok(())
+        Ok(added)
     }
 }
 
@@ -296,6 +311,8 @@ impl Accumulator for Counts {
 #[derive(Debug, Default)]
 struct GroupCounts {
     groups: Vec<Counts>,
+    /// The sum of the groups' heap bytes.
+    heap: usize,
 }
 
 impl GroupCounts {
@@ -303,6 +320,13 @@ impl GroupCounts {
         if self.groups.len() < total_num_groups {
             self.groups.resize_with(total_num_groups, Counts::default);
         }
+    }
+
+    /// Takes the groups `emit_to` names, and their bytes off the total.
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Counts> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.heap -= taken.iter().map(|g| g.heap).sum::<usize>();
+        taken
     }
 }
 
@@ -320,19 +344,19 @@ impl GroupsAccumulator for GroupCounts {
             if opt_filter.is_some_and(|f| !(f.is_valid(row) && f.value(row))) {
                 continue;
             }
-            self.groups[g].add_row(&value, preferred.as_ref(), row);
+            self.heap += self.groups[g].add_row(&value, preferred.as_ref(), row);
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let groups = emit_to.take_needed(&mut self.groups);
+        let groups = self.take(emit_to);
         let names: StringArray = groups.iter().map(Counts::winner).collect();
         Ok(Arc::new(names))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(state_arrays(&emit_to.take_needed(&mut self.groups)))
+        Ok(state_arrays(&self.take(emit_to)))
     }
 
     fn merge_batch(
@@ -344,7 +368,7 @@ impl GroupsAccumulator for GroupCounts {
         self.grow(total_num_groups);
         let state = State::of(values)?;
         for (row, &g) in group_indices.iter().enumerate() {
-            self.groups[g].merge_row(&state, row)?;
+            self.heap += self.groups[g].merge_row(&state, row)?;
         }
         Ok(())
     }
@@ -370,7 +394,9 @@ impl GroupsAccumulator for GroupCounts {
     }
 
     fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.groups.iter().map(Counts::size).sum::<usize>()
+        std::mem::size_of::<Self>()
+            + self.groups.capacity() * std::mem::size_of::<Counts>()
+            + self.heap
     }
 }
 
@@ -545,5 +571,42 @@ mod tests {
                 "k = {k}: {best} expected in\n{text}"
             );
         }
+    }
+
+    /// The heap bytes the groups hold, summed from their entries.
+    fn recount(groups: &GroupCounts) -> usize {
+        groups
+            .groups
+            .iter()
+            .map(|g| {
+                let entries: usize = g.entries.iter().map(|e| e.0.len() + ENTRY_BYTES).sum();
+                let index = g
+                    .index
+                    .as_ref()
+                    .map_or(0, |i| i.keys().map(|k| k.len() + INDEX_BYTES).sum());
+                entries + index
+            })
+            .sum()
+    }
+
+    #[test]
+    fn the_size_kept_as_groups_grow_is_the_size_of_their_entries() {
+        let mut acc = GroupCounts::default();
+        // 3 groups; group 2 gets 40 distinct values (past INDEXED_AFTER: indexed).
+        let values: Vec<String> = (0..60).map(|i| format!("name {}", i % 40)).collect();
+        let groups: Vec<usize> = (0..60).map(|i| if i < 10 { i % 2 } else { 2 }).collect();
+        let array: ArrayRef = Arc::new(StringArray::from(values));
+        acc.update_batch(&[Arc::clone(&array)], &groups, None, 3)
+            .expect("update");
+        assert!(acc.groups[2].index.is_some());
+        assert_eq!(acc.heap, recount(&acc), "after update");
+        let state = acc.state(EmitTo::All).expect("state");
+        assert_eq!(acc.heap, 0, "all groups taken");
+        acc.merge_batch(&state, &[0, 1, 1], 2).expect("merge");
+        assert_eq!(acc.heap, recount(&acc), "after merge");
+        let first = acc.evaluate(EmitTo::First(1)).expect("evaluate");
+        assert_eq!(first.len(), 1);
+        assert_eq!(acc.heap, recount(&acc), "after emitting the first group");
+        assert!(acc.heap > 0);
     }
 }
