@@ -65,6 +65,8 @@ pub enum Area {
     Quarantine,
     /// Inputs the run converted (e.g. re-encoded to UTF-8); never committed.
     Inputs,
+    /// Views computed once per run (`cache = true`); never committed.
+    Cache,
 }
 
 impl Area {
@@ -73,6 +75,7 @@ impl Area {
             Area::Data => "data",
             Area::Quarantine => "quarantine",
             Area::Inputs => "inputs",
+            Area::Cache => "cache",
         }
     }
 }
@@ -193,7 +196,7 @@ impl Committer {
         match area {
             Area::Data => self.root.clone(),
             Area::Quarantine => self.root.clone().join(QUARANTINE_DIR),
-            Area::Inputs => self.staging_path(Area::Inputs),
+            Area::Inputs | Area::Cache => self.staging_path(area),
         }
     }
 

@@ -126,19 +126,15 @@ async fn import(
         ctx.register_table(input.name.as_str(), Arc::new(empty))
             .map_err(&import_error)?;
     } else {
-        let urls = written
-            .paths
-            .iter()
-            .map(|p| ListingTableUrl::parse(format!("{url}{p}")).map_err(&import_error))
-            .collect::<Result<Vec<_>>>()?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&registered.schema));
-        let table = ListingTable::try_new(config).map_err(&import_error)?;
-        ctx.register_table(input.name.as_str(), Arc::new(table))
-            .map_err(&import_error)?;
+        crate::cache::register_written(
+            ctx,
+            &input.name,
+            &url,
+            &written,
+            Arc::clone(&registered.schema),
+            ParquetFormat::default(),
+        )
+        .map_err(&import_error)?;
     }
     let summary = InputSummary {
         name: input.name.clone(),

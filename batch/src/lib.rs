@@ -7,7 +7,9 @@
 //! 1. register inputs ([`inputs`]: files must exist; non-UTF-8 CSV re-encoded; unique keys
 //!    checked);
 //! 2. plan the views, the quarantine and the output (`plan`: SQL errors name file, line and
-//!    column; partition columns must be produced by the output query);
+//!    column; partition columns must be produced by the output query); a view marked
+//!    `cache = true` is computed once here into the staging folder (`cache`), and later
+//!    queries read that copy;
 //! 3. write the quarantine and the output as Parquet into `<output>/_temporary/<run_id>/`
 //!    (`write`), partitioned hive-style; a NULL partition value goes to
 //!    `col=__HIVE_DEFAULT_PARTITION__` (Hive's and Spark's rule) instead of DataFusion's silent
@@ -19,6 +21,7 @@
 //!    whose tasks wrote straight into the table in step 3, see `delta`).
 #![warn(missing_docs)]
 
+mod cache;
 pub mod committer;
 mod counts;
 mod delta;

@@ -34,4 +34,6 @@ pub(crate) struct Staged {
     pub(crate) quarantine_schema: Option<SchemaRef>,
     /// Delta: the output's and the quarantine's table versions when the run started.
     pub(crate) read_versions: (Option<u64>, Option<u64>),
+    /// Rows of each cached view.
+    pub(crate) cached_views: BTreeMap<String, u64>,
 }

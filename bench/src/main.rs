@@ -14,7 +14,12 @@
 //!   row-count checks), which shows what the guarantees cost;
 //! - `cluster-1` / `cluster-2`: `ember submit --wait` to an `ember scheduler` with one executor
 //!   (task slots = cores) or two (task slots = cores / 2 each), started fresh for every run and
-//!   not timed while starting; peak RSS is the sum of the scheduler's and executors' `VmHWM`.
+//!   not timed while starting; peak RSS is the sum of the scheduler's and executors' `VmHWM`;
+//! - `duckdb` / `duckdb-output-only`: DuckDB with the same rules and guarantees, and writing the
+//!   output only (see `duckdb_daily.rs`).
+//!
+//! After every run, DuckDB reads the peer's output back and computes its fingerprint (rows,
+//! sums, a hash of every row's date, product, name and net revenue): all peers must agree.
 //!
 //! `stream` times the streaming job against a plain Kafka consumer (see `stream.rs`).
 //! `flight-sql` loads the Flight SQL endpoint with concurrent clients (see `flight_sql.rs`).
@@ -23,6 +28,7 @@
 //! the same in one SQL pass (see `logs.rs`).
 
 mod cluster;
+mod duckdb_daily;
 mod flight_sql;
 mod generate;
 mod import;
@@ -146,8 +152,10 @@ enum Cmd {
 }
 
 const JOB: &str = "jobs/daily_revenue_by_product";
-const PEERS: [&str; 5] = [
+const PEERS: [&str; 7] = [
     "ember",
+    "duckdb",
+    "duckdb-output-only",
     "datafusion",
     "datafusion-output-only",
     "cluster-1",
@@ -239,27 +247,44 @@ struct Sample {
     #[serde(flatten)]
     cost: measure::Cost,
     rows_read: Option<u64>,
-    rows_written: u64,
+    /// The output's fingerprint read back by DuckDB (`duckdb_daily.rs`).
+    fingerprint: String,
 }
 
-/// One run of `peer`: its cost and the counts of the `_SUCCESS` report it left in `out`.
-fn sample(peer: &str, round: usize, cost: measure::Cost, out: &Path) -> Result<Sample, String> {
-    let report: RunReport = serde_json::from_slice(
-        &std::fs::read(out.join("_SUCCESS")).map_err(|e| format!("{peer}: no _SUCCESS: {e}"))?,
-    )
-    .map_err(|e| e.to_string())?;
+/// One run of `peer`: its cost, the rows read its `_SUCCESS` report says (DuckDB: what its
+/// script printed), and the fingerprint of the output it left in `out`.
+fn sample(
+    duck: &duckdb_daily::Duck,
+    peer: &str,
+    round: usize,
+    cost: measure::Cost,
+    out: &Path,
+    rows_read: Option<u64>,
+) -> Result<Sample, String> {
+    let rows_read = match rows_read {
+        Some(n) => Some(n),
+        None if peer.starts_with("duckdb") => None,
+        None => {
+            let report: RunReport = serde_json::from_slice(
+                &std::fs::read(out.join("_SUCCESS"))
+                    .map_err(|e| format!("{peer}: no _SUCCESS: {e}"))?,
+            )
+            .map_err(|e| e.to_string())?;
+            report.rows.read
+        }
+    };
+    let fingerprint = duck.fingerprint(out)?;
     eprintln!(
-        "round {round} {peer:<24} {:>7.2} s  peak RSS {:>6} MB  rows written {}",
+        "round {round} {peer:<24} {:>7.2} s  peak RSS {:>6} MB  output {fingerprint}",
         cost.seconds,
         cost.peak_rss_bytes / 1_000_000,
-        report.rows.written
     );
     Ok(Sample {
         peer: peer.to_string(),
         round,
         cost,
-        rows_read: report.rows.read,
-        rows_written: report.rows.written,
+        rows_read,
+        fingerprint,
     })
 }
 
@@ -301,6 +326,9 @@ fn daily_revenue(
         .map_err(|e| format!("{}: {e}", input.display()))?
         .len();
     let machine = machine::describe();
+    std::fs::create_dir_all(scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let duck = duckdb_daily::Duck::new(scratch)?;
+    let input = &std::fs::canonicalize(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let mut samples = Vec::new();
     for round in 1..=runs {
         for peer in peers {
@@ -310,7 +338,19 @@ fn daily_revenue(
             if let Some(executors) = peer.strip_prefix("cluster-") {
                 let executors: usize = executors.parse().map_err(|e| format!("{peer}: {e}"))?;
                 let cost = cluster::run(&ember, executors, machine.cores, input, &out)?;
-                samples.push(sample(peer, round, cost, &out)?);
+                samples.push(sample(&duck, peer, round, cost, &out, None)?);
+                let _ = std::fs::remove_dir_all(&out);
+                continue;
+            }
+            if let Some(mode) = peer.strip_prefix("duckdb") {
+                let mode = if mode.is_empty() {
+                    "full"
+                } else {
+                    "output-only"
+                };
+                let (cost, said) = duckdb_daily::run(duck.command(input, &out, mode), scratch)?;
+                let read = said.split_whitespace().next().and_then(|n| n.parse().ok());
+                samples.push(sample(&duck, peer, round, cost, &out, read)?);
                 let _ = std::fs::remove_dir_all(&out);
                 continue;
             }
@@ -333,13 +373,22 @@ fn daily_revenue(
             };
             cmd.stdout(std::process::Stdio::null());
             let cost = measure::run(cmd)?;
-            samples.push(sample(peer, round, cost, &out)?);
+            samples.push(sample(&duck, peer, round, cost, &out, None)?);
             let _ = std::fs::remove_dir_all(&out);
         }
     }
-    let written: Vec<u64> = samples.iter().map(|s| s.rows_written).collect();
-    if written.windows(2).any(|w| w[0] != w[1]) {
-        return Err(format!("peers disagree on rows written: {written:?}"));
+    if let Some(other) = samples
+        .iter()
+        .find(|s| s.fingerprint != samples[0].fingerprint)
+    {
+        return Err(format!(
+            "{} wrote another output than {}: {} != {}",
+            other.peer, samples[0].peer, other.fingerprint, samples[0].fingerprint
+        ));
+    }
+    let read: Vec<u64> = samples.iter().filter_map(|s| s.rows_read).collect();
+    if read.windows(2).any(|w| w[0] != w[1]) {
+        return Err(format!("peers disagree on rows read: {read:?}"));
     }
     let med = |peer: &str, f: &dyn Fn(&Sample) -> f64| {
         median(samples.iter().filter(|s| s.peer == peer).map(f).collect())
@@ -384,7 +433,7 @@ fn daily_revenue(
         "input": input.display().to_string(),
         "input_bytes": input_bytes,
         "rows_read": samples.first().and_then(|s| s.rows_read),
-        "rows_written": written.first(),
+        "output_fingerprint": samples.first().map(|s| s.fingerprint.clone()),
         "machine": machine,
         "samples": samples,
     });

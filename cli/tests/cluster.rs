@@ -152,6 +152,16 @@ fn two_executors_write_exactly_what_embedded_mode_writes() {
         (Some(541_909), 2, 280_451)
     );
     assert_eq!(report.engine, "ballista-cluster");
+    // The CSV is read and typed by one step (the cached view); the quarantine, the output and
+    // the counts read the cached rows, and the rows read come from the cache.
+    assert_eq!(report.cached_views.get("checked_sales"), Some(&541_909));
+    let steps: Vec<&str> = detail.steps.iter().map(|s| s.step.as_str()).collect();
+    assert!(
+        steps.contains(&"cache checked_sales")
+            && steps.contains(&"output")
+            && !steps.iter().any(|s| s.starts_with("count raw_sales")),
+        "{steps:?}"
+    );
     // Written by more than one task: each task attempt names its files with its own token.
     let files = data_files(&out);
     let data: Vec<&String> = files

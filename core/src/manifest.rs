@@ -17,6 +17,11 @@
 //! csv = { header = true, delimiter = ",", quote = '"', encoding = "utf-8" }
 //!
 //! [[view]]                      # named SQL, in order
+//! name = "checked_sales"
+//! sql = "checked_sales.sql"
+//! cache = true                  # computed once per run; later SQL reads the copy
+//!
+//! [[view]]
 //! name = "sales"
 //! sql = "sales.sql"
 //!
@@ -114,6 +119,8 @@ struct InputSection {
 struct ViewSection {
     name: Spanned<String>,
     sql: Spanned<String>,
+    #[serde(default)]
+    cache: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +361,12 @@ pub struct Job {
     pub inputs: Vec<Input>,
     /// Views, in manifest order.
     pub views: Vec<SqlFile>,
+    /// The views computed once per run (`cache = true`): their rows are written to the run's
+    /// staging folder as Parquet when the view is reached, and every later query reads that
+    /// copy (Spark's `persist(DISK_ONLY)`). A checked view that the quarantine, the output and
+    /// the counts all read is typed once instead of once per query.
+    #[serde(default)]
+    pub cached_views: Vec<String>,
     /// Where rejected rows go, if the job quarantines.
     pub quarantine: Option<Quarantine>,
     /// The output.
@@ -535,6 +548,12 @@ impl JobManifest {
             .iter()
             .map(|v| sql(v.name.get_ref(), &v.sql))
             .collect::<Result<Vec<_>>>()?;
+        let cached_views = f
+            .views
+            .iter()
+            .filter(|v| v.cache)
+            .map(|v| v.name.get_ref().clone())
+            .collect();
         let quarantine = match &f.quarantine {
             Some(q) => Some(Quarantine {
                 sql: sql("quarantine", &q.sql)?,
@@ -601,6 +620,7 @@ impl JobManifest {
             params,
             inputs,
             views,
+            cached_views,
             quarantine,
             output,
             checks,

@@ -103,6 +103,9 @@ pub struct RunReport {
     /// (or an earlier one) imported: where the next run starts (Sqoop's `--last-value`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub incremental: BTreeMap<String, ImportMark>,
+    /// Rows of each view computed once per run (`cache = true`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cached_views: BTreeMap<String, u64>,
 }
 
 /// The high-water mark of an incremental database input, committed with the output: the check
@@ -173,6 +176,9 @@ impl fmt::Display for RunReport {
                 };
                 writeln!(f, "               read {}{more}", names.join(", "))?;
             }
+        }
+        for (view, rows) in &self.cached_views {
+            writeln!(f, "  cached       {view} ({} rows)", thousands(*rows))?;
         }
         if let Some(read) = r.read {
             writeln!(f, "  rows read    {}", thousands(read))?;
