@@ -16,7 +16,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::prelude::SessionContext;
 use ember_core::manifest::OutputFormat;
 use ember_core::sink::Written;
 use ember_core::sql_file::SqlFile;
@@ -27,10 +27,8 @@ use crate::error::{Error, Result};
 /// How cached rows are written: they are read once or twice in the same run, so writing speed
 /// matters more than size. LZ4 instead of the session's zstd, and no dictionaries (interning
 /// every text value was a tenth of the daily job's profile).
-const CACHE_WRITE_OPTIONS: [(&str, &str); 2] = [
-    ("datafusion.execution.parquet.compression", "lz4_raw"),
-    ("datafusion.execution.parquet.dictionary_enabled", "false"),
-];
+const CACHE_WRITE_OPTIONS: [(&str, &str); 2] =
+    [("compression", "lz4_raw"), ("dictionary_enabled", "false")];
 
 /// What caching a view did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +60,14 @@ pub(crate) async fn cache_view(
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let url = format!("{}{}/", committer.staging_url(Area::Cache), sql.name);
     let context = || format!("caching view `{}`", sql.name);
-    let written = with_options(ctx, &CACHE_WRITE_OPTIONS, write_parquet(ctx, df, &url))
-        .await
-        .map_err(|e| Error::execution(context(), e))?;
+    let settings = CACHE_WRITE_OPTIONS
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let written =
+        ember_core::sink::write_with(ctx, df, &url, Vec::new(), OutputFormat::Parquet, settings)
+            .await
+            .map_err(|e| Error::execution(context(), e))?;
     if written.paths.is_empty() {
         // No row: the view stays a view (nothing to read twice).
         ctx.register_table(sql.name.as_str(), Arc::new(ViewTable::new(plan, None)))
@@ -83,48 +86,6 @@ pub(crate) async fn cache_view(
         rows: written.rows,
         one_row_per_row_of,
     })
-}
-
-async fn write_parquet(
-    ctx: &SessionContext,
-    df: DataFrame,
-    url: &str,
-) -> datafusion::error::Result<Written> {
-    ember_core::sink::write(ctx, df, url, Vec::new(), OutputFormat::Parquet).await
-}
-
-/// Runs `work` with the session options `set` (key, value), then puts the old values back
-/// (the runner's steps run one at a time on their session).
-async fn with_options<T>(
-    ctx: &SessionContext,
-    set: &[(&str, &str)],
-    work: impl std::future::Future<Output = datafusion::error::Result<T>>,
-) -> datafusion::error::Result<T> {
-    let apply = |pairs: &[(String, String)]| -> datafusion::error::Result<()> {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let options = state.config_mut().options_mut();
-        for (key, value) in pairs {
-            options.set(key, value)?;
-        }
-        Ok(())
-    };
-    let current = ctx.state().config().options().entries();
-    let before: Vec<(String, String)> = set
-        .iter()
-        .filter_map(|(key, _)| {
-            let entry = current.iter().find(|e| e.key == *key)?;
-            Some((key.to_string(), entry.value.clone()?))
-        })
-        .collect();
-    let after: Vec<(String, String)> = set
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    apply(&after)?;
-    let result = work.await;
-    apply(&before)?;
-    result
 }
 
 /// Registers the Parquet files a write reported (`written.paths`, relative to `url`) as table

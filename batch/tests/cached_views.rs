@@ -193,3 +193,77 @@ async fn output_rows(out: &Path) -> Vec<String> {
     }
     rows
 }
+
+/// (compression, dictionary-encoded) of every column chunk of the files a write reported.
+fn column_chunks(dir: &Path, written: &ember_core::sink::Written) -> Vec<(String, bool)> {
+    use datafusion::parquet::basic::Encoding;
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut chunks = Vec::new();
+    for path in &written.paths {
+        let file = std::fs::File::open(dir.join(path)).expect("a written file");
+        let reader = SerializedFileReader::new(file).expect("a Parquet file");
+        for group in reader.metadata().row_groups() {
+            for column in group.columns() {
+                let dictionary = column
+                    .encodings()
+                    .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY));
+                chunks.push((format!("{:?}", column.compression()), dictionary));
+            }
+        }
+    }
+    chunks
+}
+
+#[test]
+fn parquet_settings_of_a_write_travel_to_the_executors() {
+    // The cache's writer settings are part of the plan: Ballista's executors build their tasks'
+    // session from the job, not from the client's session, so a session setting would not
+    // reach them (it did not: the first cache was written with the session's zstd).
+    ember_core::threads::block_on(async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ctx = SessionBuilder::new(Codecs::ember())
+            .with_parallelism(2)
+            .standalone()
+            .await
+            .expect("session");
+        let rows = "SELECT * FROM (VALUES ('a', 1), ('a', 2), ('b', 3)) t(x, n)";
+        let write = |dir: &str, settings: Vec<(String, String)>| {
+            let ctx = ctx.clone();
+            let url = format!("{}/", tmp.path().join(dir).display());
+            async move {
+                let df = ctx.sql(rows).await.expect("plan");
+                ember_core::sink::write_with(
+                    &ctx,
+                    df,
+                    &url,
+                    Vec::new(),
+                    ember_core::manifest::OutputFormat::Parquet,
+                    settings,
+                )
+                .await
+                .expect("write")
+            }
+        };
+        let plain = write("plain", Vec::new()).await;
+        let fast = write(
+            "fast",
+            vec![
+                ("compression".into(), "lz4_raw".into()),
+                ("dictionary_enabled".into(), "false".into()),
+            ],
+        )
+        .await;
+        assert_eq!(fast.rows, 3);
+        let plain = column_chunks(&tmp.path().join("plain"), &plain);
+        let fast = column_chunks(&tmp.path().join("fast"), &fast);
+        assert!(!plain.is_empty() && !fast.is_empty());
+        assert!(
+            plain.iter().all(|(c, d)| c.starts_with("ZSTD") && *d),
+            "the session's settings: {plain:?}"
+        );
+        assert!(
+            fast.iter().all(|(c, d)| c == "LZ4_RAW" && !*d),
+            "the write's own settings: {fast:?}"
+        );
+    })
+}

@@ -37,7 +37,9 @@ typed AS (SELECT *,
     nullif(trim(Country), '') AS country_name,
     nullif(trim(Description), '') AS name
   FROM raw)
-SELECT *, CASE
+SELECT InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country,
+  order_id, order_ts, product_id, qty, price, customer_id, country_name, name,
+  CASE
     WHEN product_id IS NULL THEN 'missing_product_id'
     WHEN quantity_text IS NULL THEN 'missing_quantity'
     WHEN qty IS NULL THEN 'quantity_not_integer'

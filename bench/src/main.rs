@@ -224,8 +224,10 @@ fn run_local(input: &Path, output: &Path, output_only: bool) -> Result<(), Strin
         .map_err(|e| e.to_string())?;
     let mut job = manifest.resolve(params).map_err(|e| e.to_string())?;
     if output_only {
+        // The output alone, its view typed within the output's own scan.
         job.quarantine = None;
         job.checks = None;
+        job.cached_views.clear();
     }
     let runtime = ember_core::threads::tokio_runtime().map_err(|e| e.to_string())?;
     runtime.block_on(async {

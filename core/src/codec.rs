@@ -238,6 +238,8 @@ struct SinkSpec {
     partition_by: Vec<String>,
     #[serde(default)]
     format: OutputFormat,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    parquet: Vec<(String, String)>,
 }
 
 fn encode_json<T: Serialize>(tag: CodecTag, value: &T, buf: &mut Vec<u8>) -> Result<()> {
@@ -279,7 +281,8 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
                     spec.url,
                     spec.partition_by,
                     spec.format,
-                )?;
+                )?
+                .with_parquet(spec.parquet);
                 Ok(Extension {
                     node: Arc::new(node),
                 })
@@ -297,6 +300,7 @@ impl LogicalExtensionCodec for EmberLogicalCodec {
                 url: sink.url.clone(),
                 partition_by: sink.partition_by.clone(),
                 format: sink.format,
+                parquet: sink.parquet.clone(),
             };
             return encode_json(CodecTag::ParquetSink, &spec, buf);
         }
@@ -417,12 +421,15 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                         inputs.len()
                     );
                 };
-                Ok(Arc::new(ParquetSinkExec::try_new(
-                    Arc::clone(input),
-                    spec.url,
-                    spec.partition_by,
-                    spec.format,
-                )?))
+                Ok(Arc::new(
+                    ParquetSinkExec::try_new(
+                        Arc::clone(input),
+                        spec.url,
+                        spec.partition_by,
+                        spec.format,
+                    )?
+                    .with_parquet(spec.parquet),
+                ))
             }
             Some((&tag, rest)) if tag == CodecTag::Ballista.byte() => {
                 self.inner.try_decode(rest, inputs, ctx, proto_converter)
@@ -443,6 +450,7 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
                 url: sink.url().to_string(),
                 partition_by: sink.partition_by().to_vec(),
                 format: sink.format(),
+                parquet: sink.parquet().to_vec(),
             };
             return encode_json(CodecTag::ParquetSink, &spec, buf);
         }

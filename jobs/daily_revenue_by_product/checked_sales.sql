@@ -28,7 +28,8 @@ WITH typed AS (
     FROM raw_sales
 )
 SELECT
-    *,
+    InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country,
+    order_id, order_ts, product_id, quantity, unit_price, customer_id, country, description,
     CASE
         WHEN product_id IS NULL THEN 'missing_product_id'
         WHEN quantity_text IS NULL THEN 'missing_quantity'

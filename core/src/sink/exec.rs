@@ -54,6 +54,8 @@ pub struct ParquetSinkExec {
     url: String,
     partition_by: Vec<String>,
     format: OutputFormat,
+    /// Parquet writer settings over the task's session (`ParquetSinkNode::parquet`).
+    parquet: Vec<(String, String)>,
     properties: Arc<PlanProperties>,
 }
 
@@ -94,8 +96,21 @@ impl ParquetSinkExec {
             url,
             partition_by,
             format,
+            parquet: Vec::new(),
             properties,
         })
+    }
+
+    /// The sink with Parquet writer settings over the task's session (see
+    /// `ParquetSinkNode::parquet`).
+    pub fn with_parquet(mut self, parquet: Vec<(String, String)>) -> Self {
+        self.parquet = parquet;
+        self
+    }
+
+    /// The Parquet writer settings over the task's session.
+    pub fn parquet(&self) -> &[(String, String)] {
+        &self.parquet
     }
 
     /// What the files make: plain Parquet or a Delta table's data files.
@@ -198,12 +213,15 @@ impl ExecutionPlan for ParquetSinkExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match children.pop() {
-            Some(input) if children.is_empty() => Ok(Arc::new(Self::try_new(
-                input,
-                self.url.clone(),
-                self.partition_by.clone(),
-                self.format,
-            )?)),
+            Some(input) if children.is_empty() => Ok(Arc::new(
+                Self::try_new(
+                    input,
+                    self.url.clone(),
+                    self.partition_by.clone(),
+                    self.format,
+                )?
+                .with_parquet(self.parquet.clone()),
+            )),
             _ => internal_err!("ParquetSinkExec takes exactly one child"),
         }
     }
@@ -225,6 +243,9 @@ impl ExecutionPlan for ParquetSinkExec {
         // schema embedded in the files as DataFusion's own sink does.
         let mut options = TableParquetOptions::default();
         options.global = context.session_config().options().execution.parquet.clone();
+        for (key, value) in &self.parquet {
+            datafusion::config::ConfigField::set(&mut options, key, value)?;
+        }
         if !options.global.skip_arrow_metadata {
             options.arrow_schema(&data_schema);
         }

@@ -38,4 +38,4 @@ mod write;
 pub use exec::ParquetSinkExec;
 pub use node::{ParquetSinkNode, sink_schema};
 pub use planner::{EmberQueryPlanner, SinkPlanner};
-pub use write::{Written, write};
+pub use write::{Written, write, write_with};

@@ -48,10 +48,20 @@ pub struct ParquetSinkNode {
     pub partition_by: Vec<String>,
     /// Plain Parquet (into a staging folder) or a Delta table's data files (into the table).
     pub format: OutputFormat,
+    /// Parquet writer settings over the session's, as (key, value) of
+    /// `datafusion.execution.parquet` without the prefix (`compression` = `lz4_raw`). They
+    /// travel with the plan: a Ballista executor's tasks do not see the client's session.
+    pub parquet: Vec<(String, String)>,
     schema: DFSchemaRef,
 }
 
 impl ParquetSinkNode {
+    /// The node with Parquet writer settings over the session's (see [`Self::parquet`]).
+    pub fn with_parquet(mut self, parquet: Vec<(String, String)>) -> Self {
+        self.parquet = parquet;
+        self
+    }
+
     /// A sink for `input`.
     ///
     /// # Errors
@@ -75,6 +85,7 @@ impl ParquetSinkNode {
             url,
             partition_by,
             format,
+            parquet: Vec::new(),
             schema,
         })
     }
@@ -128,7 +139,8 @@ impl UserDefinedLogicalNodeCore for ParquetSinkNode {
                 self.url.clone(),
                 self.partition_by.clone(),
                 self.format,
-            ),
+            )
+            .map(|node| node.with_parquet(self.parquet.clone())),
             _ => plan_err!("ParquetSink takes exactly one input"),
         }
     }

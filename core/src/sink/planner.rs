@@ -33,12 +33,15 @@ impl ExtensionPlanner for SinkPlanner {
         let [input] = physical_inputs else {
             return datafusion::common::internal_err!("ParquetSink takes exactly one input");
         };
-        Ok(Some(Arc::new(ParquetSinkExec::try_new(
-            Arc::clone(input),
-            sink.url.clone(),
-            sink.partition_by.clone(),
-            sink.format,
-        )?)))
+        Ok(Some(Arc::new(
+            ParquetSinkExec::try_new(
+                Arc::clone(input),
+                sink.url.clone(),
+                sink.partition_by.clone(),
+                sink.format,
+            )?
+            .with_parquet(sink.parquet.clone()),
+        )))
     }
 }
 

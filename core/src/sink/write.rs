@@ -35,8 +35,26 @@ pub async fn write(
     partition_by: Vec<String>,
     format: OutputFormat,
 ) -> datafusion::error::Result<Written> {
+    write_with(ctx, df, url, partition_by, format, Vec::new()).await
+}
+
+/// [`write`] with Parquet writer settings over the session's, as (key, value) of
+/// `datafusion.execution.parquet` without the prefix (`("compression", "lz4_raw")`); they
+/// travel with the plan to the executors.
+///
+/// # Errors
+/// As [`write`]; a setting DataFusion does not know fails the tasks.
+pub async fn write_with(
+    ctx: &SessionContext,
+    df: DataFrame,
+    url: &str,
+    partition_by: Vec<String>,
+    format: OutputFormat,
+    parquet: Vec<(String, String)>,
+) -> datafusion::error::Result<Written> {
     let (_, plan) = df.into_parts();
-    let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by, format)?;
+    let sink = ParquetSinkNode::try_new(plan, url.to_string(), partition_by, format)?
+        .with_parquet(parquet);
     let plan = LogicalPlan::Extension(Extension {
         node: Arc::new(sink),
     });
