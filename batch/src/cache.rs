@@ -24,11 +24,12 @@ use ember_core::sql_file::SqlFile;
 use crate::committer::{Area, Committer};
 use crate::error::{Error, Result};
 
-/// How cached rows are written: they are read once or twice in the same run, so writing speed
-/// matters more than size. LZ4 instead of the session's zstd, and no dictionaries (interning
-/// every text value was a tenth of the daily job's profile).
+/// How cached rows are written (Parquet writer settings over the session's, carried by the
+/// plan to the executors): they are read once or twice in the same run, so writing speed
+/// matters more than size. LZ4 instead of the session's zstd; dictionaries stay on (without
+/// them the files were larger and the 10 M-row daily job took 22.2 s instead of 19.9-20.7 s).
 const CACHE_WRITE_OPTIONS: [(&str, &str); 2] =
-    [("compression", "lz4_raw"), ("dictionary_enabled", "false")];
+    [("compression", "lz4_raw"), ("dictionary_enabled", "true")];
 
 /// What caching a view did.
 #[derive(Debug, Clone, PartialEq, Eq)]
