@@ -14,7 +14,6 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use ember_core::manifest::OutputFormat;
@@ -113,9 +112,7 @@ pub(crate) fn register_written(
         .with_schema(schema);
     let table = ListingTable::try_new(config)?;
     ctx.deregister_table(name)?;
-    ctx.register_table(name, Arc::new(table))
-        .map(|_| ())
-        .map_err(|e: DataFusionError| e)
+    ctx.register_table(name, Arc::new(table)).map(|_| ())
 }
 
 /// The table a plan reads one row of output per row of, if the plan shows it: only

@@ -12,8 +12,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::measure;
-
 /// `duck.py INPUT OUT THREADS MODE` (MODE `full` or `output-only`) prints
 /// `read valid quarantined` (full) or nothing.
 const SCRIPT: &str = r#"
@@ -170,18 +168,4 @@ impl Duck {
         }
         Ok(String::from_utf8_lossy(&said.stdout).trim().to_string())
     }
-}
-
-/// Runs `command`, its stdout captured: its cost and what it printed.
-///
-/// # Errors
-/// The command fails.
-pub fn run(mut command: Command, scratch: &Path) -> Result<(measure::Cost, String), String> {
-    let file = scratch.join("duck_stdout.txt");
-    command.stdout(std::fs::File::create(&file).map_err(|e| e.to_string())?);
-    let cost = measure::run(command)?;
-    Ok((
-        cost,
-        std::fs::read_to_string(&file).map_err(|e| e.to_string())?,
-    ))
 }

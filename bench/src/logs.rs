@@ -53,16 +53,6 @@ fn copy_folder(from: &Path, to: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `command` with its stdout in `file`; its cost and that stdout.
-fn run_capturing(mut command: Command, file: &Path) -> Result<(measure::Cost, String), String> {
-    command.stdout(std::fs::File::create(file).map_err(|e| e.to_string())?);
-    let cost = measure::run(command)?;
-    Ok((
-        cost,
-        std::fs::read_to_string(file).map_err(|e| e.to_string())?,
-    ))
-}
-
 /// Runs the benchmark; prints a Markdown table and writes JSON to `json`.
 ///
 /// # Errors
@@ -101,7 +91,7 @@ pub fn run(ember: &Path, lines: u64, runs: usize, json: &Path) -> Result<(), Str
         let _ = std::fs::remove_dir_all(&out);
         let mut c = Command::new(&python);
         c.arg(&script).arg(&pristine).arg(&out).arg("2");
-        let (cost, said) = run_capturing(c, &dir.join("duck.txt"))?;
+        let (cost, said) = measure::run_capturing(c, &dir.join("duck.txt"))?;
         let counts: Vec<u64> = said
             .split_whitespace()
             .filter_map(|n| n.parse().ok())
@@ -122,7 +112,7 @@ pub fn run(ember: &Path, lines: u64, runs: usize, json: &Path) -> Result<(), Str
                 .args(["--set", &format!("output={}", out.display())])
                 .args(["--set", "trigger=available-now"])
                 .args(["--set", &format!("max_files={max_files}")]);
-            let (cost, said) = run_capturing(c, &dir.join("ember.json"))?;
+            let (cost, said) = measure::run_capturing(c, &dir.join("ember.json"))?;
             let report: serde_json::Value =
                 serde_json::from_str(&said).map_err(|e| format!("{peer}: {e}: {said}"))?;
             let written = report["rows_written"].as_u64().unwrap_or(0);

@@ -350,7 +350,10 @@ fn daily_revenue(
                 } else {
                     "output-only"
                 };
-                let (cost, said) = duckdb_daily::run(duck.command(input, &out, mode), scratch)?;
+                let (cost, said) = measure::run_capturing(
+                    duck.command(input, &out, mode),
+                    &scratch.join("duck_stdout.txt"),
+                )?;
                 let read = said.split_whitespace().next().and_then(|n| n.parse().ok());
                 samples.push(sample(&duck, peer, round, cost, &out, read)?);
                 let _ = std::fs::remove_dir_all(&out);

@@ -46,3 +46,19 @@ pub fn run(mut command: Command) -> Result<Cost, String> {
         peak_rss_bytes,
     })
 }
+
+/// Runs `command` with its stdout in `file`: its cost and what it printed.
+///
+/// # Errors
+/// As [`run`], and when `file` cannot be written or read.
+pub fn run_capturing(
+    mut command: Command,
+    file: &std::path::Path,
+) -> Result<(Cost, String), String> {
+    command.stdout(std::fs::File::create(file).map_err(|e| e.to_string())?);
+    let cost = run(command)?;
+    Ok((
+        cost,
+        std::fs::read_to_string(file).map_err(|e| e.to_string())?,
+    ))
+}
