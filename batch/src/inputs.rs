@@ -31,11 +31,12 @@ use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, ident, lit};
 use datafusion::prelude::SessionContext;
 use std::collections::BTreeMap;
 
-use ember_core::manifest::{DatabaseInput, Input, InputFormat};
+use ember_core::csv::{CsvFile, CsvSpec, CsvTable};
+use ember_core::manifest::{DatabaseInput, Input, InputFormat, OnMalformed};
 use ember_core::report::ImportMark;
 use encoding_rs::Encoding;
 use futures::TryStreamExt;
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStoreExt};
 
 use crate::committer::{Area, Committer};
 use crate::error::{Error, Result};
@@ -51,6 +52,7 @@ pub(crate) async fn register_all(
     inputs: &[Input],
     committer: &Committer,
     previous: &BTreeMap<String, ImportMark>,
+    reading: &CsvReading,
     name_step: &(dyn Fn(&str) + Sync),
 ) -> Result<(Vec<InputSummary>, BTreeMap<String, ImportMark>)> {
     let mut summaries = Vec::with_capacity(inputs.len());
@@ -66,7 +68,7 @@ pub(crate) async fn register_all(
                     marks.insert(input.name.clone(), mark);
                 }
             }
-            None => summaries.push(register(ctx, input, committer).await?),
+            None => summaries.push(register(ctx, input, committer, reading).await?),
         }
     }
     for input in inputs.iter().filter(|i| !i.unique_key.is_empty()) {
@@ -74,6 +76,17 @@ pub(crate) async fn register_all(
         check_unique_key(ctx, input).await?;
     }
     Ok((summaries, marks))
+}
+
+/// How a run reads its CSV inputs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CsvReading {
+    /// Files are split into byte ranges (else one task per file: the run's second attempt
+    /// when a quoted field spanned a range's start).
+    pub split: bool,
+    /// Some SQL of the job reads `_corrupt_record`, so malformed lines can be rows (else
+    /// they fail the run whatever `on_malformed` says: nothing would quarantine them).
+    pub routes_malformed: bool,
 }
 
 /// A database input, imported as Sqoop does: its rows (those after `previous` for an
@@ -173,6 +186,7 @@ async fn register(
     ctx: &SessionContext,
     input: &Input,
     committer: &Committer,
+    reading: &CsvReading,
 ) -> Result<InputSummary> {
     let mut summary = InputSummary {
         name: input.name.clone(),
@@ -208,16 +222,30 @@ async fn register(
                 )
             })?;
             let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
-            if decode.is_none() && format == InputFormat::Csv {
-                (listed, format)
+            let csv_files = if decode.is_none() && format == InputFormat::Csv {
+                listed
+                    .iter()
+                    .zip(&files)
+                    .map(|(url, meta)| CsvFile {
+                        url: url.to_string(),
+                        name: url.to_string(),
+                        size: meta.size,
+                    })
+                    .collect()
             } else {
                 summary.reencoded_from = decode.map(|e| e.name().to_string());
                 let gzip = format == InputFormat::CsvGz;
-                (
-                    vec![prepare(ctx, input, &files, gzip, decode, committer).await?],
-                    InputFormat::Csv,
-                )
+                prepare(ctx, input, &files, &listed, gzip, decode, committer).await?
+            };
+            if input.partition_columns.is_empty() {
+                register_csv(ctx, input, csv_files, reading).await?;
+                return Ok(summary);
             }
+            let urls = csv_files
+                .iter()
+                .map(|f| ListingTableUrl::parse(&f.url).map_err(|e| df_error(input, e)))
+                .collect::<Result<Vec<_>>>()?;
+            (urls, InputFormat::Csv)
         }
     };
     let state = ctx.state();
@@ -285,9 +313,46 @@ async fn register(
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
-    ctx.register_table(input.name.as_str(), Arc::new(table))
-        .map_err(|e| df_error(input, e))?;
+    register_with_row_columns(ctx, input, Arc::new(table))?;
     Ok(summary)
+}
+
+/// Registers `table` (a Parquet input, or a CSV folder with partition columns, read by
+/// DataFusion) under the input's name with the columns every CSV input has, so that a job
+/// reads any of its file inputs with the same SQL: `_file`, `_line`, `_corrupt_record`,
+/// `_corrupt_reason`, all NULL here (DataFusion's readers do not give a row's file or line,
+/// and fail on a broken line rather than make it a row). A view, which travels to Ballista
+/// as its plan.
+fn register_with_row_columns(
+    ctx: &SessionContext,
+    input: &Input,
+    table: Arc<dyn datafusion::datasource::TableProvider>,
+) -> Result<()> {
+    use ember_core::csv::{CORRUPT_REASON_COLUMN, CORRUPT_RECORD_COLUMN, FILE_COLUMN, LINE_COLUMN};
+    let schema = table.schema();
+    let mut columns: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| ident(f.name().as_str()))
+        .collect();
+    for (name, data_type) in [
+        (FILE_COLUMN, DataType::Utf8),
+        (LINE_COLUMN, DataType::Int64),
+        (CORRUPT_RECORD_COLUMN, DataType::Utf8),
+        (CORRUPT_REASON_COLUMN, DataType::Utf8),
+    ] {
+        if schema.field_with_name(name).is_err() {
+            columns.push(cast(lit(ScalarValue::Null), data_type).alias(name));
+        }
+    }
+    let source = datafusion::datasource::provider_as_source(table);
+    let plan = LogicalPlanBuilder::scan(format!("{}_files", input.name), source, None)
+        .and_then(|b| b.project(columns))
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(|e| df_error(input, e))?;
+    ctx.register_table(input.name.as_str(), Arc::new(ViewTable::new(plan, None)))
+        .map_err(|e| df_error(input, e))?;
+    Ok(())
 }
 
 fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
@@ -412,15 +477,16 @@ fn listed_urls(input: &Input, files: &[ObjectMeta]) -> Result<Vec<ListingTableUr
 }
 
 /// Writes every file as plain UTF-8 CSV into `<staging>/inputs/<name>/` (see [`transcode`])
-/// and returns that folder.
+/// and returns the written files, each named by the file it comes from (`listed`).
 async fn prepare(
     ctx: &SessionContext,
     input: &Input,
     files: &[ObjectMeta],
+    listed: &[ListingTableUrl],
     gzip: bool,
     encoding: Option<&'static Encoding>,
     committer: &Committer,
-) -> Result<ListingTableUrl> {
+) -> Result<Vec<CsvFile>> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
     let store = ctx
         .runtime_env()
@@ -430,8 +496,11 @@ async fn prepare(
         .staging_path(Area::Inputs)
         .join(input.name.as_str());
     let mut replaced = 0;
-    for (i, meta) in files.iter().enumerate() {
-        let to = folder.clone().join(format!("part-{i:05}.csv"));
+    let mut written = Vec::with_capacity(files.len());
+    let staged = format!("{}{}/", committer.staging_url(Area::Inputs), input.name);
+    for (i, (meta, from)) in files.iter().zip(listed).enumerate() {
+        let file_name = format!("part-{i:05}.csv");
+        let to = folder.clone().join(file_name.as_str());
         // Read from the input's store, write to the staging folder's (they differ for a local
         // input and an `hdfs://` output).
         replaced += transcode::to_utf8(
@@ -444,12 +513,77 @@ async fn prepare(
         )
         .await
         .map_err(|m| input_error(input, m))?;
+        let size = committer
+            .store()
+            .head(&to)
+            .await
+            .map_err(|e| input_error(input, format!("staged copy {to}: {e}")))?
+            .size;
+        written.push(CsvFile {
+            url: format!("{staged}{file_name}"),
+            name: from.to_string(),
+            size,
+        });
     }
     if replaced > 0 {
         tracing::warn!(input = %input.name, replaced, "malformed byte sequences replaced with U+FFFD while re-encoding");
     }
-    let staged = format!("{}{}/", committer.staging_url(Area::Inputs), input.name);
-    ListingTableUrl::parse(staged).map_err(|e| df_error(input, e))
+    Ok(written)
+}
+
+/// Registers a CSV input (no partition columns) as Ember's [`CsvTable`]: its column names from
+/// `columns` or the first file's header, checked against the header's count.
+async fn register_csv(
+    ctx: &SessionContext,
+    input: &Input,
+    files: Vec<CsvFile>,
+    reading: &CsvReading,
+) -> Result<()> {
+    let first = files.first().ok_or_else(|| input_error(input, "no file"))?;
+    let (store_url, location) =
+        ember_core::csv::locate(&first.url).map_err(|e| df_error(input, e))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(&store_url)
+        .map_err(|e| df_error(input, e))?;
+    let found = ember_core::csv::column_names(&store, &location, first.size, &input.csv)
+        .await
+        .map_err(|e| {
+            input_error(
+                input,
+                format!(
+                    "{}: {}",
+                    first.name,
+                    ember_core::error::one_line(&e.strip_backtrace())
+                ),
+            )
+        })?;
+    let columns = if input.columns.is_empty() {
+        found
+    } else if input.columns.len() == found.len() {
+        input.columns.clone()
+    } else {
+        return Err(input_error(
+            input,
+            format!(
+                "`columns` names {} columns but the file has {}",
+                input.columns.len(),
+                found.len()
+            ),
+        ));
+    };
+    let spec = CsvSpec {
+        input: input.name.clone(),
+        files,
+        columns,
+        options: input.csv.clone(),
+        split: reading.split,
+        malformed_rows: input.csv.malformed() == OnMalformed::Quarantine
+            && reading.routes_malformed,
+    };
+    ctx.register_table(input.name.as_str(), Arc::new(CsvTable::new(spec)))
+        .map_err(|e| df_error(input, e))?;
+    Ok(())
 }
 
 /// An absent optional input: a view with the declared columns and no rows. A view (not an
@@ -549,7 +683,13 @@ mod tests {
         let out = tmp.path().join("out");
         let committer =
             Committer::new(&ctx, &out.display().to_string(), "run-1").expect("committer");
-        let summary = register(&ctx, &input, &committer).await.expect("register");
+        let reading = CsvReading {
+            split: true,
+            routes_malformed: false,
+        };
+        let summary = register(&ctx, &input, &committer, &reading)
+            .await
+            .expect("register");
         let names: Vec<&str> = summary
             .read
             .iter()

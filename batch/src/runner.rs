@@ -116,7 +116,29 @@ async fn run_locked(
     clock: Instant,
 ) -> Result<RunReport> {
     let run_id = committer.run_id().to_string();
-    let result = execute(ctx, job, committer).await;
+    let mut result = execute(ctx, job, committer, true).await;
+    let split_error = match &result {
+        Err(e) if e.to_string().contains(ember_core::csv::SPLIT_INSIDE_QUOTES) => {
+            Some(e.to_string())
+        }
+        _ => None,
+    };
+    let whole_files = split_error.is_some();
+    if let Some(error) = split_error {
+        // A quoted line end fell on a byte range's start: read every CSV file in one task.
+        tracing::warn!(%error, "reading the CSV inputs again with one task per file");
+        committer.cleanup().await?;
+        for name in job
+            .inputs
+            .iter()
+            .map(|i| &i.name)
+            .chain(job.views.iter().map(|v| &v.name))
+        {
+            ctx.deregister_table(name.as_str())
+                .map_err(|e| Error::execution(format!("forgetting table `{name}`"), e))?;
+        }
+        result = execute(ctx, job, committer, false).await;
+    }
     let mut staged = match result {
         Ok(staged) => staged,
         Err(e) => {
@@ -149,6 +171,7 @@ async fn run_locked(
         quarantine_version: None,
         incremental: staged.marks.clone(),
         cached_views: staged.cached_views.clone(),
+        csv_read_whole_files: whole_files,
     };
     let exported = match (&job.output.database, staged.export.take()) {
         (Some(db), Some(df)) => {
@@ -193,6 +216,18 @@ async fn run_locked(
             Err(e)
         }
     }
+}
+
+/// Whether some SQL of the job (a view, the quarantine, the output) names `_corrupt_record`,
+/// the column that carries malformed CSV lines.
+fn reads_corrupt_record(job: &Job) -> bool {
+    let column = ember_core::csv::CORRUPT_RECORD_COLUMN;
+    job.views.iter().any(|v| v.text.contains(column))
+        || job
+            .quarantine
+            .as_ref()
+            .is_some_and(|q| q.sql.text.contains(column))
+        || job.output.sql.text.contains(column)
 }
 
 fn fill(report: &mut RunReport, summary: &committer::CommitSummary, clock: Instant) {
@@ -253,7 +288,14 @@ async fn previous_marks(job: &Job, committer: &Committer) -> Result<BTreeMap<Str
     Ok(report.incremental)
 }
 
-async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Result<Staged> {
+/// Runs the job's queries into the staging folder. `split`: CSV files are read in byte ranges
+/// (else one task per file).
+async fn execute(
+    ctx: &SessionContext,
+    job: &Job,
+    committer: &Committer,
+    split: bool,
+) -> Result<Staged> {
     let step = |label: &str| name_step(ctx, &job.name, committer.run_id(), label);
     // Delta: the versions this run starts from, before it reads anything.
     let read_versions = match job.output.format {
@@ -272,8 +314,13 @@ async fn execute(ctx: &SessionContext, job: &Job, committer: &Committer) -> Resu
         }
     };
     let previous = previous_marks(job, committer).await?;
+    let reading = crate::inputs::CsvReading {
+        split,
+        routes_malformed: reads_corrupt_record(job),
+    };
     let (inputs, marks) =
-        crate::inputs::register_all(ctx, &job.inputs, committer, &previous, &step).await?;
+        crate::inputs::register_all(ctx, &job.inputs, committer, &previous, &reading, &step)
+            .await?;
     // Row counts known without counting: cached views, and tables a cached view has one row
     // per row of.
     let mut known_rows = BTreeMap::new();

@@ -323,17 +323,26 @@ fn a_failed_run_leaves_the_previous_output_untouched() {
         let before = tree(&output);
         let success_before = std::fs::read(output.join("_SUCCESS")).expect("_SUCCESS");
 
-        // Fails while executing (a line with 9 fields), after staging has started.
+        // Fails while executing (a line with 9 fields and on_malformed = "fail"), after
+        // staging has started.
         let broken = write(
             tmp.path(),
             "broken.csv",
             format!("{HEADER}4001,A,Apple,1,2011-01-01 10:00:00,1.00,,UK\n4002,A,Apple,1,2011-01-01 10:00:00,1.00,,UK,extra\n").as_bytes(),
         );
-        let err = run_daily_revenue(&[("input", broken), ("output", out.clone())])
-            .await
-            .expect_err("broken csv");
+        let err = run_daily_revenue(&[
+            ("input", broken),
+            ("output", out.clone()),
+            ("on_malformed", "fail".into()),
+        ])
+        .await
+        .expect_err("broken csv");
         assert!(
-            err.to_string().contains("incorrect number of fields"),
+            err.to_string().contains(
+                "malformed CSV line 3 of file:///"
+            ) && err.to_string().contains(
+                "broken.csv: too many fields (9, expected 8): `4002,A,Apple,1,2011-01-01 10:00:00,1.00,,UK,extra` (on_malformed = fail)"
+            ),
             "{err}"
         );
         // Fails before anything runs: the input does not exist.

@@ -47,19 +47,35 @@ fn stderr(out: &Output) -> String {
 
 /// `ember submit --wait --format json`; the job's final detail and the exit code.
 fn submit_wait(cluster: &EmberCluster, input: &str, output: &str) -> (JobDetail, Option<i32>) {
-    let out = ember(&[
+    submit_wait_with(cluster, input, output, &[])
+}
+
+/// [`submit_wait`] with more `--set name=value` settings.
+fn submit_wait_with(
+    cluster: &EmberCluster,
+    input: &str,
+    output: &str,
+    settings: &[&str],
+) -> (JobDetail, Option<i32>) {
+    let input = format!("input={input}");
+    let output = format!("output={output}");
+    let mut args = vec![
         "submit",
         JOB,
         "--scheduler",
         cluster.address(),
         "--set",
-        &format!("input={input}"),
+        &input,
         "--set",
-        &format!("output={output}"),
+        &output,
         "--wait",
         "--format",
         "json",
-    ]);
+    ];
+    for setting in settings {
+        args.extend(["--set", setting]);
+    }
+    let out = ember(&args);
     let detail: JobDetail = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "submit --wait printed no job ({e}): {}\n{}",
@@ -432,7 +448,8 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
         "{message}"
     );
 
-    // A job that fails on an executor: a CSV line with too many fields.
+    // A job that fails on an executor: a CSV line with too many fields, and
+    // on_malformed = fail.
     let cluster = EmberCluster::start(bin(), 1, &ClusterOptions::default()).expect("cluster");
     let tmp = tempfile::tempdir().expect("tempdir");
     let header =
@@ -440,10 +457,11 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
     let broken = tmp.path().join("broken.csv");
     std::fs::write(&broken, format!("{header}1,A,Apple,1,2011-01-01 10:00:00,1.00,,UK\n2,A,Apple,1,2011-01-01 10:00:00,1.00,,UK,extra\n")).expect("write");
     let out_dir = tmp.path().join("out");
-    let (detail, code) = submit_wait(
+    let (detail, code) = submit_wait_with(
         &cluster,
         &broken.display().to_string(),
         &out_dir.display().to_string(),
+        &["on_malformed=fail"],
     );
     assert_eq!((detail.summary.state, code), (JobState::Failed, Some(1)));
     let error = detail
@@ -451,7 +469,11 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
         .error
         .clone()
         .expect("a failed job has a reason");
-    assert!(error.contains("incorrect number of fields"), "{error}");
+    assert!(
+        error.contains("malformed CSV line 3 of file:///")
+            && error.contains("broken.csv: too many fields (9, expected 8)"),
+        "{error}"
+    );
     assert!(!out_dir.exists(), "no partial output");
     let status = ember(&[
         "status",
@@ -463,7 +485,7 @@ fn bad_input_gives_clear_errors_and_the_scheduler_keeps_serving() {
     assert!(
         text.contains("failed")
             && text.contains("error: ")
-            && text.contains("incorrect number of fields"),
+            && text.contains("too many fields (9, expected 8)"),
         "{text}"
     );
     // Cancelling a finished job is refused; an unknown job is a 404.

@@ -49,17 +49,20 @@ pub enum CodecTag {
     DeltaTable = 18,
     /// A database input's table and its split scan, `ember_ingest::database::scan`.
     DatabaseScan = 19,
+    /// A CSV input's table and its byte-range scan, [`crate::csv`].
+    CsvScan = 20,
 }
 
 impl CodecTag {
     /// Every tag, in byte order.
-    pub const ALL: [CodecTag; 6] = [
+    pub const ALL: [CodecTag; 7] = [
         CodecTag::Ballista,
         CodecTag::ParquetSink,
         CodecTag::KafkaScan,
         CodecTag::SinkLogTable,
         CodecTag::DeltaTable,
         CodecTag::DatabaseScan,
+        CodecTag::CsvScan,
     ];
 
     /// The byte.
@@ -118,11 +121,15 @@ pub struct Codecs {
 }
 
 impl Codecs {
-    /// Core's nodes: the Parquet sink (built into the codecs), the sink log table and the
-    /// Delta table.
+    /// Core's nodes: the Parquet sink (built into the codecs), the sink log table, the
+    /// Delta table and the CSV input's scan.
     pub fn ember() -> Self {
         Self {
-            nodes: Arc::new(vec![Arc::new(SinkLogNodes), Arc::new(DeltaTableNodes)]),
+            nodes: Arc::new(vec![
+                Arc::new(SinkLogNodes),
+                Arc::new(DeltaTableNodes),
+                Arc::new(crate::csv::scan::CsvScanNodes),
+            ]),
         }
     }
 

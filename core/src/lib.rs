@@ -8,6 +8,7 @@
 pub mod api;
 pub mod codec;
 pub mod config;
+pub mod csv;
 pub mod error;
 pub mod manifest;
 pub mod metrics;

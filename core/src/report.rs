@@ -106,6 +106,10 @@ pub struct RunReport {
     /// Rows of each view computed once per run (`cache = true`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cached_views: BTreeMap<String, u64>,
+    /// The CSV inputs were read with one task per file: the first attempt, in byte ranges,
+    /// met a quoted field (with a line end in it) across a range's start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub csv_read_whole_files: bool,
 }
 
 /// The high-water mark of an incremental database input, committed with the output: the check
@@ -176,6 +180,12 @@ impl fmt::Display for RunReport {
                 };
                 writeln!(f, "               read {}{more}", names.join(", "))?;
             }
+        }
+        if self.csv_read_whole_files {
+            writeln!(
+                f,
+                "               read again one task per file: a quoted line end fell on a byte range's start"
+            )?;
         }
         for (view, rows) in &self.cached_views {
             writeln!(f, "  cached       {view} ({} rows)", thousands(*rows))?;

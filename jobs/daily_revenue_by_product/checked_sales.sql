@@ -1,5 +1,8 @@
 -- Every raw row, its original fields (text), the canonical typed columns, and `reason`: why
 -- the row is rejected, or NULL when it is valid. First matching rule wins:
+--   malformed_line          the CSV line itself is broken (wrong number of fields, an
+--                           unterminated quote, invalid UTF-8): its fields are NULL and
+--                           _corrupt_record holds its text, _corrupt_reason why
 --   missing_product_id      StockCode empty
 --   missing_quantity        Quantity empty
 --   quantity_not_integer    Quantity is not a whole number in the BIGINT range ("1.5", "x")
@@ -24,13 +27,17 @@ WITH typed AS (
         -- "17850.0" (a float export of an integer id) becomes "17850"
         NULLIF(regexp_replace(trim(CustomerID), '\.0+$', ''), '') AS customer_id,
         NULLIF(trim(Country), '')                            AS country,
-        NULLIF(trim(Description), '')                        AS description
+        NULLIF(trim(Description), '')                        AS description,
+        _file, _line, _corrupt_record, _corrupt_reason
     FROM raw_sales
-)
+),
+checked AS (
 SELECT
     InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country,
     order_id, order_ts, product_id, quantity, unit_price, customer_id, country, description,
+    _file, _line, _corrupt_record, _corrupt_reason,
     CASE
+        WHEN _corrupt_record IS NOT NULL THEN 'malformed_line'
         WHEN product_id IS NULL THEN 'missing_product_id'
         WHEN quantity_text IS NULL THEN 'missing_quantity'
         WHEN quantity IS NULL THEN 'quantity_not_integer'
@@ -44,3 +51,15 @@ SELECT
         WHEN order_ts IS NULL THEN 'bad_order_ts'
     END AS reason
 FROM typed
+)
+-- Where a rejected row comes from (file and line), and a broken line's text and why; NULL for
+-- valid rows, so the cached copy does not carry them for every row.
+SELECT
+    InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country,
+    order_id, order_ts, product_id, quantity, unit_price, customer_id, country, description,
+    reason,
+    CASE WHEN reason IS NOT NULL THEN _file END AS source_file,
+    CASE WHEN reason IS NOT NULL THEN _line END AS source_line,
+    _corrupt_record                             AS raw_line,
+    _corrupt_reason                             AS malformed
+FROM checked

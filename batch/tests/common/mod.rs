@@ -20,6 +20,15 @@ pub fn job_dir() -> PathBuf {
 
 /// Runs the daily revenue job with `settings` (name, value) in embedded Ballista.
 pub async fn run_daily_revenue(settings: &[(&str, String)]) -> ember_batch::Result<RunReport> {
+    run_daily_revenue_with(settings, 2).await
+}
+
+/// [`run_daily_revenue`] with `parallelism` tasks per stage (and as many byte ranges per CSV
+/// input).
+pub async fn run_daily_revenue_with(
+    settings: &[(&str, String)],
+    parallelism: usize,
+) -> ember_batch::Result<RunReport> {
     let manifest = JobManifest::load(job_dir())?;
     let mut params: Params = manifest.params();
     let settings: Vec<(String, String)> = settings
@@ -29,7 +38,7 @@ pub async fn run_daily_revenue(settings: &[(&str, String)]) -> ember_batch::Resu
     params.apply(&settings)?;
     let job = manifest.resolve(params)?;
     let ctx = SessionBuilder::new(Codecs::ember())
-        .with_parallelism(2)
+        .with_parallelism(parallelism)
         .standalone()
         .await?;
     ember_batch::run(&ctx, &job, "ballista-embedded").await
