@@ -2,7 +2,7 @@
 //! input and its path, the SQL file and line, the output folder).
 
 use datafusion::error::DataFusionError;
-use ember_core::error::{Classify, ErrorKind, datafusion_kind, one_line};
+use ember_core::error::{Classify, ErrorKind, datafusion_kind};
 
 /// `Result` with the batch runner's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -54,7 +54,7 @@ pub enum Error {
     },
 
     /// DataFusion or Ballista failed while executing a step of the job.
-    #[error("{context}: {}", one_line(&source.strip_backtrace()))]
+    #[error("{context}: {}", ember_core::error::readable(source))]
     Execution {
         /// The step (e.g. "writing the output").
         context: String,

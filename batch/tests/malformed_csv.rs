@@ -194,10 +194,14 @@ fn fail_mode_names_the_first_broken_line() {
         ])
         .await
         .expect_err("a broken line");
+        // One line: the step, then the task's own error (not Ballista's wrapping of it).
         let text = err.to_string();
         assert!(
-            text.contains("input `raw_sales`: malformed CSV line 6 of file:///")
-                && text.contains("/sales.csv: too many fields (9, expected 8)"),
+            text.starts_with(
+                "caching view `checked_sales`: input `raw_sales`: malformed CSV line 6 of file:///"
+            ) && text.ends_with(
+                "/sales.csv: too many fields (9, expected 8): `5004,A,Apple,1,2011-03-01 10:00:00,1.50,,United Kingdom,extra` (on_malformed = fail)"
+            ),
             "{text}"
         );
         assert!(!output.exists(), "nothing committed");

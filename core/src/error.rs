@@ -378,6 +378,49 @@ pub fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A DataFusion error as one line, with a failed Ballista task's error unwrapped: Ballista
+/// reports it as `Job … failed: … Task failed due to runtime execution error:
+/// DataFusionError(Shared(External(DataFusionError(Execution("<message>")))))`, the task's
+/// error in Rust's debug form; the user gets `<message>`.
+pub fn readable(error: &DataFusionError) -> String {
+    let text = error.strip_backtrace();
+    const TASK: &str = "Task failed due to runtime execution error: ";
+    let Some(at) = text.find(TASK) else {
+        return one_line(&text);
+    };
+    let task = &text[at + TASK.len()..];
+    // The innermost `Variant("…")`: from its opening quote to the last quote.
+    let inner = task
+        .rfind("(\"")
+        .zip(task.rfind("\")"))
+        .filter(|(open, close)| open < close)
+        .map(|(open, close)| unescape_debug(&task[open + 2..close]));
+    match inner {
+        Some(message) => one_line(&message),
+        None => one_line(&text),
+    }
+}
+
+/// Undoes Rust's `{:?}` escapes of a string (`\"`, `\\`, `\n`, `\t`, `\'`).
+fn unescape_debug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,6 +437,19 @@ mod tests {
         );
         // An offset past the end points after the last character instead of panicking.
         assert_eq!(Location::of_offset("x.sql", text, 999).line, 3);
+    }
+
+    #[test]
+    fn a_ballista_task_error_is_unwrapped() {
+        let error = DataFusionError::Execution(
+            "Job 038J failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(DataFusionError(Execution(\"input `t`: line 3 of a \\\"b\\\".csv: too many fields\")))))".to_string(),
+        );
+        assert_eq!(
+            readable(&error),
+            "input `t`: line 3 of a \"b\".csv: too many fields"
+        );
+        let plain = DataFusionError::Plan("no such\ncolumn".to_string());
+        assert_eq!(readable(&plain), "Error during planning: no such column");
     }
 
     #[test]
