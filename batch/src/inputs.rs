@@ -268,22 +268,10 @@ async fn register(
         .map_err(|e| df_error(input, e))?;
     let schema = match format {
         InputFormat::Parquet => inferred,
-        InputFormat::Csv | InputFormat::CsvGz => {
-            if input.columns.is_empty() {
-                text_schema(inferred.fields().iter().map(|f| f.name().clone()))
-            } else if input.columns.len() == inferred.fields().len() {
-                text_schema(&input.columns)
-            } else {
-                return Err(input_error(
-                    input,
-                    format!(
-                        "`columns` names {} columns but the file has {}",
-                        input.columns.len(),
-                        inferred.fields().len()
-                    ),
-                ));
-            }
-        }
+        InputFormat::Csv | InputFormat::CsvGz => text_schema(declared_columns(
+            input,
+            inferred.fields().iter().map(|f| f.name().clone()).collect(),
+        )?),
     };
     // Hive partition columns come from the folder names under the input's folder, so that
     // folder (listed at each query) is the table's path then, not the files listed above.
@@ -531,6 +519,25 @@ async fn prepare(
     Ok(written)
 }
 
+/// A CSV input's column names: its `columns` when given (as many as the file's `found`), else
+/// the file's.
+fn declared_columns(input: &Input, found: Vec<String>) -> Result<Vec<String>> {
+    if input.columns.is_empty() {
+        Ok(found)
+    } else if input.columns.len() == found.len() {
+        Ok(input.columns.clone())
+    } else {
+        Err(input_error(
+            input,
+            format!(
+                "`columns` names {} columns but the file has {}",
+                input.columns.len(),
+                found.len()
+            ),
+        ))
+    }
+}
+
 /// Registers a CSV input (no partition columns) as Ember's [`CsvTable`]: its column names from
 /// `columns` or the first file's header, checked against the header's count.
 async fn register_csv(
@@ -558,20 +565,7 @@ async fn register_csv(
                 ),
             )
         })?;
-    let columns = if input.columns.is_empty() {
-        found
-    } else if input.columns.len() == found.len() {
-        input.columns.clone()
-    } else {
-        return Err(input_error(
-            input,
-            format!(
-                "`columns` names {} columns but the file has {}",
-                input.columns.len(),
-                found.len()
-            ),
-        ));
-    };
+    let columns = declared_columns(input, found)?;
     let spec = CsvSpec {
         input: input.name.clone(),
         files,

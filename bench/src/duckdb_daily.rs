@@ -4,7 +4,8 @@
 //! - `duckdb`: the job's rules *and* guarantees: the CSV read once as text and typed once into
 //!   a temp table with each row's `reason` (the rules of `checked_sales.sql`, first match
 //!   wins); the quarantine written as Parquet partitioned by `order_date` with its reason; the
-//!   output (the two-level aggregation of `daily_revenue.sql`, the product name by
+//!   broken CSV lines kept in DuckDB's reject tables (`store_rejects`) and written with their
+//!   line, text and error; the output (the two-level aggregation of `daily_revenue.sql`, the product name by
 //!   `most_frequent`'s rules) as Parquet partitioned by `order_date`; rows read, valid and
 //!   quarantined counted from the temp table and reconciled.
 //! - `duckdb-output-only`: the output alone, typed inline, no quarantine and no counts.
@@ -21,8 +22,10 @@ os.makedirs(out, exist_ok=True)
 con = duckdb.connect()
 con.execute(f"SET threads={threads}")
 con.execute("SET preserve_insertion_order=false")
+# Broken lines go to DuckDB's reject tables in the guaranteed run (as Ember quarantines them).
+rejects = ", store_rejects=true" if mode == "full" else ""
 typed = f"""
-WITH raw AS (SELECT * FROM read_csv('{src}', header=true, all_varchar=true, delim=',', quote='"')),
+WITH raw AS (SELECT * FROM read_csv('{src}', header=true, all_varchar=true, delim=',', quote='"'{rejects})),
 typed AS (SELECT *,
     nullif(trim(InvoiceNo), '') AS order_id,
     try_strptime(InvoiceDate, '%Y-%m-%d %H:%M:%S') AS order_ts,
@@ -95,10 +98,15 @@ if mode == "full":
         CustomerID, Country, reason, CAST(order_ts AS DATE) AS order_date
         FROM checked WHERE reason IS NOT NULL)
         TO '{out}/_quarantine' (FORMAT parquet, PARTITION_BY (order_date), OVERWRITE_OR_IGNORE)""")
+    con.execute(f"""COPY (SELECT line AS source_line, csv_line AS raw_line, error_message AS malformed
+        FROM reject_errors) TO '{out}/_malformed.parquet' (FORMAT parquet)""")
     con.execute(f"COPY ({output('checked')}) TO '{out}' (FORMAT parquet, PARTITION_BY (order_date), OVERWRITE_OR_IGNORE)")
     read, valid, quarantined = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL) FROM checked").fetchone()
+    malformed = con.execute("SELECT count(*) FROM reject_errors").fetchone()[0]
+    read, quarantined = read + malformed, quarantined + malformed
     back = con.execute(f"SELECT count(*) FROM read_parquet('{out}/_quarantine/*/*.parquet')").fetchone()[0]
+    back += con.execute(f"SELECT count(*) FROM read_parquet('{out}/_malformed.parquet')").fetchone()[0]
     if read != valid + quarantined or back != quarantined:
         sys.exit(f"counts do not reconcile: read {read}, valid {valid}, quarantined {quarantined}, read back {back}")
     print(read, valid, quarantined)
