@@ -142,7 +142,7 @@ fn unknown_parameter_and_bad_setting() {
         &out,
         &[
             "unknown parameter `inptu` for job daily_revenue_by_product",
-            "declares: encoding, format, input, output, products, timestamp_format",
+            "declares: encoding, format, input, on_malformed, output, products, timestamp_format",
         ],
         &out_dir,
     );

@@ -42,17 +42,23 @@ fn stderr(out: &Output) -> String {
 
 /// `ember submit --wait` with the output in `format`; the job's final detail.
 fn submit_wait(cluster: &EmberCluster, input: &Path, output: &Path, format: &str) -> JobDetail {
+    let input = format!("input={}", input.display());
+    let output = format!("output={}", output.display());
+    let format = format!("format={format}");
+    // A broken CSV line fails the run (instead of being quarantined), for the failed job.
     let out = ember(&[
         "submit",
         JOB,
         "--scheduler",
         cluster.address(),
         "--set",
-        &format!("input={}", input.display()),
+        &input,
         "--set",
-        &format!("output={}", output.display()),
+        &output,
         "--set",
-        &format!("format={format}"),
+        &format,
+        "--set",
+        "on_malformed=fail",
         "--wait",
         "--format",
         "json",

@@ -27,6 +27,8 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::csv::scan::CsvScanExec;
+use crate::csv::{CsvSpec, CsvTable};
 use crate::manifest::OutputFormat;
 use crate::sink::{ParquetSinkExec, ParquetSinkNode};
 use crate::table::delta_scan::DeltaLogTable;
@@ -128,7 +130,7 @@ impl Codecs {
             nodes: Arc::new(vec![
                 Arc::new(SinkLogNodes),
                 Arc::new(DeltaTableNodes),
-                Arc::new(crate::csv::scan::CsvScanNodes),
+                Arc::new(CsvScanNodes),
             ]),
         }
     }
@@ -509,6 +511,61 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
 
     fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+/// [`CsvTable`] and [`CsvScanExec`] for Ember's codecs.
+#[derive(Debug)]
+struct CsvScanNodes;
+
+fn csv_json_error(e: serde_json::Error) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
+}
+
+#[derive(Serialize, Deserialize)]
+struct CsvExecSpec {
+    spec: CsvSpec,
+    projection: Option<Vec<usize>>,
+}
+
+impl ExtensionNodes for CsvScanNodes {
+    fn tag(&self) -> CodecTag {
+        CodecTag::CsvScan
+    }
+
+    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
+        let table = table.downcast_ref::<CsvTable>()?;
+        Some(serde_json::to_vec(table.spec()).map_err(csv_json_error))
+    }
+
+    fn decode_table(&self, bytes: &[u8], _schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+        let spec: CsvSpec = serde_json::from_slice(bytes).map_err(csv_json_error)?;
+        Ok(Arc::new(CsvTable::new(spec)))
+    }
+
+    fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<Result<Vec<u8>>> {
+        let exec = node.downcast_ref::<CsvScanExec>()?;
+        let spec = CsvExecSpec {
+            spec: exec.spec().as_ref().clone(),
+            projection: exec.projection().cloned(),
+        };
+        Some(serde_json::to_vec(&spec).map_err(csv_json_error))
+    }
+
+    fn decode_exec(
+        &self,
+        bytes: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = inputs else {
+            return internal_err!("CsvScanExec takes one input, got {}", inputs.len());
+        };
+        let spec: CsvExecSpec = serde_json::from_slice(bytes).map_err(csv_json_error)?;
+        Ok(Arc::new(CsvScanExec::try_new(
+            Arc::new(spec.spec),
+            Arc::clone(input),
+            spec.projection,
+        )?))
     }
 }
 

@@ -3,7 +3,8 @@
 //! As the database and Kafka scans, the byte ranges are the scan's *input*: an in-memory source
 //! with one partition per task (one row per range, [`RANGE_SCHEMA`]), because Ballista 55 hands
 //! each task its slice of the leaves it knows (in-memory partitions among them) and would read
-//! every range in every task if they were a field of the node.
+//! every range in every task if they were a field of the node. Its codec nodes are in
+//! [`crate::codec`].
 
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,7 +14,6 @@ use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, internal_err};
-use datafusion::datasource::TableProvider;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::EquivalenceProperties;
@@ -26,12 +26,10 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, GetResultPayload, ObjectStore};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::Sender;
 
 use super::records::{Flow, RangeReader, Source};
-use super::{CsvSpec, CsvTable, FileRange};
-use crate::codec::{CodecTag, ExtensionNodes};
+use super::{CsvSpec, FileRange};
 use crate::manifest::OnMalformed;
 
 /// The scan's input: one row per byte range, one partition per task: `range` Utf8 (a
@@ -135,6 +133,18 @@ impl CsvScanExec {
             sources,
             properties,
         })
+    }
+}
+
+impl CsvScanExec {
+    /// What its tasks read.
+    pub fn spec(&self) -> &Arc<CsvSpec> {
+        &self.spec
+    }
+
+    /// The table's columns it reads (all if none).
+    pub fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
     }
 }
 
@@ -367,56 +377,5 @@ impl Chunks {
             }
             Chunks::Stream(stream) => Ok(stream.next().await.transpose()?),
         }
-    }
-}
-
-/// [`CsvTable`] and [`CsvScanExec`] for Ember's codecs.
-#[derive(Debug)]
-pub(crate) struct CsvScanNodes;
-
-#[derive(Serialize, Deserialize)]
-struct ExecSpec {
-    spec: CsvSpec,
-    projection: Option<Vec<usize>>,
-}
-
-impl ExtensionNodes for CsvScanNodes {
-    fn tag(&self) -> CodecTag {
-        CodecTag::CsvScan
-    }
-
-    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
-        let table = table.downcast_ref::<CsvTable>()?;
-        Some(serde_json::to_vec(table.spec()).map_err(json_error))
-    }
-
-    fn decode_table(&self, bytes: &[u8], _schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
-        let spec: CsvSpec = serde_json::from_slice(bytes).map_err(json_error)?;
-        Ok(Arc::new(CsvTable::new(spec)))
-    }
-
-    fn encode_exec(&self, node: &dyn ExecutionPlan) -> Option<Result<Vec<u8>>> {
-        let exec = node.downcast_ref::<CsvScanExec>()?;
-        let spec = ExecSpec {
-            spec: exec.spec.as_ref().clone(),
-            projection: exec.projection.clone(),
-        };
-        Some(serde_json::to_vec(&spec).map_err(json_error))
-    }
-
-    fn decode_exec(
-        &self,
-        bytes: &[u8],
-        inputs: &[Arc<dyn ExecutionPlan>],
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let [input] = inputs else {
-            return internal_err!("CsvScanExec takes one input, got {}", inputs.len());
-        };
-        let spec: ExecSpec = serde_json::from_slice(bytes).map_err(json_error)?;
-        Ok(Arc::new(CsvScanExec::try_new(
-            Arc::new(spec.spec),
-            Arc::clone(input),
-            spec.projection,
-        )?))
     }
 }
