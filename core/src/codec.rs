@@ -518,10 +518,6 @@ impl PhysicalExtensionCodec for EmberPhysicalCodec {
 #[derive(Debug)]
 struct CsvScanNodes;
 
-fn csv_json_error(e: serde_json::Error) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::External(Box::new(e))
-}
-
 #[derive(Serialize, Deserialize)]
 struct CsvExecSpec {
     spec: CsvSpec,
@@ -535,11 +531,11 @@ impl ExtensionNodes for CsvScanNodes {
 
     fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
         let table = table.downcast_ref::<CsvTable>()?;
-        Some(serde_json::to_vec(table.spec()).map_err(csv_json_error))
+        Some(serde_json::to_vec(table.spec()).map_err(crate::csv::scan::json_error))
     }
 
     fn decode_table(&self, bytes: &[u8], _schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
-        let spec: CsvSpec = serde_json::from_slice(bytes).map_err(csv_json_error)?;
+        let spec: CsvSpec = serde_json::from_slice(bytes).map_err(crate::csv::scan::json_error)?;
         Ok(Arc::new(CsvTable::new(spec)))
     }
 
@@ -549,7 +545,7 @@ impl ExtensionNodes for CsvScanNodes {
             spec: exec.spec().as_ref().clone(),
             projection: exec.projection().cloned(),
         };
-        Some(serde_json::to_vec(&spec).map_err(csv_json_error))
+        Some(serde_json::to_vec(&spec).map_err(crate::csv::scan::json_error))
     }
 
     fn decode_exec(
@@ -560,7 +556,8 @@ impl ExtensionNodes for CsvScanNodes {
         let [input] = inputs else {
             return internal_err!("CsvScanExec takes one input, got {}", inputs.len());
         };
-        let spec: CsvExecSpec = serde_json::from_slice(bytes).map_err(csv_json_error)?;
+        let spec: CsvExecSpec =
+            serde_json::from_slice(bytes).map_err(crate::csv::scan::json_error)?;
         Ok(Arc::new(CsvScanExec::try_new(
             Arc::new(spec.spec),
             Arc::clone(input),

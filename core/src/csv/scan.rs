@@ -72,7 +72,8 @@ pub fn ranges_source(groups: &[Vec<FileRange>]) -> Result<Arc<dyn ExecutionPlan>
     )?)
 }
 
-fn json_error(e: serde_json::Error) -> DataFusionError {
+/// A JSON error of the scan's ranges or codec spec, as DataFusion's.
+pub(crate) fn json_error(e: serde_json::Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
 
