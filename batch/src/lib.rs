@@ -34,4 +34,4 @@ mod transcode;
 
 pub use ember_core::sink::HIVE_DEFAULT_PARTITION;
 pub use error::{Error, Result};
-pub use runner::{name_step, new_run_id, run, run_with_id};
+pub use runner::{end_interrupted, name_step, new_run_id, run, run_with_id};

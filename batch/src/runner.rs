@@ -77,8 +77,26 @@ async fn run_in_span(
     let clock = Instant::now();
     let run_id = run_id.to_string();
     let committer = Committer::new(ctx, &job.output.path, &run_id)?;
-    // A plain Parquet output takes one writer at a time; Delta commits concurrently.
-    let lock = match job.output.format {
+    let lock = lock_and_recover(&committer, job).await?.0;
+    let result = run_locked(ctx, job, engine, &committer, started, clock).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+        committer.remove_empty_root();
+    }
+    result
+}
+
+/// Takes the output's lock (a plain Parquet output takes one writer at a time; Delta commits
+/// concurrently) and finishes the commits that killed runs began (their `_COMMIT` plans).
+/// Returns the lock (Parquet) and the run ids whose commits were finished.
+///
+/// # Errors
+/// [`Error::Locked`] naming the run that holds the output; storage errors.
+async fn lock_and_recover(
+    committer: &Committer,
+    job: &Job,
+) -> Result<(Option<Lease>, Vec<String>)> {
+    match job.output.format {
         OutputFormat::Parquet => {
             let what = format!("output {}", committer.output_url());
             let holder = Holder {
@@ -91,20 +109,39 @@ async fn run_in_span(
             let path = committer.output_path(LOCK_FILE)?;
             let lease = Lease::acquire(Arc::clone(committer.store()), path, holder).await?;
             // A run killed during its renames left its commit's plan: finish it first.
-            if let Err(e) = committer.recover().await {
-                lease.release().await;
-                return Err(e);
+            match committer.recover().await {
+                Ok(finished) => Ok((Some(lease), finished)),
+                Err(e) => {
+                    lease.release().await;
+                    Err(e)
+                }
             }
-            Some(lease)
         }
-        OutputFormat::Delta => None,
-    };
-    let result = run_locked(ctx, job, engine, &committer, started, clock).await;
+        OutputFormat::Delta => Ok((None, Vec::new())),
+    }
+}
+
+/// Ends run `run_id` of `job`, whose process stopped in the middle (a scheduler killed while
+/// the job ran): takes the output's lock as a new run would (a lock left by a process gone
+/// from this host is taken over), finishes the commit the run had begun if it left its plan,
+/// and removes its staging folder. Returns whether the run's commit was finished (its output
+/// is then in place).
+///
+/// # Errors
+/// [`Error::Locked`] when a live run holds the output; storage errors.
+pub async fn end_interrupted(ctx: &SessionContext, job: &Job, run_id: &str) -> Result<bool> {
+    // Recovery skips its own run's plan: it runs under a new run id, as the next run would.
+    let recovering = Committer::new(ctx, &job.output.path, &new_run_id())?;
+    let (lock, finished) = lock_and_recover(&recovering, job).await?;
+    let cleaned = Committer::new(ctx, &job.output.path, run_id)?
+        .cleanup()
+        .await;
     if let Some(lock) = lock {
         lock.release().await;
-        committer.remove_empty_root();
+        recovering.remove_empty_root();
     }
-    result
+    cleaned?;
+    Ok(finished.iter().any(|id| id == run_id))
 }
 
 async fn run_locked(

@@ -11,6 +11,8 @@ use ember_core::error::Result;
 use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
 
+use crate::history::Retention;
+
 /// Flags of `ember scheduler`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SchedulerArgs {
@@ -36,6 +38,17 @@ pub struct SchedulerArgs {
     /// Partitions per stage (tasks per stage) of submitted jobs [default: 4].
     #[arg(long, env = "EMBER_SCHEDULER_PARTITIONS")]
     pub partitions: Option<usize>,
+    /// Where the job history lives: a folder, relative to the working directory, or a URL
+    /// (e.g. hdfs://namenode:8020/ember/history). Start the scheduler again with the same
+    /// setting and it lists the jobs it ran before [default: history].
+    #[arg(long, env = "EMBER_SCHEDULER_HISTORY_DIR", value_name = "DIR")]
+    pub history_dir: Option<String>,
+    /// Ended jobs the history keeps at most; the oldest are forgotten first [default: 1000].
+    #[arg(long, env = "EMBER_SCHEDULER_HISTORY_MAX_JOBS", value_name = "COUNT")]
+    pub history_max_jobs: Option<usize>,
+    /// Ended jobs older than this are forgotten [default: 30days].
+    #[arg(long, env = "EMBER_SCHEDULER_HISTORY_MAX_AGE", value_name = "DURATION")]
+    pub history_max_age: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
@@ -60,6 +73,10 @@ pub struct SchedulerSettings {
     pub executor_timeout: Duration,
     /// Partitions per stage of submitted jobs.
     pub partitions: usize,
+    /// The job history's folder (a path relative to the working directory, or a URL).
+    pub history_dir: String,
+    /// How many ended jobs the history keeps, and for how long.
+    pub history_retention: Retention,
     /// Storage settings.
     pub storage: StorageSettings,
     /// The Flight SQL endpoint.
@@ -126,6 +143,21 @@ impl SchedulerSettings {
                 &timeout,
             )?,
             partitions,
+            history_dir: args
+                .history_dir
+                .clone()
+                .or_else(|| f.history_dir.clone())
+                .unwrap_or_else(|| "history".into()),
+            history_retention: Retention {
+                max_jobs: args.history_max_jobs.or(f.history_max_jobs).unwrap_or(1000),
+                max_age: parse_duration(
+                    "--history-max-age / EMBER_SCHEDULER_HISTORY_MAX_AGE",
+                    args.history_max_age
+                        .as_deref()
+                        .or(f.history_max_age.as_deref())
+                        .unwrap_or("30days"),
+                )?,
+            },
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
             flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
             security: SecuritySettings::resolve(&args.security, &file, secret)?,

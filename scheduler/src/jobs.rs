@@ -8,27 +8,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use ember_batch::committer::Committer;
-use ember_core::api::{JobDetail, JobState, JobSummary};
+use ember_core::api::{JobDetail, JobState, JobSummary, StepDetail};
 use ember_core::error::{Classify, ErrorKind};
 use ember_core::manifest::Job;
-use ember_core::report::RunReport;
 use ember_core::session::SessionBuilder;
 use ember_serving::flight_sql::FlightSqlEndpoint;
 
 use crate::ballista_api::BallistaApi;
+use crate::history::{History, JobEvent, JobRecord, Retention};
 
-/// What the service knows of one job.
+/// What the service knows of one job: what the history keeps of it, the events logged so far
+/// (while it runs), and its runner.
 struct Record {
-    job: Job,
-    state: JobState,
-    submitted_at: DateTime<Utc>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    error: Option<String>,
-    error_kind: Option<ErrorKind>,
-    report: Option<RunReport>,
+    saved: JobRecord,
+    events: Vec<JobEvent>,
     task: Option<tokio::task::AbortHandle>,
 }
+
+/// The error of a job that was queued or running when the scheduler stopped (found in the
+/// history when it starts again).
+pub const INTERRUPTED: &str = "scheduler restarted: the job was running when the scheduler stopped; its staging folder was removed and nothing of it was committed; submit it again";
 
 /// Why a job cannot be cancelled.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +46,7 @@ pub struct JobManager {
     ballista: BallistaApi,
     jobs: Mutex<BTreeMap<String, Record>>,
     executors: Mutex<ExecutorBook>,
+    history: Option<(History, Retention)>,
 }
 
 /// What the scheduler remembers of executors beyond Ballista's registry: every executor seen
@@ -75,6 +75,215 @@ impl JobManager {
             ballista,
             jobs: Mutex::new(BTreeMap::new()),
             executors: Mutex::new(ExecutorBook::default()),
+            history: None,
+        }
+    }
+
+    /// Keeps every job's history in `history` (see [`crate::history`]), forgetting ended jobs
+    /// past `retention`; [`JobManager::restore`] reads it back.
+    #[must_use]
+    pub fn with_history(mut self, history: History, retention: Retention) -> Self {
+        self.history = Some((history, retention));
+        self
+    }
+
+    /// Reads the history back (when the scheduler starts): ended jobs are listed as they
+    /// ended; a job that was queued or running when the scheduler stopped is failed with
+    /// [`INTERRUPTED`] and its staging folder removed. Succeeded jobs' outputs are served over
+    /// Flight SQL again. Returns how many jobs came back.
+    pub async fn restore(&self) -> usize {
+        let Some((history, _)) = &self.history else {
+            return 0;
+        };
+        let loaded = match history.load().await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(history = history.url(), error = %e, "job history not read; old jobs are not listed");
+                return 0;
+            }
+        };
+        for file in &loaded.unreadable {
+            tracing::warn!(
+                file,
+                "job history: a file that is not a job's record; left in place"
+            );
+        }
+        let mut records = loaded.records;
+        records.sort_by(|a, b| (a.submitted_at, &a.id).cmp(&(b.submitted_at, &b.id)));
+        let count = records.len();
+        for mut record in records {
+            if !record.state.is_final() {
+                let ended = self.end_interrupted(&record).await;
+                record.apply(&ended);
+                if let Err(e) = history.compact(&record).await {
+                    tracing::warn!(job_id = %record.id, error = %e, "job history not written");
+                }
+            }
+            if record.state == JobState::Succeeded
+                && let Some(endpoint) = self.tables.get()
+                && let Err(e) = endpoint
+                    .register(&record.job.name, &record.job.output.path, "parquet")
+                    .await
+            {
+                tracing::warn!(job_id = %record.id, error = %e, "the job's output is not served over Flight SQL");
+            }
+            self.jobs().insert(
+                record.id.clone(),
+                Record {
+                    saved: record,
+                    events: Vec::new(),
+                    task: None,
+                },
+            );
+        }
+        self.retain().await;
+        tracing::info!(jobs = count, history = history.url(), "job history read");
+        count
+    }
+
+    /// Ends a job that was queued or running when the scheduler stopped, as the next run of
+    /// its output would ([`ember_batch::end_interrupted`]): a commit it had begun is finished
+    /// (the job then succeeded, without its report), otherwise its staging folder is removed
+    /// and it failed with [`INTERRUPTED`].
+    async fn end_interrupted(&self, record: &JobRecord) -> JobEvent {
+        let ended = match self.sessions.local() {
+            Ok(ctx) => ember_batch::end_interrupted(&ctx, &record.job, &record.id)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let (state, error) = match ended {
+            Ok(true) => {
+                tracing::warn!(job_id = %record.id, "job interrupted by a scheduler restart during its commit: the commit was finished");
+                (JobState::Succeeded, None)
+            }
+            Ok(false) => {
+                tracing::warn!(job_id = %record.id, "job interrupted by a scheduler restart: failed");
+                (JobState::Failed, Some(INTERRUPTED.to_string()))
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %record.id, error = %e, "job interrupted by a scheduler restart: its staging folder was not removed");
+                (
+                    JobState::Failed,
+                    Some(format!(
+                        "scheduler restarted: the job was running when the scheduler stopped; its staging folder could not be removed ({e}); submit it again"
+                    )),
+                )
+            }
+        };
+        JobEvent::Ended {
+            at: Utc::now(),
+            error_kind: error.as_ref().map(|_| ErrorKind::External),
+            state,
+            error,
+            report: None,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Logs `event` of job `id` (applied to its record) to the history.
+    async fn log(&self, id: &str, event: JobEvent) {
+        let events = {
+            let mut jobs = self.jobs();
+            let Some(record) = jobs.get_mut(id) else {
+                return;
+            };
+            if record.saved.state.is_final() {
+                // Cancelled meanwhile.
+                return;
+            }
+            record.saved.apply(&event);
+            record.events.push(event);
+            record.events.clone()
+        };
+        if let Some((history, _)) = &self.history
+            && let Err(e) = history.log(id, &events).await
+        {
+            tracing::warn!(job_id = %id, error = %e, "job history not written");
+        }
+    }
+
+    /// Ends job `id` with `event` (a [`JobEvent::Ended`]): applies it, writes the job's
+    /// record to the history, and applies the retention.
+    async fn end(&self, id: &str, event: JobEvent) {
+        let saved = {
+            let mut jobs = self.jobs();
+            let Some(record) = jobs.get_mut(id) else {
+                return;
+            };
+            // The first end wins; a cancel marks the job cancelled before it ends it, so the
+            // runner it aborted cannot end it otherwise.
+            let cancelling = matches!(
+                event,
+                JobEvent::Ended {
+                    state: JobState::Cancelled,
+                    ..
+                }
+            );
+            if record.saved.finished_at.is_some()
+                || (record.saved.state == JobState::Cancelled && !cancelling)
+            {
+                return;
+            }
+            record.saved.apply(&event);
+            record.events.clear();
+            record.task = None;
+            record.saved.clone()
+        };
+        if let Some((history, _)) = &self.history {
+            if let Err(e) = history.compact(&saved).await {
+                tracing::warn!(job_id = %id, error = %e, "job history not written");
+            }
+            self.retain().await;
+        }
+    }
+
+    /// Forgets ended jobs past the retention, here and in the history.
+    async fn retain(&self) {
+        let Some((history, retention)) = &self.history else {
+            return;
+        };
+        let expired = {
+            let mut jobs = self.jobs();
+            let ended: Vec<(String, DateTime<Utc>)> = jobs
+                .iter()
+                .filter_map(|(id, r)| r.saved.finished_at.map(|at| (id.clone(), at)))
+                .collect();
+            let expired = retention.expired(&ended, Utc::now());
+            for id in &expired {
+                jobs.remove(id);
+            }
+            expired
+        };
+        for id in expired {
+            if let Err(e) = history.forget(&id).await {
+                tracing::warn!(job_id = %id, error = %e, "job history: an expired job not deleted");
+            }
+        }
+    }
+
+    /// The job's distributed steps as Ballista knows them now.
+    async fn live_steps(&self, id: &str) -> Vec<StepDetail> {
+        let mut steps = Vec::new();
+        for job in self.ballista.jobs_of(id).await {
+            steps.push(self.ballista.step(&job).await);
+        }
+        steps
+    }
+
+    /// Removes job `id`'s staging folder under `output` (cancelled or interrupted jobs).
+    async fn remove_staging(&self, id: &str, output: &str) {
+        let removed = self
+            .sessions
+            .local()
+            .map_err(|e| e.to_string())
+            .and_then(|ctx| Committer::new(&ctx, output, id).map_err(|e| e.to_string()));
+        let result = match removed {
+            Ok(committer) => committer.cleanup().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(job_id = %id, error = %e, "staging folder not removed");
         }
     }
 
@@ -173,17 +382,15 @@ impl JobManager {
     /// id.
     pub fn submit(self: &Arc<Self>, job: Job) -> String {
         let id = ember_batch::new_run_id();
+        let at = Utc::now();
         self.jobs().insert(
             id.clone(),
             Record {
-                job: job.clone(),
-                state: JobState::Queued,
-                submitted_at: Utc::now(),
-                started_at: None,
-                finished_at: None,
-                error: None,
-                error_kind: None,
-                report: None,
+                saved: JobRecord::queued(&id, job.clone(), at),
+                events: vec![JobEvent::Submitted {
+                    job: Box::new(job.clone()),
+                    at,
+                }],
                 task: None,
             },
         );
@@ -203,10 +410,7 @@ impl JobManager {
     }
 
     async fn execute(&self, id: String, job: Job) {
-        if let Some(record) = self.jobs().get_mut(&id) {
-            record.state = JobState::Running;
-            record.started_at = Some(Utc::now());
-        }
+        self.log(&id, JobEvent::Started { at: Utc::now() }).await;
         // A session that runs the job's distributed steps on this scheduler's executors.
         let result = match self.sessions.remote(&self.scheduler_url).await {
             Ok(ctx) => ember_batch::run_with_id(&ctx, &job, "ballista-cluster", &id)
@@ -221,26 +425,35 @@ impl JobManager {
         {
             tracing::warn!(job_id = %id, error = %e, "the job's output is not served over Flight SQL");
         }
-        if let Some(record) = self.jobs().get_mut(&id) {
-            record.finished_at = Some(Utc::now());
-            record.task = None;
-            match result {
-                Ok(report) => {
-                    tracing::info!(job_id = %id, rows = report.rows.written, "job succeeded");
-                    record.state = JobState::Succeeded;
-                    record.report = Some(report);
-                }
-                Err((error, kind)) => {
-                    tracing::warn!(job_id = %id, %error, kind = kind.as_str(), "job failed");
-                    record.state = JobState::Failed;
-                    record.error = Some(error);
-                    record.error_kind = Some(kind);
+        let steps = self.live_steps(&id).await;
+        let ended = match result {
+            Ok(report) => {
+                tracing::info!(job_id = %id, rows = report.rows.written, "job succeeded");
+                JobEvent::Ended {
+                    at: Utc::now(),
+                    state: JobState::Succeeded,
+                    error: None,
+                    error_kind: None,
+                    report: Some(Box::new(report)),
+                    steps,
                 }
             }
-        }
+            Err((error, kind)) => {
+                tracing::warn!(job_id = %id, %error, kind = kind.as_str(), "job failed");
+                JobEvent::Ended {
+                    at: Utc::now(),
+                    state: JobState::Failed,
+                    error: Some(error),
+                    error_kind: Some(kind),
+                    report: None,
+                    steps,
+                }
+            }
+        };
+        self.end(&id, ended).await;
     }
 
-    fn summary(&self, id: &str, record: &Record) -> JobSummary {
+    fn summary(&self, id: &str, record: &JobRecord) -> JobSummary {
         let end = record.finished_at.unwrap_or_else(Utc::now);
         JobSummary {
             id: id.to_string(),
@@ -252,15 +465,19 @@ impl JobManager {
             duration_ms: record
                 .started_at
                 .map(|s| u64::try_from((end - s).num_milliseconds()).unwrap_or(0)),
-            stages_done: 0,
-            stages_total: 0,
+            stages_done: record.steps.iter().map(|s| s.stages_done).sum(),
+            stages_total: record.steps.iter().map(|s| s.stages_total).sum(),
             rows_written: record.report.as_ref().map(|r| r.rows.written),
             error: record.error.clone(),
             error_kind: record.error_kind,
         }
     }
 
+    /// The summary with the stages Ballista knows now (a job without its ended steps).
     async fn with_stages(&self, mut summary: JobSummary) -> JobSummary {
+        if summary.stages_total > 0 {
+            return summary;
+        }
         for job in self.ballista.jobs_of(&summary.id).await {
             summary.stages_done += job.stages_done;
             summary.stages_total += job.stages_total;
@@ -274,13 +491,14 @@ impl JobManager {
             let jobs = self.jobs();
             let mut records: Vec<(&String, &Record)> = jobs
                 .iter()
-                .filter(|(_, r)| state.is_none_or(|s| r.state == s))
+                .filter(|(_, r)| state.is_none_or(|s| r.saved.state == s))
                 .collect();
             // Ids sort by second only; the submit instant orders jobs of the same second.
-            records.sort_by(|a, b| (b.1.submitted_at, b.0).cmp(&(a.1.submitted_at, a.0)));
+            records
+                .sort_by(|a, b| (b.1.saved.submitted_at, b.0).cmp(&(a.1.saved.submitted_at, a.0)));
             records
                 .into_iter()
-                .map(|(id, r)| self.summary(id, r))
+                .map(|(id, r)| self.summary(id, &r.saved))
                 .collect()
         };
         let mut out = Vec::with_capacity(summaries.len());
@@ -292,20 +510,22 @@ impl JobManager {
 
     /// One job with its steps, stages and tasks.
     pub async fn detail(&self, id: &str) -> Option<JobDetail> {
-        let (summary, output, report) = {
+        let (summary, output, report, ended_steps) = {
             let jobs = self.jobs();
-            let record = jobs.get(id)?;
+            let record = &jobs.get(id)?.saved;
             (
                 self.summary(id, record),
                 record.job.output.path.clone(),
                 record.report.clone(),
+                record.steps.clone(),
             )
         };
         let summary = self.with_stages(summary).await;
-        let mut steps = Vec::new();
-        for job in self.ballista.jobs_of(id).await {
-            steps.push(self.ballista.step(&job).await);
-        }
+        let steps = if ended_steps.is_empty() {
+            self.live_steps(id).await
+        } else {
+            ended_steps
+        };
         Some(JobDetail {
             summary,
             output,
@@ -323,48 +543,50 @@ impl JobManager {
         let output = {
             let mut jobs = self.jobs();
             let record = jobs.get_mut(id).ok_or(CancelError::NotFound)?;
-            if record.state.is_final() {
-                return Err(CancelError::Finished(record.state));
+            if record.saved.state.is_final() {
+                return Err(CancelError::Finished(record.saved.state));
             }
             if let Some(task) = record.task.take() {
                 task.abort();
             }
-            record.state = JobState::Cancelled;
-            record.finished_at = Some(Utc::now());
-            record.error = Some("cancelled".to_string());
-            record.job.output.path.clone()
+            // Final at once, so that the aborted runner's last event cannot change it.
+            record.saved.state = JobState::Cancelled;
+            record.saved.job.output.path.clone()
         };
         for job in self.ballista.jobs_of(id).await {
             if matches!(job.state.as_str(), "Queued" | "Running") {
                 self.ballista.cancel(&job.id).await;
             }
         }
-        let removed = self
-            .sessions
-            .local()
-            .map_err(|e| e.to_string())
-            .and_then(|ctx| Committer::new(&ctx, &output, id).map_err(|e| e.to_string()));
-        match removed {
-            Ok(committer) => {
-                if let Err(e) = committer.cleanup().await {
-                    tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %id, error = %e, "cancelled job: staging folder not removed")
-            }
-        }
+        self.remove_staging(id, &output).await;
+        let steps = self.live_steps(id).await;
+        self.end(
+            id,
+            JobEvent::Ended {
+                at: Utc::now(),
+                state: JobState::Cancelled,
+                error: Some("cancelled".to_string()),
+                error_kind: None,
+                report: None,
+                steps,
+            },
+        )
+        .await;
         tracing::info!(job_id = %id, "job cancelled");
         let jobs = self.jobs();
         let record = jobs.get(id).ok_or(CancelError::NotFound)?;
-        Ok(self.summary(id, record))
+        Ok(self.summary(id, &record.saved))
     }
 
     /// Waits until no job is queued or running, for at most `grace` (graceful shutdown).
     pub async fn drain(&self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let running = self.jobs().values().filter(|r| !r.state.is_final()).count();
+            let running = self
+                .jobs()
+                .values()
+                .filter(|r| !r.saved.state.is_final())
+                .count();
             if running == 0 {
                 return;
             }

@@ -24,6 +24,7 @@ mod api;
 mod ballista_api;
 pub mod config;
 pub mod error;
+pub mod history;
 mod jobs;
 
 use std::future::Future;
@@ -195,11 +196,21 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     };
     let own_url = format!("df://{own_host}:{}", address.port());
     let sessions = session(&settings, &codecs);
-    let jobs = Arc::new(JobManager::new(
-        sessions.clone(),
-        own_url.clone(),
-        ballista_api::BallistaApi::new(scheduler.clone(), ballista_rest.clone()),
-    ));
+    let history = {
+        let ctx = sessions.local()?;
+        history::History::open(
+            &settings.history_dir,
+            ctx.runtime_env().object_store_registry.as_ref(),
+        )?
+    };
+    let jobs = Arc::new(
+        JobManager::new(
+            sessions.clone(),
+            own_url.clone(),
+            ballista_api::BallistaApi::new(scheduler.clone(), ballista_rest.clone()),
+        )
+        .with_history(history, settings.history_retention),
+    );
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     // Flight SQL queries run on this scheduler; tables live in `ember.public`.
     let (catalog, schema) = flight_sql::CATALOG;
@@ -219,6 +230,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     )
     .await?;
     jobs.serve_tables(flight_sql.clone());
+    jobs.restore().await;
     // HTTP: Ballista's REST API, Ember's, and the web UI, all behind Flight SQL's users and
     // tokens and their roles; gRPC (executors, Ballista clients) behind the cluster token.
     let web = Arc::new(ember_serving::web::Web {

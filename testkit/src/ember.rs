@@ -77,6 +77,75 @@ fn kill(child: &mut Child) {
     let _ = wait_child(child, Duration::from_secs(10));
 }
 
+/// Starts `ember scheduler` on `port` (0: a free one) with its working directory (and so its
+/// job history) in `dir`, its log appended to `dir/scheduler.log`; returns it with its address
+/// and its Flight SQL address once it listens.
+fn spawn_scheduler(
+    bin: &Path,
+    options: &ClusterOptions,
+    dir: &Path,
+    port: u16,
+) -> Result<(Child, String, String), String> {
+    let log = dir.join("scheduler.log");
+    let work = dir.join("scheduler");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| e.to_string())?;
+    let mut scheduler = Command::new(bin)
+        .args([
+            "scheduler",
+            "--bind-host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .args(["--flight-sql-port", "0"])
+        .args(&options.scheduler_args)
+        .args(["--executor-timeout", &options.executor_timeout])
+        .args(["--partitions", &options.partitions.to_string()])
+        .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("EMBER_CONFIG")
+        .current_dir(&work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| format!("cannot start {} scheduler: {e}", bin.display()))?;
+    // The scheduler prints `ember flight sql listening on HOST:PORT`, then
+    // `ember scheduler listening on HOST:PORT` once it is ready.
+    let (tx, rx) = mpsc::channel();
+    let stdout = scheduler.stdout.take().ok_or("no scheduler stdout")?;
+    let flight_sql = Arc::new(Mutex::new(String::new()));
+    let flight_seen = Arc::clone(&flight_sql);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("ember flight sql listening on ") {
+                let address = address.split_whitespace().next().unwrap_or_default();
+                *flight_seen.lock().unwrap_or_else(|e| e.into_inner()) = address.to_string();
+            }
+            if let Some(address) = line.strip_prefix("ember scheduler listening on ") {
+                let address = address.split_whitespace().next().unwrap_or_default();
+                let _ = tx.send(address.to_string());
+            }
+        }
+    });
+    let address = match rx.recv_timeout(START_TIMEOUT) {
+        Ok(address) => address,
+        Err(_) => {
+            kill(&mut scheduler);
+            return Err(format!(
+                "the scheduler did not start within {START_TIMEOUT:?}:\n{}",
+                tail_lines(&log, 30)
+            ));
+        }
+    };
+    let flight_sql = flight_sql.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok((scheduler, address, flight_sql))
+}
+
 impl EmberCluster {
     /// Starts a scheduler and `executors` executors, and waits (bounded) until every executor
     /// is registered.
@@ -88,49 +157,7 @@ impl EmberCluster {
             .prefix("ember-cluster-")
             .tempdir()
             .map_err(|e| e.to_string())?;
-        let log = dir.path().join("scheduler.log");
-        let mut scheduler = Command::new(bin)
-            .args(["scheduler", "--bind-host", "127.0.0.1", "--port", "0"])
-            .args(["--flight-sql-port", "0"])
-            .args(&options.scheduler_args)
-            .args(["--executor-timeout", &options.executor_timeout])
-            .args(["--partitions", &options.partitions.to_string()])
-            .envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env_remove("EMBER_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
-            .spawn()
-            .map_err(|e| format!("cannot start {} scheduler: {e}", bin.display()))?;
-        // The scheduler prints `ember flight sql listening on HOST:PORT`, then
-        // `ember scheduler listening on HOST:PORT` once it is ready.
-        let (tx, rx) = mpsc::channel();
-        let stdout = scheduler.stdout.take().ok_or("no scheduler stdout")?;
-        let flight_sql = Arc::new(Mutex::new(String::new()));
-        let flight_seen = Arc::clone(&flight_sql);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("ember flight sql listening on ") {
-                    let address = address.split_whitespace().next().unwrap_or_default();
-                    *flight_seen.lock().unwrap_or_else(|e| e.into_inner()) = address.to_string();
-                }
-                if let Some(address) = line.strip_prefix("ember scheduler listening on ") {
-                    let address = address.split_whitespace().next().unwrap_or_default();
-                    let _ = tx.send(address.to_string());
-                }
-            }
-        });
-        let address = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(address) => address,
-            Err(_) => {
-                kill(&mut scheduler);
-                return Err(format!(
-                    "the scheduler did not start within {START_TIMEOUT:?}:\n{}",
-                    tail_lines(&log, 30)
-                ));
-            }
-        };
-        let flight_sql = flight_sql.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (scheduler, address, flight_sql) = spawn_scheduler(bin, options, dir.path(), 0)?;
         let mut cluster = Self {
             bin: bin.to_path_buf(),
             options: options.clone(),
@@ -247,6 +274,33 @@ impl EmberCluster {
     /// The log (stderr) of executor `index`.
     pub fn executor_log(&self, index: usize) -> PathBuf {
         self.dir.path().join(format!("executor-{index}.log"))
+    }
+
+    /// Kills the scheduler with SIGKILL (a crash: nothing is flushed or drained), then starts
+    /// it again on the same port, in the same working directory (so with the same job
+    /// history), and waits (bounded) until it listens. The executors keep running.
+    ///
+    /// # Errors
+    /// When the scheduler does not start again, with its log's tail.
+    pub fn restart_scheduler(&mut self) -> Result<(), String> {
+        kill(&mut self.scheduler);
+        let port = self
+            .address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| format!("no port in {}", self.address))?;
+        let (scheduler, address, flight_sql) =
+            spawn_scheduler(&self.bin, &self.options, self.dir.path(), port)?;
+        self.scheduler = scheduler;
+        self.address = address;
+        self.flight_sql = flight_sql;
+        Ok(())
+    }
+
+    /// The scheduler's working directory (its job history is `history/` in it).
+    pub fn scheduler_work_dir(&self) -> PathBuf {
+        self.dir.path().join("scheduler")
     }
 
     /// The scheduler process, e.g. to signal it.

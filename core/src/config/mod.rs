@@ -84,6 +84,9 @@ pub struct SchedulerFile {
     pub external_host: Option<String>,
     pub executor_timeout: Option<String>,
     pub partitions: Option<usize>,
+    pub history_dir: Option<String>,
+    pub history_max_jobs: Option<usize>,
+    pub history_max_age: Option<String>,
 }
 
 /// `[executor]` of the configuration file; see `ember_executor::config::ExecutorArgs` for each
