@@ -52,6 +52,16 @@ pub struct RunArgs {
     /// `ember serve` (HTTP port), HOST:PORT, with the cluster secret.
     #[arg(long, env = "EMBER_REPORT_TO", value_name = "HOST:PORT")]
     pub report_to: Option<String>,
+    /// Streaming jobs with --report-to: report at least this often, between micro-batches
+    /// too (the driver's heartbeat; a stream silent past the scheduler's --stream-timeout is
+    /// shown lost).
+    #[arg(
+        long,
+        env = "EMBER_STREAM_HEARTBEAT_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub heartbeat_interval: String,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub security: SecurityArgs,

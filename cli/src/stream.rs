@@ -42,6 +42,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
         )?),
         None => None,
     };
+    let heartbeat = heartbeat(&args.heartbeat_interval)?;
     drive(
         &args.job,
         &args.set,
@@ -49,7 +50,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
         &session(storage, codecs),
         &security,
         None,
-        progress_to,
+        progress_to.map(|client| (client, heartbeat)),
     )
     .await
 }
@@ -68,6 +69,7 @@ pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) 
         None,
         &security,
     )?;
+    let heartbeat = heartbeat(&args.heartbeat_interval)?;
     drive(
         &args.job,
         &args.set,
@@ -75,9 +77,18 @@ pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) 
         &session(storage, codecs).with_security(security.clone()),
         &security,
         Some(&url),
-        Some(client),
+        Some((client, heartbeat)),
     )
     .await
+}
+
+/// The driver's heartbeat interval (`--heartbeat-interval`), at least 100 ms.
+fn heartbeat(text: &str) -> Result<std::time::Duration> {
+    let every = ember_core::config::parse_duration(
+        "--heartbeat-interval / EMBER_STREAM_HEARTBEAT_INTERVAL",
+        text,
+    )?;
+    Ok(every.max(std::time::Duration::from_millis(100)))
 }
 
 /// The session recipe of a stream's driver: Ember's codecs (with the Kafka scan) and storage.
@@ -95,7 +106,7 @@ async fn drive(
     session: &SessionBuilder,
     security: &SecuritySettings,
     scheduler_url: Option<&str>,
-    progress_to: Option<Client>,
+    progress_to: Option<(Client, std::time::Duration)>,
 ) -> Result<()> {
     let settings = Params::parse_settings(set)?;
     let job = ember_streaming::manifest::load(path, &settings)?;
@@ -130,10 +141,10 @@ async fn drive(
         }
     }
     let reporter = match progress_to {
-        Some(client) => {
+        Some((client, heartbeat)) => {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             stream.report_progress(sender);
-            Some(Reporter::start(client, &name, &output, receiver))
+            Some(Reporter::start(client, &name, &output, receiver, heartbeat))
         }
         None => None,
     };
@@ -174,8 +185,10 @@ async fn drive(
 }
 
 /// Sends a stream's state and each batch's progress to a scheduler (or `ember serve`), for
-/// its Streaming page (`POST /api/v1/streams/{id}`). A scheduler that cannot be reached is
-/// logged once and does not stop the stream.
+/// its Streaming page (`POST /api/v1/streams/{id}`): at start, after every micro-batch, and
+/// every `heartbeat` in between (so that the scheduler can tell a silent driver, shown
+/// `lost`, from a stream between batches). A scheduler that cannot be reached is logged once
+/// and does not stop the stream; the reports resume when it is back.
 struct Reporter {
     task: tokio::task::JoinHandle<()>,
     client: Arc<Client>,
@@ -190,6 +203,7 @@ impl Reporter {
         name: &str,
         output: &str,
         mut receiver: tokio::sync::mpsc::UnboundedReceiver<StreamProgress>,
+        heartbeat: std::time::Duration,
     ) -> Self {
         let client = Arc::new(client);
         let id = uuid::Uuid::new_v4().to_string();
@@ -214,8 +228,17 @@ impl Reporter {
                 Err(_) => {}
             };
             send(update(None)).await;
-            while let Some(progress) = receiver.recv().await {
-                send(update(Some(progress))).await;
+            let mut beat = tokio::time::interval(heartbeat);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            beat.tick().await;
+            loop {
+                tokio::select! {
+                    progress = receiver.recv() => match progress {
+                        Some(progress) => send(update(Some(progress))).await,
+                        None => break,
+                    },
+                    _ = beat.tick() => send(update(None)).await,
+                }
             }
         });
         Self {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ember_core::api::{JobDetail, JobState, SubmitJob, Submitted};
+use ember_core::error::Classify;
 use ember_core::manifest::{Job, JobManifest};
 use ember_core::params::Params;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -34,6 +35,25 @@ pub struct SubmitArgs {
     /// Follow the job to its end: progress per stage, then the counts; exit 1 if it fails.
     #[arg(long)]
     pub wait: bool,
+    /// Streaming jobs: the driver reports to the scheduler at least this often, between
+    /// micro-batches too (its heartbeat; a stream silent past the scheduler's
+    /// --stream-timeout is shown lost).
+    #[arg(
+        long,
+        env = "EMBER_STREAM_HEARTBEAT_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub heartbeat_interval: String,
+    /// With --wait: how long to keep asking a scheduler that stopped answering (one that
+    /// restarts) before giving up; the job's final state is reported once it answers again.
+    #[arg(
+        long,
+        env = "EMBER_SUBMIT_RECONNECT_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "5m"
+    )]
+    pub reconnect_timeout: String,
     /// `--scheduler`, `--format`, `--config` and the security flags, as for `ember jobs`.
     #[command(flatten)]
     pub common: crate::jobs::Common,
@@ -103,7 +123,11 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
             job.name, args.common.scheduler
         );
     }
-    let detail = follow(&client, &id, args.common.format == Format::Table).await?;
+    let reconnect = ember_core::config::parse_duration(
+        "--reconnect-timeout / EMBER_SUBMIT_RECONNECT_TIMEOUT",
+        &args.reconnect_timeout,
+    )?;
+    let detail = follow(&client, &id, args.common.format == Format::Table, reconnect).await?;
     match args.common.format {
         Format::Json => print_json(&detail)?,
         Format::Table => {
@@ -130,7 +154,15 @@ pub async fn run(args: SubmitArgs) -> Result<()> {
 }
 
 /// Polls the job until it ends, drawing a progress bar per stage (tasks done / total).
-async fn follow(client: &Client, id: &str, bars: bool) -> Result<JobDetail> {
+///
+/// A scheduler that stops answering (a restart) is asked again every second for up to
+/// `reconnect`; once it answers, the job's state is followed on (a scheduler restarted with
+/// its job history reports the job as it ended, e.g. `failed` with "scheduler restarted").
+///
+/// # Errors
+/// The scheduler silent for longer than `reconnect`; the job unknown to a scheduler that came
+/// back (restarted without its history: the job is lost); other answers' errors.
+async fn follow(client: &Client, id: &str, bars: bool, reconnect: Duration) -> Result<JobDetail> {
     let progress = MultiProgress::new();
     if !bars {
         progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -139,8 +171,48 @@ async fn follow(client: &Client, id: &str, bars: bool) -> Result<JobDetail> {
         .map_err(|e| Failure::new(ember_core::ErrorKind::Internal, e.to_string()))?
         .progress_chars("=> ");
     let mut stages: BTreeMap<(String, String), ProgressBar> = BTreeMap::new();
+    let mut silent_since: Option<std::time::Instant> = None;
     loop {
-        let detail: JobDetail = client.get(&format!("/jobs/{id}")).await?;
+        let detail: JobDetail = match client.get(&format!("/jobs/{id}")).await {
+            Ok(detail) => {
+                if silent_since.take().is_some() {
+                    progress
+                        .suspend(|| eprintln!("the scheduler answers again; following job {id}"));
+                }
+                detail
+            }
+            Err(e) if e.kind() == ember_core::ErrorKind::External => {
+                let since = *silent_since.get_or_insert_with(|| {
+                    progress.suspend(|| {
+                        eprintln!(
+                            "{e}; asking again every second for up to {}",
+                            humantime::format_duration(reconnect)
+                        );
+                    });
+                    std::time::Instant::now()
+                });
+                if since.elapsed() > reconnect {
+                    return Err(Failure::new(
+                        ember_core::ErrorKind::External,
+                        format!(
+                            "job {id}: the scheduler did not answer for {}: {e}; the job's state is unknown (ask `ember status {id}` once the scheduler is back)",
+                            humantime::format_duration(reconnect)
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) if silent_since.is_some() => {
+                return Err(Failure::new(
+                    ember_core::ErrorKind::External,
+                    format!(
+                        "job {id} was lost: the scheduler came back without it (started without its job history?): {e}"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         for step in &detail.steps {
             for stage in &step.stages {
                 let key = (step.ballista_job_id.clone(), stage.stage_id.clone());

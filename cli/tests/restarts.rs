@@ -1,15 +1,16 @@
 //! Faults the cluster must survive, injected for real: the scheduler process killed with
 //! SIGKILL in the middle of a job, then started again in the same working directory with the
-//! same flags. Each test asserts what the user sees: `ember jobs`, `ember status`, the output
-//! folder. Every wait is bounded.
+//! same flags; a stream's driver killed with SIGKILL. Each test asserts what the user sees:
+//! `ember jobs`, `ember status`, the output folder, the streams' REST API and `/metrics`.
+//! Every wait is bounded.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use ember_core::api::{JobDetail, JobState, JobSummary, Submitted};
+use ember_core::api::{JobDetail, JobState, JobSummary, StreamState, StreamSummary};
 use ember_testkit::ember::{ClusterOptions, EmberCluster, http_get};
-use ember_testkit::util::wait_for;
+use ember_testkit::util::{wait_child, wait_for};
 
 const JOB: &str = "jobs/daily_revenue_by_product";
 
@@ -34,34 +35,33 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// `ember submit` of the daily job on Online Retail into `output`; `--wait` when `wait`.
+/// `ember submit --wait --format json` of the daily job on Online Retail into `output`.
 /// Returns the printed JSON and the exit code.
-fn submit(cluster: &EmberCluster, output: &Path, wait: bool) -> (String, Option<i32>) {
-    let input = format!(
-        "input={}",
-        repo().join("data/online_retail.csv.gz").display()
-    );
-    let output = format!("output={}", output.display());
-    let mut args = vec![
+fn submit_wait(cluster: &EmberCluster, output: &Path) -> (String, Option<i32>) {
+    let out = ember(&[
         "submit",
         JOB,
         "--scheduler",
         cluster.address(),
         "--set",
-        &input,
+        &format!("input={}", online_retail()),
         "--set",
-        &output,
+        &format!("output={}", output.display()),
+        "--wait",
         "--format",
         "json",
-    ];
-    if wait {
-        args.push("--wait");
-    }
-    let out = ember(&args);
+    ]);
     (
         String::from_utf8_lossy(&out.stdout).to_string(),
         out.status.code(),
     )
+}
+
+fn online_retail() -> String {
+    repo()
+        .join("data/online_retail.csv.gz")
+        .display()
+        .to_string()
 }
 
 fn detail(cluster: &EmberCluster, id: &str) -> Result<JobDetail, String> {
@@ -96,7 +96,7 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
     let output = tmp.path().join("daily");
 
     // A job that ends before the crash.
-    let (printed, code) = submit(&cluster, &output, true);
+    let (printed, code) = submit_wait(&cluster, &output);
     let before: JobDetail = serde_json::from_str(&printed)
         .unwrap_or_else(|e| panic!("{e}: {printed}\n{}", cluster.logs()));
     assert_eq!(code, Some(0), "{:?}\n{}", before.summary, cluster.logs());
@@ -107,11 +107,44 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
         "{committed:?}"
     );
 
-    // The same job again, into the same output; the scheduler is killed while its output step
-    // runs.
-    let (printed, code) = submit(&cluster, &output, false);
-    assert_eq!(code, Some(0), "{printed}");
-    let Submitted { id } = serde_json::from_str(&printed).expect("submitted");
+    // The same job again, into the same output, followed by `ember submit --wait`; the
+    // scheduler is killed while its output step runs, and is down for 3 s.
+    let waiting_out = tmp.path().join("waiting.json");
+    let waiting_err = tmp.path().join("waiting.err");
+    let mut waiting = Command::new(bin())
+        .args(["submit", JOB, "--scheduler", cluster.address()])
+        .args([
+            "--set",
+            &format!(
+                "input={}",
+                repo().join("data/online_retail.csv.gz").display()
+            ),
+            "--set",
+            &format!("output={}", output.display()),
+        ])
+        .args(["--wait", "--format", "json"])
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&waiting_out).expect("stdout file"))
+        .stderr(std::fs::File::create(&waiting_err).expect("stderr file"))
+        .spawn()
+        .expect("ember submit --wait");
+    let id = wait_for(
+        "the second job to be submitted",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let jobs: Vec<JobSummary> =
+                serde_json::from_str(&http_get(cluster.address(), "/api/v1/jobs")?)
+                    .map_err(|e| e.to_string())?;
+            Ok(jobs
+                .into_iter()
+                .find(|j| j.id != before.summary.id)
+                .map(|j| j.id))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     wait_for(
         "the second job's output step",
         Duration::from_secs(120),
@@ -129,8 +162,28 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     cluster
-        .restart_scheduler()
+        .restart_scheduler(Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+
+    // `ember submit --wait` rode out the restart: it reports the job as the restarted
+    // scheduler knows it, and exits with the external failure's code (3).
+    let status = wait_child(&mut waiting, Duration::from_secs(120))
+        .expect("wait for ember submit")
+        .unwrap_or_else(|| {
+            let _ = waiting.kill();
+            panic!("ember submit --wait did not end after the restart")
+        });
+    let said = std::fs::read_to_string(&waiting_err).unwrap_or_default();
+    assert_eq!(status.code(), Some(3), "{said}");
+    let followed: JobDetail = serde_json::from_str(
+        &std::fs::read_to_string(&waiting_out).expect("submit --wait's output"),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {said}"));
+    assert_eq!(followed.summary.id, id);
+    assert_eq!(followed.summary.state, JobState::Failed);
+    assert!(said.contains("asking again every second"), "{said}");
+    assert!(said.contains("the scheduler answers again"), "{said}");
+    assert!(said.contains("scheduler restarted: "), "{said}");
 
     // `ember jobs` after the restart: the interrupted job failed, the earlier one as it ended.
     let out = ember(&["jobs", "--scheduler", cluster.address(), "--format", "json"]);
@@ -190,10 +243,139 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
     cluster
         .wait_for_executors(2)
         .unwrap_or_else(|e| panic!("{e}"));
-    let (printed, code) = submit(&cluster, &output, true);
+    let (printed, code) = submit_wait(&cluster, &output);
     let again: JobDetail = serde_json::from_str(&printed)
         .unwrap_or_else(|e| panic!("{e}: {printed}\n{}", cluster.logs()));
     assert_eq!(code, Some(0), "{:?}\n{}", again.summary, cluster.logs());
     assert_eq!(again.report.map(|r| r.rows), Some(report.rows));
     assert!(files(&output).iter().any(|(f, _)| f == "_SUCCESS"));
+}
+
+/// The streams the scheduler lists.
+fn streams(cluster: &EmberCluster) -> Result<Vec<StreamSummary>, String> {
+    serde_json::from_str(&http_get(cluster.address(), "/api/v1/streams")?)
+        .map_err(|e| e.to_string())
+}
+
+/// `ember submit` of the log-folder stream (jobs/app_logs) reading `incoming` into `output`,
+/// reporting every second.
+fn stream_driver(cluster: &EmberCluster, incoming: &Path, output: &Path, trigger: &str) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["submit", "jobs/app_logs", "--scheduler", cluster.address()])
+        .args(["--set", &format!("incoming={}", incoming.display())])
+        .args(["--set", &format!("output={}", output.display())])
+        .args(["--set", &format!("trigger={trigger}")])
+        .args(["--heartbeat-interval", "1s"])
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn a_killed_stream_driver_is_shown_lost_within_the_stream_timeout_and_an_ended_one_stopped() {
+    let timeout = Duration::from_secs(4);
+    let options = ClusterOptions {
+        scheduler_args: vec!["--stream-timeout".into(), "4s".into()],
+        ..ClusterOptions::default()
+    };
+    let cluster = EmberCluster::start(bin(), 1, &options).expect("cluster");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let incoming = tmp.path().join("incoming");
+    std::fs::create_dir_all(&incoming).expect("incoming");
+    std::fs::write(
+        incoming.join("app_1.log"),
+        "2024-11-10 15:30:45.123 [INFO] [PaymentService] Payment authorized\n\
+         2024-11-10 15:30:46.000 [WARN] [PaymentService] Retry\n",
+    )
+    .expect("log file");
+    let log = std::fs::File::create(tmp.path().join("driver.log")).expect("driver log");
+    let mut driver = stream_driver(&cluster, &incoming, &tmp.path().join("logs"), "1s")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start the driver");
+    let driver_log = || std::fs::read_to_string(tmp.path().join("driver.log")).unwrap_or_default();
+
+    // Running, with its first micro-batch committed.
+    let running = wait_for(
+        "the stream's first micro-batch",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let listed = streams(&cluster)?;
+            Ok(listed
+                .into_iter()
+                .find(|s| s.name == "app_logs" && s.batches >= 1))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", driver_log(), cluster.logs()));
+    assert_eq!(running.state, StreamState::Running);
+    // Idle for longer than the timeout (no new files): its heartbeats keep it running.
+    std::thread::sleep(timeout + Duration::from_secs(2));
+    let idle = streams(&cluster).expect("streams");
+    assert_eq!(
+        idle.iter().find(|s| s.id == running.id).map(|s| s.state),
+        Some(StreamState::Running),
+        "{idle:?}\n{}",
+        driver_log()
+    );
+
+    // SIGKILL: no goodbye. Shown lost once the timeout has passed, and not before the driver
+    // could have missed a heartbeat.
+    driver.kill().expect("kill the driver");
+    let killed = Instant::now();
+    let _ = driver.wait();
+    let lost = wait_for(
+        "the stream to be shown lost",
+        timeout + Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            let listed = streams(&cluster)?;
+            Ok(listed
+                .into_iter()
+                .find(|s| s.id == running.id && s.state == StreamState::Lost))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let after = killed.elapsed();
+    assert!(
+        after >= timeout - Duration::from_secs(1),
+        "lost after {after:?}"
+    );
+    assert!(lost.batches >= running.batches);
+    let metrics = http_get(cluster.address(), "/metrics").expect("metrics");
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("ember_stream_lost{") && l.contains(&running.id))
+        .unwrap_or_else(|| panic!("no ember_stream_lost for the stream:\n{metrics}"));
+    let value: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0);
+    assert!((value - 1.0).abs() < f64::EPSILON, "{line}");
+
+    // The driver started again on the same output and checkpoint (the killed driver's lock is
+    // taken over), to the end of what is there (available-now): a new stream entry, stopped.
+    // (Another output could not report as `app_logs`: the scheduler serves that table from
+    // the first stream's output and refuses a takeover.)
+    let out = stream_driver(
+        &cluster,
+        &incoming,
+        &tmp.path().join("logs"),
+        "available-now",
+    )
+    .output()
+    .expect("run the driver");
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("cannot report"), "{said}");
+    let listed = streams(&cluster).expect("streams");
+    let states: Vec<StreamState> = listed.iter().map(|s| s.state).collect();
+    assert_eq!(
+        states,
+        [StreamState::Stopped, StreamState::Lost],
+        "{listed:?}"
+    );
 }

@@ -216,6 +216,10 @@ pub enum StreamState {
     Stopped,
     /// Stopped by an error.
     Failed,
+    /// Its driver stopped reporting: nothing heard for longer than the stream timeout while
+    /// it was running (a killed driver, a lost machine, a network split). Shown, never
+    /// reported: a driver that reports again is running again.
+    Lost,
 }
 
 impl StreamState {
@@ -225,6 +229,7 @@ impl StreamState {
             Self::Running => "running",
             Self::Stopped => "stopped",
             Self::Failed => "failed",
+            Self::Lost => "lost",
         }
     }
 }

@@ -49,6 +49,10 @@ pub struct SchedulerArgs {
     /// Ended jobs older than this are forgotten [default: 30days].
     #[arg(long, env = "EMBER_SCHEDULER_HISTORY_MAX_AGE", value_name = "DURATION")]
     pub history_max_age: Option<String>,
+    /// A running stream whose driver has reported nothing for this long is shown lost (the
+    /// drivers report every --heartbeat-interval, 5s by default) [default: 30s].
+    #[arg(long, env = "EMBER_SCHEDULER_STREAM_TIMEOUT", value_name = "DURATION")]
+    pub stream_timeout: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
@@ -77,6 +81,8 @@ pub struct SchedulerSettings {
     pub history_dir: String,
     /// How many ended jobs the history keeps, and for how long.
     pub history_retention: Retention,
+    /// How long a running stream's driver may be silent before the stream is shown lost.
+    pub stream_timeout: Duration,
     /// Storage settings.
     pub storage: StorageSettings,
     /// The Flight SQL endpoint.
@@ -158,6 +164,13 @@ impl SchedulerSettings {
                         .unwrap_or("30days"),
                 )?,
             },
+            stream_timeout: parse_duration(
+                "--stream-timeout / EMBER_SCHEDULER_STREAM_TIMEOUT",
+                args.stream_timeout
+                    .as_deref()
+                    .or(f.stream_timeout.as_deref())
+                    .unwrap_or("30s"),
+            )?,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
             flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
             security: SecuritySettings::resolve(&args.security, &file, secret)?,

@@ -235,7 +235,9 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     // tokens and their roles; gRPC (executors, Ballista clients) behind the cluster token.
     let web = Arc::new(ember_serving::web::Web {
         cluster: Some(Arc::clone(&jobs) as Arc<dyn ember_serving::Cluster>),
-        streams: Arc::default(),
+        streams: Arc::new(ember_serving::web::StreamRegistry::with_timeout(
+            settings.stream_timeout,
+        )),
         flight_sql: flight_sql.clone(),
         mode: "scheduler",
     });

@@ -276,14 +276,16 @@ impl EmberCluster {
         self.dir.path().join(format!("executor-{index}.log"))
     }
 
-    /// Kills the scheduler with SIGKILL (a crash: nothing is flushed or drained), then starts
-    /// it again on the same port, in the same working directory (so with the same job
-    /// history), and waits (bounded) until it listens. The executors keep running.
+    /// Kills the scheduler with SIGKILL (a crash: nothing is flushed or drained), leaves it
+    /// down for `down`, then starts it again on the same port, in the same working directory
+    /// (so with the same job history), and waits (bounded) until it listens. The executors
+    /// keep running.
     ///
     /// # Errors
     /// When the scheduler does not start again, with its log's tail.
-    pub fn restart_scheduler(&mut self) -> Result<(), String> {
+    pub fn restart_scheduler(&mut self, down: Duration) -> Result<(), String> {
         kill(&mut self.scheduler);
+        std::thread::sleep(down);
         let port = self
             .address
             .rsplit(':')

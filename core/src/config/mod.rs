@@ -87,6 +87,7 @@ pub struct SchedulerFile {
     pub history_dir: Option<String>,
     pub history_max_jobs: Option<usize>,
     pub history_max_age: Option<String>,
+    pub stream_timeout: Option<String>,
 }
 
 /// `[executor]` of the configuration file; see `ember_executor::config::ExecutorArgs` for each

@@ -133,6 +133,16 @@ pub async fn scheduler(State(web): State<Arc<Web>>) -> Response {
             &l,
             running,
         );
+        m.gauge(
+            "ember_stream_lost",
+            "Whether the stream's driver has been silent for longer than the stream timeout (1)",
+            &l,
+            if s.state == StreamState::Lost {
+                1.0
+            } else {
+                0.0
+            },
+        );
         m.counter(
             "ember_stream_batches",
             "Micro-batches committed",

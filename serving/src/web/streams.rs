@@ -2,9 +2,14 @@
 //! reports its state and every committed micro-batch (`POST /api/v1/streams/{id}`), as Spark's
 //! `StreamingQueryListener` feeds its Structured Streaming tab. Kept in memory: the last
 //! [`RECENT`] batches per stream, and at most [`KEPT`] streams.
+//!
+//! A running driver also reports every few seconds between batches (its heartbeat). A stream
+//! shown `running` whose driver has been silent for longer than the registry's timeout is
+//! shown `lost` (as Ballista shows a silent executor); it is `running` again if it reports.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use ember_core::api::{StreamDetail, StreamProgress, StreamState, StreamSummary, StreamUpdate};
@@ -15,15 +20,27 @@ pub const RECENT: usize = 120;
 /// Streams kept; the oldest stopped ones go first.
 pub const KEPT: usize = 200;
 
+/// How long a running stream's driver may be silent before the stream is shown `lost`, when
+/// no timeout is given: six of the driver's default 5 s heartbeats.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 struct Entry {
     summary: StreamSummary,
     recent: VecDeque<StreamProgress>,
+    /// When its driver last reported.
+    seen: Instant,
 }
 
 /// The streams reported to this server.
-#[derive(Default)]
 pub struct StreamRegistry {
     streams: Mutex<BTreeMap<String, Entry>>,
+    timeout: Duration,
+}
+
+impl Default for StreamRegistry {
+    fn default() -> Self {
+        Self::with_timeout(DEFAULT_TIMEOUT)
+    }
 }
 
 impl std::fmt::Debug for StreamRegistry {
@@ -37,6 +54,23 @@ fn now() -> String {
 }
 
 impl StreamRegistry {
+    /// A registry that shows a running stream `lost` after `timeout` without a report.
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self {
+            streams: Mutex::default(),
+            timeout,
+        }
+    }
+
+    /// The summary as shown: `lost` for a running stream silent for longer than the timeout.
+    fn shown(&self, entry: &Entry) -> StreamSummary {
+        let mut summary = entry.summary.clone();
+        if summary.state == StreamState::Running && entry.seen.elapsed() > self.timeout {
+            summary.state = StreamState::Lost;
+        }
+        summary
+    }
+
     fn streams(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         // Every update is a few assignments: a poisoned lock still holds usable entries.
         self.streams
@@ -64,7 +98,7 @@ impl StreamRegistry {
         if new && streams.len() >= KEPT {
             let oldest = streams
                 .iter()
-                .filter(|(_, e)| e.summary.state != StreamState::Running)
+                .filter(|(_, e)| self.shown(e).state != StreamState::Running)
                 .min_by(|a, b| a.1.summary.updated_at.cmp(&b.1.summary.updated_at))
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
@@ -84,9 +118,15 @@ impl StreamRegistry {
                 error: None,
             },
             recent: VecDeque::new(),
+            seen: Instant::now(),
         });
+        entry.seen = Instant::now();
         let summary = &mut entry.summary;
-        summary.state = update.state;
+        // `lost` is the registry's view, not a driver's report.
+        summary.state = match update.state {
+            StreamState::Lost => StreamState::Running,
+            state => state,
+        };
         summary.updated_at = now();
         if update.error.is_some() {
             summary.error = update.error;
@@ -104,8 +144,7 @@ impl StreamRegistry {
 
     /// All streams, the most recently started first.
     pub fn list(&self) -> Vec<StreamSummary> {
-        let mut list: Vec<StreamSummary> =
-            self.streams().values().map(|e| e.summary.clone()).collect();
+        let mut list: Vec<StreamSummary> = self.streams().values().map(|e| self.shown(e)).collect();
         list.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         list
     }
@@ -113,7 +152,7 @@ impl StreamRegistry {
     /// One stream with its recent batches.
     pub fn detail(&self, id: &str) -> Option<StreamDetail> {
         self.streams().get(id).map(|e| StreamDetail {
-            summary: e.summary.clone(),
+            summary: self.shown(e),
             recent: e.recent.iter().cloned().collect(),
         })
     }
@@ -171,5 +210,40 @@ mod tests {
         };
         let err = registry.update("a", elsewhere).expect_err("refused");
         assert!(err.to_string().contains("cannot change that"), "{err}");
+    }
+
+    #[test]
+    fn a_running_stream_silent_past_the_timeout_is_lost_until_it_reports_again() {
+        let registry = StreamRegistry::with_timeout(Duration::from_millis(200));
+        registry
+            .update("run", update(StreamState::Running, Some(0)))
+            .expect("run");
+        registry
+            .update("stop", update(StreamState::Running, None))
+            .expect("stop");
+        registry
+            .update("stop", update(StreamState::Stopped, None))
+            .expect("stop");
+        let state = |id: &str| registry.detail(id).expect("known").summary.state;
+        assert_eq!(state("run"), StreamState::Running);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(state("run"), StreamState::Lost);
+        let listed: Vec<(String, StreamState)> = registry
+            .list()
+            .into_iter()
+            .map(|s| (s.id, s.state))
+            .collect();
+        assert!(
+            listed.contains(&("run".into(), StreamState::Lost)),
+            "{listed:?}"
+        );
+        // A stream that ended is not lost, however long ago it ended.
+        assert_eq!(state("stop"), StreamState::Stopped);
+        // A report (a heartbeat) brings it back; a driver cannot report `lost`.
+        registry
+            .update("run", update(StreamState::Lost, None))
+            .expect("heartbeat");
+        assert_eq!(state("run"), StreamState::Running);
+        assert_eq!(registry.detail("run").expect("run").summary.batches, 1);
     }
 }
