@@ -279,7 +279,7 @@ fn a_killed_stream_driver_is_shown_lost_within_the_stream_timeout_and_an_ended_o
         scheduler_args: vec!["--stream-timeout".into(), "4s".into()],
         ..ClusterOptions::default()
     };
-    let cluster = EmberCluster::start(bin(), 1, &options).expect("cluster");
+    let mut cluster = EmberCluster::start(bin(), 1, &options).expect("cluster");
     let tmp = tempfile::tempdir().expect("tempdir");
     let incoming = tmp.path().join("incoming");
     std::fs::create_dir_all(&incoming).expect("incoming");
@@ -378,4 +378,48 @@ fn a_killed_stream_driver_is_shown_lost_within_the_stream_timeout_and_an_ended_o
         [StreamState::Stopped, StreamState::Lost],
         "{listed:?}"
     );
+
+    // The stream history survives a scheduler restart: both streams are listed again, the
+    // ended one stopped with its batches, the killed one lost again once the timeout passed.
+    let saved = cluster.scheduler_work_dir().join("history/streams");
+    wait_for(
+        "the stream history on disk",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let texts: Vec<String> = listed
+                .iter()
+                .map(|s| {
+                    std::fs::read_to_string(saved.join(format!("{}.json", s.id)))
+                        .unwrap_or_default()
+                })
+                .collect();
+            Ok(
+                (texts[0].contains("\"state\":\"stopped\"") && texts[1].contains("\"batches\":"))
+                    .then_some(()),
+            )
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .restart_scheduler(Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let again = streams(&cluster).expect("streams after the restart");
+    let ids: Vec<&str> = again.iter().map(|s| s.id.as_str()).collect();
+    let ids_before: Vec<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ids_before, "{again:?}");
+    assert_eq!(again[0].state, StreamState::Stopped);
+    assert_eq!(again[1].batches, listed[1].batches);
+    wait_for(
+        "the killed stream to be shown lost again",
+        timeout + Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            Ok(streams(&cluster)?
+                .into_iter()
+                .any(|s| s.id == running.id && s.state == StreamState::Lost)
+                .then_some(()))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 }

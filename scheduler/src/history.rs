@@ -14,6 +14,7 @@
 //! scheduler stopped, and comes back not ended (the caller fails it, see
 //! `JobManager::restore`). When both files exist (a crash between the two writes) the
 //! `.json` wins. Retention ([`Retention`]) bounds the ended jobs kept, by count and by age.
+//! The folder `streams/` in it holds the stream history (`ember_serving::web::StreamHistory`).
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -213,6 +214,11 @@ impl History {
     /// The folder's URL (for messages).
     pub fn url(&self) -> &str {
         self.dir.url()
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
     }
 
     /// Writes job `id`'s event log (all its events so far).

@@ -203,6 +203,13 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
             ctx.runtime_env().object_store_registry.as_ref(),
         )?
     };
+    // Streams: shown lost after the stream timeout; kept in the history's `streams/`.
+    let streams = Arc::new(ember_serving::web::StreamRegistry::with_timeout(
+        settings.stream_timeout,
+    ));
+    let stream_history = ember_serving::web::StreamHistory::new(history.dir().sub("streams"));
+    streams.restore(stream_history.load().await);
+    stream_history.spawn_flusher(&streams, std::time::Duration::from_millis(500));
     let jobs = Arc::new(
         JobManager::new(
             sessions.clone(),
@@ -235,9 +242,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     // tokens and their roles; gRPC (executors, Ballista clients) behind the cluster token.
     let web = Arc::new(ember_serving::web::Web {
         cluster: Some(Arc::clone(&jobs) as Arc<dyn ember_serving::Cluster>),
-        streams: Arc::new(ember_serving::web::StreamRegistry::with_timeout(
-            settings.stream_timeout,
-        )),
+        streams,
         flight_sql: flight_sql.clone(),
         mode: "scheduler",
     });

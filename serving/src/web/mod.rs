@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod dashboard;
 pub mod metrics;
+pub mod stream_history;
 pub mod streams;
 pub mod ui;
 
@@ -23,6 +24,7 @@ use ember_core::api::{API_PREFIX, ApiError, ServerInfo, StreamUpdate};
 use crate::Cluster;
 use crate::flight_sql::FlightSqlEndpoint;
 
+pub use stream_history::StreamHistory;
 pub use streams::StreamRegistry;
 
 /// The table the dashboard's daily revenue and top products read: the batch job's output,

@@ -7,7 +7,7 @@
 //! shown `running` whose driver has been silent for longer than the registry's timeout is
 //! shown `lost` (as Ballista shows a silent executor); it is `running` again if it reports.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,16 @@ struct Entry {
 pub struct StreamRegistry {
     streams: Mutex<BTreeMap<String, Entry>>,
     timeout: Duration,
+    /// What changed since [`StreamRegistry::take_changes`] last asked (for the stream
+    /// history, `super::stream_history`).
+    changes: Mutex<Changes>,
+}
+
+/// Streams updated and streams forgotten.
+#[derive(Default)]
+struct Changes {
+    updated: BTreeSet<String>,
+    removed: BTreeSet<String>,
 }
 
 impl Default for StreamRegistry {
@@ -59,6 +69,7 @@ impl StreamRegistry {
         Self {
             streams: Mutex::default(),
             timeout,
+            changes: Mutex::default(),
         }
     }
 
@@ -103,6 +114,7 @@ impl StreamRegistry {
                 .map(|(k, _)| k.clone());
             if let Some(k) = oldest {
                 streams.remove(&k);
+                self.changed().removed.insert(k);
             }
         }
         let entry = streams.entry(id.to_string()).or_insert_with(|| Entry {
@@ -139,7 +151,55 @@ impl StreamRegistry {
             }
             entry.recent.push_back(progress);
         }
+        let mut changes = self.changed();
+        changes.removed.remove(id);
+        changes.updated.insert(id.to_string());
         Ok(new)
+    }
+
+    fn changed(&self) -> std::sync::MutexGuard<'_, Changes> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The streams updated since the last call, as reported (a `lost` stream as `running`),
+    /// and the ids of those forgotten since.
+    pub fn take_changes(&self) -> (Vec<StreamDetail>, Vec<String>) {
+        let changes = std::mem::take(&mut *self.changed());
+        let streams = self.streams();
+        let updated = changes
+            .updated
+            .iter()
+            .filter_map(|id| streams.get(id))
+            .map(|e| StreamDetail {
+                summary: e.summary.clone(),
+                recent: e.recent.iter().cloned().collect(),
+            })
+            .collect();
+        (updated, changes.removed.into_iter().collect())
+    }
+
+    /// Puts back streams a previous run of this server knew (its stream history). A stream
+    /// that was running gets the timeout to report again before it is shown `lost`.
+    pub fn restore(&self, details: Vec<StreamDetail>) {
+        let mut streams = self.streams();
+        for detail in details {
+            if streams.len() >= KEPT {
+                break;
+            }
+            let mut recent: VecDeque<StreamProgress> = detail.recent.into();
+            while recent.len() > RECENT {
+                recent.pop_front();
+            }
+            streams
+                .entry(detail.summary.id.clone())
+                .or_insert_with(|| Entry {
+                    summary: detail.summary,
+                    recent,
+                    seen: Instant::now(),
+                });
+        }
     }
 
     /// All streams, the most recently started first.
@@ -158,22 +218,25 @@ impl StreamRegistry {
     }
 }
 
+/// A driver's report of stream `s` writing `/out`, with batch `batch` (tests).
+#[cfg(test)]
+pub(crate) fn test_update(state: StreamState, batch: Option<u64>) -> StreamUpdate {
+    StreamUpdate {
+        name: "s".into(),
+        output: "/out".into(),
+        state,
+        progress: batch.map(|batch_id| StreamProgress {
+            batch_id,
+            ..StreamProgress::default()
+        }),
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_update as update;
     use super::*;
-
-    fn update(state: StreamState, batch: Option<u64>) -> StreamUpdate {
-        StreamUpdate {
-            name: "s".into(),
-            output: "/out".into(),
-            state,
-            progress: batch.map(|batch_id| StreamProgress {
-                batch_id,
-                ..StreamProgress::default()
-            }),
-            error: None,
-        }
-    }
 
     #[test]
     fn keeps_the_last_batches_and_the_state() {
