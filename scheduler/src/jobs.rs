@@ -119,13 +119,8 @@ impl JobManager {
                     tracing::warn!(job_id = %record.id, error = %e, "job history not written");
                 }
             }
-            if record.state == JobState::Succeeded
-                && let Some(endpoint) = self.tables.get()
-                && let Err(e) = endpoint
-                    .register(&record.job.name, &record.job.output.path, "parquet")
-                    .await
-            {
-                tracing::warn!(job_id = %record.id, error = %e, "the job's output is not served over Flight SQL");
+            if record.state == JobState::Succeeded {
+                self.serve_output(&record.id, &record.job).await;
             }
             self.jobs().insert(
                 record.id.clone(),
@@ -178,6 +173,18 @@ impl JobManager {
             error,
             report: None,
             steps: Vec::new(),
+        }
+    }
+
+    /// Serves succeeded job `id`'s output over Flight SQL as a table named after the job
+    /// (when [`JobManager::serve_tables`] was called); a failure is logged.
+    async fn serve_output(&self, id: &str, job: &Job) {
+        if let Some(endpoint) = self.tables.get()
+            && let Err(e) = endpoint
+                .register(&job.name, &job.output.path, "parquet")
+                .await
+        {
+            tracing::warn!(job_id = %id, error = %e, "the job's output is not served over Flight SQL");
         }
     }
 
@@ -418,12 +425,8 @@ impl JobManager {
                 .map_err(|e| (e.to_string(), e.kind())),
             Err(e) => Err((e.to_string(), e.kind())),
         };
-        if let (Ok(_), Some(endpoint)) = (&result, self.tables.get())
-            && let Err(e) = endpoint
-                .register(&job.name, &job.output.path, "parquet")
-                .await
-        {
-            tracing::warn!(job_id = %id, error = %e, "the job's output is not served over Flight SQL");
+        if result.is_ok() {
+            self.serve_output(&id, &job).await;
         }
         let steps = self.live_steps(&id).await;
         let ended = match result {
