@@ -7,7 +7,9 @@ set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server mariadb-client)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql postgresql-client)
-command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# util-linux: setpriv (the database servers run as an unprivileged user), unshare and nsenter
+# (the disk-full tests mount a small tmpfs in a private mount namespace).
+{ command -v setpriv && command -v unshare && command -v nsenter; } >/dev/null 2>&1 || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update >&2 || true
   # No service start inside a build (policy-rc.d 101): the tests start their own servers.

@@ -67,7 +67,7 @@ pub(crate) async fn cache_view(
     let written =
         ember_core::sink::write_with(ctx, df, &url, Vec::new(), OutputFormat::Parquet, settings)
             .await
-            .map_err(|e| Error::execution(context(), e))?;
+            .map_err(|e| Error::writing(context(), &url, e))?;
     if written.paths.is_empty() {
         // No row: the view stays a view (nothing to read twice).
         ctx.register_table(sql.name.as_str(), Arc::new(ViewTable::new(plan, None)))

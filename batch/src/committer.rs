@@ -373,7 +373,11 @@ impl Committer {
 
     /// Finishes the commits that runs of this output began and did not end (a process killed
     /// during its renames): each `_temporary/<run>/_COMMIT` is applied again and its staging
-    /// folder removed. Call with the output's lock held. Returns the run ids finished.
+    /// folder removed. The staging folders of other runs that did not begin their commit (a
+    /// run that failed and could not clean up: its storage was full or unreachable) are
+    /// removed, as Hadoop's `FileOutputCommitter` job cleanup removes `_temporary`. Call with
+    /// the output's lock held: no other run of the output is alive. Returns the run ids
+    /// finished.
     ///
     /// # Errors
     /// [`Error::Storage`] when the plan cannot be read or applied.
@@ -392,13 +396,22 @@ impl Committer {
             if run_id == self.run_id {
                 continue;
             }
+            let other = Committer {
+                run_id: run_id.clone(),
+                created_root: false,
+                ..self.clone()
+            };
             let intent = run.clone().join(COMMIT_FILE);
             let bytes = match self.store.get(&intent).await {
                 Ok(r) => r
                     .bytes()
                     .await
                     .map_err(|e| Error::storage(format!("reading {intent}"), e))?,
-                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(object_store::Error::NotFound { .. }) => {
+                    tracing::warn!(run_id = %run_id, "removing the staging folder of a run that did not commit");
+                    other.cleanup().await?;
+                    continue;
+                }
                 Err(e) => return Err(Error::storage(format!("reading {intent}"), e)),
             };
             let plan: CommitPlan = serde_json::from_slice(&bytes).map_err(|e| Error::Output {
@@ -407,11 +420,6 @@ impl Committer {
             })?;
             tracing::warn!(run_id = %run_id, files = plan.moves.len(), "finishing the commit of an interrupted run");
             self.apply(&plan).await?;
-            let other = Committer {
-                run_id: run_id.clone(),
-                created_root: false,
-                ..self.clone()
-            };
             other.cleanup().await?;
             finished.push(run_id);
         }

@@ -59,6 +59,17 @@ async fn discard(committer: &Committer, table: &str, adds: &[delta::Add]) {
     }
 }
 
+/// Deletes the files that a run which fails before its commit wrote into Delta tables:
+/// `written` holds each table's URL and the `add` actions its tasks reported (best effort, as
+/// [`discard`]).
+pub(crate) async fn discard_written(committer: &Committer, written: Vec<(String, Vec<String>)>) {
+    for (table, reported) in written {
+        if let Ok(adds) = delta::parse_adds(&table, &reported) {
+            discard(committer, &table, &adds).await;
+        }
+    }
+}
+
 /// One table's commit of this run; `None` when the run wrote no file there.
 async fn commit_table(
     ctx: &SessionContext,

@@ -25,6 +25,18 @@ pub enum Error {
         message: String,
     },
 
+    /// Reading an input's file or writing its staged copy failed in storage (a full disk, a
+    /// lost DataNode, a refused connection): it may succeed when run again.
+    #[error("input `{input}` ({path}): {message}")]
+    InputStorage {
+        /// The input's table name.
+        input: String,
+        /// Its path as given.
+        path: String,
+        /// What failed, with the file's URL.
+        message: String,
+    },
+
     /// A database input failed: settings, connection, authentication, schema or a query.
     #[error(transparent)]
     Database(Box<ember_ingest::Error>),
@@ -53,11 +65,20 @@ pub enum Error {
         source: object_store::Error,
     },
 
-    /// DataFusion or Ballista failed while executing a step of the job.
-    #[error("{context}: {}", ember_core::error::readable(source))]
+    /// DataFusion or Ballista failed while executing a step of the job. When the failure is
+    /// storage's (a full disk: [`Classify::kind`] is external), the line names the folder the
+    /// step was writing: `writing the output (to file:///…/_temporary/…/data/): LocalFileSystem:
+    /// No space left on device (os error 28)`.
+    #[error(
+        "{context}{}: {}",
+        target_shown(target, source),
+        ember_core::error::readable(source)
+    )]
     Execution {
         /// The step (e.g. "writing the output").
         context: String,
+        /// The URL the step was writing, if it writes.
+        target: Option<String>,
         /// The error.
         #[source]
         source: Box<DataFusionError>,
@@ -69,6 +90,7 @@ impl Classify for Error {
         match self {
             Error::Core(e) => e.kind(),
             Error::Input { .. } | Error::Output { .. } => ErrorKind::User,
+            Error::InputStorage { .. } => ErrorKind::External,
             Error::Database(e) => e.kind(),
             // The job's own queries do not split the input into valid and quarantined rows.
             Error::Reconcile(_) => ErrorKind::User,
@@ -83,6 +105,20 @@ impl Error {
     pub fn execution(context: impl Into<String>, source: DataFusionError) -> Self {
         Error::Execution {
             context: context.into(),
+            target: None,
+            source: Box::new(source),
+        }
+    }
+
+    /// Wraps a DataFusion error with the step that failed and the URL it was writing.
+    pub fn writing(
+        context: impl Into<String>,
+        target: impl Into<String>,
+        source: DataFusionError,
+    ) -> Self {
+        Error::Execution {
+            context: context.into(),
+            target: Some(target.into()),
             source: Box::new(source),
         }
     }
@@ -93,5 +129,14 @@ impl Error {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// ` (to <url>)` when a step writing `target` failed in storage, else nothing: a data error
+/// (a value that does not cast) is about the input, not about where it was going.
+fn target_shown(target: &Option<String>, source: &DataFusionError) -> String {
+    match target {
+        Some(url) if datafusion_kind(source) == ErrorKind::External => format!(" (to {url})"),
+        _ => String::new(),
     }
 }

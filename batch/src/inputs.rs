@@ -40,7 +40,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 
 use crate::committer::{Area, Committer};
 use crate::error::{Error, Result};
-use crate::transcode;
+use crate::transcode::{self, Failed};
 use ember_core::report::InputSummary;
 
 /// Registers every input of the job; see the module documentation for the rules.
@@ -165,6 +165,25 @@ fn input_error(input: &Input, message: impl Into<String>) -> Error {
         input: input.name.clone(),
         path: input.path.clone(),
         message: message.into(),
+    }
+}
+
+/// [`Error::InputStorage`]: reading `input` or writing its staged copy failed in storage.
+fn input_storage_error(input: &Input, message: String) -> Error {
+    Error::InputStorage {
+        input: input.name.clone(),
+        path: input.path.clone(),
+        message,
+    }
+}
+
+/// A failed [`transcode::to_utf8`] of file `from` into the staged copy `to` (both URLs).
+fn transcode_error(input: &Input, from: &ListingTableUrl, to: &str, failed: Failed) -> Error {
+    let storage = |message| input_storage_error(input, message);
+    match failed {
+        Failed::Read(e) => storage(format!("reading {from}: {e}")),
+        Failed::Write(e) => storage(format!("writing its staged copy {to}: {e}")),
+        Failed::Decompress(e) => input_error(input, format!("decompressing {from}: {e}")),
     }
 }
 
@@ -500,12 +519,12 @@ async fn prepare(
             &to,
         )
         .await
-        .map_err(|m| input_error(input, m))?;
+        .map_err(|failed| transcode_error(input, from, &format!("{staged}{file_name}"), failed))?;
         let size = committer
             .store()
             .head(&to)
             .await
-            .map_err(|e| input_error(input, format!("staged copy {to}: {e}")))?
+            .map_err(|e| input_storage_error(input, format!("staged copy {to}: {e}")))?
             .size;
         written.push(CsvFile {
             url: format!("{staged}{file_name}"),

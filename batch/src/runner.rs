@@ -99,8 +99,10 @@ async fn lock_and_recover(
     match job.output.format {
         OutputFormat::Parquet => {
             let what = format!("output {}", committer.output_url());
+            let url = format!("{}{LOCK_FILE}", committer.output_url());
             let holder = Holder {
                 what: &what,
+                url: &url,
                 kind: "run",
                 id: committer.run_id(),
                 job: &job.name,
@@ -153,7 +155,10 @@ async fn run_locked(
     clock: Instant,
 ) -> Result<RunReport> {
     let run_id = committer.run_id().to_string();
-    let mut result = execute(ctx, job, committer, true).await;
+    // Delta files the run's steps wrote straight into the tables: unreferenced until the
+    // commit, deleted when the run fails before it.
+    let mut written = Vec::new();
+    let mut result = execute(ctx, job, committer, true, &mut written).await;
     let split_error = match &result {
         Err(e) if e.to_string().contains(ember_core::csv::SPLIT_INSIDE_QUOTES) => {
             Some(e.to_string())
@@ -164,6 +169,7 @@ async fn run_locked(
     if let Some(error) = split_error {
         // A quoted line end fell on a byte range's start: read every CSV file in one task.
         tracing::warn!(%error, "reading the CSV inputs again with one task per file");
+        crate::delta::discard_written(committer, std::mem::take(&mut written)).await;
         committer.cleanup().await?;
         for name in job
             .inputs
@@ -174,11 +180,12 @@ async fn run_locked(
             ctx.deregister_table(name.as_str())
                 .map_err(|e| Error::execution(format!("forgetting table `{name}`"), e))?;
         }
-        result = execute(ctx, job, committer, false).await;
+        result = execute(ctx, job, committer, false, &mut written).await;
     }
     let mut staged = match result {
         Ok(staged) => staged,
         Err(e) => {
+            crate::delta::discard_written(committer, written).await;
             if let Err(cleanup) = committer.cleanup().await {
                 tracing::warn!(error = %cleanup, "could not remove the staging folder of a failed run");
             }
@@ -327,11 +334,15 @@ async fn previous_marks(job: &Job, committer: &Committer) -> Result<BTreeMap<Str
 
 /// Runs the job's queries into the staging folder. `split`: CSV files are read in byte ranges
 /// (else one task per file).
+/// Runs the job's steps up to its commit. Each Delta write that succeeded is added to
+/// `written` (the table's URL and the `add` actions its tasks reported), so that a failure of
+/// a later step can delete files nothing will reference.
 async fn execute(
     ctx: &SessionContext,
     job: &Job,
     committer: &Committer,
     split: bool,
+    written_to_tables: &mut Vec<(String, Vec<String>)>,
 ) -> Result<Staged> {
     let step = |label: &str| name_step(ctx, &job.name, committer.run_id(), label);
     // Delta: the versions this run starts from, before it reads anything.
@@ -427,9 +438,12 @@ async fn execute(
             format,
         )
         .await
-        .map_err(|e| Error::execution("writing the quarantine", e))?;
+        .map_err(|e| Error::writing("writing the quarantine", &quarantine_url, e))?;
         rows.quarantined = written.rows;
         quarantine_files = written.paths;
+        if format == OutputFormat::Delta {
+            written_to_tables.push((quarantine_url.clone(), quarantine_files.clone()));
+        }
         tracing::info!(
             rows = rows.quarantined,
             ms = clock.elapsed().as_millis() as u64,
@@ -450,8 +464,11 @@ async fn execute(
             format,
         )
         .await
-        .map_err(|e| Error::execution("writing the output", e))?;
+        .map_err(|e| Error::writing("writing the output", &data_url, e))?;
         rows.written = written.rows;
+        if format == OutputFormat::Delta {
+            written_to_tables.push((data_url.clone(), written.paths.clone()));
+        }
         tracing::info!(
             rows = rows.written,
             ms = clock.elapsed().as_millis() as u64,

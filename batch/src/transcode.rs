@@ -28,7 +28,8 @@ use tokio::io::AsyncWriteExt;
 /// checks them). Returns the number of malformed sequences replaced with U+FFFD.
 ///
 /// # Errors
-/// A message naming the step that failed (reading, decompressing, writing).
+/// [`Failed`], naming the step that failed: reading the file or writing the copy (storage),
+/// or decompressing it (the file's bytes).
 pub(crate) async fn to_utf8(
     store: &Arc<dyn ObjectStore>,
     from: &Path,
@@ -36,22 +37,22 @@ pub(crate) async fn to_utf8(
     encoding: Option<&'static Encoding>,
     to_store: &Arc<dyn ObjectStore>,
     to: &Path,
-) -> Result<usize, String> {
+) -> Result<usize, Failed> {
     let mut source = store
         .get(from)
         .await
-        .map_err(|e| format!("reading {from}: {e}"))?
+        .map_err(|e| Failed::Read(e.to_string()))?
         .into_stream();
     let mut sink = BufWriter::new(Arc::clone(to_store), to.clone());
     let mut decoder = encoding.map(Encoding::new_decoder_without_bom_handling);
     let mut gunzip = gzip.then(|| MultiGzDecoder::new(Vec::new()));
     let mut replaced = 0;
     while let Some(chunk) = source.next().await {
-        let chunk = chunk.map_err(|e| format!("reading {from}: {e}"))?;
+        let chunk = chunk.map_err(|e| Failed::Read(e.to_string()))?;
         let bytes = match gunzip.as_mut() {
             Some(gz) => {
                 gz.write_all(&chunk)
-                    .map_err(|e| format!("decompressing {from}: {e}"))?;
+                    .map_err(|e| Failed::Decompress(e.to_string()))?;
                 std::mem::take(gz.get_mut())
             }
             None => chunk.to_vec(),
@@ -59,22 +60,31 @@ pub(crate) async fn to_utf8(
         let text = decode(decoder.as_mut(), bytes, false, &mut replaced);
         sink.write_all(&text)
             .await
-            .map_err(|e| format!("writing {to}: {e}"))?;
+            .map_err(|e| Failed::Write(e.to_string()))?;
     }
     let rest = match gunzip {
-        Some(gz) => gz
-            .finish()
-            .map_err(|e| format!("decompressing {from}: {e}"))?,
+        Some(gz) => gz.finish().map_err(|e| Failed::Decompress(e.to_string()))?,
         None => Vec::new(),
     };
     let text = decode(decoder.as_mut(), rest, true, &mut replaced);
     sink.write_all(&text)
         .await
-        .map_err(|e| format!("writing {to}: {e}"))?;
+        .map_err(|e| Failed::Write(e.to_string()))?;
     sink.shutdown()
         .await
-        .map_err(|e| format!("writing {to}: {e}"))?;
+        .map_err(|e| Failed::Write(e.to_string()))?;
     Ok(replaced)
+}
+
+/// Why [`to_utf8`] failed, with the underlying error's message.
+#[derive(Debug)]
+pub(crate) enum Failed {
+    /// Reading the source file from its store failed: storage's fault, retryable.
+    Read(String),
+    /// The source is not valid gzip: the file's fault.
+    Decompress(String),
+    /// Writing the copy failed (a full disk, a lost DataNode): storage's fault, retryable.
+    Write(String),
 }
 
 fn decode(

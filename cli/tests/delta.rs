@@ -11,7 +11,6 @@
 //!   version, never between.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,15 +19,13 @@ use ember_core::api::JobDetail;
 use ember_core::threads::block_on;
 use ember_testkit::ember::{ClusterOptions, EmberCluster, EmberServe};
 use ember_testkit::query::{delta_log_files, delta_rows, files_rows};
-use ember_testkit::reference::{Fold, show};
+use ember_testkit::reference::Fold;
 use ember_testkit::util::{output_text, python, wait_child};
+use ember_testkit::versions::{DAYS, expected, inputs};
 use rand::Rng;
 use rstest::rstest;
 
 const JOB: &str = "jobs/daily_revenue_by_product";
-
-/// The three days the tests write (real Online Retail data, by-day files).
-const DAYS: [&str; 3] = ["2011-12-07", "2011-12-08", "2011-12-09"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -50,81 +47,6 @@ fn command(args: &[&str]) -> Command {
 
 fn ember(args: &[&str]) -> Output {
     command(args).output().expect("run ember")
-}
-
-/// Two versions of the same three days (plain CSV): `x` as recorded, `y` with every quantity doubled (so
-/// every partition's totals change); each with one rejected row (a negative price) on the
-/// first day, so the quarantine table is written too.
-struct Inputs {
-    x: PathBuf,
-    y: PathBuf,
-    fold_x: Fold,
-    fold_y: Fold,
-}
-
-fn inputs(dir: &Path) -> Inputs {
-    let (x, y) = (dir.join("x"), dir.join("y"));
-    for folder in [&x, &y] {
-        std::fs::create_dir_all(folder).expect("input folder");
-    }
-    let header =
-        "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
-    for day in DAYS {
-        let source = repo().join(format!("data/online_retail_by_day/{day}.csv.gz"));
-        let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(std::fs::File::open(&source).expect("day")),
-            &mut text,
-        )
-        .expect("gunzip");
-        std::fs::write(x.join(format!("{day}.csv")), &text).expect("x file");
-        // The same rows, quantities doubled.
-        let mut reader = csv::Reader::from_reader(text.as_bytes());
-        let mut writer = csv::Writer::from_path(y.join(format!("{day}.csv"))).expect("y file");
-        writer
-            .write_record(reader.headers().expect("header"))
-            .expect("write header");
-        for row in reader.records() {
-            let mut row: Vec<String> = row.expect("row").iter().map(str::to_string).collect();
-            if let Ok(q) = row[3].trim().parse::<i64>() {
-                row[3] = (q * 2).to_string();
-            }
-            writer.write_record(&row).expect("write row");
-        }
-        writer.flush().expect("flush");
-    }
-    for (folder, tag) in [(&x, "X"), (&y, "Y")] {
-        let mut bad = std::fs::File::create(folder.join("bad.csv")).expect("bad rows");
-        writeln!(
-            bad,
-            "{header}\n99999,BAD{tag},Adjust,1,{} 10:00:00,-1.00,,UK",
-            DAYS[0]
-        )
-        .expect("write bad row");
-    }
-    let fold = |folder: &Path| {
-        let mut fold = Fold::default();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
-            .expect("list")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        files.sort();
-        for f in files {
-            fold.add_file(&f);
-        }
-        fold
-    };
-    Inputs {
-        fold_x: fold(&x),
-        fold_y: fold(&y),
-        x,
-        y,
-    }
-}
-
-/// `rows|Σ net` as the fold gives them.
-fn expected(fold: &Fold) -> String {
-    format!("{}|{}", fold.rows(), show(fold.net()))
 }
 
 /// `ember run` of the job on `input` into `output` as a Delta table (with `extra` flags).

@@ -333,7 +333,7 @@ impl Error {
     pub fn storage(path: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Error::Storage {
             path: path.into(),
-            message: one_line(&message.to_string()),
+            message: one_line(&tidy_datanodes(&message.to_string())),
         }
     }
 
@@ -348,17 +348,28 @@ impl Error {
 
 /// Classifies a DataFusion error: plan and SQL errors are the user's, and so are execution
 /// errors (a value that does not cast, a CSV line with too many fields, a division by zero:
-/// the data or the query at run time). Ballista reports a job whose task failed on an
-/// executor as an execution error too, with the task's error as text, so a remote failure is
-/// the user's unless it is one of the I/O kinds below. I/O and object store errors are
-/// external, the rest internal.
+/// the data or the query at run time). I/O and object store errors are external, the rest
+/// internal.
+///
+/// Ballista reports a job whose task failed on an executor as an execution error whose text
+/// holds the task's error in Rust's debug form (see [`readable`]): that form is all that
+/// crosses the network, so it is read for the task error's variant. An I/O or object store
+/// error there (a full disk, a lost DataNode: `IoError(`, `ObjectStore(`, `Os { code: …`,
+/// `store: "…"`) is external; any other remote failure is the user's.
 pub fn datafusion_kind(error: &DataFusionError) -> ErrorKind {
     match error.find_root() {
+        DataFusionError::Execution(message) => {
+            let remote = task_error(message).unwrap_or(message);
+            if REMOTE_IO_MARKERS.iter().any(|m| remote.contains(m)) {
+                ErrorKind::External
+            } else {
+                ErrorKind::User
+            }
+        }
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::Configuration(_)
-        | DataFusionError::Execution(_)
         | DataFusionError::NotImplemented(_) => ErrorKind::User,
         DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => ErrorKind::External,
         DataFusionError::ArrowError(e, _) => match e.as_ref() {
@@ -373,22 +384,53 @@ pub fn datafusion_kind(error: &DataFusionError) -> ErrorKind {
     }
 }
 
+/// How Ballista introduces a failed task's error in a job's error text.
+const TASK: &str = "Task failed due to runtime execution error: ";
+
+/// What the debug form of an I/O or object store error contains, and the gRPC errors Ballista's
+/// client reports as execution errors when the scheduler cannot be reached or its connection
+/// breaks (`Status { code: Unavailable, … }`, `code: 'Unknown error', message: "h2 protocol
+/// error: …", source: hyper::Error(…)`, `tonic::transport::Error(Transport, ConnectError(…))`).
+const REMOTE_IO_MARKERS: [&str; 10] = [
+    "IoError(",
+    "ObjectStore(",
+    "Os { code: ",
+    "store: \"",
+    "kind: StorageFull",
+    "Status { code: Unavailable",
+    "The service is currently unavailable",
+    "tonic::transport::Error(",
+    "hyper::Error(",
+    "h2 protocol error",
+];
+
+/// The failed task's error (debug form) in a Ballista job error's text, if there is one.
+fn task_error(text: &str) -> Option<&str> {
+    text.find(TASK).map(|at| &text[at + TASK.len()..])
+}
+
 /// Collapses a multi-line message (DataFusion's contexts, backtraces) into one line.
 pub fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// A DataFusion error as one line, with a failed Ballista task's error unwrapped: Ballista
-/// reports it as `Job … failed: … Task failed due to runtime execution error:
-/// DataFusionError(Shared(External(DataFusionError(Execution("<message>")))))`, the task's
-/// error in Rust's debug form; the user gets `<message>`.
+/// A DataFusion error as one line, with a failed Ballista task's error unwrapped. Ballista
+/// reports it as `Job … failed: … Task failed due to runtime execution error: <debug form>`:
+/// - `DataFusionError(Shared(External(DataFusionError(Execution("<message>")))))`: the user
+///   gets `<message>`;
+/// - an operating system error inside (there or in any other debug form, such as the gRPC
+///   status of a scheduler that cannot be reached), e.g. `… Generic { store: "LocalFileSystem", source:
+///   UnableToCopyDataToFile { source: Os { code: 28, kind: StorageFull, message: "No space
+///   left on device" } } …`: the user gets `LocalFileSystem: No space left on device (os error
+///   28)`, as `std::io::Error` displays it.
 pub fn readable(error: &DataFusionError) -> String {
-    let text = error.strip_backtrace();
-    const TASK: &str = "Task failed due to runtime execution error: ";
-    let Some(at) = text.find(TASK) else {
+    let text = tidy_datanodes(&error.strip_backtrace());
+    if let Some(os) = os_error(&text) {
+        return os;
+    }
+    let Some(task) = task_error(&text) else {
         return one_line(&text);
     };
-    let task = &text[at + TASK.len()..];
     // The innermost `Variant("…")`: from its opening quote to the last quote.
     let inner = task
         .rfind("(\"")
@@ -399,6 +441,86 @@ pub fn readable(error: &DataFusionError) -> String {
         Some(message) => one_line(&message),
         None => one_line(&text),
     }
+}
+
+/// `text` with each debug-printed HDFS DataNode (`DatanodeInfoProto { id: DatanodeIdProto {
+/// ip_addr: "127.0.0.1", …, xfer_port: 37447, … }, capacity: …, … }`, as hdfs-native's "All
+/// DataNodes failed: [...]" lists them) shortened to its data transfer address
+/// (`127.0.0.1:37447`).
+pub fn tidy_datanodes(text: &str) -> String {
+    const START: &str = "DatanodeInfoProto {";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(START) {
+        out.push_str(&rest[..at]);
+        let node = &rest[at..];
+        // The struct ends at the brace that closes its opening one.
+        let mut depth = 0usize;
+        let mut end = node.len();
+        for (i, c) in node.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let body = &node[..end];
+        let ip = quoted_after(body, "ip_addr: ").unwrap_or_else(|| "?".into());
+        let port: String = body
+            .find("xfer_port: ")
+            .map(|p| {
+                body[p + "xfer_port: ".len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("DataNode {ip}:{port}"));
+        rest = &node[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `Os { code: N, kind: K, message: "M" }` in a debug form, as `[store: ]M (os error N)`.
+fn os_error(task: &str) -> Option<String> {
+    let at = task.find("Os { code: ")?;
+    let os = &task[at..];
+    let code: String = os["Os { code: ".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let message = quoted_after(os, "message: ")?;
+    let store = quoted_after(&task[..at], "store: ");
+    Some(match store {
+        Some(store) => format!("{store}: {message} (os error {code})"),
+        None => format!("{message} (os error {code})"),
+    })
+}
+
+/// The debug-quoted string right after `label` (`label"…"`), unescaped.
+fn quoted_after(text: &str, label: &str) -> Option<String> {
+    let start = text.find(&format!("{label}\""))? + label.len() + 1;
+    let rest = &text[start..];
+    let mut end = None;
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => {
+                end = Some(i);
+                break;
+            }
+            _ => escaped = false,
+        }
+    }
+    Some(one_line(&unescape_debug(&rest[..end?])))
 }
 
 /// Undoes Rust's `{:?}` escapes of a string (`\"`, `\\`, `\n`, `\t`, `\'`).
@@ -448,8 +570,47 @@ mod tests {
             readable(&error),
             "input `t`: line 3 of a \"b\".csv: too many fields"
         );
+        assert_eq!(datafusion_kind(&error), ErrorKind::User);
         let plain = DataFusionError::Plan("no such\ncolumn".to_string());
         assert_eq!(readable(&plain), "Error during planning: no such column");
+    }
+
+    #[test]
+    fn a_full_disk_on_an_executor_is_one_line_and_external() {
+        // As Ballista 55 reports a Parquet write that hit ENOSPC on a local disk.
+        let error = DataFusionError::Execution(
+            "Job 038J53XB8Y000 failed: Job failed due to stage 1 failed: Task failed due to runtime execution error: DataFusionError(Shared(External(DataFusionError(ParquetError(External(Custom { kind: Other, error: Generic { store: \"LocalFileSystem\", source: UnableToCopyDataToFile { source: Os { code: 28, kind: StorageFull, message: \"No space left on device\" } } } }))))))".to_string(),
+        );
+        assert_eq!(
+            readable(&error),
+            "LocalFileSystem: No space left on device (os error 28)"
+        );
+        assert_eq!(datafusion_kind(&error), ErrorKind::External);
+        let hdfs = DataFusionError::Execution(format!(
+            "Job 1 failed: {TASK}DataFusionError(ObjectStore(Generic {{ store: \"HdfsObjectStore\", source: IO(Os {{ code: 111, kind: ConnectionRefused, message: \"Connection refused\" }}) }}))"
+        ));
+        assert_eq!(
+            readable(&hdfs),
+            "HdfsObjectStore: Connection refused (os error 111)"
+        );
+        assert_eq!(datafusion_kind(&hdfs), ErrorKind::External);
+        // A scheduler killed while the driver waits for a job's status.
+        let broken = DataFusionError::Execution(
+            "code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })".to_string(),
+        );
+        assert_eq!(datafusion_kind(&broken), ErrorKind::External);
+    }
+
+    #[test]
+    fn hdfs_datanodes_are_shown_by_address() {
+        let error = DataFusionError::Execution(
+            "counting: Generic HdfsObjectStore error: data transfer error: All DataNodes failed: [DatanodeInfoProto { id: DatanodeIdProto { ip_addr: \"127.0.0.1\", host_name: \"localhost\", datanode_uuid: \"c9c1\", xfer_port: 37447, info_port: 38997, ipc_port: 32823, info_secure_port: Some(0) }, capacity: Some(270553174016), location: Some(\"/default-rack\"), num_blocks: None }]".to_string(),
+        );
+        assert_eq!(
+            readable(&error),
+            "Execution error: counting: Generic HdfsObjectStore error: data transfer error: All DataNodes failed: [DataNode 127.0.0.1:37447]"
+        );
+        assert_eq!(tidy_datanodes("no node here"), "no node here");
     }
 
     #[test]

@@ -248,10 +248,16 @@ impl Checkpoint {
         stream_id: &str,
     ) -> Result<ember_core::storage::lease::Lease> {
         let what = format!("stream checkpoint {}", self.dir.url());
+        let url = format!(
+            "{}/{}",
+            self.dir.url().trim_end_matches('/'),
+            ember_core::storage::lease::LOCK_FILE
+        );
         Ok(self
             .dir
             .lease(ember_core::storage::lease::Holder {
                 what: &what,
+                url: &url,
                 kind: "stream driver",
                 id: stream_id,
                 job,

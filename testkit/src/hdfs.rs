@@ -53,6 +53,8 @@ const LOG_TAIL_LINES: usize = 40;
 
 /// The DataNode logs this once the NameNode knows its (empty) storage: the cluster is usable.
 const READY_LINE: &str = "Successfully sent block report";
+/// The NameNode logs this when it leaves safe mode (writes are allowed).
+const SAFE_MODE_OFF: &str = "Safe mode is OFF";
 
 const NAMENODE_CLASS: &str = "org.apache.hadoop.hdfs.server.namenode.NameNode";
 const DATANODE_CLASS: &str = "org.apache.hadoop.hdfs.server.datanode.DataNode";
@@ -99,6 +101,8 @@ pub struct HdfsCluster {
     classpath: OsString,
     hadoop_home: PathBuf,
     fs_calls: AtomicU64,
+    /// Daemons started again so far (numbers their log files).
+    restarts: u32,
     datanode: Daemon,
     namenode: Daemon,
     /// `None` only while dropping.
@@ -229,6 +233,72 @@ impl HdfsCluster {
         }
     }
 
+    /// Kills the DataNode (SIGKILL) and waits for it to exit. Blocks being written to it fail;
+    /// its blocks cannot be read until [`HdfsCluster::start_datanode`]. The NameNode still
+    /// counts it as alive (it notices a silent DataNode only after about 10 minutes), so it
+    /// keeps handing it out for new blocks.
+    pub fn kill_datanode(&mut self) {
+        self.datanode.stop();
+    }
+
+    /// Starts the DataNode again on the same storage (new ephemeral ports) and waits (at most
+    /// 120 s) until it has sent its block report to the NameNode.
+    ///
+    /// # Errors
+    /// As [`HdfsCluster::start`]: the JVM cannot start, exits early, or is not ready in time.
+    pub fn start_datanode(&mut self) -> Result<(), String> {
+        self.datanode.stop();
+        self.restarts += 1;
+        let log = format!("datanode-{}.log", self.restarts);
+        self.datanode = self
+            .spawn_daemon("DataNode", DATANODE_CLASS, &log)
+            .map_err(StartError::message)?;
+        self.wait_ready().map_err(StartError::message)
+    }
+
+    /// Kills the NameNode (SIGKILL), leaves it down for `down`, and starts it again on the same
+    /// port and metadata. Waits (at most 120 s) until the DataNode has registered with it again,
+    /// sent its block report, and the NameNode has left safe mode: files can be read and
+    /// written again.
+    ///
+    /// # Errors
+    /// The JVM cannot start, exits early, or is not ready in time (the logs' tails included).
+    pub fn restart_namenode(&mut self, down: Duration) -> Result<(), String> {
+        let reports_before = count_in(&self.datanode.log, READY_LINE);
+        self.namenode.stop();
+        std::thread::sleep(down);
+        self.restarts += 1;
+        let log = format!("namenode-{}.log", self.restarts);
+        self.namenode = self
+            .spawn_daemon("NameNode", NAMENODE_CLASS, &log)
+            .map_err(StartError::message)?;
+        let (namenode_log, datanode_log) = (self.namenode.log.clone(), self.datanode.log.clone());
+        wait_for(
+            "the restarted NameNode's block report and the end of its safe mode",
+            START_TIMEOUT,
+            Duration::from_millis(200),
+            || {
+                if let Some(status) = self.namenode.exit_status() {
+                    return Err(format!("the NameNode exited early ({status})"));
+                }
+                let reported = count_in(&datanode_log, READY_LINE) > reports_before;
+                let safe_mode_off = count_in(&namenode_log, SAFE_MODE_OFF) > 0;
+                Ok((reported && safe_mode_off).then_some(()))
+            },
+        )
+        .map_err(|why| {
+            format!(
+                "HDFS at {} did not come back after a NameNode restart ({why})\n\
+                 --- tail of {} ---\n{}\n--- tail of {} ---\n{}",
+                self.url,
+                namenode_log.display(),
+                tail_lines(&namenode_log, LOG_TAIL_LINES),
+                datanode_log.display(),
+                tail_lines(&datanode_log, LOG_TAIL_LINES),
+            )
+        })
+    }
+
     /// One attempt: a fresh dir and port, format, start both daemons, wait until ready.
     fn start_once(java: &Path, hadoop_home: &Path, jars: &Path) -> Result<Self, StartError> {
         let fatal = StartError::Fatal;
@@ -259,6 +329,7 @@ impl HdfsCluster {
             classpath,
             hadoop_home: hadoop_home.to_path_buf(),
             fs_calls: AtomicU64::new(0),
+            restarts: 0,
             datanode: Daemon::none("DataNode", logs.join("datanode.log")),
             namenode: Daemon::none("NameNode", logs.join("namenode.log")),
             dir: Some(dir),
@@ -448,6 +519,20 @@ enum StartError {
     /// The NameNode could not bind the port chosen: worth another attempt on another port.
     PortTaken(String),
     Fatal(String),
+}
+
+impl StartError {
+    fn message(self) -> String {
+        match self {
+            StartError::PortTaken(message) | StartError::Fatal(message) => message,
+        }
+    }
+}
+
+/// How many times `needle` occurs in the file at `path` (0 when it cannot be read).
+fn count_in(path: &Path, needle: &str) -> usize {
+    let bytes = fs::read(path).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).matches(needle).count()
 }
 
 /// A daemon JVM running under [`WATCHDOG_SCRIPT`].

@@ -7,6 +7,8 @@
 //! - [`query`]: reading Parquet outputs back (local or `hdfs://`).
 //! - [`flight_sql`]: a Flight SQL client with results as rows.
 //! - [`reference`]: the daily revenue job folded independently in Rust.
+//! - [`versions`]: two versions of the same three days, told apart by their totals.
+//! - [`small_disk`]: a tmpfs of a chosen size in a private mount namespace (a disk to fill).
 //! - [`util`]: free ports, bounded waits, log tails.
 #![warn(missing_docs)]
 
@@ -18,6 +20,8 @@ pub mod kafka;
 pub mod query;
 pub mod reference;
 pub mod s3;
+pub mod small_disk;
 pub mod util;
+pub mod versions;
 
 pub use hdfs::HdfsCluster;

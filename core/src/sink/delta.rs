@@ -18,9 +18,9 @@ use datafusion::parquet::file::properties::WriterProperties;
 use deltalake::datafile::writer::{DeltaWriter, WriterConfig};
 use deltalake::kernel::Add;
 use futures::StreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use super::node::report;
 use super::runs::partition_runs;
@@ -76,14 +76,41 @@ impl DeltaTaskWriter {
     }
 
     /// Writes `input`; returns the sink's report row, whose `paths` are the `add` actions (JSON).
-    pub(super) async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+    /// A failed attempt deletes the files it finished (Hadoop's `abortTask`), best effort.
+    pub(super) async fn run(self, input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let mut adds: Vec<Add> = Vec::new();
+        let rows = match self.write_all(input, &mut adds).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                for add in &adds {
+                    if let Ok(path) = Path::from_url_path(&add.path) {
+                        let _ = self.table.delete(&path).await;
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let bytes = adds.iter().map(|a| a.size.max(0) as u64).sum();
+        let actions = adds
+            .iter()
+            .map(|a| serde_json::to_string(a).map_err(|e| DataFusionError::External(Box::new(e))))
+            .collect::<Result<Vec<_>>>()?;
+        report(rows, bytes, &actions)
+    }
+
+    /// Writes every row of `input`, adding the `add` action of each file it closes to `adds`.
+    /// Returns the rows written.
+    async fn write_all(
+        &self,
+        mut input: SendableRecordBatchStream,
+        adds: &mut Vec<Add>,
+    ) -> Result<u64> {
         let key_columns: Vec<usize> = self
             .partition_by
             .iter()
             .map(|name| self.schema.index_of(name))
             .collect::<std::result::Result<_, _>>()?;
         let mut rows = 0u64;
-        let mut adds: Vec<Add> = Vec::new();
         // The open writer and the partition (as text keys) it writes.
         let mut current: Option<(Vec<Option<String>>, DeltaWriter)> = None;
         while let Some(batch) = input.next().await {
@@ -119,11 +146,6 @@ impl DeltaTaskWriter {
         if let Some((_, done)) = current.take() {
             adds.extend(done.close().await.map_err(delta)?);
         }
-        let bytes = adds.iter().map(|a| a.size.max(0) as u64).sum();
-        let actions = adds
-            .iter()
-            .map(|a| serde_json::to_string(a).map_err(|e| DataFusionError::External(Box::new(e))))
-            .collect::<Result<Vec<_>>>()?;
-        report(rows, bytes, &actions)
+        Ok(rows)
     }
 }

@@ -354,16 +354,47 @@ impl TaskWriter {
         })
     }
 
-    async fn run(self, mut input: SendableRecordBatchStream) -> Result<RecordBatch> {
+    async fn run(self, input: SendableRecordBatchStream) -> Result<RecordBatch> {
+        let mut written: Vec<String> = Vec::new();
+        let mut paths: Vec<Path> = Vec::new();
+        let mut current: Option<OpenFile> = None;
+        let result = self
+            .write_all(input, &mut written, &mut paths, &mut current)
+            .await;
+        let (rows, bytes) = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.abort(paths, current).await;
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            partition = self.partition,
+            rows,
+            bytes,
+            files = written.len(),
+            folder = %self.base,
+            "parquet sink task"
+        );
+        report(rows, bytes, &written)
+    }
+
+    /// Writes every row of `input`, recording each finished file (relative name in `written`,
+    /// path in `paths`) and the file being written in `current`. Returns (rows, bytes).
+    async fn write_all(
+        &self,
+        mut input: SendableRecordBatchStream,
+        written: &mut Vec<String>,
+        paths: &mut Vec<Path>,
+        current: &mut Option<OpenFile>,
+    ) -> Result<(u64, u64)> {
         let key_columns: Vec<usize> = self
             .partition_by
             .iter()
             .map(|name| self.schema.index_of(name))
             .collect::<std::result::Result<_, _>>()?;
         let (mut rows, mut bytes) = (0u64, 0u64);
-        let mut written: Vec<String> = Vec::new();
         let mut sequences: HashMap<String, usize> = HashMap::new();
-        let mut current: Option<OpenFile> = None;
         while let Some(batch) = input.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
@@ -376,12 +407,13 @@ impl TaskWriter {
                 let joined = folder.join("/");
                 if current.as_ref().is_none_or(|f| f.folder != joined) {
                     if let Some(done) = current.take() {
-                        bytes += self.finish(done, &mut written).await?;
+                        paths.push(done.path.clone());
+                        bytes += self.finish(done, written).await?;
                     }
                     // Input is sorted by the partition columns, so a folder normally comes once;
                     // if it comes again, a new file keeps what was written.
                     let sequence = sequences.entry(joined).or_insert(0);
-                    current = Some(self.open(&folder, *sequence).await?);
+                    *current = Some(self.open(&folder, *sequence).await?);
                     *sequence += 1;
                 }
                 let slice = data.slice(run.start, run.end - run.start);
@@ -392,17 +424,24 @@ impl TaskWriter {
             }
         }
         if let Some(done) = current.take() {
-            bytes += self.finish(done, &mut written).await?;
+            paths.push(done.path.clone());
+            bytes += self.finish(done, written).await?;
         }
-        tracing::info!(
-            partition = self.partition,
-            rows,
-            bytes,
-            files = written.len(),
-            folder = %self.base,
-            "parquet sink task"
-        );
-        report(rows, bytes, &written)
+        Ok((rows, bytes))
+    }
+
+    /// Removes what a failed attempt wrote, as Hadoop's `abortTask` does: the files it finished
+    /// (`paths`) and the one it was writing (its upload aborted). Best effort: a Delta table's
+    /// leftovers are unreferenced and `VACUUM` removes them; a Parquet output's staging folder
+    /// goes with its run.
+    async fn abort(&self, paths: Vec<Path>, current: Option<OpenFile>) {
+        if let Some(file) = current {
+            let _ = file.writer.into_inner().abort().await;
+            let _ = self.store.delete(&file.path).await;
+        }
+        for path in paths {
+            let _ = self.store.delete(&path).await;
+        }
     }
 
     /// Closes a file (it appears under its name only now), records its path relative to the

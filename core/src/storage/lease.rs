@@ -123,6 +123,8 @@ async fn delete_if_mine(store: &dyn ObjectStore, path: &Path, run_id: &str) {
 pub struct Holder<'a> {
     /// What the lease guards, for the error (`output file:///…/`, `stream checkpoint …`).
     pub what: &'a str,
+    /// The lock file's URL, for storage errors (`file:///…/_ember_lock`).
+    pub url: &'a str,
     /// What holds it, for the error: `run`, `stream driver`.
     pub kind: &'a str,
     /// The run or stream id.
@@ -173,13 +175,12 @@ impl Lease {
                 }
                 Err(object_store::Error::AlreadyExists { .. }) => {}
                 Err(e) => {
-                    return Err(Error::storage(
-                        format!("{path}"),
-                        format!("taking the lock: {e}"),
-                    ));
+                    return Err(Error::storage(holder.url, format!("taking the lock: {e}")));
                 }
             }
-            let held = read(store.as_ref(), &path).await?;
+            let held = read(store.as_ref(), &path)
+                .await
+                .map_err(|e| Error::storage(holder.url, format!("reading the lock: {e}")))?;
             match held {
                 Some(other) if !other.is_stale(&host) => {
                     return Err(Error::Locked {
@@ -205,8 +206,8 @@ impl Lease {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                         Err(e) => {
                             return Err(Error::storage(
-                                format!("removing the stale lock {path}"),
-                                e,
+                                holder.url,
+                                format!("removing the stale lock: {e}"),
                             ));
                         }
                     }
@@ -228,21 +229,13 @@ impl Lease {
     }
 }
 
-async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Option<Owner>> {
+/// The lock's owner at `path`; `None` when there is no lock. An unreadable lock (a crash
+/// while writing it) counts as stale (`None` too).
+async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Option<Owner>, object_store::Error> {
     match store.get(path).await {
-        Ok(got) => {
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|e| Error::storage(format!("{path}"), format!("reading the lock: {e}")))?;
-            // An unreadable lock (a crash while writing it) counts as stale.
-            Ok(serde_json::from_slice(&bytes).ok())
-        }
+        Ok(got) => Ok(serde_json::from_slice(&got.bytes().await?).ok()),
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(Error::storage(
-            format!("{path}"),
-            format!("reading the lock: {e}"),
-        )),
+        Err(e) => Err(e),
     }
 }
 

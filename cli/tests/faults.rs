@@ -1,0 +1,378 @@
+//! Disk and HDFS faults injected under `ember run`, each checked by what the user sees
+//! (issue 20, item 4). Whatever the moment of the fault, a run either succeeds, or fails with
+//! exit code 3 (external: run it again) and one `ember: error:` line that names the fault and
+//! where it hit; a failed run commits nothing (the output's committed files are byte for byte
+//! those of the last successful run); and once the fault is gone the next run succeeds and
+//! writes exactly what an independent fold of its input gives (`ember_testkit::reference`),
+//! leaving no staging behind.
+//! - A full disk: the output on a tmpfs the test mounts (`SmallDisk`), filled to leave less
+//!   and less room, so that runs fail at each step that writes (the lock, the cached view, the
+//!   output, the quarantine, the commit); Parquet and Delta outputs.
+//! - HDFS: the DataNode killed with SIGKILL in the middle of runs, then the NameNode killed and
+//!   restarted in the middle of runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ember_core::threads::block_on;
+use ember_testkit::HdfsCluster;
+use ember_testkit::query::{delta_rows, parquet_rows};
+use ember_testkit::small_disk::SmallDisk;
+use ember_testkit::util::{output_text, wait_child};
+use ember_testkit::versions::{Inputs, expected, inputs};
+use rand::Rng;
+use rstest::rstest;
+
+const JOB: &str = "jobs/daily_revenue_by_product";
+const TOTALS: &str = "SELECT count(*), sum(net_revenue) FROM t";
+/// Bound on one run, fault or not.
+const RUN_TIMEOUT: Duration = Duration::from_secs(180);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ember"))
+}
+
+/// `ember run` of the job on `input` into `output` as `format`, with a JSON report, set up on
+/// `command` (a plain `ember` or one in a small disk's namespace).
+fn run_job(mut command: Command, input: &Path, output: &str, format: &str) -> Command {
+    command
+        .args(["run", JOB, "--format", "json", "--parallelism", "2"])
+        .args(["--set", &format!("input={}", input.display())])
+        .args(["--set", &format!("output={output}")])
+        .args(["--set", &format!("format={format}")])
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .env_remove("EMBER_CONFIG");
+    command
+}
+
+/// Runs `command` to its end (bounded by [`RUN_TIMEOUT`]).
+fn finish(mut child: Child) -> Output {
+    match wait_child(&mut child, RUN_TIMEOUT) {
+        Ok(Some(_)) => child.wait_with_output().expect("the run's output"),
+        outcome => {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("the run's output");
+            panic!(
+                "the run did not end within {RUN_TIMEOUT:?} ({outcome:?}): {}",
+                output_text(&out)
+            );
+        }
+    }
+}
+
+fn spawn(mut command: Command) -> Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ember run")
+}
+
+/// The one line a failed run gives: exit code 3 (external), exactly one `ember: error:` line
+/// on stderr, no Rust debug form in it. Returns the line.
+fn failure_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("ember: error:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    let line = lines[0].to_string();
+    for debris in [
+        "DataFusionError(",
+        "Custom {",
+        "Os { code",
+        "source:",
+        "DatanodeInfoProto",
+    ] {
+        assert!(!line.contains(debris), "{debris} in {line}");
+    }
+    line
+}
+
+/// The step a failure line names: what comes between "failed: " and the next ": ", without a
+/// `(to …)` or `(…path…)` part.
+fn step_of(line: &str) -> String {
+    let after = line.split_once("failed: ").map_or(line, |(_, rest)| rest);
+    let step = after.split(": ").next().unwrap_or(after);
+    step.split(" (").next().unwrap_or(step).to_string()
+}
+
+/// Every file under `root` but the staging folder: relative path → (size, hash of the bytes).
+fn committed_files(root: &Path) -> BTreeMap<String, (u64, u64)> {
+    let mut files = BTreeMap::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("entry").path();
+            let relative = path
+                .strip_prefix(root)
+                .expect("under root")
+                .display()
+                .to_string();
+            if relative.starts_with("_temporary") {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read a file");
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                files.insert(relative, (bytes.len() as u64, hasher.finish()));
+            }
+        }
+    }
+    files
+}
+
+/// Files left in the staging folder `<root>/_temporary`.
+fn staging_left(root: &Path) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    let mut folders = vec![root.join("_temporary")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten() {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                left.push(path);
+            }
+        }
+    }
+    left
+}
+
+/// `rows|Σ net` of the output at `location` (a folder or URL) as plain DataFusion reads it.
+fn output_sees(location: &str, format: &str) -> String {
+    let rows = match format {
+        "delta" => block_on(delta_rows(location, None, TOTALS)),
+        _ => block_on(parquet_rows(location, TOTALS)),
+    };
+    rows.expect("read the output").join(";")
+}
+
+/// [`output_sees`] of a folder on a small disk, read from a copy in `scratch` (readers that
+/// resolve a path's links, as delta-rs does, would leave `/proc/<pid>/root`).
+fn small_disk_sees(seen: &Path, scratch: &Path, format: &str) -> String {
+    let copy = tempfile::tempdir_in(scratch).expect("a copy's folder");
+    let mut folders = vec![PathBuf::new()];
+    while let Some(relative) = folders.pop() {
+        std::fs::create_dir_all(copy.path().join(&relative)).expect("mkdir");
+        for entry in std::fs::read_dir(seen.join(&relative)).expect("list") {
+            let entry = entry.expect("entry");
+            let name = relative.join(entry.file_name());
+            if entry.path().is_dir() {
+                folders.push(name);
+            } else {
+                std::fs::copy(entry.path(), copy.path().join(&name)).expect("copy");
+            }
+        }
+    }
+    output_sees(&copy.path().display().to_string(), format)
+}
+
+/// The input of the next run: the other version than the output holds.
+fn other(inputs: &Inputs, holds_x: bool) -> (&Path, String) {
+    if holds_x {
+        (&inputs.y, expected(&inputs.fold_y))
+    } else {
+        (&inputs.x, expected(&inputs.fold_x))
+    }
+}
+
+#[rstest]
+#[case::parquet("parquet")]
+#[case::delta("delta")]
+fn a_full_disk_fails_the_run_with_one_line_and_commits_nothing_until_space_is_freed(
+    #[case] format: &str,
+) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = inputs(tmp.path());
+    let disk = SmallDisk::new(32 << 20).expect("a 32 MiB tmpfs");
+    let output = disk.path().join("daily");
+    let location = output.display().to_string();
+    // The harness reads the output through /proc/<pid>/root.
+    let seen = disk.outside(&output);
+    let run = |input: &Path| run_job(disk.command(bin()), input, &location, format);
+
+    let first = run(&inputs.x).output().expect("run");
+    assert_eq!(first.status.code(), Some(0), "{}", output_text(&first));
+    let mut holds_x = true;
+    let mut committed = committed_files(&seen);
+    assert_eq!(
+        small_disk_sees(&seen, tmp.path(), format),
+        expected(&inputs.fold_x)
+    );
+    // Leave less and less room, from 32 times what the output takes down to none: each run
+    // fails at whichever write first finds the disk full (its staged view, the output, the
+    // quarantine, the commit, the lock), or succeeds.
+    let size: u64 = committed.values().map(|(bytes, _)| bytes).sum();
+    let mut fractions: Vec<f64> = std::iter::successors(Some(32.0), |f| Some(f * 0.7))
+        .take_while(|f| *f > 0.01)
+        .collect();
+    fractions.push(0.0);
+    let mut failures = Vec::new();
+    for fraction in fractions {
+        let room = disk
+            .fill_leaving((size as f64 * fraction) as u64)
+            .expect("fill the disk");
+        let (input, want) = other(&inputs, holds_x);
+        let out = run(input).output().expect("run");
+        if out.status.success() {
+            assert_eq!(
+                small_disk_sees(&seen, tmp.path(), format),
+                want,
+                "{room} bytes free"
+            );
+            holds_x = !holds_x;
+            committed = committed_files(&seen);
+        } else {
+            let line = failure_line(&out);
+            assert!(line.contains("No space left on device"), "{line}");
+            let now = committed_files(&seen);
+            let changed: Vec<_> = now
+                .iter()
+                .filter(|(name, file)| committed.get(*name) != Some(file))
+                .map(|(name, _)| format!("+{name}"))
+                .chain(
+                    committed
+                        .keys()
+                        .filter(|name| !now.contains_key(*name))
+                        .map(|name| format!("-{name}")),
+                )
+                .collect();
+            assert!(
+                changed.is_empty(),
+                "{room} bytes free: a failed run changed the output: {changed:?} ({line})"
+            );
+            failures.push((room, line));
+        }
+        if format == "parquet" {
+            assert_eq!(
+                staging_left(&seen),
+                Vec::<PathBuf>::new(),
+                "{room} bytes free"
+            );
+        }
+    }
+    let steps: BTreeSet<String> = failures.iter().map(|(_, line)| step_of(line)).collect();
+    eprintln!("failures (bytes free, line): {failures:#?}");
+    assert!(
+        failures.len() >= 3 && steps.len() >= 2,
+        "runs should fail at several steps as the room shrinks: {failures:#?}"
+    );
+    // Space freed: the next run succeeds and is exactly its input.
+    disk.unfill().expect("free the disk");
+    let (input, want) = other(&inputs, holds_x);
+    let out = run(input).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(small_disk_sees(&seen, tmp.path(), format), want);
+    assert_eq!(staging_left(&seen), Vec::<PathBuf>::new());
+}
+
+/// Every file under `/warehouse/daily` on `hdfs` but the staging folder and the writer lock,
+/// with its size. A run that fails while its lock's block cannot be read (the DataNode is
+/// gone) cannot tell that the lock is still its own and leaves it; the next run takes it over
+/// (its process is gone from this host), as this test's last run shows.
+fn hdfs_files(hdfs: &HdfsCluster) -> BTreeSet<String> {
+    let listing = hdfs
+        .fs(&["-ls", "-R", "/warehouse/daily"])
+        .expect("list the output");
+    listing
+        .lines()
+        .filter(|l| l.starts_with('-') && !l.contains("/_temporary") && !l.contains("/_ember_lock"))
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            (fields.len() >= 8).then(|| format!("{} {}", fields[7], fields[4]))
+        })
+        .collect()
+}
+
+#[test]
+fn hdfs_faults_fail_the_run_with_one_line_and_the_next_run_succeeds() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = inputs(tmp.path());
+    let mut hdfs = HdfsCluster::start().expect("HDFS");
+    let location = format!("{}/warehouse/daily/", hdfs.url());
+    let run = |input: &Path| run_job(Command::new(bin()), input, &location, "parquet");
+
+    let clock = Instant::now();
+    let first = run(&inputs.x).output().expect("run");
+    let full = clock.elapsed();
+    assert_eq!(first.status.code(), Some(0), "{}", output_text(&first));
+    let mut holds_x = true;
+    let mut committed = hdfs_files(&hdfs);
+    let mut rng = rand::rng();
+    // Each fault's moment and the failure line of its run (None: the run succeeded).
+    let mut seen: Vec<(String, Option<String>)> = Vec::new();
+    // Three runs whose DataNode is killed, then three whose NameNode is restarted, each at a
+    // random moment of a run's length.
+    for i in 0..6 {
+        let (input, want) = other(&inputs, holds_x);
+        let child = spawn(run(input));
+        let delay = full.mul_f64(rng.random_range(0.15..0.9));
+        std::thread::sleep(delay);
+        let fault = if i < 3 {
+            hdfs.kill_datanode();
+            let out = finish(child);
+            hdfs.start_datanode().expect("the DataNode back");
+            ("DataNode killed", out)
+        } else {
+            // The run goes on while the NameNode is down (2 s) and after it is back.
+            let restarted = std::thread::scope(|s| {
+                let waiter = s.spawn(move || finish(child));
+                hdfs.restart_namenode(Duration::from_secs(2))
+                    .expect("the NameNode back");
+                waiter.join().expect("the run's waiter")
+            });
+            ("NameNode restarted", restarted)
+        };
+        let (what, out) = fault;
+        let moment = format!("{what} at {delay:.1?} of {full:.1?}");
+        if out.status.success() {
+            assert_eq!(output_sees(&location, "parquet"), want, "{moment}");
+            holds_x = !holds_x;
+            committed = hdfs_files(&hdfs);
+            seen.push((moment, None));
+        } else {
+            let line = failure_line(&out);
+            assert_eq!(hdfs_files(&hdfs), committed, "{moment}: {line}");
+            let (_, kept) = other(&inputs, !holds_x);
+            assert_eq!(output_sees(&location, "parquet"), kept, "{moment}: {line}");
+            seen.push((moment, Some(line)));
+        }
+    }
+    eprintln!("faults: {seen:#?}");
+    let failed = |what: &str| {
+        seen.iter()
+            .any(|(moment, line)| moment.starts_with(what) && line.is_some())
+    };
+    assert!(
+        failed("DataNode"),
+        "no run failed when its DataNode was killed: {seen:#?}"
+    );
+    // The faults are gone: the next run succeeds, is exactly its input, and removed what the
+    // failed runs could not clean up.
+    let (input, want) = other(&inputs, holds_x);
+    let out = run(input).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(output_sees(&location, "parquet"), want);
+    let listing = hdfs
+        .fs(&["-ls", "-R", "/warehouse/daily"])
+        .expect("list the output");
+    assert!(!listing.contains("/_temporary/"), "{listing}");
+}
