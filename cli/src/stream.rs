@@ -70,13 +70,17 @@ pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) 
         &security,
     )?;
     let heartbeat = heartbeat(&args.heartbeat_interval)?;
+    let retry_for = ember_core::config::parse_duration(
+        "--reconnect-timeout / EMBER_SUBMIT_RECONNECT_TIMEOUT",
+        &args.reconnect_timeout,
+    )?;
     drive(
         &args.job,
         &args.set,
         args.common.format,
         &session(storage, codecs).with_security(security.clone()),
         &security,
-        Some(&url),
+        Some((&url, retry_for)),
         Some((client, heartbeat)),
     )
     .await
@@ -105,9 +109,10 @@ async fn drive(
     format: Format,
     session: &SessionBuilder,
     security: &SecuritySettings,
-    scheduler_url: Option<&str>,
+    cluster: Option<(&str, std::time::Duration)>,
     progress_to: Option<(Client, std::time::Duration)>,
 ) -> Result<()> {
+    let scheduler_url = cluster.map(|(url, _)| url);
     let settings = Params::parse_settings(set)?;
     let job = ember_streaming::manifest::load(path, &settings)?;
     for output in &job.outputs {
@@ -129,6 +134,10 @@ async fn drive(
         Some(url) => Stream::on_cluster(job, session, url).await,
     }
     .map_err(|e| Failure::from(e).context(format!("stream {name}")))?;
+    if let Some((_, retry_for)) = cluster {
+        // A scheduler restarting fails the batch in flight: run it again from the checkpoint.
+        stream.retry_failed_batches_for(retry_for);
+    }
     if let Some(url) = scheduler_url {
         if reads_here {
             eprintln!(

@@ -47,6 +47,9 @@ pub struct SubmitArgs {
     pub heartbeat_interval: String,
     /// With --wait: how long to keep asking a scheduler that stopped answering (one that
     /// restarts) before giving up; the job's final state is reported once it answers again.
+    /// For a streaming job: how long its driver runs a micro-batch that failed for an
+    /// external reason (a scheduler restarting) again from the checkpoint before the stream
+    /// fails.
     #[arg(
         long,
         env = "EMBER_SUBMIT_RECONNECT_TIMEOUT",

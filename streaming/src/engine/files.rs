@@ -20,7 +20,8 @@ impl Stream {
     pub(super) async fn run_files(
         &mut self,
         stop: impl std::future::Future<Output = ()>,
-    ) -> Result<StreamReport> {
+        report: &mut StreamReport,
+    ) -> Result<()> {
         let Input::Files(spool) = &self.input else {
             return Err(Error::Checkpoint {
                 path: self.checkpoint.url().to_string(),
@@ -29,12 +30,11 @@ impl Stream {
         };
         let spool = spool.clone();
         tokio::pin!(stop);
-        let mut report = self.new_report();
         if self
             .wait(Some(Duration::ZERO), Instant::now(), &mut stop)
             .await
         {
-            return Ok(report);
+            return Ok(());
         }
         let lateness = self.job.allowed_lateness_us;
         let idle = self.job.idle_timeout_ms;
@@ -129,7 +129,7 @@ impl Stream {
                     &plan,
                     &mut state,
                     replay,
-                    &mut report,
+                    report,
                     &BTreeMap::new(),
                     tick,
                     last_tick,
@@ -144,6 +144,6 @@ impl Stream {
             }
         }
         report.watermark = watermark.current_us.map(rfc3339);
-        Ok(report)
+        Ok(())
     }
 }

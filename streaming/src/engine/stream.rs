@@ -9,6 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{SessionContext, lit};
 use ember_core::api::{BatchCounts, StreamProgress};
+use ember_core::error::Classify;
 use ember_core::session::SessionBuilder;
 use ember_core::storage::Dir;
 use ember_core::udf::WindowSpec;
@@ -90,6 +91,9 @@ pub struct Stream {
     /// The processing time of the batch being run, ms since the epoch (its plan's `now_ms`):
     /// what `now()` gives the batch's queries ([`Stream::batch_state`]).
     pub(super) batch_now_ms: std::sync::atomic::AtomicI64,
+    /// How long failing micro-batches are run again from the checkpoint before the stream
+    /// fails ([`Stream::retry_failed_batches_for`]); `None`: the first failure ends it.
+    pub(super) retry_for: Option<Duration>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -99,6 +103,9 @@ impl std::fmt::Debug for Stream {
             .finish_non_exhaustive()
     }
 }
+
+/// The pause between a failed micro-batch and its next attempt.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -217,6 +224,7 @@ impl Stream {
             progress: None,
             stream_id: String::new(),
             batch_now_ms: std::sync::atomic::AtomicI64::new(0),
+            retry_for: None,
         })
     }
 
@@ -307,18 +315,54 @@ impl Stream {
             .checkpoint
             .lease(&self.job.name, &self.stream_id)
             .await?;
-        let result = match self.job.kafka().cloned() {
-            Some(kafka) => {
-                let result = self.run_leased(&kafka, stop).await;
-                // The scan's consumers in this process (embedded mode's tasks); executors close
-                // theirs when idle (crate::consumers).
-                crate::consumers::close_stream(&kafka.brokers, &kafka.topic, &kafka.group_id);
-                result
+        let kafka = self.job.kafka().cloned();
+        tokio::pin!(stop);
+        let mut report = self.new_report();
+        // Since when batches have failed without one committing in between.
+        let mut failing_since: Option<Instant> = None;
+        let result = loop {
+            let committed = report.batches;
+            let attempt = match &kafka {
+                Some(kafka) => self.run_leased(kafka, &mut stop, &mut report).await,
+                None => self.run_files(&mut stop, &mut report).await,
+            };
+            let Err(error) = attempt else {
+                break Ok(report);
+            };
+            if report.batches > committed {
+                failing_since = None;
             }
-            None => self.run_files(stop).await,
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            match self.retry_for {
+                Some(limit) if error.retryable() && since.elapsed() < limit => {
+                    tracing::warn!(
+                        error = %error,
+                        failing_for_ms = since.elapsed().as_millis() as u64,
+                        "a micro-batch failed; running it again from the checkpoint"
+                    );
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                _ => break Err(error),
+            }
         };
+        if let Some(kafka) = &kafka {
+            // The scan's consumers in this process (embedded mode's tasks); executors close
+            // theirs when idle (crate::consumers).
+            crate::consumers::close_stream(&kafka.brokers, &kafka.topic, &kafka.group_id);
+        }
         lease.release().await;
         result
+    }
+
+    /// Runs a micro-batch that failed for an external reason ([`Classify::retryable`]: a
+    /// scheduler restarting, executors lost, storage or Kafka unreachable) again from the
+    /// checkpoint, as a restarted driver would (the same plan, so exactly once holds), every
+    /// second for up to `limit` without a batch committing; then the stream fails with the
+    /// last error. A user error (the SQL, the data) still ends the stream at once. Without
+    /// this, the first failure ends the stream (Spark's behaviour: a restart policy restarts
+    /// the query).
+    pub fn retry_failed_batches_for(&mut self, limit: Duration) {
+        self.retry_for = Some(limit);
     }
 
     /// A session state for one of the batch's queries in this process, whose `now()` /
@@ -348,15 +392,15 @@ impl Stream {
         &mut self,
         kafka: &KafkaTopic,
         stop: impl std::future::Future<Output = ()>,
-    ) -> Result<StreamReport> {
+        report: &mut StreamReport,
+    ) -> Result<()> {
         tokio::pin!(stop);
-        let mut report = self.new_report();
         // Poll it once now, so that signal handlers are installed before the first batch.
         if self
             .wait(Some(Duration::ZERO), Instant::now(), &mut stop)
             .await
         {
-            return Ok(report);
+            return Ok(());
         }
         let topic = kafka.topic.clone();
         let mut partitions = self.blocking_source(|s| s.partitions()).await?;
@@ -514,15 +558,7 @@ impl Stream {
                 }
             };
             let commit = self
-                .run_and_record(
-                    &plan,
-                    &mut state,
-                    replay,
-                    &mut report,
-                    &latest,
-                    tick,
-                    last_tick,
-                )
+                .run_and_record(&plan, &mut state, replay, report, &latest, tick, last_tick)
                 .await?;
             last_tick = Some(tick);
             replay = false;
@@ -534,7 +570,7 @@ impl Stream {
             }
         }
         report.watermark = watermark.current_us.map(rfc3339);
-        Ok(report)
+        Ok(())
     }
 
     /// Checks that partition `p`'s next offset `start` is still in the topic (`marks`: its
