@@ -91,7 +91,12 @@ fn files(dir: &Path) -> Vec<(String, u64)> {
 
 #[test]
 fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earlier_jobs() {
-    let mut cluster = EmberCluster::start(bin(), 2, &ClusterOptions::default()).expect("cluster");
+    // Ballista forgets a finished step after 10 s: the job's record still has every step.
+    let options = ClusterOptions {
+        scheduler_args: vec!["--job-state-retention".into(), "10s".into()],
+        ..ClusterOptions::default()
+    };
+    let mut cluster = EmberCluster::start(bin(), 2, &options).expect("cluster");
     let tmp = tempfile::tempdir().expect("tempdir");
     let output = tmp.path().join("daily");
 
@@ -223,6 +228,9 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
     let steps: Vec<&str> = old.steps.iter().map(|s| s.step.as_str()).collect();
     let steps_before: Vec<&str> = before.steps.iter().map(|s| s.step.as_str()).collect();
     assert_eq!(steps, steps_before);
+    for step in ["cache checked_sales", "quarantine", "output"] {
+        assert!(steps_before.contains(&step), "{step}: {steps_before:?}");
+    }
 
     // The output is what the first job committed: the interrupted job's staging is gone.
     assert_eq!(files(&output), committed);

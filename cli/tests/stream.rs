@@ -1708,13 +1708,30 @@ fn window_state_shards_survive_an_executor_kill_9_and_a_cluster_restart() {
         }
     }
 
-    // Reference: embedded, one run over the whole topic; and the fold.
     let embedded = tmp.path().join("embedded");
-    let reference = run_to_end(stream_command(&broker, "spread", &embedded, 150));
-    assert_eq!(reference.counts.records, 4500);
-    assert_eq!(last.watermark, reference.watermark);
-    let expected = output_rows(&embedded);
-    assert_eq!(output_rows(&out), expected);
+    assert_windows_of_a_reference(&broker, "spread", 150, &last, &out, &embedded, &events);
+}
+
+/// `out`, written by a stream on `topic` that ended with `report`, holds the windows an
+/// embedded run over the whole topic writes into `embedded` (same watermark), and those equal
+/// an independent fold of `events`.
+fn assert_windows_of_a_reference(
+    broker: &KafkaBroker,
+    topic: &str,
+    max_records: u64,
+    report: &StreamReport,
+    out: &Path,
+    embedded: &Path,
+    events: &[Sale],
+) {
+    let reference = run_to_end(stream_command(broker, topic, embedded, max_records));
+    assert_eq!(
+        reference.counts.records,
+        i64::try_from(events.len()).expect("count")
+    );
+    assert_eq!(report.watermark, reference.watermark);
+    let expected = output_rows(embedded);
+    assert_eq!(output_rows(out), expected);
     let watermark =
         chrono::DateTime::parse_from_rfc3339(reference.watermark.as_deref().expect("watermark"))
             .expect("time")
@@ -1793,20 +1810,5 @@ fn a_stream_on_the_cluster_rides_out_a_scheduler_restart_with_every_window_once(
     assert!(logged.is_subset(&batches), "{logged:?}");
 
     let embedded = tmp.path().join("embedded");
-    let reference = run_to_end(stream_command(&broker, "restart", &embedded, 100));
-    assert_eq!(report.watermark, reference.watermark);
-    let expected = output_rows(&embedded);
-    assert_eq!(output_rows(&out), expected);
-    let watermark =
-        chrono::DateTime::parse_from_rfc3339(reference.watermark.as_deref().expect("watermark"))
-            .expect("time")
-            .timestamp_micros();
-    let folded: Vec<(i64, &str, &str, i64, i64)> = events
-        .iter()
-        .map(|(m, p, k, q, c)| (*m, p.as_str(), *k, *q, *c))
-        .collect();
-    assert_eq!(
-        expected,
-        expected_windows(&folded, (watermark - DAY_US) / MIN_US)
-    );
+    assert_windows_of_a_reference(&broker, "restart", 100, &report, &out, &embedded, &events);
 }

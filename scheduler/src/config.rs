@@ -53,6 +53,15 @@ pub struct SchedulerArgs {
     /// drivers report every --heartbeat-interval, 5s by default) [default: 30s].
     #[arg(long, env = "EMBER_SCHEDULER_STREAM_TIMEOUT", value_name = "DURATION")]
     pub stream_timeout: Option<String>,
+    /// How long a finished distributed job's stages and tasks stay in memory (Ballista's
+    /// finished job state; stream drivers start one or two such jobs per micro-batch). Ember
+    /// keeps each job's steps as it saw them in its job history; at least 10s [default: 2m].
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_JOB_STATE_RETENTION",
+        value_name = "DURATION"
+    )]
+    pub job_state_retention: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
@@ -83,6 +92,8 @@ pub struct SchedulerSettings {
     pub history_retention: Retention,
     /// How long a running stream's driver may be silent before the stream is shown lost.
     pub stream_timeout: Duration,
+    /// How long Ballista keeps a finished distributed job's state (whole seconds, at least 1).
+    pub job_state_retention: Duration,
     /// Storage settings.
     pub storage: StorageSettings,
     /// The Flight SQL endpoint.
@@ -171,11 +182,28 @@ impl SchedulerSettings {
                     .or(f.stream_timeout.as_deref())
                     .unwrap_or("30s"),
             )?,
+            job_state_retention: job_state_retention(
+                args.job_state_retention
+                    .as_deref()
+                    .or(f.job_state_retention.as_deref())
+                    .unwrap_or("2m"),
+            )?,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
             flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
             security: SecuritySettings::resolve(&args.security, &file, secret)?,
         })
     }
+}
+
+/// `--job-state-retention`: at least 10 s, so that the job manager, which reads a running
+/// job's steps every 2 s, sees every step before Ballista forgets it.
+fn job_state_retention(text: &str) -> Result<Duration> {
+    const NAME: &str = "--job-state-retention / EMBER_SCHEDULER_JOB_STATE_RETENTION";
+    let retention = parse_duration(NAME, text)?;
+    if retention < Duration::from_secs(10) {
+        return Err(invalid(NAME, "must be at least 10s"));
+    }
+    Ok(retention)
 }
 
 #[cfg(test)]

@@ -23,7 +23,14 @@ struct Record {
     saved: JobRecord,
     events: Vec<JobEvent>,
     task: Option<tokio::task::AbortHandle>,
+    /// The job's steps as last seen while it ran: Ballista forgets a finished step after
+    /// `--job-state-retention`, a long job keeps it here.
+    steps_seen: Vec<StepDetail>,
 }
+
+/// How often a running job's steps are read from Ballista (see `Record::steps_seen`): well
+/// below the shortest `--job-state-retention` (10 s), so no finished step is forgotten unseen.
+const STEPS_SEEN_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The error of a job that was queued or running when the scheduler stopped (found in the
 /// history when it starts again).
@@ -128,6 +135,7 @@ impl JobManager {
                     saved: record,
                     events: Vec::new(),
                     task: None,
+                    steps_seen: Vec::new(),
                 },
             );
         }
@@ -235,6 +243,8 @@ impl JobManager {
             record.saved.apply(&event);
             record.events.clear();
             record.task = None;
+            // The ended record holds its steps now.
+            record.steps_seen = Vec::new();
             record.saved.clone()
         };
         if let Some((history, _)) = &self.history {
@@ -269,13 +279,28 @@ impl JobManager {
         }
     }
 
-    /// The job's distributed steps as Ballista knows them now.
+    /// The job's distributed steps: as Ballista knows them now, and those it has forgotten
+    /// since (after `--job-state-retention`) as they were last seen, oldest first.
     async fn live_steps(&self, id: &str) -> Vec<StepDetail> {
-        let mut steps = Vec::new();
+        let mut now = Vec::new();
         for job in self.ballista.jobs_of(id).await {
-            steps.push(self.ballista.step(&job).await);
+            now.push(self.ballista.step(&job).await);
         }
-        steps
+        let mut jobs = self.jobs();
+        let Some(record) = jobs.get_mut(id) else {
+            return now;
+        };
+        for step in now {
+            let seen = record
+                .steps_seen
+                .iter_mut()
+                .find(|s| s.ballista_job_id == step.ballista_job_id);
+            match seen {
+                Some(seen) => *seen = step,
+                None => record.steps_seen.push(step),
+            }
+        }
+        record.steps_seen.clone()
     }
 
     /// Removes job `id`'s staging folder under `output` (cancelled or interrupted jobs).
@@ -399,6 +424,7 @@ impl JobManager {
                     at,
                 }],
                 task: None,
+                steps_seen: Vec::new(),
             },
         );
         let this = Arc::clone(self);
@@ -420,9 +446,19 @@ impl JobManager {
         self.log(&id, JobEvent::Started { at: Utc::now() }).await;
         // A session that runs the job's distributed steps on this scheduler's executors.
         let result = match self.sessions.remote(&self.scheduler_url).await {
-            Ok(ctx) => ember_batch::run_with_id(&ctx, &job, "ballista-cluster", &id)
-                .await
-                .map_err(|e| (e.to_string(), e.kind())),
+            Ok(ctx) => {
+                let run = ember_batch::run_with_id(&ctx, &job, "ballista-cluster", &id);
+                tokio::pin!(run);
+                let mut every = tokio::time::interval(STEPS_SEEN_EVERY);
+                loop {
+                    tokio::select! {
+                        result = &mut run => break result.map_err(|e| (e.to_string(), e.kind())),
+                        _ = every.tick() => {
+                            self.live_steps(&id).await;
+                        }
+                    }
+                }
+            }
             Err(e) => Err((e.to_string(), e.kind())),
         };
         if result.is_ok() {

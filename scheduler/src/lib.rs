@@ -103,6 +103,10 @@ pub fn ballista_config(
             settings.security.cluster_secret.clone(),
             settings.security.tls.clone(),
         )),
+        // Finished jobs' state (stages, tasks, plans) is kept this long, then dropped: a stream's
+        // micro-batches would otherwise pile up an hour of it (Ballista's default, 3600 s).
+        // The job manager keeps each Ember job's steps as it last saw them.
+        finished_job_state_clean_up_interval_seconds: settings.job_state_retention.as_secs().max(1),
         // `/` is Ember's web UI; Ballista's text page moves aside.
         web_tui_route: "/ballista".into(),
         ..SchedulerConfig::default()

@@ -88,6 +88,7 @@ pub struct SchedulerFile {
     pub history_max_jobs: Option<usize>,
     pub history_max_age: Option<String>,
     pub stream_timeout: Option<String>,
+    pub job_state_retention: Option<String>,
 }
 
 /// `[executor]` of the configuration file; see `ember_executor::config::ExecutorArgs` for each
