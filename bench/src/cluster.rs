@@ -45,19 +45,10 @@ pub fn run(
     .arg(format!("output={}", absolute(output)?.display()))
     .stdout(std::process::Stdio::null());
     let mut cost = measure::run(cmd).map_err(|e| format!("{e}\n{}", cluster.logs()))?;
-    cost.peak_rss_bytes = cluster.pids().into_iter().map(peak_rss).sum();
+    cost.peak_rss_bytes = cluster
+        .pids()
+        .into_iter()
+        .map(|pid| measure::proc_status_bytes(pid, "VmHWM:"))
+        .sum();
     Ok(cost)
-}
-
-/// A process's peak resident set size in bytes (`VmHWM` of `/proc/<pid>/status`); 0 when it
-/// cannot be read.
-fn peak_rss(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kb * 1024)
-        })
-        .unwrap_or(0)
 }

@@ -25,7 +25,8 @@
 //! `flight-sql` loads the Flight SQL endpoint with concurrent clients (see `flight_sql.rs`).
 //! `import` times a database import (MariaDB, PostgreSQL) against the databases' own dumps (see
 //! `import.rs`). `logs` times the collection of log files (`jobs/app_logs`) against DuckDB doing
-//! the same in one SQL pass (see `logs.rs`).
+//! the same in one SQL pass (see `logs.rs`). `soak` runs the stream on a cluster for 30 minutes
+//! and reports each process's memory slope (see `soak.rs`).
 
 mod cluster;
 mod duckdb_daily;
@@ -35,6 +36,7 @@ mod import;
 mod logs;
 mod machine;
 mod measure;
+mod soak;
 mod stream;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +103,22 @@ enum Cmd {
         /// Where to write the JSON results.
         #[arg(long, default_value = "bench/results/stream.json")]
         json: PathBuf,
+    },
+    /// The streaming job on a cluster for a long time at a 1 s trigger, the dashboard polled:
+    /// the memory of the scheduler, the executors and the driver over time (slope, MiB/h).
+    Soak {
+        /// How long, in minutes.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Events produced per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Where to write the JSON results (every sample).
+        #[arg(long, default_value = "bench/results/soak.json")]
+        json: PathBuf,
+        /// Do not poll the web UI and the dashboard (to tell their cost from the stream's).
+        #[arg(long)]
+        no_poll: bool,
     },
     /// Concurrent Flight SQL clients against `ember serve` over the daily revenue table.
     FlightSql {
@@ -185,6 +203,14 @@ fn main() -> ExitCode {
             .and_then(|me| {
                 stream::run(&me.with_file_name("ember"), events, partitions, runs, &json)
             }),
+        Cmd::Soak {
+            minutes,
+            rate,
+            json,
+            no_poll,
+        } => std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|me| soak::run(&me.with_file_name("ember"), minutes, rate, !no_poll, &json)),
         Cmd::Import { runs, json } => std::env::current_exe()
             .map_err(|e| e.to_string())
             .and_then(|me| import::run(&me.with_file_name("ember"), runs, &json)),

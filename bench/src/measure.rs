@@ -62,3 +62,16 @@ pub fn run_capturing(
         std::fs::read_to_string(file).map_err(|e| e.to_string())?,
     ))
 }
+
+/// A size field of `/proc/<pid>/status` in bytes, e.g. `VmRSS:` (resident now) or `VmHWM:`
+/// (peak resident); 0 when the process is gone or the field missing.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}

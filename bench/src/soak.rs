@@ -1,0 +1,284 @@
+//! `ember-bench soak`: the streaming job (`jobs/hourly_product_revenue`) on a cluster (a
+//! scheduler and 2 executors) for a long time at a 1 s trigger, with synthetic events produced
+//! at a steady rate and the web UI's pages and the dashboard's REST calls polled every second,
+//! as a browser left open would. Every 10 s the resident memory (`VmRSS`) of the scheduler,
+//! each executor and the stream's driver (`ember submit`) is sampled. The result per process:
+//! its RSS after the warm-up (the first sixth of the run) and at the end, and the slope of the
+//! least-squares line through its samples after the warm-up, in MiB per hour: a leak shows as
+//! a slope that stays positive however long the run. Errors counted: HTTP answers that are not
+//! 2xx, `ERROR` lines in the daemons' and the driver's logs, and the driver's exit status when
+//! it is stopped (SIGTERM) at the end.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ember_testkit::ember::{ClusterOptions, EmberCluster};
+use ember_testkit::kafka::KafkaBroker;
+
+const TOPIC: &str = "soak_events";
+const JOB: &str = "jobs/hourly_product_revenue";
+/// What a browser on the UI and the dashboard asks, every second.
+const POLLED: [&str; 7] = [
+    "/ui/streams",
+    "/ui/dashboard",
+    "/api/v1/streams",
+    "/api/v1/dashboard/windows",
+    "/api/v1/jobs",
+    "/api/v1/executors",
+    "/metrics",
+];
+/// Answers that are not failures: the dashboard's windows before the stream's first output is
+/// served (404 "not served yet").
+const NOT_YET: &str = "not served yet";
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// One process's memory over the run.
+#[derive(Debug, serde::Serialize)]
+struct Memory {
+    process: String,
+    /// (seconds since the start, RSS in bytes).
+    samples: Vec<(f64, u64)>,
+    /// RSS at the end of the warm-up, MiB.
+    after_warm_up_mib: f64,
+    /// RSS at the end, MiB.
+    end_mib: f64,
+    /// The largest sample, MiB.
+    max_mib: f64,
+    /// Least-squares slope after the warm-up, MiB per hour.
+    slope_mib_per_hour: f64,
+}
+
+/// Runs the soak for `minutes`, producing `rate` events per second, polling the UI and the
+/// dashboard when `poll`; prints a Markdown table and writes JSON (every sample) to `json`.
+///
+/// # Errors
+/// A message when the broker, the cluster or a process cannot start, or the driver dies.
+pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Result<(), String> {
+    let duration = Duration::from_secs_f64(minutes * 60.0);
+    let warm_up = duration.as_secs_f64() / 6.0;
+    let broker = KafkaBroker::start()?;
+    let cluster = EmberCluster::start(ember, 2, &ClusterOptions::default())?;
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let events = (rate as f64 * duration.as_secs_f64() * 1.2) as u64;
+    let mut producer = Command::new(ember)
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", TOPIC])
+        .args(["--partitions", "3", "--synthetic", &events.to_string()])
+        .args(["--rate", &rate.to_string()])
+        .stdout(Stdio::null())
+        .stderr(log_file(scratch.path(), "producer.log")?)
+        .spawn()
+        .map_err(|e| format!("ember produce: {e}"))?;
+    // Named as the job's default output, so that the scheduler serves it as the dashboard's
+    // windows table (`hourly_product_revenue`).
+    let output = scratch.path().join("hourly_product_revenue");
+    let driver_log = scratch.path().join("driver.log");
+    let mut driver = Command::new(ember)
+        .args([
+            "submit",
+            JOB,
+            "--scheduler",
+            cluster.address(),
+            "--format",
+            "json",
+        ])
+        .args(["--set", &format!("brokers={}", broker.brokers())])
+        .args(["--set", &format!("topic={TOPIC}")])
+        .args(["--set", &format!("output={}", output.display())])
+        .args(["--set", "trigger=1s"])
+        .stdout(log_file(scratch.path(), "report.json")?)
+        .stderr(log_file(scratch.path(), "driver.log")?)
+        .spawn()
+        .map_err(|e| format!("ember submit: {e}"))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (polls, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let poller = {
+        let (stop, polls, failed) = (stop.clone(), polls.clone(), failed.clone());
+        let address = cluster.address().to_string();
+        std::thread::spawn(move || {
+            while poll && !stop.load(Ordering::Relaxed) {
+                for path in POLLED {
+                    polls.fetch_add(1, Ordering::Relaxed);
+                    match ember_testkit::ember::http_get(&address, path) {
+                        Err(e) if !e.contains(NOT_YET) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("soak: GET {path}: {e}");
+                        }
+                        _ => {}
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+
+    let mut names: Vec<String> = vec!["scheduler".into()];
+    names.extend((0..cluster.pids().len() - 1).map(|i| format!("executor {i}")));
+    names.push("driver".into());
+    let mut pids = cluster.pids();
+    pids.push(driver.id());
+    let mut samples: Vec<Vec<(f64, u64)>> = vec![Vec::new(); pids.len()];
+    let started = Instant::now();
+    let mut died = None;
+    while started.elapsed() < duration {
+        let at = started.elapsed().as_secs_f64();
+        for (i, pid) in pids.iter().enumerate() {
+            samples[i].push((at, crate::measure::proc_status_bytes(*pid, "VmRSS:")));
+        }
+        if let Ok(Some(status)) = driver.try_wait() {
+            died = Some(status);
+            break;
+        }
+        eprintln!(
+            "soak: {:.0} s of {:.0}: RSS MiB {:?}",
+            at,
+            duration.as_secs_f64(),
+            samples
+                .iter()
+                .map(|s| mib(s.last().map_or(0, |x| x.1)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = poller.join();
+    let _ = producer.kill();
+    let _ = producer.wait();
+    let status = match died {
+        Some(status) => status,
+        None => sigterm_and_wait(&mut driver)?,
+    };
+    let report = std::fs::read_to_string(scratch.path().join("report.json")).unwrap_or_default();
+    let driver_text = std::fs::read_to_string(&driver_log).unwrap_or_default();
+    let errors = error_lines(&driver_text) + error_lines(&cluster.full_logs());
+    let report_json = serde_json::from_str::<serde_json::Value>(&report).ok();
+    let batches = report_json
+        .as_ref()
+        .and_then(|r| r["batches"].as_u64())
+        .unwrap_or(0);
+
+    let memory: Vec<Memory> = names
+        .into_iter()
+        .zip(samples)
+        .map(|(process, samples)| summarize(process, samples, warm_up))
+        .collect();
+    println!(
+        "\n{:.0} min, {rate} events/s produced, trigger 1 s: {batches} micro-batches committed; \
+         {} HTTP polls, {} failed; {errors} ERROR log lines; driver stopped with {status}\n",
+        minutes,
+        polls.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+    );
+    println!(
+        "| process | RSS after warm-up (MiB) | RSS at end (MiB) | max (MiB) | slope (MiB/h) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for m in &memory {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:+.2} |",
+            m.process, m.after_warm_up_mib, m.end_mib, m.max_mib, m.slope_mib_per_hour
+        );
+    }
+    if let Some(dir) = json.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let result = serde_json::json!({
+        "machine": crate::machine::describe(),
+        "minutes": minutes,
+        "rate": rate,
+        "polled": poll,
+        "batches": batches,
+        "polls": polls.load(Ordering::Relaxed),
+        "failed_polls": failed.load(Ordering::Relaxed),
+        "error_log_lines": errors,
+        "driver_exit": status.code(),
+        "driver_report": report_json,
+        "memory": memory,
+    });
+    std::fs::write(
+        json,
+        serde_json::to_string_pretty(&result).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{}: {e}", json.display()))?;
+    if died.is_some() || !status.success() {
+        return Err(format!(
+            "the driver ended with {status} before the soak's end:\n{driver_text}"
+        ));
+    }
+    Ok(())
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, String> {
+    std::fs::File::create(dir.join(name)).map_err(|e| format!("{name}: {e}"))
+}
+
+/// SIGTERM (the driver commits the batch in flight and stops), waited for at most 60 s.
+fn sigterm_and_wait(child: &mut Child) -> Result<std::process::ExitStatus, String> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+    // SAFETY: kill(2) with our own child's pid and a valid signal number.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    match ember_testkit::util::wait_child(child, Duration::from_secs(60)) {
+        Ok(Some(status)) => Ok(status),
+        _ => {
+            let _ = child.kill();
+            child.wait().map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn error_lines(log: &str) -> usize {
+    log.lines().filter(|l| l.contains(" ERROR ")).count()
+}
+
+/// The process's memory figures, its slope fitted on the samples after `warm_up` seconds.
+fn summarize(process: String, samples: Vec<(f64, u64)>, warm_up: f64) -> Memory {
+    let kept: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(t, _)| *t >= warm_up)
+        .map(|(t, b)| (*t / 3600.0, mib(*b)))
+        .collect();
+    Memory {
+        process,
+        after_warm_up_mib: kept.first().map_or(0.0, |s| s.1),
+        end_mib: kept.last().map_or(0.0, |s| s.1),
+        max_mib: samples.iter().map(|s| mib(s.1)).fold(0.0, f64::max),
+        slope_mib_per_hour: slope(&kept),
+        samples,
+    }
+}
+
+/// The least-squares slope of `y` over `x`; 0 with fewer than 2 points.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    if points.len() < 2 {
+        return 0.0;
+    }
+    let (mx, my) = (
+        points.iter().map(|p| p.0).sum::<f64>() / n,
+        points.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if sxx == 0.0 { 0.0 } else { sxy / sxx }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn slope_of_a_line_and_of_a_flat_series() {
+        let line: Vec<(f64, f64)> = (0..10)
+            .map(|i| (f64::from(i), 3.0 + 2.0 * f64::from(i)))
+            .collect();
+        assert!((super::slope(&line) - 2.0).abs() < 1e-9);
+        let flat: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 5.0)).collect();
+        assert_eq!(super::slope(&flat), 0.0);
+        assert_eq!(super::slope(&[(1.0, 1.0)]), 0.0);
+    }
+}
