@@ -138,8 +138,9 @@ impl JobRecord {
         }
     }
 
-    /// The record an event log gives: its first event must be `submitted`.
-    fn replay(id: &str, events: &[JobEvent]) -> Option<Self> {
+    /// The record an event log gives (what a restarted scheduler reads from `<id>.inprogress`);
+    /// `None` unless its first event is `submitted`.
+    pub fn replay(id: &str, events: &[JobEvent]) -> Option<Self> {
         let JobEvent::Submitted { job, at } = events.first()? else {
             return None;
         };
@@ -321,6 +322,4 @@ impl History {
     }
 }
 
-#[cfg(test)]
-#[path = "history_tests.rs"]
-mod tests;
+// Tests: scheduler/tests/history.rs.

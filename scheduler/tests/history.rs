@@ -1,8 +1,14 @@
+//! The job history's files, as a restarted scheduler reads them: replayed logs, compaction,
+//! leftovers, retention (`ember_scheduler::history`).
+
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
-
-use super::*;
+use ember_core::api::JobState;
+use ember_core::error::ErrorKind;
+use ember_core::manifest::Job;
+use ember_scheduler::history::{History, JobEvent, JobRecord, Retention};
 
 fn job() -> Job {
     let dir =
