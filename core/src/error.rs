@@ -391,9 +391,14 @@ const TASK: &str = "Task failed due to runtime execution error: ";
 /// client reports as execution errors when the scheduler cannot be reached or its connection
 /// breaks (`Status { code: Unavailable, … }`, `code: 'Unknown error', message: "h2 protocol
 /// error: …", source: hyper::Error(…)`, `tonic::transport::Error(Transport, ConnectError(…))`).
-const REMOTE_IO_MARKERS: [&str; 10] = [
+const REMOTE_IO_MARKERS: [&str; 12] = [
     "IoError(",
     "ObjectStore(",
+    // The same errors as DataFusion displays them, when a job fails on the scheduler (a stage
+    // planned over files whose DataNode is gone): `Job … failed: DataFusion error: Object
+    // Store error: …`.
+    "Object Store error: ",
+    "IO error: ",
     "Os { code: ",
     "store: \"",
     "kind: StorageFull",
@@ -599,6 +604,11 @@ mod tests {
             "code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })".to_string(),
         );
         assert_eq!(datafusion_kind(&broken), ErrorKind::External);
+        // A job that failed on the scheduler, as Ballista reports it.
+        let planned = DataFusionError::Execution(
+            "Job 038J5PHD5W000 failed: DataFusion error: Object Store error: Generic HdfsObjectStore error: data transfer error: All DataNodes failed: [DataNode 127.0.0.1:38111]".to_string(),
+        );
+        assert_eq!(datafusion_kind(&planned), ErrorKind::External);
     }
 
     #[test]
