@@ -275,8 +275,9 @@ impl Committer {
     /// next run's [`Committer::recover`], so a commit is never left half done.
     ///
     /// # Errors
-    /// [`Error::Storage`] when a listing, rename, delete or write fails; `_SUCCESS` is then
-    /// absent, and the next run finishes the commit.
+    /// [`Error::Storage`] when a listing, rename, delete or write fails. After the plan is
+    /// written `_SUCCESS` is then absent, and the next run finishes the commit (the caller
+    /// keeps the staging folder: [`Committer::commit_begun`]).
     pub async fn commit(
         &self,
         areas: &[(Area, Vec<String>)],
@@ -346,12 +347,16 @@ impl Committer {
         }
         for (from, to) in &plan.moves {
             let (from, to) = (Path::from(from.as_str()), Path::from(to.as_str()));
-            match self.store.rename(&from, &to).await {
-                Ok(()) => {}
-                // Moved before the interruption.
-                Err(object_store::Error::NotFound { .. }) if self.store.head(&to).await.is_ok() => {
+            if let Err(e) = self.store.rename(&from, &to).await {
+                // Moved before the interruption. A store may report the missing source as
+                // `NotFound` or, as HDFS does, as an RPC error (`FileNotFoundException`).
+                let source_gone = matches!(
+                    self.store.head(&from).await,
+                    Err(object_store::Error::NotFound { .. })
+                );
+                if !(source_gone && self.store.head(&to).await.is_ok()) {
+                    return Err(Error::storage(format!("moving {from} to {to}"), e));
                 }
-                Err(e) => return Err(Error::storage(format!("moving {from} to {to}"), e)),
             }
         }
         for path in &plan.deletes {
@@ -424,6 +429,20 @@ impl Committer {
             finished.push(run_id);
         }
         Ok(finished)
+    }
+
+    /// Whether this run wrote its commit plan (`_temporary/<run>/_COMMIT`). After a failed
+    /// commit the staging folder is then kept, plan and files, so that the next run's
+    /// [`Committer::recover`] finishes the commit (as Hadoop's `FileOutputCommitter` v1
+    /// recovers a job from its committed task output). Also `true` when the store cannot tell
+    /// (it is unreachable): removing a plan whose renames had begun would leave the output
+    /// half committed for good.
+    pub async fn commit_begun(&self) -> bool {
+        let intent = self.staging_dir().join(COMMIT_FILE);
+        !matches!(
+            self.store.head(&intent).await,
+            Err(object_store::Error::NotFound { .. })
+        )
     }
 
     /// The JSON report of the last committed run (`<output>/_SUCCESS`), if any.

@@ -254,7 +254,12 @@ async fn run_locked(
     match commit {
         Ok(()) => Ok(report),
         Err(e) => {
-            if let Err(cleanup) = committer.cleanup().await {
+            if committer.commit_begun().await {
+                tracing::warn!(
+                    run_id = committer.run_id(),
+                    "the commit began: its plan and staged files are kept, and the next run of the output finishes it"
+                );
+            } else if let Err(cleanup) = committer.cleanup().await {
                 tracing::warn!(error = %cleanup, "could not remove the staging folder after a failed commit");
             }
             Err(e)

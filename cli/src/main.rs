@@ -134,9 +134,12 @@ fn prepare(command: Command, codecs: Codecs) -> Result<Task, Failure> {
     })
 }
 
-/// Prints the failure's one line and returns its exit code.
+/// Prints the failure as one line ([`ember_core::error::tidy`]) and returns its exit code.
 fn fail(failure: &Failure) -> ExitCode {
-    eprintln!("ember: error: {failure}");
+    eprintln!(
+        "ember: error: {}",
+        ember_core::error::tidy(&failure.to_string())
+    );
     ExitCode::from(failure.kind.exit_code())
 }
 

@@ -3,8 +3,9 @@
 //! exit code 3 (external: run it again) and one `ember: error:` line that names the fault and
 //! where it hit; a failed run commits nothing (the output's committed files are byte for byte
 //! those of the last successful run), except on HDFS when the fault hits a plain Parquet
-//! commit's renames, which leaves the folder without `_SUCCESS` (README, known limits); and
-//! once the fault is gone the next run succeeds and
+//! commit's renames, which leaves the folder without `_SUCCESS` and the commit's plan kept for
+//! the next run to finish (README, known limits); and once the fault is gone the next run
+//! succeeds and
 //! writes exactly what an independent fold of its input gives (`ember_testkit::reference`),
 //! leaving no staging behind.
 //! - A full disk: the output on a tmpfs the test mounts (`SmallDisk`), filled to leave less
@@ -22,9 +23,10 @@ use std::time::{Duration, Instant};
 use ember_core::threads::block_on;
 use ember_testkit::HdfsCluster;
 use ember_testkit::query::{delta_rows, parquet_rows};
+use ember_testkit::reference::Fold;
 use ember_testkit::small_disk::SmallDisk;
 use ember_testkit::util::{output_text, wait_child};
-use ember_testkit::versions::{Inputs, expected, inputs};
+use ember_testkit::versions::{DAYS, Inputs, expected, inputs};
 use rand::Rng;
 use rstest::rstest;
 
@@ -89,6 +91,10 @@ fn failure_line(out: &Output) -> String {
         .filter(|l| l.starts_with("ember: error:"))
         .collect();
     assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    assert!(
+        !stderr.contains("\tat org."),
+        "a Java stack trace: {stderr}"
+    );
     let line = lines[0].to_string();
     for debris in [
         "DataFusionError(",
@@ -286,6 +292,72 @@ fn a_full_disk_fails_the_run_with_one_line_and_commits_nothing_until_space_is_fr
     assert_eq!(staging_left(&seen), Vec::<PathBuf>::new());
 }
 
+/// A plain Parquet commit that fails after writing its plan (`_temporary/<run>/_COMMIT`) keeps
+/// its staging, and the next run finishes it before its own: the fault here is `_SUCCESS`
+/// turned into a folder, so the commit fails at its first step (deleting `_SUCCESS`). The next
+/// run writes only the first day, so the other two days show whether the failed run's commit
+/// was finished (its version) or dropped (the first run's).
+#[test]
+fn a_parquet_commit_that_fails_after_its_plan_is_finished_by_the_next_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = inputs(tmp.path());
+    let output = tmp.path().join("daily");
+    let location = output.display().to_string();
+    let run = |input: &Path| run_job(Command::new(bin()), input, &location, "parquet");
+
+    let first = run(&inputs.x).output().expect("run");
+    assert_eq!(first.status.code(), Some(0), "{}", output_text(&first));
+    let success = output.join("_SUCCESS");
+    std::fs::remove_file(&success).expect("rm _SUCCESS");
+    std::fs::create_dir_all(success.join("in-the-way")).expect("a folder as _SUCCESS");
+
+    let failed = run(&inputs.y).output().expect("run");
+    let line = failure_line(&failed);
+    assert!(
+        line.contains("deleting") && line.contains("_SUCCESS"),
+        "{line}"
+    );
+    let plans: Vec<PathBuf> = staging_left(&output)
+        .into_iter()
+        .filter(|p| p.ends_with(ember_batch::committer::COMMIT_FILE))
+        .collect();
+    assert_eq!(plans.len(), 1, "the failed run's plan is kept: {plans:?}");
+
+    // The fault is gone; the next run holds the first day only (as recorded).
+    std::fs::remove_dir_all(&success).expect("rm the folder");
+    let day = tmp.path().join("day");
+    std::fs::create_dir_all(&day).expect("mkdir");
+    let first_day = format!("{}.csv", DAYS[0]);
+    std::fs::copy(inputs.x.join(&first_day), day.join(&first_day)).expect("copy a day");
+    let next = run(&day).output().expect("run");
+    assert_eq!(next.status.code(), Some(0), "{}", output_text(&next));
+    assert!(
+        String::from_utf8_lossy(&next.stderr)
+            .contains("finishing the commit of an interrupted run"),
+        "{}",
+        output_text(&next)
+    );
+    // Day 1 as recorded (the last run), days 2 and 3 doubled (the failed run, finished).
+    let mut want = Fold::default();
+    want.add_file(&inputs.x.join(&first_day));
+    for d in &DAYS[1..] {
+        want.add_file(&inputs.y.join(format!("{d}.csv")));
+    }
+    assert_eq!(output_sees(&location, "parquet"), expected(&want));
+    assert!(
+        staging_left(&output).is_empty(),
+        "{:?}",
+        staging_left(&output)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&success).expect("_SUCCESS")).expect("JSON");
+    assert_eq!(
+        report["partitions"]["written"],
+        serde_json::json!([format!("order_date={}", DAYS[0])]),
+        "{report}"
+    );
+}
+
 /// Every file under `/warehouse/daily` on `hdfs` but the staging folder and the writer lock,
 /// with its size. A run that fails while its lock's block cannot be read (the DataNode is
 /// gone) cannot tell that the lock is still its own and leaves it; the next run takes it over
@@ -356,25 +428,38 @@ fn hdfs_faults_fail_the_run_with_one_line_and_the_next_run_succeeds() {
         } else {
             let line = failure_line(&out);
             let now = hdfs_files(&hdfs);
+            let has_success = now
+                .iter()
+                .any(|f| f.starts_with("/warehouse/daily/_SUCCESS "));
             if now == committed {
                 if readable {
                     let (_, kept) = other(&inputs, !holds_x);
                     assert_eq!(output_sees(&location, "parquet"), kept, "{moment}: {line}");
                 }
+            } else if has_success {
+                // A commit ended before the fault: this run's own (the fault hit its cleanup),
+                // or the one an earlier run began in the same input and this run finished.
+                assert_eq!(output_sees(&location, "parquet"), want, "{moment}: {line}");
+                holds_x = !holds_x;
+                committed = now;
+                readable = true;
             } else {
                 // The fault hit the commit's renames or its `_SUCCESS` (a plain Parquet commit
                 // is a sequence of renames; README, known limits): `_SUCCESS` is then absent,
-                // so no reader takes the folder as complete, and the next run replaces it.
-                assert!(
-                    !now.iter()
-                        .any(|f| f.starts_with("/warehouse/daily/_SUCCESS ")),
-                    "{moment}: {line}: a changed output with _SUCCESS: {now:?}"
-                );
+                // so no reader takes the folder as complete, and the plan is kept for the next
+                // run to finish.
                 assert!(
                     ["_SUCCESS", "moving ", "deleting "]
                         .iter()
                         .any(|step| line.contains(step)),
                     "{moment}: the output changed outside the commit: {line}"
+                );
+                let staging = hdfs
+                    .fs(&["-ls", "-R", "/warehouse/daily/_temporary"])
+                    .expect("list the staging");
+                assert!(
+                    staging.contains(&format!("/{}", ember_batch::committer::COMMIT_FILE)),
+                    "{moment}: {line}: the commit's plan is gone: {staging}"
                 );
                 committed = now;
                 readable = false;

@@ -333,7 +333,7 @@ impl Error {
     pub fn storage(path: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Error::Storage {
             path: path.into(),
-            message: one_line(&tidy_datanodes(&message.to_string())),
+            message: tidy(&message.to_string()),
         }
     }
 
@@ -412,6 +412,22 @@ const REMOTE_IO_MARKERS: [&str; 12] = [
 /// The failed task's error (debug form) in a Ballista job error's text, if there is one.
 fn task_error(text: &str) -> Option<&str> {
     text.find(TASK).map(|at| &text[at + TASK.len()..])
+}
+
+/// `message` as one line for a person: Java stack frames dropped (`\tat org.apache…(File.java:1)`
+/// and `... 12 more`, which HDFS RPC errors carry after the exception's message), HDFS
+/// DataNodes shortened ([`tidy_datanodes`]), whitespace collapsed ([`one_line`]).
+pub fn tidy(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .filter(|line| {
+            let line = line.trim_start();
+            let frame = line.starts_with("at ") && line.ends_with(')');
+            let more = line.starts_with("... ") && line.ends_with(" more");
+            !(frame || more)
+        })
+        .collect();
+    one_line(&tidy_datanodes(&kept.join("\n")))
 }
 
 /// Collapses a multi-line message (DataFusion's contexts, backtraces) into one line.
@@ -621,6 +637,17 @@ mod tests {
             "Execution error: counting: Generic HdfsObjectStore error: data transfer error: All DataNodes failed: [DataNode 127.0.0.1:37447]"
         );
         assert_eq!(tidy_datanodes("no node here"), "no node here");
+    }
+
+    #[test]
+    fn tidy_drops_java_stack_frames() {
+        let hdfs = "Generic HdfsObjectStore error: RPC error: java.io.FileNotFoundException rename source /w/a is not found.\n\tat org.apache.hadoop.hdfs.server.namenode.FSDirRenameOp.validateRenameSource(FSDirRenameOp.java:543)\n\tat org.apache.hadoop.ipc.Server$Handler.run(Server.java:2045)\n\t... 3 more\n";
+        assert_eq!(
+            tidy(hdfs),
+            "Generic HdfsObjectStore error: RPC error: java.io.FileNotFoundException rename source /w/a is not found."
+        );
+        // A line of the message itself that starts with "at " stays.
+        assert_eq!(tidy("failed\nat offset 7"), "failed at offset 7");
     }
 
     #[test]
