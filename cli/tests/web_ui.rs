@@ -4,10 +4,10 @@
 //! `.ci/setup`), with a screenshot of each page saved under the test's target folder
 //! (`web-ui-screenshots/`). Every wait is bounded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ember_core::api::{ExecutorSummary, JobDetail, JobState, StreamDetail, StreamSummary};
 use ember_testkit::ember::{ClusterOptions, EmberCluster, http_get, http_request};
@@ -143,6 +143,8 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
         task_slots: 1,
         executor_timeout: "8s".into(),
         heartbeat_interval: "1s".into(),
+        // Ballista keeps the jobs' steps; the dashboard's queries are forgotten anyway.
+        scheduler_args: vec!["--job-state-retention".into(), "10m".into()],
         ..ClusterOptions::default()
     };
     let mut cluster = EmberCluster::start(bin(), 3, &options).expect("cluster");
@@ -341,6 +343,36 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
     assert!(bad.body.contains("`from` must be a day"), "{}", bad.body);
     let windows: Vec<serde_json::Value> = get_json(&cluster, "/api/v1/dashboard/windows");
     assert!(!windows.is_empty());
+    // Ballista forgets the dashboard's finished queries within seconds (their graphs grow with
+    // the tables' files), and keeps the jobs' steps for the job-state retention.
+    let ballista_jobs = || -> (usize, BTreeSet<String>) {
+        let jobs: Vec<serde_json::Value> = get_json(&cluster, "/api/jobs");
+        let serving = jobs
+            .iter()
+            .filter(|j| j["job_name"] == "ember serving query")
+            .count();
+        let steps = jobs
+            .iter()
+            .filter(|j| j["job_name"] != "ember serving query")
+            .map(|j| j["job_id"].to_string())
+            .collect();
+        (serving, steps)
+    };
+    let (serving, steps) = ballista_jobs();
+    assert!(serving > 0, "the dashboard's queries are Ballista jobs");
+    let forgotten = Instant::now();
+    while ballista_jobs().0 > 0 {
+        assert!(
+            forgotten.elapsed() < Duration::from_secs(40),
+            "serving queries still kept: {:?}",
+            ballista_jobs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        ballista_jobs().1.is_superset(&steps),
+        "a job's step was forgotten"
+    );
 
     // The pages, in headless Chromium.
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-ui-screenshots");

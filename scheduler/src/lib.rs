@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod history;
 mod jobs;
+mod serving_jobs;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -185,6 +186,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| Error::Ballista(e.to_string()))?;
+    let ballista_jobs = cluster.job_state();
     let scheduler: BallistaScheduler = create_scheduler(cluster, Arc::new(config))
         .await
         .map_err(|e| Error::Ballista(e.to_string()))?;
@@ -230,6 +232,8 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         .with_default_catalog(catalog, schema)
         .remote(&own_url)
         .await?;
+    serving_jobs::name_serving_queries(&flight_sql_ctx);
+    serving_jobs::spawn_sweeper(ballista_jobs, stopped.clone());
     let flight_sql = flight_sql::serve(
         &settings.flight_sql,
         &settings.security,
