@@ -166,6 +166,9 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
         },
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    // A file in the history that is no job's record: left in place, counted in /metrics.
+    let stray = cluster.scheduler_work_dir().join("history/not-a-job.json");
+    std::fs::write(&stray, "{ cut short").expect("a stray history file");
     cluster
         .restart_scheduler(Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
@@ -203,6 +206,17 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
         ],
         "{jobs:?}"
     );
+    let metrics = cluster.get("/metrics").expect("/metrics");
+    assert!(
+        metrics.lines().any(|l| {
+            l.strip_prefix("ember_history_unreadable_files")
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                == Some(1.0)
+        }),
+        "{metrics}"
+    );
+    assert!(stray.exists(), "the stray file was removed");
     let interrupted = &jobs[0];
     let error = interrupted.error.as_deref().unwrap_or_default();
     assert!(error.starts_with("scheduler restarted: "), "{error}");
@@ -235,7 +249,7 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
     // The output is what the first job committed: the interrupted job's staging is gone.
     assert_eq!(files(&output), committed);
 
-    // The history: one compacted record per job, no event log left.
+    // The history: one compacted record per job, no event log left, the stray file untouched.
     let history = cluster.scheduler_work_dir().join("history");
     let mut kept: Vec<String> = std::fs::read_dir(&history)
         .expect("history folder")
@@ -243,7 +257,11 @@ fn a_scheduler_killed_during_a_job_lists_it_failed_after_restart_and_keeps_earli
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     kept.sort();
-    let mut expected = vec![format!("{}.json", before.summary.id), format!("{id}.json")];
+    let mut expected = vec![
+        format!("{}.json", before.summary.id),
+        format!("{id}.json"),
+        "not-a-job.json".to_string(),
+    ];
     expected.sort();
     assert_eq!(kept, expected);
 

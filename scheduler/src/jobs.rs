@@ -54,6 +54,8 @@ pub struct JobManager {
     jobs: Mutex<BTreeMap<String, Record>>,
     executors: Mutex<ExecutorBook>,
     history: Option<(History, Retention)>,
+    /// History files [`JobManager::restore`] could not read.
+    unreadable_history: std::sync::atomic::AtomicUsize,
 }
 
 /// What the scheduler remembers of executors beyond Ballista's registry: every executor seen
@@ -83,6 +85,7 @@ impl JobManager {
             jobs: Mutex::new(BTreeMap::new()),
             executors: Mutex::new(ExecutorBook::default()),
             history: None,
+            unreadable_history: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -109,6 +112,10 @@ impl JobManager {
                 return 0;
             }
         };
+        self.unreadable_history.store(
+            loaded.unreadable.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for file in &loaded.unreadable {
             tracing::warn!(
                 file,
@@ -649,5 +656,10 @@ impl ember_serving::Cluster for JobManager {
 
     async fn executors(&self) -> Vec<ember_core::api::ExecutorSummary> {
         JobManager::executors(self).await
+    }
+
+    fn unreadable_history_files(&self) -> usize {
+        self.unreadable_history
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

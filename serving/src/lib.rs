@@ -27,4 +27,10 @@ pub trait Cluster: Send + Sync {
 
     /// The executors, alive and lost.
     async fn executors(&self) -> Vec<ExecutorSummary>;
+
+    /// Files of the job history that could not be read as a job's record when the scheduler
+    /// started (left in place, named in its log).
+    fn unreadable_history_files(&self) -> usize {
+        0
+    }
 }

@@ -8,6 +8,7 @@
 //! | `ember_info` | gauge (1) | `mode`, `version` |
 //! | `ember_jobs` | gauge | `state` |
 //! | `ember_job_rows_written_total` | counter | |
+//! | `ember_history_unreadable_files` | gauge | |
 //! | `ember_executors` | gauge | `state` (`alive`, `lost`) |
 //! | `ember_executor_task_slots`, `ember_executor_tasks_running`, `ember_executor_memory_bytes` | gauge | `executor` |
 //! | `ember_executor_tasks_succeeded_total`, `ember_executor_tasks_failed_total` | counter | `executor` |
@@ -65,6 +66,13 @@ pub async fn scheduler(State(web): State<Arc<Web>>) -> Response {
             "Rows written by succeeded jobs",
             &[],
             list.iter().filter_map(|j| j.rows_written).sum(),
+        );
+        #[allow(clippy::cast_precision_loss)]
+        m.gauge(
+            "ember_history_unreadable_files",
+            "Job history files the scheduler could not read when it started (left in place)",
+            &[],
+            cluster.unreadable_history_files() as f64,
         );
         let executors = cluster.executors().await;
         for state in ["alive", "lost"] {
