@@ -365,12 +365,73 @@ impl Checkpoint {
                 })),
                 Err(e) => tracing::warn!(error = %e, "cannot list the old state files"),
             }
+            let mut folders = std::collections::BTreeSet::new();
             for rel in old_files {
                 if let Err(e) = self.dir.delete(&rel).await {
                     tracing::warn!(error = %e, "cannot delete an old checkpoint file");
                 }
+                if let Some((folder, _)) = rel
+                    .rsplit_once('/')
+                    .filter(|(f, _)| f.starts_with("state/"))
+                {
+                    folders.insert(folder.to_string());
+                }
+            }
+            // A shard folder (`state/<id>-<k>/`) emptied above.
+            for folder in folders {
+                self.dir.remove_folder_if_empty(&folder).await;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Committing batch N deletes the offsets, commits and state files of batches up to
+    /// N − [`KEEP_BATCHES`], and the shard folders they leave empty (one per batch would
+    /// otherwise pile up on the local file system and HDFS).
+    #[tokio::test]
+    async fn a_commit_deletes_old_batches_and_their_empty_shard_folders() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let registry = datafusion::execution::object_store::DefaultObjectStoreRegistry::new();
+        let dir = Dir::open(&tmp.path().display().to_string(), &registry).expect("dir");
+        let checkpoint = Checkpoint::new(dir.clone());
+        for id in 0..=15u64 {
+            for rel in [
+                format!("offsets/{id}"),
+                format!("commits/{id}"),
+                format!("state/{id}-0/part-00000.parquet"),
+                format!("state/{id}-0.json"),
+            ] {
+                dir.put(&rel, bytes::Bytes::from_static(b"{}"))
+                    .await
+                    .expect("put");
+            }
+        }
+        let commit = BatchCommit {
+            batch_id: 16,
+            watermark: Watermark::new(0, 0),
+            counts: BatchCounts::default(),
+            duration_ms: 0,
+            phases_ms: BTreeMap::new(),
+        };
+        checkpoint.commit(&commit).await.expect("commit");
+        let state = tmp.path().join("state");
+        let mut left: Vec<String> = std::fs::read_dir(&state)
+            .expect("state folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        let mut want: Vec<String> = (7..=15u64)
+            .flat_map(|id| [format!("{id}-0"), format!("{id}-0.json")])
+            .collect();
+        want.sort();
+        assert_eq!(left, want, "batches up to 6 are gone, folders included");
+        assert!(!tmp.path().join("offsets/6").exists());
+        assert!(tmp.path().join("offsets/7").exists());
+        assert!(tmp.path().join("commits/16").exists());
     }
 }

@@ -225,6 +225,22 @@ impl Dir {
             .collect())
     }
 
+    /// Removes the folder `rel` if it is empty (best effort: a folder with files, or one that
+    /// cannot be removed, stays). Object stores delete files only, and on the local file
+    /// system and HDFS the folders they emptied stay behind; a folder per micro-batch would
+    /// pile up and make every listing longer.
+    pub async fn remove_folder_if_empty(&self, rel: &str) {
+        let url = format!("{}/{rel}", self.url);
+        if url.starts_with("file:") {
+            if let Ok(Ok(folder)) = url::Url::parse(&url).map(|u| u.to_file_path()) {
+                let _ = std::fs::remove_dir(folder);
+            }
+        } else {
+            // A non-recursive delete: HDFS refuses it for a folder that is not empty.
+            let _ = self.store.delete(&self.path(rel)).await;
+        }
+    }
+
     /// Deletes the file `rel`; a missing file is not an error. Returns whether the store said
     /// it was there (a store that deletes missing files silently says `true`).
     ///
