@@ -27,6 +27,11 @@ pub struct RunArgs {
     /// How to print the run's report.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// Set a DataFusion or Ballista session option for the run, as KEY=VALUE (repeatable), as
+    /// spark-submit's `--conf`: e.g. `datafusion.execution.batch_size=16384`. An option
+    /// DataFusion does not know is refused.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
     /// Task slots of the embedded executor, and partitions per stage [default: CPU cores].
     #[arg(
         long,
@@ -97,7 +102,17 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
     for (what, path) in job.paths() {
         security.paths.check(&what, path)?;
     }
-    let ctx = SessionBuilder::new(codecs)
+    let mut builder = SessionBuilder::new(codecs);
+    for pair in &args.conf {
+        let (key, value) =
+            pair.split_once('=')
+                .ok_or_else(|| ember_core::Error::InvalidSetting {
+                    setting: pair.clone(),
+                    message: "--conf takes KEY=VALUE".into(),
+                })?;
+        builder = builder.with_option(key.trim(), value.trim());
+    }
+    let ctx = builder
         .with_parallelism(args.parallelism)
         .with_runtime(RuntimeOptions {
             storage,

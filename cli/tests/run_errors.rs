@@ -155,6 +155,24 @@ fn unknown_parameter_and_bad_setting() {
         &format!("output={}", out_dir.display()),
     ]);
     assert_user_error(&out, &["bad --set `input`: expected name=value"], &out_dir);
+    // `--conf` (spark-submit's): a session option DataFusion does not know, a pair without `=`.
+    for (conf, expected) in [
+        (
+            "datafusion.execution.no_such_option=1",
+            "datafusion.execution.no_such_option: ",
+        ),
+        ("batch_size", "batch_size: --conf takes KEY=VALUE"),
+    ] {
+        let out = ember(&[
+            "run",
+            "jobs/daily_revenue_by_product",
+            "--conf",
+            conf,
+            "--set",
+            &format!("output={}", out_dir.display()),
+        ]);
+        assert_user_error(&out, &[expected], &out_dir);
+    }
 }
 
 #[test]
@@ -256,6 +274,9 @@ fn success_prints_the_report_and_json_for_scripts() {
         &format!("input={input}"),
         "--set",
         &format!("output={}", out_dir.display()),
+        // A session option for the run (spark-submit's `--conf`), not changing its results.
+        "--conf",
+        "datafusion.execution.batch_size=1024",
     ];
     let out = ember(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
