@@ -22,6 +22,7 @@ pub mod session;
 pub mod signal;
 pub mod sink;
 pub mod sql_file;
+pub mod standalone;
 pub mod storage;
 pub mod table;
 pub mod telemetry;

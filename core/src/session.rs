@@ -213,7 +213,8 @@ impl SessionBuilder {
 
     /// Starts an in-process Ballista scheduler and executor (on free ports of localhost, with
     /// [`SessionBuilder::parallelism`] task slots) and returns a client session connected to
-    /// them. They live as long as the process.
+    /// them. They live as long as the process; finished jobs are kept
+    /// [`crate::standalone::EMBEDDED_JOB_STATE_RETENTION`].
     ///
     /// # Errors
     /// As [`SessionBuilder::local`], and when the in-process scheduler does not start.
@@ -224,9 +225,14 @@ impl SessionBuilder {
             false,
         )?;
         let state = self.state(config, self.runtime_env()?);
-        let ctx = SessionContext::standalone_with_state(state)
+        let starting = |e| Error::datafusion("starting the embedded scheduler and executor", e);
+        let (url, _) =
+            crate::standalone::start(&state, crate::standalone::EMBEDDED_JOB_STATE_RETENTION)
+                .await
+                .map_err(starting)?;
+        let ctx = SessionContext::remote_with_state(&url, state)
             .await
-            .map_err(|e| Error::datafusion("starting the embedded scheduler and executor", e))?;
+            .map_err(starting)?;
         register_functions(&ctx);
         Ok(ctx)
     }
