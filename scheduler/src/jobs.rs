@@ -9,6 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ember_batch::committer::Committer;
 use ember_core::api::{JobDetail, JobState, JobSummary, StepDetail};
+// A job's error as the user reads it (REST, UI, history): one line, no Java stack frames.
+use ember_core::error::tidy;
 use ember_core::error::{Classify, ErrorKind};
 use ember_core::manifest::Job;
 use ember_core::session::SessionBuilder;
@@ -159,8 +161,8 @@ impl JobManager {
         let ended = match self.sessions.local() {
             Ok(ctx) => ember_batch::end_interrupted(&ctx, &record.job, &record.id)
                 .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+                .map_err(|e| tidy(&e.to_string())),
+            Err(e) => Err(tidy(&e.to_string())),
         };
         let (state, error) = match ended {
             Ok(true) => {
@@ -459,14 +461,14 @@ impl JobManager {
                 let mut every = tokio::time::interval(STEPS_SEEN_EVERY);
                 loop {
                     tokio::select! {
-                        result = &mut run => break result.map_err(|e| (e.to_string(), e.kind())),
+                        result = &mut run => break result.map_err(|e| (tidy(&e.to_string()), e.kind())),
                         _ = every.tick() => {
                             self.live_steps(&id).await;
                         }
                     }
                 }
             }
-            Err(e) => Err((e.to_string(), e.kind())),
+            Err(e) => Err((tidy(&e.to_string()), e.kind())),
         };
         if result.is_ok() {
             self.serve_output(&id, &job).await;
