@@ -509,9 +509,23 @@ pub fn tidy_datanodes(text: &str) -> String {
     out
 }
 
-/// `Os { code: N, kind: K, message: "M" }` in a debug form, as `[store: ]M (os error N)`.
+/// An `std::io::Error` in a debug form, as the user should read it:
+/// - `Os { code: N, kind: K, message: "M" }` as `[store: ]M (os error N)`, as `std::io::Error`
+///   displays it;
+/// - `Custom { kind: K, error: "M" }` (an error a library made, e.g. hdfs-native's `RPC
+///   listener disconnected` when the NameNode goes away mid-call; the innermost one) as
+///   `[store: ]M`.
+///
+/// `store` is the object store named before it (`store: "HdfsObjectStore"`), if any.
 fn os_error(task: &str) -> Option<String> {
-    let at = task.find("Os { code: ")?;
+    let Some(at) = task.find("Os { code: ") else {
+        let at = task.rfind("Custom { kind: ")?;
+        let message = quoted_after(&task[at..], "error: ")?;
+        return Some(match quoted_after(&task[..at], "store: ") {
+            Some(store) => format!("{store}: {message}"),
+            None => message,
+        });
+    };
     let os = &task[at..];
     let code: String = os["Os { code: ".len()..]
         .chars()
@@ -615,6 +629,15 @@ mod tests {
             "HdfsObjectStore: Connection refused (os error 111)"
         );
         assert_eq!(datafusion_kind(&hdfs), ErrorKind::External);
+        // The NameNode killed while an executor writes a cached view (CI, 2026-12-05).
+        let aborted = DataFusionError::Execution(format!(
+            "Job 038J6FR43R000 failed: Job failed due to stage 1 failed: {TASK}DataFusionError(Shared(External(DataFusionError(ParquetError(External(Custom {{ kind: Other, error: Generic {{ store: \"HdfsObjectStore\", source: IOError(Custom {{ kind: ConnectionAborted, error: \"RPC listener disconnected\" }}) }} }}))))))"
+        ));
+        assert_eq!(
+            readable(&aborted),
+            "HdfsObjectStore: RPC listener disconnected"
+        );
+        assert_eq!(datafusion_kind(&aborted), ErrorKind::External);
         // A scheduler killed while the driver waits for a job's status.
         let broken = DataFusionError::Execution(
             "code: 'Unknown error', message: \"h2 protocol error: error reading a body from connection\", source: hyper::Error(Body, Error { kind: Io(Custom { kind: BrokenPipe, error: \"stream closed because of a broken pipe\" }) })".to_string(),
