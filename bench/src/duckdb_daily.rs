@@ -38,8 +38,17 @@ typed AS (SELECT *,
     nullif(trim(Country), '') AS country_name,
     nullif(trim(Description), '') AS name
   FROM raw)
-SELECT InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, CustomerID, Country,
-  order_id, order_ts, product_id, qty, price, customer_id, country_name, name,
+-- As Ember's checked_sales: the original text fields kept for rejected rows only.
+SELECT CASE WHEN reason IS NOT NULL THEN InvoiceNo END AS InvoiceNo,
+  CASE WHEN reason IS NOT NULL THEN StockCode END AS StockCode,
+  CASE WHEN reason IS NOT NULL THEN Description END AS Description,
+  CASE WHEN reason IS NOT NULL THEN Quantity END AS Quantity,
+  CASE WHEN reason IS NOT NULL THEN InvoiceDate END AS InvoiceDate,
+  CASE WHEN reason IS NOT NULL THEN UnitPrice END AS UnitPrice,
+  CASE WHEN reason IS NOT NULL THEN CustomerID END AS CustomerID,
+  CASE WHEN reason IS NOT NULL THEN Country END AS Country,
+  order_id, order_ts, product_id, qty, price, customer_id, country_name, name, reason
+FROM (SELECT *,
   CASE
     WHEN product_id IS NULL THEN 'missing_product_id'
     WHEN quantity_text IS NULL THEN 'missing_quantity'
@@ -53,7 +62,7 @@ SELECT InvoiceNo, StockCode, Description, Quantity, InvoiceDate, UnitPrice, Cust
     WHEN nullif(trim(InvoiceDate), '') IS NULL THEN 'missing_order_ts'
     WHEN order_ts IS NULL THEN 'bad_order_ts'
   END AS reason
-FROM typed"""
+FROM typed)"""
 def output(checked):
     return f"""
 WITH per_order AS (
