@@ -491,8 +491,10 @@ pub fn tidy_datanodes(text: &str) -> String {
                 _ => {}
             }
         }
-        let body = &node[..end];
-        let ip = quoted_after(body, "ip_addr: ").unwrap_or_else(|| "?".into());
+        // Inside another debug-printed string (a task's error as Ballista reports it) the
+        // quotes are escaped: `ip_addr: \"127.0.0.1\"`.
+        let body = node[..end].replace("\\\"", "\"");
+        let ip = quoted_after(&body, "ip_addr: ").unwrap_or_else(|| "?".into());
         let port: String = body
             .find("xfer_port: ")
             .map(|p| {
@@ -660,6 +662,12 @@ mod tests {
             "Execution error: counting: Generic HdfsObjectStore error: data transfer error: All DataNodes failed: [DataNode 127.0.0.1:37447]"
         );
         assert_eq!(tidy_datanodes("no node here"), "no node here");
+        // The same list inside a debug-printed string: its quotes escaped.
+        let escaped = "Execution(\"All DataNodes failed: [DatanodeInfoProto { id: DatanodeIdProto { ip_addr: \\\"127.0.0.1\\\", xfer_port: 39353, info_port: 1 } }]\")";
+        assert_eq!(
+            tidy_datanodes(escaped),
+            "Execution(\"All DataNodes failed: [DataNode 127.0.0.1:39353]\")"
+        );
     }
 
     #[test]
