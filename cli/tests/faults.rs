@@ -359,9 +359,9 @@ fn a_parquet_commit_that_fails_after_its_plan_is_finished_by_the_next_run() {
 }
 
 /// Every file under `/warehouse/daily` on `hdfs` but the staging folder and the writer lock,
-/// with its size. A run that fails while its lock's block cannot be read (the DataNode is
-/// gone) cannot tell that the lock is still its own and leaves it; the next run takes it over
-/// (its process is gone from this host), as this test's last run shows.
+/// with its size. A run that fails while the NameNode is down cannot remove its lock and
+/// leaves it; the next run takes it over (its process is gone from this host), as this test's
+/// last run shows.
 fn hdfs_files(hdfs: &HdfsCluster) -> BTreeSet<String> {
     let listing = hdfs
         .fs(&["-ls", "-R", "/warehouse/daily"])

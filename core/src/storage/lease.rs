@@ -10,6 +10,7 @@
 //! very host.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -89,6 +90,9 @@ pub struct Lease {
     store: Arc<dyn ObjectStore>,
     path: Path,
     run_id: String,
+    /// Until when the lease holds by its last successful write (ms since the Unix epoch): no
+    /// one takes it over before, so it is still this holder's even when it cannot be read.
+    expires_ms: Arc<AtomicI64>,
     renewer: tokio::task::JoinHandle<()>,
     released: bool,
 }
@@ -99,22 +103,40 @@ impl Drop for Lease {
         if !self.released
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            let (store, path, run_id) = (
+            let (store, path, run_id, expires_ms) = (
                 Arc::clone(&self.store),
                 self.path.clone(),
                 self.run_id.clone(),
+                self.expires_ms.load(Ordering::Relaxed),
             );
-            handle.spawn(async move { delete_if_mine(store.as_ref(), &path, &run_id).await });
+            handle.spawn(async move {
+                delete_if_mine(store.as_ref(), &path, &run_id, expires_ms).await;
+            });
         }
     }
 }
 
-/// Deletes the lock at `path` if `run_id` holds it.
-async fn delete_if_mine(store: &dyn ObjectStore, path: &Path, run_id: &str) {
-    if let Ok(Some(owner)) = read(store, path).await
-        && owner.run_id == run_id
-    {
-        let _ = store.delete(path).await;
+/// Margin kept before a lease's expiry when its file cannot be read: a clock step or a slow
+/// delete must not remove a lock another holder has just taken over.
+const UNREAD_MARGIN_MS: i64 = 10_000;
+
+/// Deletes the lock at `path` if `run_id` holds it. When the file cannot be read (an HDFS
+/// block whose DataNode is gone; the delete itself is the NameNode's and still works) it is
+/// deleted if this holder's lease has not expired (`expires_ms`, less [`UNREAD_MARGIN_MS`]):
+/// until then no one else may have taken it over.
+async fn delete_if_mine(store: &dyn ObjectStore, path: &Path, run_id: &str, expires_ms: i64) {
+    let mine = match read(store, path).await {
+        Ok(owner) => owner.is_some_and(|owner| owner.run_id == run_id),
+        Err(e) => {
+            let held = Utc::now().timestamp_millis() < expires_ms - UNREAD_MARGIN_MS;
+            if !held {
+                tracing::warn!(lock = %path, error = %e, "the lock cannot be read and its lease has expired: left in place");
+            }
+            held
+        }
+    };
+    if mine && let Err(e) = store.delete(path).await {
+        tracing::warn!(lock = %path, error = %e, "could not remove the lock");
     }
 }
 
@@ -164,11 +186,18 @@ impl Lease {
             let mine = owner(Utc::now().timestamp_millis());
             match store.put_opts(&path, mine.json(), create.clone()).await {
                 Ok(_) => {
-                    let renewer = tokio::spawn(renew(Arc::clone(&store), path.clone(), mine));
+                    let expires_ms = Arc::new(AtomicI64::new(mine.expires_ms));
+                    let renewer = tokio::spawn(renew(
+                        Arc::clone(&store),
+                        path.clone(),
+                        mine,
+                        Arc::clone(&expires_ms),
+                    ));
                     return Ok(Self {
                         store,
                         path,
                         run_id: holder.id.to_string(),
+                        expires_ms,
                         renewer,
                         released: false,
                     });
@@ -225,7 +254,8 @@ impl Lease {
     pub async fn release(mut self) {
         self.renewer.abort();
         self.released = true;
-        delete_if_mine(self.store.as_ref(), &self.path, &self.run_id).await;
+        let expires_ms = self.expires_ms.load(Ordering::Relaxed);
+        delete_if_mine(self.store.as_ref(), &self.path, &self.run_id, expires_ms).await;
     }
 }
 
@@ -239,13 +269,20 @@ async fn read(store: &dyn ObjectStore, path: &Path) -> Result<Option<Owner>, obj
     }
 }
 
-/// Pushes the lock's expiry forward every [`RENEW`] until aborted.
-async fn renew(store: Arc<dyn ObjectStore>, path: Path, mut owner: Owner) {
+/// Pushes the lock's expiry forward every [`RENEW`] until aborted; `expires_ms` follows the
+/// last expiry written.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    mut owner: Owner,
+    expires_ms: Arc<AtomicI64>,
+) {
     loop {
         tokio::time::sleep(RENEW).await;
         owner.expires_ms = Utc::now().timestamp_millis() + LEASE.as_millis() as i64;
-        if let Err(e) = store.put(&path, owner.json()).await {
-            tracing::warn!(lock = %path, error = %e, "could not renew the output lock");
+        match store.put(&path, owner.json()).await {
+            Ok(_) => expires_ms.store(owner.expires_ms, Ordering::Relaxed),
+            Err(e) => tracing::warn!(lock = %path, error = %e, "could not renew the output lock"),
         }
     }
 }
@@ -253,6 +290,142 @@ async fn renew(store: Arc<dyn ObjectStore>, path: Path, mut owner: Owner) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutResult,
+    };
+    use std::sync::atomic::AtomicBool;
+
+    /// An in-memory store whose reads fail while `unreadable` is set (as an HDFS block whose
+    /// DataNode is gone); writes, deletes and listings still work (the NameNode's).
+    #[derive(Debug, Default)]
+    struct Unreadable {
+        inner: InMemory,
+        unreadable: AtomicBool,
+    }
+
+    impl std::fmt::Display for Unreadable {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Unreadable")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Unreadable {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            if self.unreadable.load(Ordering::Relaxed) {
+                return Err(object_store::Error::Generic {
+                    store: "Unreadable",
+                    source: "All DataNodes failed".into(),
+                });
+            }
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn holder(id: &str) -> Holder<'_> {
+        Holder {
+            what: "output memory:///out/",
+            url: "memory:///out/_ember_lock",
+            kind: "run",
+            id,
+            job: "j",
+            hint: "",
+        }
+    }
+
+    async fn exists(store: &Unreadable) -> bool {
+        store
+            .inner
+            .head(&Path::from("out/_ember_lock"))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_that_cannot_be_read_is_still_released() {
+        let store = Arc::new(Unreadable::default());
+        let lease = Lease::acquire(store.clone(), Path::from("out/_ember_lock"), holder("a"))
+            .await
+            .unwrap();
+        store.unreadable.store(true, Ordering::Relaxed);
+        lease.release().await;
+        assert!(!exists(&store).await, "the lock is left");
+
+        // A lease past its expiry is left in place when it cannot be read: another holder may
+        // have taken it over.
+        store.unreadable.store(false, Ordering::Relaxed);
+        let lease = Lease::acquire(store.clone(), Path::from("out/_ember_lock"), holder("b"))
+            .await
+            .unwrap();
+        lease
+            .expires_ms
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        store.unreadable.store(true, Ordering::Relaxed);
+        lease.release().await;
+        assert!(
+            exists(&store).await,
+            "an expired lease's lock was removed unread"
+        );
+
+        // Readable, it is removed only by its holder.
+        store.unreadable.store(false, Ordering::Relaxed);
+        delete_if_mine(
+            store.as_ref(),
+            &Path::from("out/_ember_lock"),
+            "a",
+            i64::MAX,
+        )
+        .await;
+        assert!(exists(&store).await, "another run's lock was removed");
+    }
 
     fn owner(host: &str, pid: u32, expires_ms: i64) -> Owner {
         Owner {
