@@ -394,7 +394,7 @@ mod tests {
         let store = Arc::new(Unreadable::default());
         let lease = Lease::acquire(store.clone(), Path::from("out/_ember_lock"), holder("a"))
             .await
-            .unwrap();
+            .expect("take the lock");
         store.unreadable.store(true, Ordering::Relaxed);
         lease.release().await;
         assert!(!exists(&store).await, "the lock is left");
@@ -404,7 +404,7 @@ mod tests {
         store.unreadable.store(false, Ordering::Relaxed);
         let lease = Lease::acquire(store.clone(), Path::from("out/_ember_lock"), holder("b"))
             .await
-            .unwrap();
+            .expect("take the lock again");
         lease
             .expires_ms
             .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
