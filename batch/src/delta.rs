@@ -10,21 +10,27 @@
 //!    `replaceWhere` on those partitions), via `ember_core::table::delta::commit`;
 //! 3. `<output>/_SUCCESS`, the run's JSON report (Delta readers skip `_` files).
 //!
-//! Both commits carry the run id in `commitInfo` (`ember.run_id`). The quarantine goes first:
-//! if the run dies between the two, the output table is still at its previous version, and
-//! the next run replaces the same quarantine partitions again. A run that fails before its
+//! Both commits carry the run id in `commitInfo` (`ember.run_id`). The quarantine goes first,
+//! so no committed output lacks its rejected rows. If the output's commit then fails, the
+//! quarantine's is reverted (`ember_core::table::delta_revert`: one more commit giving the
+//! quarantine its earlier files back); if the run dies between the two, the output table is
+//! still at its previous version, and the next run replaces the same quarantine partitions. A run that fails before its
 //! commit, or whose commit conflicts with a concurrent one, leaves both tables at their
 //! previous versions; the files it wrote are unreferenced: removed here when the run knows
 //! them, by `ember table vacuum` otherwise (e.g. after kill -9).
 
 use std::time::Instant;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use ember_core::manifest::Job;
 use ember_core::report::RunReport;
 use ember_core::table::delta::{self, Commit, WriteMode};
+use ember_core::table::delta_revert;
 use object_store::{ObjectStoreExt, PutPayload};
+use serde_json::Value;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 use crate::committer::{Committer, QUARANTINE_DIR, SUCCESS_FILE};
 use crate::error::{Error, Result};
@@ -90,6 +96,43 @@ async fn commit_table(
     }
 }
 
+/// Reverts the quarantine's `version`, committed by this run before its output's commit
+/// failed, so that the failed run leaves both tables as they were. A revert that fails too (the
+/// storage is still failing) is logged: the quarantine then holds this run's rejected rows of
+/// the days it wrote until the next run on those days replaces them.
+async fn revert_quarantine(
+    ctx: &SessionContext,
+    quarantine: &str,
+    version: u64,
+    schema: &SchemaRef,
+    partition_by: &[String],
+    info: BTreeMap<String, Value>,
+) {
+    match delta_revert::revert(
+        &ctx.runtime_env(),
+        quarantine,
+        version,
+        schema,
+        partition_by,
+        info,
+    )
+    .await
+    {
+        Ok(reverted) => tracing::warn!(
+            table = quarantine,
+            version,
+            reverted,
+            "the output's commit failed: the quarantine's commit of this run is reverted"
+        ),
+        Err(e) => tracing::warn!(
+            table = quarantine,
+            version,
+            error = %e,
+            "the output's commit failed and the quarantine's commit of this run could not be reverted: it holds this run's rejected rows until the next run on those days"
+        ),
+    }
+}
+
 /// Commits the run's quarantine and output tables, then writes `_SUCCESS`; fills `report`.
 ///
 /// # Errors
@@ -120,13 +163,15 @@ pub(crate) async fn commit(
         .sum();
     report.partitions.written = delta::partition_folders(&data_adds);
     report.partitions.quarantine = delta::partition_folders(&quarantine_adds);
+    // The quarantine's commit, to revert if the output's fails: (version, schema, partitions).
+    let mut quarantine_commit = None;
     if let (Some(q), Some(schema)) = (&job.quarantine, staged.quarantine_schema) {
         let committed = commit_table(
             ctx,
             committer,
             &quarantine,
             Commit {
-                schema,
+                schema: schema.clone(),
                 partition_by: q.partition_by.clone(),
                 adds: quarantine_adds,
                 mode: WriteMode::ReplacePartitions,
@@ -140,6 +185,7 @@ pub(crate) async fn commit(
             Ok(Some(c)) => {
                 report.quarantine_version = Some(c.version);
                 report.partitions.replaced += c.replaced;
+                quarantine_commit = Some((c.version, schema, q.partition_by.clone()));
             }
             Ok(None) => {}
             Err(e) => {
@@ -157,12 +203,22 @@ pub(crate) async fn commit(
             partition_by: job.output.partition_by.clone(),
             adds: data_adds,
             mode: WriteMode::ReplacePartitions,
-            info,
+            info: info.clone(),
             read_version: staged.read_versions.0,
             loaded: None,
         },
     )
-    .await?;
+    .await;
+    let committed = match committed {
+        Ok(committed) => committed,
+        Err(e) => {
+            if let Some((version, schema, partition_by)) = quarantine_commit {
+                report.quarantine_version = None;
+                revert_quarantine(ctx, &quarantine, version, &schema, &partition_by, info).await;
+            }
+            return Err(e);
+        }
+    };
     if let Some(c) = committed {
         report.table_version = Some(c.version);
         report.partitions.replaced += c.replaced;

@@ -147,6 +147,25 @@ fn committed_files(root: &Path) -> BTreeMap<String, (u64, u64)> {
     files
 }
 
+/// What differs between two [`committed_files`] listings: `+name` for a file added or changed,
+/// `-name` for one removed.
+fn changes(
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(name, file)| before.get(*name) != Some(file))
+        .map(|(name, _)| format!("+{name}"))
+        .chain(
+            before
+                .keys()
+                .filter(|name| !after.contains_key(*name))
+                .map(|name| format!("-{name}")),
+        )
+        .collect()
+}
+
 /// Files left in the staging folder `<root>/_temporary`.
 fn staging_left(root: &Path) -> Vec<PathBuf> {
     let mut left = Vec::new();
@@ -176,6 +195,12 @@ fn output_sees(location: &str, format: &str) -> String {
 /// [`output_sees`] of a folder on a small disk, read from a copy in `scratch` (readers that
 /// resolve a path's links, as delta-rs does, would leave `/proc/<pid>/root`).
 fn small_disk_sees(seen: &Path, scratch: &Path, format: &str) -> String {
+    let copy = copy_out(seen, scratch);
+    output_sees(&copy.path().display().to_string(), format)
+}
+
+/// A copy of the folder `seen` (on a small disk) in `scratch`.
+fn copy_out(seen: &Path, scratch: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir_in(scratch).expect("a copy's folder");
     let mut folders = vec![PathBuf::new()];
     while let Some(relative) = folders.pop() {
@@ -190,7 +215,20 @@ fn small_disk_sees(seen: &Path, scratch: &Path, format: &str) -> String {
             }
         }
     }
-    output_sees(&copy.path().display().to_string(), format)
+    copy
+}
+
+/// The quarantine table of the output `seen` (on a small disk): rows by day, reason and
+/// product (the test inputs' rejected row names its version: `BADX`, `BADY`).
+fn quarantine_sees(seen: &Path, scratch: &Path) -> String {
+    let copy = copy_out(&seen.join("_quarantine"), scratch);
+    block_on(delta_rows(
+        &copy.path().display().to_string(),
+        None,
+        "SELECT CAST(order_date AS VARCHAR), reason, \"StockCode\", count(*) FROM t GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    ))
+    .expect("read the quarantine")
+    .join(";")
 }
 
 /// The input of the next run: the other version than the output holds.
@@ -251,18 +289,7 @@ fn a_full_disk_fails_the_run_with_one_line_and_commits_nothing_until_space_is_fr
         } else {
             let line = failure_line(&out);
             assert!(line.contains("No space left on device"), "{line}");
-            let now = committed_files(&seen);
-            let changed: Vec<_> = now
-                .iter()
-                .filter(|(name, file)| committed.get(*name) != Some(file))
-                .map(|(name, _)| format!("+{name}"))
-                .chain(
-                    committed
-                        .keys()
-                        .filter(|name| !now.contains_key(*name))
-                        .map(|name| format!("-{name}")),
-                )
-                .collect();
+            let changed = changes(&committed, &committed_files(&seen));
             assert!(
                 changed.is_empty(),
                 "{room} bytes free: a failed run changed the output: {changed:?} ({line})"
@@ -290,6 +317,105 @@ fn a_full_disk_fails_the_run_with_one_line_and_commits_nothing_until_space_is_fr
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(small_disk_sees(&seen, tmp.path(), format), want);
     assert_eq!(staging_left(&seen), Vec::<PathBuf>::new());
+}
+
+/// A Delta commit that cannot be written: the table's `_delta_log` gets its own tmpfs, filled,
+/// so every data file of the run is written (on the roomy disk) and only the log entry fails,
+/// which the room sweep above cannot aim at (the entry is the run's last and smallest write).
+/// The run fails with one line; the table reads as before and keeps its files byte for byte
+/// (the data files the run wrote are removed); the quarantine table, committed first, gets its
+/// commit reverted (one more version, its rows as before); and once the log has room the next
+/// run commits.
+#[test]
+fn a_delta_commit_whose_log_cannot_be_written_fails_in_one_line_and_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let inputs = inputs(tmp.path());
+    let disk = SmallDisk::new(64 << 20).expect("a 64 MiB tmpfs");
+    let output = disk.path().join("daily");
+    let location = output.display().to_string();
+    let seen = disk.outside(&output);
+    let run = |input: &Path| run_job(disk.command(bin()), input, &location, "delta");
+
+    let first = run(&inputs.x).output().expect("run");
+    assert_eq!(first.status.code(), Some(0), "{}", output_text(&first));
+
+    // The log moves onto a tmpfs of its own, with a page more room than its files take.
+    let log = seen.join("_delta_log");
+    let saved = tmp.path().join("saved_log");
+    std::fs::create_dir(&saved).expect("mkdir");
+    let mut log_bytes = 0;
+    for entry in std::fs::read_dir(&log).expect("list the log") {
+        let entry = entry.expect("entry");
+        log_bytes += entry.metadata().expect("stat").len().div_ceil(4096) * 4096;
+        std::fs::copy(entry.path(), saved.join(entry.file_name())).expect("copy");
+    }
+    let mounted = disk
+        .command("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={}", log_bytes + 8192)])
+        .arg("ember-delta-log")
+        .arg(output.join("_delta_log"))
+        .output()
+        .expect("run mount");
+    assert!(mounted.status.success(), "{}", output_text(&mounted));
+    for entry in std::fs::read_dir(&saved).expect("list") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), log.join(entry.file_name())).expect("copy back");
+    }
+    // Filled: written until the log's disk refuses a byte more.
+    let filler = log.join(".filler");
+    {
+        let mut file = std::fs::File::create(&filler).expect("create the filler");
+        let page = [0xA5u8; 4096];
+        while std::io::Write::write_all(&mut file, &page).is_ok() {}
+        let _ = std::io::Write::write_all(&mut file, &[0xA5]);
+    }
+    let output_files = |seen: &Path| {
+        let mut files = committed_files(seen);
+        files.retain(|name, _| !name.starts_with("_quarantine/"));
+        files
+    };
+    let before = output_files(&seen);
+    let quarantine_before = quarantine_sees(&seen, tmp.path());
+    assert!(quarantine_before.contains("BADX"), "{quarantine_before}");
+
+    let out = run(&inputs.y).output().expect("run");
+    let line = failure_line(&out);
+    assert!(
+        line.contains("_delta_log/: writing the commit: ")
+            && line.contains("No space left on device"),
+        "{line}"
+    );
+    assert_eq!(
+        changes(&before, &output_files(&seen)),
+        Vec::<String>::new(),
+        "a failed commit changed the table ({line})"
+    );
+    assert_eq!(
+        quarantine_sees(&seen, tmp.path()),
+        quarantine_before,
+        "the quarantine after the failed run"
+    );
+    let last_entry = std::fs::read_dir(seen.join("_quarantine/_delta_log"))
+        .expect("list the quarantine's log")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .max()
+        .expect("a log entry");
+    let entry = std::fs::read_to_string(&last_entry).expect("read the entry");
+    assert!(entry.contains("ember.reverts_version"), "{entry}");
+    std::fs::remove_file(&filler).expect("free the log");
+    assert_eq!(
+        small_disk_sees(&seen, tmp.path(), "delta"),
+        expected(&inputs.fold_x),
+        "the table after the failed commit"
+    );
+
+    let out = run(&inputs.y).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert_eq!(
+        small_disk_sees(&seen, tmp.path(), "delta"),
+        expected(&inputs.fold_y)
+    );
 }
 
 /// A plain Parquet commit that fails after writing its plan (`_temporary/<run>/_COMMIT`) keeps

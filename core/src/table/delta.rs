@@ -118,6 +118,23 @@ pub struct Committed {
     pub skipped: bool,
 }
 
+/// A failed commit's error: a conflict as [`table_error`]; a storage failure names the log
+/// write (delta-rs words every object store error "Failed to read delta log object").
+pub(crate) fn commit_error(location: &str, e: DeltaTableError) -> Error {
+    match e {
+        DeltaTableError::ObjectStore { source } => Error::storage(
+            format!("{}_delta_log/", with_slash(location)),
+            format!("writing the commit: {source}"),
+        ),
+        other => table_error(location, other),
+    }
+}
+
+/// `location` ending with one `/`.
+fn with_slash(location: &str) -> String {
+    format!("{}/", location.trim_end_matches('/'))
+}
+
 fn table_error(location: &str, e: DeltaTableError) -> Error {
     match e {
         DeltaTableError::Transaction {
@@ -290,7 +307,7 @@ pub async fn load(
 }
 
 /// The partition values of the files a commit adds, as delta-rs spells them (`None` = NULL).
-fn partition_values(add: &Add, partition_by: &[String]) -> Vec<Option<String>> {
+pub(crate) fn partition_values(add: &Add, partition_by: &[String]) -> Vec<Option<String>> {
     partition_by
         .iter()
         .map(|c| add.partition_values.get(c).cloned().flatten())
@@ -314,7 +331,7 @@ fn sql_type(t: &DataType) -> String {
 /// The predicate of the partitions `values` (one tuple per partition, in `partition_by`
 /// order), in SQL: `("order_date" = CAST('2011-12-09' AS DATE)) OR …`; `true` for an
 /// unpartitioned table (the whole table).
-fn partitions_predicate(
+pub(crate) fn partitions_predicate(
     schema: &SchemaRef,
     partition_by: &[String],
     values: &BTreeSet<Vec<Option<String>>>,
@@ -567,7 +584,7 @@ pub async fn commit(runtime: &RuntimeEnv, location: &str, commit: Commit) -> Res
         .with_actions(actions)
         .build(Some(state), log_store, operation)
         .await
-        .map_err(|e| table_error(location, e))?;
+        .map_err(|e| commit_error(location, e))?;
     Ok(Committed {
         version: finalized.version(),
         removed,

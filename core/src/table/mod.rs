@@ -3,5 +3,6 @@
 
 pub mod delta;
 pub mod delta_maintenance;
+pub mod delta_revert;
 pub mod delta_scan;
 pub mod sink_log;
