@@ -10,7 +10,8 @@
 //! leaving no staging behind.
 //! - A full disk: the output on a tmpfs the test mounts (`SmallDisk`), filled to leave less
 //!   and less room, so that runs fail at each step that writes (the lock, the cached view, the
-//!   output, the quarantine, the commit); Parquet and Delta outputs.
+//!   output, the quarantine, the commit); Parquet and Delta outputs. A Delta table's log
+//!   entry, the smallest and last write, is aimed at with a full tmpfs of its own.
 //! - HDFS: the DataNode killed with SIGKILL in the middle of runs, then the NameNode killed and
 //!   restarted in the middle of runs.
 
