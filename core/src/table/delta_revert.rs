@@ -120,3 +120,123 @@ pub async fn revert(
         .map_err(|e| commit_error(location, e))?;
     Ok(finalized.version())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::delta::{self, Commit, WriteMode};
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("n", DataType::Int64, true),
+            Field::new("day", DataType::Utf8, true),
+        ]))
+    }
+
+    /// Writes one file per (day, n) and commits them as a partition overwrite on top of
+    /// `read_version`; returns (version, the files' paths).
+    async fn write(
+        runtime: &RuntimeEnv,
+        location: &str,
+        rows: &[(&str, i64)],
+        read_version: Option<u64>,
+    ) -> Result<(u64, Vec<String>)> {
+        let mut adds = Vec::new();
+        for (day, n) in rows {
+            let batch = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(vec![*n])),
+                    Arc::new(StringArray::from(vec![*day])),
+                ],
+            )
+            .expect("a batch");
+            adds.extend(delta::write_batches(runtime, location, &["day".into()], &[batch]).await?);
+        }
+        let paths = adds.iter().map(|a| a.path.clone()).collect();
+        let committed = delta::commit(
+            runtime,
+            location,
+            Commit {
+                schema: schema(),
+                partition_by: vec!["day".into()],
+                adds,
+                mode: WriteMode::ReplacePartitions,
+                info: BTreeMap::new(),
+                read_version,
+                loaded: None,
+            },
+        )
+        .await?;
+        Ok((committed.version, paths))
+    }
+
+    /// The paths of the files the latest version references.
+    async fn files(runtime: &RuntimeEnv, location: &str) -> BTreeSet<String> {
+        let table = delta::load(runtime, location, None).await.expect("load");
+        let state = table.snapshot().expect("a snapshot");
+        state
+            .log_data()
+            .iter()
+            .map(|f| f.remove_action(false).path)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reverted_commit_gives_its_partitions_back_and_keeps_later_commits_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = dir.path().display().to_string();
+        let runtime = RuntimeEnv::default();
+        let (v1, first) = write(&runtime, &location, &[("a", 1), ("b", 2)], None)
+            .await
+            .expect("first");
+        // Replaces day a, creates day c: the commit to revert.
+        let (v2, second) = write(&runtime, &location, &[("a", 10), ("c", 30)], Some(v1))
+            .await
+            .expect("second");
+        // A later commit on day b only.
+        let (v3, third) = write(&runtime, &location, &[("b", 20)], Some(v2))
+            .await
+            .expect("third");
+
+        let v4 = revert(
+            &runtime,
+            &location,
+            v2,
+            &schema(),
+            &["day".into()],
+            BTreeMap::new(),
+        )
+        .await
+        .expect("revert");
+        assert_eq!(v4, v3 + 1);
+        let want: BTreeSet<String> = [first[0].clone(), third[0].clone()].into();
+        assert_eq!(files(&runtime, &location).await, want);
+        assert!(!files(&runtime, &location).await.contains(&second[1]));
+
+        // Reverting the day-b commit after another commit replaced day b again conflicts: the
+        // later commit stands.
+        let (_, fifth) = write(&runtime, &location, &[("b", 200)], Some(v4))
+            .await
+            .expect("fifth");
+        let conflict = revert(
+            &runtime,
+            &location,
+            v3,
+            &schema(),
+            &["day".into()],
+            BTreeMap::new(),
+        )
+        .await
+        .expect_err("a conflict");
+        assert!(
+            matches!(conflict, Error::TableConflict { .. }),
+            "{conflict}"
+        );
+        let want: BTreeSet<String> = [first[0].clone(), fifth[0].clone()].into();
+        assert_eq!(files(&runtime, &location).await, want);
+    }
+}
