@@ -14,10 +14,10 @@
 //! so no committed output lacks its rejected rows. If the output's commit then fails, the
 //! quarantine's is reverted (`ember_core::table::delta_revert`: one more commit giving the
 //! quarantine its earlier files back); if the run dies between the two, the output table is
-//! still at its previous version, and the next run replaces the same quarantine partitions. A run that fails before its
-//! commit, or whose commit conflicts with a concurrent one, leaves both tables at their
-//! previous versions; the files it wrote are unreferenced: removed here when the run knows
-//! them, by `ember table vacuum` otherwise (e.g. after kill -9).
+//! still at its previous version, and the next run replaces the same quarantine partitions.
+//! A run that fails before its commit, or whose commit conflicts with a concurrent one, leaves
+//! both tables as they were; the files it wrote are unreferenced: removed here when the run
+//! knows them, by `ember table vacuum` otherwise (e.g. after kill -9).
 
 use std::time::Instant;
 
