@@ -15,17 +15,16 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::file_format::csv::CsvFormat;
-use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl, helpers,
 };
 use datafusion::error::DataFusionError;
+use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, ident, lit};
 use datafusion::prelude::SessionContext;
@@ -191,16 +190,6 @@ fn df_error(input: &Input, e: DataFusionError) -> Error {
     input_error(input, ember_core::error::one_line(&e.strip_backtrace()))
 }
 
-/// A schema of nullable text columns.
-fn text_schema<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> SchemaRef {
-    Arc::new(Schema::new(
-        names
-            .into_iter()
-            .map(|n| Field::new(n.as_ref(), DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ))
-}
-
 async fn register(
     ctx: &SessionContext,
     input: &Input,
@@ -228,82 +217,116 @@ async fn register(
     // The table reads exactly the files listed now, so that every query of the run (output,
     // quarantine, counts) reads the same ones: a file that arrives during the run waits for
     // the next run.
-    let (urls, format) = match format {
-        InputFormat::Parquet => (listed, format),
-        InputFormat::Csv | InputFormat::CsvGz => {
-            let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
-                input_error(
+    let partition_values = partition_values(input, &listed, &files)?;
+    if format == InputFormat::Parquet {
+        register_parquet(ctx, input, listed).await?;
+        return Ok(summary);
+    }
+    let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
+        input_error(
+            input,
+            format!(
+                "unknown encoding `{}` (use a WHATWG label: utf-8, latin1, iso-8859-1, windows-1252, utf-16le, …)",
+                input.csv.encoding
+            ),
+        )
+    })?;
+    let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
+    let mut csv_files = if decode.is_none() && format == InputFormat::Csv {
+        listed
+            .iter()
+            .zip(&files)
+            .map(|(url, meta)| CsvFile {
+                url: url.to_string(),
+                name: url.to_string(),
+                size: meta.size,
+                partition_values: Vec::new(),
+            })
+            .collect()
+    } else {
+        summary.reencoded_from = decode.map(|e| e.name().to_string());
+        let gzip = format == InputFormat::CsvGz;
+        prepare(ctx, input, &files, &listed, gzip, decode, committer).await?
+    };
+    for (file, values) in csv_files.iter_mut().zip(partition_values) {
+        file.partition_values = values;
+    }
+    register_csv(ctx, input, csv_files, reading).await?;
+    Ok(summary)
+}
+
+/// Spark's and DataFusion's folder name for a NULL partition value.
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// Each listed file's values of the input's `partition_columns` (none without them): the
+/// values of the `col=value/` folders it lies in under the input's folder, in that order,
+/// percent-decoded (DataFusion's partition discovery, as Spark's); `__HIVE_DEFAULT_PARTITION__`
+/// is NULL, as Spark reads it.
+///
+/// # Errors
+/// The input's path is not a folder, or a file lies outside such folders (DataFusion's
+/// listing would skip it silently; here it is named).
+fn partition_values(
+    input: &Input,
+    listed: &[ListingTableUrl],
+    files: &[ObjectMeta],
+) -> Result<Vec<Vec<Option<String>>>> {
+    if input.partition_columns.is_empty() {
+        return Ok(vec![Vec::new(); files.len()]);
+    }
+    let folder = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
+    if !folder.is_collection() {
+        return Err(input_error(
+            input,
+            "`partition_columns` needs a folder of Parquet or CSV files (path ending with /)",
+        ));
+    }
+    let columns = &input.partition_columns;
+    listed
+        .iter()
+        .zip(files)
+        .map(|(url, file)| {
+            let names = columns.iter().map(String::as_str);
+            match helpers::parse_partitions_for_path(&folder, &file.location, names) {
+                Some(values) if values.len() == columns.len() => Ok(values
+                    .into_iter()
+                    .map(|v| (v != HIVE_NULL).then(|| v.into_owned()))
+                    .collect()),
+                _ => Err(input_error(
                     input,
                     format!(
-                        "unknown encoding `{}` (use a WHATWG label: utf-8, latin1, iso-8859-1, windows-1252, utf-16le, …)",
-                        input.csv.encoding
+                        "{url} is not in `{}/` folders, as `partition_columns` says every file is",
+                        columns
+                            .iter()
+                            .map(|c| format!("{c}=<value>"))
+                            .collect::<Vec<_>>()
+                            .join("/")
                     ),
-                )
-            })?;
-            let decode = (encoding != encoding_rs::UTF_8).then_some(encoding);
-            let csv_files = if decode.is_none() && format == InputFormat::Csv {
-                listed
-                    .iter()
-                    .zip(&files)
-                    .map(|(url, meta)| CsvFile {
-                        url: url.to_string(),
-                        name: url.to_string(),
-                        size: meta.size,
-                    })
-                    .collect()
-            } else {
-                summary.reencoded_from = decode.map(|e| e.name().to_string());
-                let gzip = format == InputFormat::CsvGz;
-                prepare(ctx, input, &files, &listed, gzip, decode, committer).await?
-            };
-            if input.partition_columns.is_empty() {
-                register_csv(ctx, input, csv_files, reading).await?;
-                return Ok(summary);
+                )),
             }
-            let urls = csv_files
-                .iter()
-                .map(|f| ListingTableUrl::parse(&f.url).map_err(|e| df_error(input, e)))
-                .collect::<Result<Vec<_>>>()?;
-            (urls, InputFormat::Csv)
-        }
-    };
+        })
+        .collect()
+}
+
+/// Registers a Parquet input read by DataFusion: the `listed` files, or, with partition
+/// columns, the input's folder (Hive partition values come from the folder names under it, so
+/// that folder, listed at each query, is the table's path then).
+async fn register_parquet(
+    ctx: &SessionContext,
+    input: &Input,
+    listed: Vec<ListingTableUrl>,
+) -> Result<()> {
     let state = ctx.state();
-    // A staged folder holds only this run's files; listed files are taken as they are.
-    let extension = if urls.iter().any(ListingTableUrl::is_collection) {
-        format.extension()
-    } else {
-        ""
-    };
-    let options = match format {
-        InputFormat::Parquet => ListingOptions::new(Arc::new(ParquetFormat::default())),
-        InputFormat::Csv | InputFormat::CsvGz => {
-            ListingOptions::new(Arc::new(csv_format(input, format)))
-        }
-    }
-    .with_file_extension(extension);
-    let inferred = options
-        .infer_schema(&state, &urls[0])
+    // Listed files are taken as they are, whatever their names end with.
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+    let schema = options
+        .infer_schema(&state, &listed[0])
         .await
         .map_err(|e| df_error(input, e))?;
-    let schema = match format {
-        InputFormat::Parquet => inferred,
-        InputFormat::Csv | InputFormat::CsvGz => text_schema(declared_columns(
-            input,
-            inferred.fields().iter().map(|f| f.name().clone()).collect(),
-        )?),
-    };
-    // Hive partition columns come from the folder names under the input's folder, so that
-    // folder (listed at each query) is the table's path then, not the files listed above.
     let (urls, options) = if input.partition_columns.is_empty() {
-        (urls, options)
+        (listed, options)
     } else {
         let folder = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
-        if !folder.is_collection() || urls.iter().any(ListingTableUrl::is_collection) {
-            return Err(input_error(
-                input,
-                "`partition_columns` needs a folder of Parquet or plain CSV files (path ending with /)",
-            ));
-        }
         let columns = input
             .partition_columns
             .iter()
@@ -312,7 +335,7 @@ async fn register(
         (
             vec![folder],
             options
-                .with_file_extension(format.extension())
+                .with_file_extension(InputFormat::Parquet.extension())
                 .with_table_partition_cols(columns),
         )
     };
@@ -320,16 +343,14 @@ async fn register(
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
-    register_with_row_columns(ctx, input, Arc::new(table))?;
-    Ok(summary)
+    register_with_row_columns(ctx, input, Arc::new(table))
 }
 
-/// Registers `table` (a Parquet input, or a CSV folder with partition columns, read by
-/// DataFusion) under the input's name with the columns every CSV input has, so that a job
-/// reads any of its file inputs with the same SQL: `_file`, `_line`, `_corrupt_record`,
-/// `_corrupt_reason`, all NULL here (DataFusion's readers do not give a row's file or line,
-/// and fail on a broken line rather than make it a row). A view, which travels to Ballista
-/// as its plan.
+/// Registers `table` (a Parquet input read by DataFusion) under the input's name with the
+/// columns every CSV input has, so that a job reads any of its file inputs with the same SQL:
+/// `_file`, `_line`, `_corrupt_record`, `_corrupt_reason`, all NULL here (DataFusion's reader
+/// does not give a row's file or line). A partition column's `__HIVE_DEFAULT_PARTITION__` is
+/// NULL, as in a CSV input. A view, which travels to Ballista as its plan.
 fn register_with_row_columns(
     ctx: &SessionContext,
     input: &Input,
@@ -340,7 +361,14 @@ fn register_with_row_columns(
     let mut columns: Vec<_> = schema
         .fields()
         .iter()
-        .map(|f| ident(f.name().as_str()))
+        .map(|f| {
+            let name = f.name().as_str();
+            if input.partition_columns.iter().any(|c| c == name) {
+                nullif(ident(name), lit(HIVE_NULL)).alias(name)
+            } else {
+                ident(name)
+            }
+        })
         .collect();
     for (name, data_type) in [
         (FILE_COLUMN, DataType::Utf8),
@@ -360,24 +388,6 @@ fn register_with_row_columns(
     ctx.register_table(input.name.as_str(), Arc::new(ViewTable::new(plan, None)))
         .map_err(|e| df_error(input, e))?;
     Ok(())
-}
-
-fn csv_format(input: &Input, format: InputFormat) -> CsvFormat {
-    let o = &input.csv;
-    let compression = match format {
-        InputFormat::CsvGz => FileCompressionType::GZIP,
-        _ => FileCompressionType::UNCOMPRESSED,
-    };
-    // Delimiter and quote are checked to be ASCII when the manifest is loaded.
-    CsvFormat::default()
-        .with_has_header(o.header)
-        .with_delimiter(o.delimiter as u8)
-        .with_quote(o.quote as u8)
-        .with_escape(o.escape.map(|c| c as u8))
-        .with_comment(o.comment.map(|c| c as u8))
-        .with_file_compression_type(compression)
-        // Only the header (or the column count) is needed: every column is read as text.
-        .with_schema_infer_max_rec(1)
 }
 
 /// Lists the input's files and settles its format: the one given, or the one implied by the
@@ -468,7 +478,7 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, I
 }
 
 /// The URL of each listed file (`files` as [`list`] returns them: at least one), on the
-/// input's store.
+/// input's store, percent-encoded (a name's `%` is `%25`).
 fn listed_urls(input: &Input, files: &[ObjectMeta]) -> Result<Vec<ListingTableUrl>> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
     let store = url.object_store();
@@ -477,7 +487,8 @@ fn listed_urls(input: &Input, files: &[ObjectMeta]) -> Result<Vec<ListingTableUr
         .map(|f| {
             let mut file = url::Url::parse(store.as_str())
                 .map_err(|e| input_error(input, format!("store URL: {e}")))?;
-            file.set_path(&format!("/{}", f.location));
+            // A `%` in a name is itself, not an escape (Spark writes `a/b` as `a%2Fb`).
+            file.set_path(&format!("/{}", f.location.as_ref().replace('%', "%25")));
             ListingTableUrl::parse(file.as_str()).map_err(|e| df_error(input, e))
         })
         .collect()
@@ -530,6 +541,7 @@ async fn prepare(
             url: format!("{staged}{file_name}"),
             name: from.to_string(),
             size,
+            partition_values: Vec::new(),
         });
     }
     if replaced > 0 {
@@ -557,8 +569,9 @@ fn declared_columns(input: &Input, found: Vec<String>) -> Result<Vec<String>> {
     }
 }
 
-/// Registers a CSV input (no partition columns) as Ember's [`CsvTable`]: its column names from
-/// `columns` or the first file's header, checked against the header's count.
+/// Registers a CSV input as Ember's [`CsvTable`]: its column names from `columns` or the first
+/// file's header, checked against the header's count, then its partition columns (each file's
+/// [`CsvFile::partition_values`]), which must not repeat a column's name.
 async fn register_csv(
     ctx: &SessionContext,
     input: &Input,
@@ -585,10 +598,17 @@ async fn register_csv(
             )
         })?;
     let columns = declared_columns(input, found)?;
+    if let Some(both) = input.partition_columns.iter().find(|p| columns.contains(p)) {
+        return Err(input_error(
+            input,
+            format!("partition column `{both}` is also a column of the files"),
+        ));
+    }
     let spec = CsvSpec {
         input: input.name.clone(),
         files,
         columns,
+        partition_columns: input.partition_columns.clone(),
         options: input.csv.clone(),
         split: reading.split,
         malformed_rows: input.csv.malformed() == OnMalformed::Quarantine
@@ -669,66 +689,5 @@ async fn check_unique_key(ctx: &SessionContext, input: &Input) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use ember_core::manifest::CsvOptions;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn an_input_is_listed_once_and_a_file_arriving_later_is_not_read() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let folder = tmp.path().join("in");
-        std::fs::create_dir(&folder).expect("folder");
-        std::fs::write(folder.join("a.csv"), "x\n1\n2\n").expect("a");
-        std::fs::write(folder.join("b c.csv"), "x\n3\n").expect("b");
-        let ctx = SessionContext::new();
-        let input = Input {
-            name: "t".into(),
-            path: format!("{}/", folder.display()),
-            format: None,
-            optional: false,
-            columns: Vec::new(),
-            unique_key: Vec::new(),
-            partition_columns: Vec::new(),
-            csv: CsvOptions::default(),
-            database: None,
-        };
-        let out = tmp.path().join("out");
-        let committer =
-            Committer::new(&ctx, &out.display().to_string(), "run-1").expect("committer");
-        let reading = CsvReading {
-            split: true,
-            routes_malformed: false,
-        };
-        let summary = register(&ctx, &input, &committer, &reading)
-            .await
-            .expect("register");
-        let names: Vec<&str> = summary
-            .read
-            .iter()
-            .map(|u| u.rsplit('/').next().unwrap_or_default())
-            .collect();
-        assert_eq!(names, ["a.csv", "b%20c.csv"], "{:?}", summary.read);
-        assert_eq!(summary.files, 2);
-        // A file arriving during the run: the run's queries do not see it.
-        std::fs::write(folder.join("c.csv"), "x\n4\n").expect("c");
-        let count = |sql: &'static str| {
-            let ctx = ctx.clone();
-            async move {
-                let batches = ctx
-                    .sql(sql)
-                    .await
-                    .expect("plan")
-                    .collect()
-                    .await
-                    .expect("run");
-                array_value_to_string(batches[0].column(0), 0).expect("cell")
-            }
-        };
-        assert_eq!(count("SELECT count(*) FROM t").await, "3");
-        assert_eq!(
-            count("SELECT CAST(sum(CAST(x AS INT)) AS VARCHAR) FROM t").await,
-            "6"
-        );
-    }
-}
+#[path = "inputs_tests.rs"]
+mod tests;

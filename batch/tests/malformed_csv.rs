@@ -207,3 +207,80 @@ fn fail_mode_names_the_first_broken_line() {
         assert!(!output.exists(), "nothing committed");
     })
 }
+
+#[test]
+fn a_partitioned_folder_quarantines_its_broken_lines_with_their_file_and_line() {
+    use ember_core::codec::Codecs;
+    use ember_core::manifest::JobManifest;
+    use ember_core::session::SessionBuilder;
+    ember_core::threads::block_on(async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // The hand-made lines in two partition folders, the last one alone in the second.
+        let folder = tmp.path().join("sales");
+        for (shop, bytes) in [
+            ("north", bom_file(BODY, b"")),
+            ("south", [HEADER.as_bytes(), LAST].concat()),
+        ] {
+            let dir = folder.join(format!("shop={shop}"));
+            std::fs::create_dir_all(&dir).expect("folder");
+            std::fs::write(dir.join("sales.csv"), bytes).expect("write");
+        }
+        let output = tmp.path().join("out");
+        let manifest = JobManifest::load(common::job_dir()).expect("manifest");
+        let mut params = manifest.params();
+        params
+            .apply(&[
+                ("input".to_string(), format!("{}/", folder.display())),
+                ("output".to_string(), output.display().to_string()),
+            ])
+            .expect("params");
+        let mut job = manifest.resolve(params).expect("job");
+        let sales = job
+            .inputs
+            .iter_mut()
+            .find(|i| i.name == "raw_sales")
+            .expect("raw_sales");
+        sales.partition_columns = vec!["shop".to_string()];
+        // Standalone Ballista: the scan travels through the codec to the executor.
+        let ctx = SessionBuilder::new(Codecs::ember())
+            .with_parallelism(2)
+            .standalone()
+            .await
+            .expect("session");
+        let report = ember_batch::run(&ctx, &job, "ballista-embedded")
+            .await
+            .expect("job runs");
+        assert_eq!(report.inputs[0].files, 2, "{:?}", report.inputs[0].read);
+        assert_eq!(report.rows.read, Some(9));
+        assert_eq!(report.rows.valid, Some(4));
+        assert_eq!(report.rows.quarantined, 5);
+        assert_eq!(report.quarantined_by_reason["malformed_line"], 4);
+        // The same output as the one file gives.
+        let rows = query_parquet(&output, OUTPUT_SQL).await;
+        assert_eq!(
+            rows,
+            [
+                "2011-03-01|A|Apple||2|0|3.0000|0.0000|3.0000|1",
+                "2011-03-01|B|Bag, large||1|0|3.0000|0.0000|3.0000|1",
+                "2011-03-01|D|Gift box\nred||4|0|12.0000|0.0000|12.0000|1",
+                "2011-03-02|A|Apple||0|1|0.0000|1.5000|-1.5000|0",
+            ]
+        );
+        let quarantine = query_parquet(
+            &output.join("_quarantine"),
+            "SELECT reason, source_line, malformed, \
+             regexp_replace(source_file, '^.*/sales/', '') FROM t",
+        )
+        .await;
+        assert_eq!(
+            quarantine,
+            [
+                "malformed_line|2|unterminated quote|shop=south/sales.csv",
+                "malformed_line|6|too many fields (9, expected 8)|shop=north/sales.csv",
+                "malformed_line|7|too few fields (5, expected 8)|shop=north/sales.csv",
+                "malformed_line|8|invalid UTF-8 in field 3|shop=north/sales.csv",
+                "negative_unit_price|10||shop=north/sales.csv",
+            ]
+        );
+    })
+}

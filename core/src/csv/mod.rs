@@ -1,8 +1,10 @@
 //! CSV inputs read by Ember's own scan, so that a broken line is data rather than a failed run.
 //!
 //! A [`CsvTable`] is the files of one input, listed once by the batch runner, read as text:
-//! its columns are the input's columns (Utf8, nullable; an empty field is NULL), then four of
-//! Ember's, present in every CSV input (as Spark's `_corrupt_record` and `_metadata`):
+//! its columns are the input's columns (Utf8, nullable; an empty field is NULL), then its hive
+//! partition columns if it has any (Utf8, nullable: the value of the file's `col=value/`
+//! folder, see [`CsvFile::partition_values`]), then four of Ember's, present in every CSV
+//! input (as Spark's `_corrupt_record` and `_metadata`):
 //!
 //! | column | type | value |
 //! |---|---|---|
@@ -11,7 +13,7 @@
 //! | `_corrupt_record` | Utf8 | a malformed line's raw text (lossily decoded), else NULL |
 //! | `_corrupt_reason` | Utf8 | why it is malformed (`too many fields (9, expected 8)`, `too few fields (…)`, `unterminated quote`, `invalid UTF-8 (…)`), else NULL |
 //!
-//! A malformed line's input columns are NULL. With `on_malformed = "fail"` the scan fails on
+//! A malformed line's input columns are NULL (its partition columns keep its file's values). With `on_malformed = "fail"` the scan fails on
 //! the first one instead, naming file, line and reason (see [`records`]).
 //!
 //! Reading: every file is split into byte ranges of at least [`MIN_RANGE_BYTES`] (as many as
@@ -65,6 +67,10 @@ pub struct CsvFile {
     pub name: String,
     /// Its size when listed, bytes: the scan reads no further.
     pub size: u64,
+    /// Its values of [`CsvSpec::partition_columns`], in that order, from the folders it lies
+    /// in (`order_date=2011-12-09/`; NULL for `__HIVE_DEFAULT_PARTITION__`).
+    #[serde(default)]
+    pub partition_values: Vec<Option<String>>,
 }
 
 /// Everything a CSV input's scan needs, on any machine.
@@ -76,6 +82,9 @@ pub struct CsvSpec {
     pub files: Vec<CsvFile>,
     /// Its column names (text), in the files' order.
     pub columns: Vec<String>,
+    /// Its hive partition columns (text), in folder order; every file has a value for each.
+    #[serde(default)]
+    pub partition_columns: Vec<String>,
     /// How the files are written.
     pub options: CsvOptions,
     /// Split files into byte ranges (else one task per file).
@@ -85,12 +94,13 @@ pub struct CsvSpec {
 }
 
 impl CsvSpec {
-    /// The table's schema: the columns as nullable text, then `_file`, `_line`,
-    /// `_corrupt_record`, `_corrupt_reason`.
+    /// The table's schema: the columns, then the partition columns, as nullable text, then
+    /// `_file`, `_line`, `_corrupt_record`, `_corrupt_reason`.
     pub fn schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self
             .columns
             .iter()
+            .chain(&self.partition_columns)
             .map(|c| Field::new(c, DataType::Utf8, true))
             .collect();
         fields.push(Field::new(FILE_COLUMN, DataType::Utf8, false));

@@ -30,6 +30,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{DataFusionError, Result};
 
+use super::CsvFile;
 use crate::manifest::CsvOptions;
 
 /// Text every error of a quoted field spanning a range's start carries; the batch runner
@@ -45,6 +46,8 @@ const BOM: &[u8] = b"\xef\xbb\xbf";
 pub(crate) enum Source {
     /// The record's field `i` (text; empty is NULL).
     Field(usize),
+    /// Partition column `k`: the file's value ([`super::CsvFile::partition_values`]).
+    Partition(usize),
     /// `_file`: the file's URL.
     File,
     /// `_line`: the 1-based line on which the record starts.
@@ -79,7 +82,8 @@ pub(crate) enum Flow {
 enum Builder {
     Text(StringBuilder),
     Line(Int64Builder),
-    Const(String, usize),
+    /// The same value (NULL if none) in every row: the file's name or partition value.
+    Const(Option<String>, usize),
 }
 
 /// The reader of one range of one file; see the module documentation.
@@ -126,7 +130,7 @@ impl RangeReader {
         options: &CsvOptions,
         fail: bool,
         expected: usize,
-        file: String,
+        file: &CsvFile,
         start: u64,
         next: Option<u64>,
         schema: SchemaRef,
@@ -143,7 +147,10 @@ impl RangeReader {
             .iter()
             .map(|s| match s {
                 Source::Line => Builder::Line(Int64Builder::with_capacity(batch_size)),
-                Source::File => Builder::Const(file.clone(), 0),
+                Source::File => Builder::Const(Some(file.name.clone()), 0),
+                Source::Partition(k) => {
+                    Builder::Const(file.partition_values.get(*k).cloned().flatten(), 0)
+                }
                 _ => Builder::Text(StringBuilder::with_capacity(batch_size, batch_size * 16)),
             })
             .collect();
@@ -153,7 +160,7 @@ impl RangeReader {
             comment: options.comment.map(|c| c as u8),
             fail,
             expected,
-            file,
+            file: file.name.clone(),
             schema,
             sources,
             builders,
@@ -480,8 +487,8 @@ impl RangeReader {
                     Builder::Text(b) => Arc::new(b.finish()),
                     Builder::Line(b) => Arc::new(b.finish()),
                     Builder::Const(value, n) => {
-                        let array = datafusion::arrow::array::StringArray::from_iter_values(
-                            std::iter::repeat_n(value.as_str(), *n),
+                        let array = datafusion::arrow::array::StringArray::from_iter(
+                            std::iter::repeat_n(value.as_deref(), *n),
                         );
                         *n = 0;
                         Arc::new(array)

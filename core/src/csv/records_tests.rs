@@ -65,6 +65,16 @@ fn sources() -> Vec<Source> {
     ]
 }
 
+/// The file being read, in no partition folder.
+fn listed() -> CsvFile {
+    CsvFile {
+        url: "file:///f.csv".into(),
+        name: "f.csv".into(),
+        size: FILE.len() as u64,
+        partition_values: Vec::new(),
+    }
+}
+
 fn options(on_malformed: OnMalformed) -> CsvOptions {
     let on_malformed = match on_malformed {
         OnMalformed::Quarantine => "quarantine",
@@ -83,7 +93,7 @@ fn read(file: &[u8], start: u64, end: u64, chunk: usize, options: &CsvOptions) -
         options,
         options.malformed() == OnMalformed::Fail,
         3,
-        "f.csv".into(),
+        &listed(),
         start,
         (end < size).then_some(end),
         schema(),
@@ -184,7 +194,7 @@ fn fail_mode_stops_at_the_first_malformed_line_with_its_line_and_reason() {
         &options,
         true,
         3,
-        "f.csv".into(),
+        &listed(),
         0,
         None,
         schema(),
@@ -213,4 +223,39 @@ fn a_last_line_without_line_end_is_read_and_a_comment_is_skipped() {
     assert_eq!(lines, [3, 4]);
     assert_eq!(rows[1].1[2].as_deref(), Some("6"));
     assert!(rows.iter().all(|r| r.3.is_none()));
+}
+
+#[test]
+fn every_row_of_a_file_carries_its_partition_values_malformed_ones_too() {
+    let options = options(OnMalformed::Quarantine);
+    let file = CsvFile {
+        partition_values: vec![Some("2011-12-09".into()), None],
+        ..listed()
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("day", DataType::Utf8, true),
+        Field::new("shop", DataType::Utf8, true),
+        Field::new("_corrupt_reason", DataType::Utf8, true),
+    ]));
+    let sources = vec![
+        Source::Field(0),
+        Source::Partition(0),
+        Source::Partition(1),
+        Source::CorruptReason,
+    ];
+    let mut reader = RangeReader::new(&options, false, 3, &file, 0, None, schema, sources, 3);
+    assert_eq!(reader.feed(FILE).expect("feed"), Flow::More);
+    reader.finish().expect("finish");
+    let batches = reader.take_batches();
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, expected().len());
+    let mut malformed = 0;
+    for batch in &batches {
+        let day = batch.column(1).as_string::<i32>();
+        assert!(day.iter().all(|v| v == Some("2011-12-09")), "{day:?}");
+        assert_eq!(batch.column(2).null_count(), batch.num_rows());
+        malformed += batch.num_rows() - batch.column(3).null_count();
+    }
+    assert_eq!(malformed, 4);
 }

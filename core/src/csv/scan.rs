@@ -104,6 +104,7 @@ impl CsvScanExec {
         }
         let full = spec.schema();
         let n = spec.columns.len();
+        let p = spec.partition_columns.len();
         let indices: Vec<usize> = match &projection {
             Some(p) => p.clone(),
             None => (0..full.fields().len()).collect(),
@@ -112,11 +113,14 @@ impl CsvScanExec {
             .iter()
             .map(|&i| match i.checked_sub(n) {
                 None => Ok(Source::Field(i)),
-                Some(0) => Ok(Source::File),
-                Some(1) => Ok(Source::Line),
-                Some(2) => Ok(Source::CorruptRecord),
-                Some(3) => Ok(Source::CorruptReason),
-                Some(_) => internal_err!("CSV scan: no column {i}"),
+                Some(k) if k < p => Ok(Source::Partition(k)),
+                Some(k) => match k - p {
+                    0 => Ok(Source::File),
+                    1 => Ok(Source::Line),
+                    2 => Ok(Source::CorruptRecord),
+                    3 => Ok(Source::CorruptReason),
+                    _ => internal_err!("CSV scan: no column {i}"),
+                },
             })
             .collect::<Result<Vec<_>>>()?;
         let schema = Arc::new(full.project(&indices)?);
@@ -255,7 +259,7 @@ impl Task {
             &self.spec.options,
             !self.spec.malformed_rows,
             self.spec.columns.len(),
-            file.name.clone(),
+            file,
             range.start,
             (range.end < file.size).then_some(range.end),
             Arc::clone(&self.schema),
