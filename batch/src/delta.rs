@@ -13,7 +13,8 @@
 //! Both commits carry the run id in `commitInfo` (`ember.run_id`). The quarantine goes first,
 //! so no committed output lacks its rejected rows. If the output's commit then fails, the
 //! quarantine's is reverted (`ember_core::table::delta_revert`: one more commit giving the
-//! quarantine its earlier files back); if the run dies between the two, the output table is
+//! quarantine its earlier files back; if that fails too, the run's error line says the
+//! quarantine keeps its rows); if the run dies between the two, the output table is
 //! still at its previous version, and the next run replaces the same quarantine partitions.
 //! A run that fails before its commit, or whose commit conflicts with a concurrent one, leaves
 //! both tables as they were; the files it wrote are unreferenced: removed here when the run
@@ -97,9 +98,10 @@ async fn commit_table(
 }
 
 /// Reverts the quarantine's `version`, committed by this run before its output's commit
-/// failed, so that the failed run leaves both tables as they were. A revert that fails too (the
-/// storage is still failing) is logged: the quarantine then holds this run's rejected rows of
-/// the days it wrote until the next run on those days replaces them.
+/// failed with `failed`, so that the failed run leaves both tables as they were. Returns the
+/// error to report: `failed`, or, when the revert fails too (the storage still failing),
+/// [`Error::QuarantineKept`], which also says that the quarantine holds this run's rejected
+/// rows of the days it wrote until the next run on those days replaces them.
 async fn revert_quarantine(
     ctx: &SessionContext,
     quarantine: &str,
@@ -107,7 +109,8 @@ async fn revert_quarantine(
     schema: &SchemaRef,
     partition_by: &[String],
     info: BTreeMap<String, Value>,
-) {
+    failed: Error,
+) -> Error {
     match delta_revert::revert(
         &ctx.runtime_env(),
         quarantine,
@@ -118,18 +121,21 @@ async fn revert_quarantine(
     )
     .await
     {
-        Ok(reverted) => tracing::warn!(
-            table = quarantine,
+        Ok(reverted) => {
+            tracing::warn!(
+                table = quarantine,
+                version,
+                reverted,
+                "the output's commit failed: the quarantine's commit of this run is reverted"
+            );
+            failed
+        }
+        Err(e) => Error::QuarantineKept {
+            source: Box::new(failed),
+            table: quarantine.to_string(),
             version,
-            reverted,
-            "the output's commit failed: the quarantine's commit of this run is reverted"
-        ),
-        Err(e) => tracing::warn!(
-            table = quarantine,
-            version,
-            error = %e,
-            "the output's commit failed and the quarantine's commit of this run could not be reverted: it holds this run's rejected rows until the next run on those days"
-        ),
+            revert: ember_core::error::one_line(&e.to_string()),
+        },
     }
 }
 
@@ -212,11 +218,20 @@ pub(crate) async fn commit(
     let committed = match committed {
         Ok(committed) => committed,
         Err(e) => {
-            if let Some((version, schema, partition_by)) = quarantine_commit {
-                report.quarantine_version = None;
-                revert_quarantine(ctx, &quarantine, version, &schema, &partition_by, info).await;
-            }
-            return Err(e);
+            let Some((version, schema, partition_by)) = quarantine_commit else {
+                return Err(e);
+            };
+            report.quarantine_version = None;
+            return Err(revert_quarantine(
+                ctx,
+                &quarantine,
+                version,
+                &schema,
+                &partition_by,
+                info,
+                e,
+            )
+            .await);
         }
     };
     if let Some(c) = committed {

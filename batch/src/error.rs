@@ -65,6 +65,24 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// A Delta output's commit failed after this run had committed its quarantine, and undoing
+    /// the quarantine's commit failed too (the storage still failing): the quarantine keeps this
+    /// run's rejected rows of the days it wrote (table version `version`) until the next run on
+    /// those days replaces them. The line is the output's failure, then the quarantine's state.
+    #[error(
+        "{source}; the quarantine {table} keeps this run's rejected rows (its version {version}): undoing that commit failed: {revert}"
+    )]
+    QuarantineKept {
+        /// Why the output's commit failed.
+        source: Box<Error>,
+        /// The quarantine table's URL.
+        table: String,
+        /// The quarantine's version this run committed.
+        version: u64,
+        /// Why the revert failed, in one line.
+        revert: String,
+    },
+
     /// DataFusion or Ballista failed while executing a step of the job. When the failure is
     /// storage's (a full disk: [`Classify::kind`] is external), the line names the folder the
     /// step was writing: `writing the output (to file:///…/_temporary/…/data/): LocalFileSystem:
@@ -96,6 +114,7 @@ impl Classify for Error {
             Error::Reconcile(_) => ErrorKind::User,
             Error::Storage { .. } => ErrorKind::External,
             Error::Execution { source, .. } => datafusion_kind(source),
+            Error::QuarantineKept { source, .. } => source.kind(),
         }
     }
 }

@@ -411,6 +411,66 @@ fn a_delta_commit_whose_log_cannot_be_written_fails_in_one_line_and_changes_noth
         "the table after the failed commit"
     );
 
+    // Both logs on one tmpfs with one free page: the quarantine's commit takes it, then the
+    // output's commit and the revert of the quarantine's both fail. The line says so.
+    let both = output.with_file_name("both-logs");
+    std::fs::create_dir(disk.outside(&both)).expect("mkdir");
+    let mounted = disk
+        .command("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M", "ember-both-logs"])
+        .arg(&both)
+        .output()
+        .expect("run mount");
+    assert!(mounted.status.success(), "{}", output_text(&mounted));
+    for (name, log) in [
+        ("output", "_delta_log"),
+        ("quarantine", "_quarantine/_delta_log"),
+    ] {
+        let from = seen.join(log);
+        let to = disk.outside(&both.join(name));
+        std::fs::create_dir(&to).expect("mkdir");
+        for entry in std::fs::read_dir(&from).expect("list a log") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+        let bound = disk
+            .command("mount")
+            .arg("--bind")
+            .arg(both.join(name))
+            .arg(output.join(log))
+            .output()
+            .expect("run mount");
+        assert!(bound.status.success(), "{}", output_text(&bound));
+    }
+    let filler = disk.outside(&both.join(".filler"));
+    {
+        let mut file = std::fs::File::create(&filler).expect("create the filler");
+        let page = [0xA5u8; 4096];
+        let mut written = 0u64;
+        while std::io::Write::write_all(&mut file, &page).is_ok() {
+            written += 4096;
+        }
+        file.set_len(written - 4096).expect("free one page");
+    }
+    let before = output_files(&seen);
+    let out = run(&inputs.y).output().expect("run");
+    let line = failure_line(&out);
+    assert!(
+        line.contains("_delta_log/: writing the commit: ")
+            && line.contains("No space left on device")
+            && line.contains("/_quarantine/ keeps this run's rejected rows (its version ")
+            && line.contains("): undoing that commit failed: "),
+        "{line}"
+    );
+    assert_eq!(
+        changes(&before, &output_files(&seen)),
+        Vec::<String>::new(),
+        "a failed commit changed the table ({line})"
+    );
+    let kept = quarantine_sees(&seen, tmp.path());
+    assert!(kept.contains("BADY") && !kept.contains("BADX"), "{kept}");
+    std::fs::remove_file(&filler).expect("free the logs");
+
     let out = run(&inputs.y).output().expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert_eq!(
