@@ -197,8 +197,8 @@ fn bad_sql_names_file_line_and_column() {
     // A planning error: an unknown column, with its line and column.
     let job = job_copy(tmp.path(), "daily_revenue.sql", |t| {
         t.replacen(
-            "max(category)     AS category",
-            "max(categroy)     AS category",
+            "max_text(category) AS category",
+            "max_text(categroy) AS category",
             1,
         )
     });
