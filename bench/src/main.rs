@@ -119,6 +119,9 @@ enum Cmd {
         /// Do not poll the web UI and the dashboard (to tell their cost from the stream's).
         #[arg(long)]
         no_poll: bool,
+        /// Run the stream embedded (`ember run`, one process) instead of on a cluster.
+        #[arg(long)]
+        embedded: bool,
     },
     /// Concurrent Flight SQL clients against `ember serve` over the daily revenue table.
     FlightSql {
@@ -208,9 +211,19 @@ fn main() -> ExitCode {
             rate,
             json,
             no_poll,
+            embedded,
         } => std::env::current_exe()
             .map_err(|e| e.to_string())
-            .and_then(|me| soak::run(&me.with_file_name("ember"), minutes, rate, !no_poll, &json)),
+            .and_then(|me| {
+                soak::run(
+                    &me.with_file_name("ember"),
+                    minutes,
+                    rate,
+                    !no_poll,
+                    embedded,
+                    &json,
+                )
+            }),
         Cmd::Import { runs, json } => std::env::current_exe()
             .map_err(|e| e.to_string())
             .and_then(|me| import::run(&me.with_file_name("ember"), runs, &json)),

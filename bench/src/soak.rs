@@ -8,6 +8,9 @@
 //! a slope that stays positive however long the run. Errors counted: HTTP answers that are not
 //! 2xx, `ERROR` lines in the daemons' and the driver's logs, and the driver's exit status when
 //! it is stopped (SIGTERM) at the end.
+//!
+//! With `--embedded` the stream runs in one process (`ember run`, its own embedded scheduler
+//! and executor), the driver is that process, and nothing is polled (`ember run` serves no UI).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -51,16 +54,29 @@ struct Memory {
     slope_mib_per_hour: f64,
 }
 
-/// Runs the soak for `minutes`, producing `rate` events per second, polling the UI and the
-/// dashboard when `poll`; prints a Markdown table and writes JSON (every sample) to `json`.
+/// Runs the soak for `minutes`, producing `rate` events per second, on a cluster (polling the
+/// UI and the dashboard when `poll`) or `embedded`; prints a Markdown table and writes JSON
+/// (every sample) to `json`.
 ///
 /// # Errors
 /// A message when the broker, the cluster or a process cannot start, or the driver dies.
-pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Result<(), String> {
+pub fn run(
+    ember: &Path,
+    minutes: f64,
+    rate: u64,
+    poll: bool,
+    embedded: bool,
+    json: &Path,
+) -> Result<(), String> {
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let warm_up = duration.as_secs_f64() / 6.0;
     let broker = KafkaBroker::start()?;
-    let cluster = EmberCluster::start(ember, 2, &ClusterOptions::default())?;
+    let cluster = if embedded {
+        None
+    } else {
+        Some(EmberCluster::start(ember, 2, &ClusterOptions::default())?)
+    };
+    let poll = poll && cluster.is_some();
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let events = (rate as f64 * duration.as_secs_f64() * 1.2) as u64;
     let mut producer = Command::new(ember)
@@ -75,15 +91,13 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
     // windows table (`hourly_product_revenue`).
     let output = scratch.path().join("hourly_product_revenue");
     let driver_log = scratch.path().join("driver.log");
-    let mut driver = Command::new(ember)
-        .args([
-            "submit",
-            JOB,
-            "--scheduler",
-            cluster.address(),
-            "--format",
-            "json",
-        ])
+    let mut driver = Command::new(ember);
+    match &cluster {
+        Some(cluster) => driver.args(["submit", JOB, "--scheduler", cluster.address()]),
+        None => driver.args(["run", JOB]),
+    };
+    let mut driver = driver
+        .args(["--format", "json"])
         .args(["--set", &format!("brokers={}", broker.brokers())])
         .args(["--set", &format!("topic={TOPIC}")])
         .args(["--set", &format!("output={}", output.display())])
@@ -97,7 +111,10 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
     let (polls, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let poller = {
         let (stop, polls, failed) = (stop.clone(), polls.clone(), failed.clone());
-        let address = cluster.address().to_string();
+        let address = cluster
+            .as_ref()
+            .map(|c| c.address().to_string())
+            .unwrap_or_default();
         std::thread::spawn(move || {
             while poll && !stop.load(Ordering::Relaxed) {
                 for path in POLLED {
@@ -115,10 +132,21 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
         })
     };
 
-    let mut names: Vec<String> = vec!["scheduler".into()];
-    names.extend((0..cluster.pids().len() - 1).map(|i| format!("executor {i}")));
-    names.push("driver".into());
-    let mut pids = cluster.pids();
+    let mut names: Vec<String> = Vec::new();
+    let mut pids = Vec::new();
+    if let Some(cluster) = &cluster {
+        names.push("scheduler".into());
+        names.extend((0..cluster.pids().len() - 1).map(|i| format!("executor {i}")));
+        pids = cluster.pids();
+    }
+    names.push(
+        if embedded {
+            "embedded (ember run)"
+        } else {
+            "driver"
+        }
+        .into(),
+    );
     pids.push(driver.id());
     let mut samples: Vec<Vec<(f64, u64)>> = vec![Vec::new(); pids.len()];
     let started = Instant::now();
@@ -153,7 +181,8 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
     };
     let report = std::fs::read_to_string(scratch.path().join("report.json")).unwrap_or_default();
     let driver_text = std::fs::read_to_string(&driver_log).unwrap_or_default();
-    let errors = error_lines(&driver_text) + error_lines(&cluster.full_logs());
+    let errors =
+        error_lines(&driver_text) + cluster.as_ref().map_or(0, |c| error_lines(&c.full_logs()));
     let report_json = serde_json::from_str::<serde_json::Value>(&report).ok();
     let batches = report_json
         .as_ref()
@@ -166,9 +195,10 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
         .map(|(process, samples)| summarize(process, samples, warm_up))
         .collect();
     println!(
-        "\n{:.0} min, {rate} events/s produced, trigger 1 s: {batches} micro-batches committed; \
+        "\n{:.0} min, {}, {rate} events/s produced, trigger 1 s: {batches} micro-batches committed; \
          {} HTTP polls, {} failed; {errors} ERROR log lines; driver stopped with {status}\n",
         minutes,
+        if embedded { "embedded" } else { "cluster" },
         polls.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
     );
@@ -190,6 +220,7 @@ pub fn run(ember: &Path, minutes: f64, rate: u64, poll: bool, json: &Path) -> Re
         "minutes": minutes,
         "rate": rate,
         "polled": poll,
+        "embedded": embedded,
         "batches": batches,
         "polls": polls.load(Ordering::Relaxed),
         "failed_polls": failed.load(Ordering::Relaxed),
