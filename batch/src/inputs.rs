@@ -392,8 +392,8 @@ fn register_with_row_columns(
 
 /// Lists the input's files and settles its format: the one given, or the one implied by the
 /// path's extension, or else the one extension (`.csv`, `.csv.gz`, `.parquet`) that the files
-/// found there share. In a folder, `_`- and `.`-prefixed files (`_SUCCESS`, `.crc`) are not
-/// data. Fails when no file is left. The files come back in name order.
+/// found there share. In a folder, `_`- and `.`-prefixed files and folders (`_SUCCESS`,
+/// `.crc`, `_temporary/`, `_quarantine/`) are not data. Fails when no file is left. The files come back in name order.
 async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, InputFormat)> {
     let url = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
     let store = ctx
@@ -419,11 +419,7 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, I
         Err(e) => return Err(df_error(input, e)),
     };
     if url.is_collection() {
-        files.retain(|f| {
-            !f.location
-                .filename()
-                .is_some_and(|n| n.starts_with(['_', '.']))
-        });
+        files.retain(|f| !hidden(&url, &f.location));
     }
     let no_file = |what: &str| {
         let message = if input.path.contains(['*', '?', '[']) {
@@ -475,6 +471,18 @@ async fn list(ctx: &SessionContext, input: &Input) -> Result<(Vec<ObjectMeta>, I
     // In name order, so that a run's file list (and its tasks) do not depend on the store's.
     files.sort_by(|a, b| a.location.cmp(&b.location));
     Ok((files, format))
+}
+
+/// A file of the folder `url` that is not data: its name or a folder it lies in under `url`
+/// starts with `_` or `.` (`_SUCCESS`, `.crc`, `_temporary/`, `_quarantine/`, `_delta_log/`),
+/// as Spark's and Hadoop's file listing skip them.
+fn hidden(url: &ListingTableUrl, location: &object_store::path::Path) -> bool {
+    match url.strip_prefix(location) {
+        Some(mut parts) => parts.any(|p| p.starts_with(['_', '.'])),
+        None => location
+            .filename()
+            .is_some_and(|n| n.starts_with(['_', '.'])),
+    }
 }
 
 /// The URL of each listed file (`files` as [`list`] returns them: at least one), on the

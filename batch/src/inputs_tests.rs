@@ -93,6 +93,11 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
     std::fs::write(day.join("1.csv"), "x,y\n1,a\n2,b,extra\n3,\"open\n").expect("1");
     std::fs::write(null_day.join("2.csv"), "x,y\n4,d\n").expect("2");
     std::fs::write(folder.join("_SUCCESS"), "").expect("marker");
+    // Not data, as Spark lists a folder: under `_` or `.` folders.
+    for hidden in ["_temporary/0/day=x/shop=y", "_quarantine/day=x", ".staging"] {
+        std::fs::create_dir_all(folder.join(hidden)).expect("hidden folder");
+        std::fs::write(folder.join(hidden).join("h.csv"), "x,y\n9,z\n").expect("hidden");
+    }
     let mut input = Input {
         name: "t".into(),
         path: format!("{}/", folder.display()),
