@@ -446,7 +446,7 @@ pub fn one_line(message: &str) -> String {
 ///   28)`, as `std::io::Error` displays it.
 pub fn readable(error: &DataFusionError) -> String {
     let text = tidy_datanodes(&error.strip_backtrace());
-    if let Some(os) = os_error(&text) {
+    if let Some(os) = io_error(&text) {
         return os;
     }
     let Some(task) = task_error(&text) else {
@@ -519,7 +519,7 @@ pub fn tidy_datanodes(text: &str) -> String {
 ///   `[store: ]M`.
 ///
 /// `store` is the object store named before it (`store: "HdfsObjectStore"`), if any.
-fn os_error(task: &str) -> Option<String> {
+fn io_error(task: &str) -> Option<String> {
     let Some(at) = task.find("Os { code: ") else {
         let at = task.rfind("Custom { kind: ")?;
         let message = quoted_after(&task[at..], "error: ")?;
