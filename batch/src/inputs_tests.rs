@@ -41,23 +41,9 @@ async fn an_input_is_listed_once_and_a_file_arriving_later_is_not_read() {
     assert_eq!(summary.files, 2);
     // A file arriving during the run: the run's queries do not see it.
     std::fs::write(folder.join("c.csv"), "x\n4\n").expect("c");
-    let count = |sql: &'static str| {
-        let ctx = ctx.clone();
-        async move {
-            let batches = ctx
-                .sql(sql)
-                .await
-                .expect("plan")
-                .collect()
-                .await
-                .expect("run");
-            array_value_to_string(batches[0].column(0), 0).expect("cell")
-        }
-    };
-    assert_eq!(count("SELECT count(*) FROM t").await, "3");
     assert_eq!(
-        count("SELECT CAST(sum(CAST(x AS INT)) AS VARCHAR) FROM t").await,
-        "6"
+        rows(&ctx, "SELECT count(*), sum(CAST(x AS INT)) FROM t").await,
+        ["3|6"]
     );
 }
 
