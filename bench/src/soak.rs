@@ -78,6 +78,18 @@ pub fn run(
     };
     let poll = poll && cluster.is_some();
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // The topic with one event, before the stream starts: `ember run` asks for the topic at
+    // once (a cluster takes long enough to start that the producer has made it by then).
+    let made = Command::new(ember)
+        .args(["produce", "--brokers", &broker.brokers(), "--topic", TOPIC])
+        .args(["--partitions", "3", "--synthetic", "1"])
+        .stdout(Stdio::null())
+        .stderr(log_file(scratch.path(), "topic.log")?)
+        .status()
+        .map_err(|e| format!("ember produce: {e}"))?;
+    if !made.success() {
+        return Err(format!("ember produce (the topic) ended with {made}"));
+    }
     let events = (rate as f64 * duration.as_secs_f64() * 1.2) as u64;
     let mut producer = Command::new(ember)
         .args(["produce", "--brokers", &broker.brokers(), "--topic", TOPIC])
