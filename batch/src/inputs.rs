@@ -20,11 +20,8 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl, helpers,
-};
+use datafusion::datasource::listing::{ListingOptions, ListingTableUrl, helpers};
 use datafusion::error::DataFusionError;
-use datafusion::functions::expr_fn::nullif;
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{LogicalPlanBuilder, cast, col, ident, lit};
 use datafusion::prelude::SessionContext;
@@ -33,6 +30,7 @@ use std::collections::BTreeMap;
 use ember_core::csv::{CsvFile, CsvSpec, CsvTable};
 use ember_core::manifest::{DatabaseInput, Input, InputFormat, OnMalformed};
 use ember_core::report::ImportMark;
+use ember_core::table::parquet_files::{ListedFile, ParquetFilesTable};
 use encoding_rs::Encoding;
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -219,7 +217,7 @@ async fn register(
     // the next run.
     let partition_values = partition_values(input, &listed, &files)?;
     if format == InputFormat::Parquet {
-        register_parquet(ctx, input, listed).await?;
+        register_parquet(ctx, input, &listed, &files, partition_values).await?;
         return Ok(summary);
     }
     let encoding = Encoding::for_label(input.csv.encoding.trim().as_bytes()).ok_or_else(|| {
@@ -308,13 +306,16 @@ fn partition_values(
         .collect()
 }
 
-/// Registers a Parquet input read by DataFusion: the `listed` files, or, with partition
-/// columns, the input's folder (Hive partition values come from the folder names under it, so
-/// that folder, listed at each query, is the table's path then).
+/// Registers a Parquet input: exactly the `files` listed for the run, with their partition
+/// `values` ([`ParquetFilesTable`]: every query of the run reads these files, pruned by its
+/// filters on partition columns; nothing is listed again). The files' schema is the first
+/// file's.
 async fn register_parquet(
     ctx: &SessionContext,
     input: &Input,
-    listed: Vec<ListingTableUrl>,
+    listed: &[ListingTableUrl],
+    files: &[ObjectMeta],
+    values: Vec<Vec<Option<String>>>,
 ) -> Result<()> {
     let state = ctx.state();
     // Listed files are taken as they are, whatever their names end with.
@@ -323,34 +324,25 @@ async fn register_parquet(
         .infer_schema(&state, &listed[0])
         .await
         .map_err(|e| df_error(input, e))?;
-    let (urls, options) = if input.partition_columns.is_empty() {
-        (listed, options)
-    } else {
-        let folder = ListingTableUrl::parse(&input.path).map_err(|e| df_error(input, e))?;
-        let columns = input
-            .partition_columns
-            .iter()
-            .map(|c| (c.clone(), DataType::Utf8))
-            .collect();
-        (
-            vec![folder],
-            options
-                .with_file_extension(InputFormat::Parquet.extension())
-                .with_table_partition_cols(columns),
-        )
-    };
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(schema);
-    let table = ListingTable::try_new(config).map_err(|e| df_error(input, e))?;
+    let files = files
+        .iter()
+        .zip(values)
+        .map(|(meta, values)| ListedFile::new(meta, values))
+        .collect();
+    let table = ParquetFilesTable::try_new(
+        &listed[0].object_store(),
+        &schema,
+        input.partition_columns.clone(),
+        files,
+    )
+    .map_err(|e| df_error(input, e))?;
     register_with_row_columns(ctx, input, Arc::new(table))
 }
 
-/// Registers `table` (a Parquet input read by DataFusion) under the input's name with the
+/// Registers `table` (a Parquet input) under the input's name with the
 /// columns every CSV input has, so that a job reads any of its file inputs with the same SQL:
 /// `_file`, `_line`, `_corrupt_record`, `_corrupt_reason`, all NULL here (DataFusion's reader
-/// does not give a row's file or line). A partition column's `__HIVE_DEFAULT_PARTITION__` is
-/// NULL, as in a CSV input. A view, which travels to Ballista as its plan.
+/// does not give a row's file or line). A view, which travels to Ballista as its plan.
 fn register_with_row_columns(
     ctx: &SessionContext,
     input: &Input,
@@ -358,18 +350,7 @@ fn register_with_row_columns(
 ) -> Result<()> {
     use ember_core::csv::{CORRUPT_REASON_COLUMN, CORRUPT_RECORD_COLUMN, FILE_COLUMN, LINE_COLUMN};
     let schema = table.schema();
-    let mut columns: Vec<_> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let name = f.name().as_str();
-            if input.partition_columns.iter().any(|c| c == name) {
-                nullif(ident(name), lit(HIVE_NULL)).alias(name)
-            } else {
-                ident(name)
-            }
-        })
-        .collect();
+    let mut columns: Vec<_> = schema.fields().iter().map(|f| ident(f.name())).collect();
     for (name, data_type) in [
         (FILE_COLUMN, DataType::Utf8),
         (LINE_COLUMN, DataType::Int64),

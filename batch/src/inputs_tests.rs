@@ -149,3 +149,70 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
         "{err}"
     );
 }
+
+/// Writes `sql`'s rows (one plain context) as one Parquet file at `path`.
+async fn write_parquet(path: &std::path::Path, sql: &str) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("folder");
+    let batches = SessionContext::new()
+        .sql(sql)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("rows");
+    let file = std::fs::File::create(path).expect("create");
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), None)
+            .expect("writer");
+    for batch in &batches {
+        writer.write(batch).expect("write");
+    }
+    writer.close().expect("close");
+}
+
+#[tokio::test]
+async fn a_partitioned_parquet_folder_is_listed_once() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let folder = tmp.path().join("in");
+    let day = folder.join("day=2011-12-09").join("shop=a%2Fb");
+    let null_day = folder.join("day=__HIVE_DEFAULT_PARTITION__").join("shop=c");
+    write_parquet(&day.join("1.parquet"), "SELECT 1 AS x UNION ALL SELECT 2").await;
+    write_parquet(&null_day.join("2.parquet"), "SELECT 4 AS x").await;
+    std::fs::write(folder.join("_SUCCESS"), "").expect("marker");
+    write_parquet(&folder.join("_quarantine/day=x/q.parquet"), "SELECT 9 AS x").await;
+    let input = Input {
+        name: "t".into(),
+        path: format!("{}/", folder.display()),
+        format: None,
+        optional: false,
+        columns: Vec::new(),
+        unique_key: Vec::new(),
+        partition_columns: vec!["day".into(), "shop".into()],
+        csv: CsvOptions::default(),
+        database: None,
+    };
+    let ctx = SessionContext::new();
+    let committer = Committer::new(&ctx, &tmp.path().join("out").display().to_string(), "r")
+        .expect("committer");
+    let reading = CsvReading {
+        split: true,
+        routes_malformed: true,
+    };
+    let summary = register(&ctx, &input, &committer, &reading)
+        .await
+        .expect("register");
+    assert_eq!(summary.files, 2, "{:?}", summary.read);
+    // Arriving during the run: not read by any of its queries.
+    write_parquet(&day.join("3.parquet"), "SELECT 5 AS x").await;
+    let sql = "SELECT coalesce(day, 'NULL'), shop, x, coalesce(_file, '-') FROM t ORDER BY x";
+    let expected = ["2011-12-09|a/b|1|-", "2011-12-09|a/b|2|-", "NULL|c|4|-"];
+    assert_eq!(rows(&ctx, sql).await, expected);
+    assert_eq!(
+        rows(&ctx, "SELECT sum(x) FROM t WHERE day = '2011-12-09'").await,
+        ["3"]
+    );
+    assert_eq!(
+        rows(&ctx, "SELECT sum(x) FROM t WHERE day IS NULL").await,
+        ["4"]
+    );
+}

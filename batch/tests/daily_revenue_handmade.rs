@@ -439,3 +439,86 @@ fn folder_glob_and_parquet_inputs_give_the_same_output() {
         }
     })
 }
+
+/// A Parquet folder partitioned by `Country=<value>/` (written by DataFusion, the column left
+/// out of the files) read with `partition_columns`, on standalone Ballista (the table travels
+/// through the codec as its file list): the output is the single CSV's.
+#[test]
+fn a_partitioned_parquet_folder_gives_the_same_output() {
+    use datafusion::dataframe::DataFrameWriteOptions;
+    use ember_core::codec::Codecs;
+    use ember_core::manifest::JobManifest;
+    use ember_core::session::SessionBuilder;
+    ember_core::threads::block_on(async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let single = write(tmp.path(), "all.csv", format!("{HEADER}{ROWS}").as_bytes());
+        let folder = tmp.path().join("sales");
+        let ctx = datafusion::prelude::SessionContext::new();
+        let schema = datafusion::arrow::datatypes::Schema::new(
+            HEADER
+                .trim()
+                .split(',')
+                .map(|c| {
+                    datafusion::arrow::datatypes::Field::new(
+                        c,
+                        datafusion::arrow::datatypes::DataType::Utf8,
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        );
+        ctx.read_csv(
+            &single,
+            datafusion::prelude::CsvReadOptions::new().schema(&schema),
+        )
+        .await
+        .expect("read csv")
+        .write_parquet(
+            &format!("{}/", folder.display()),
+            DataFrameWriteOptions::new().with_partition_by(vec!["Country".into()]),
+            None,
+        )
+        .await
+        .expect("write parquet");
+        let countries: Vec<String> = tree(&folder)
+            .into_iter()
+            .filter_map(|(f, _)| f.split('/').next().map(str::to_string))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            countries,
+            ["Country=France", "Country=United Kingdom"],
+            "{:?}",
+            tree(&folder)
+        );
+
+        let output = tmp.path().join("out");
+        let manifest = JobManifest::load(common::job_dir()).expect("manifest");
+        let mut params = manifest.params();
+        params
+            .apply(&[
+                ("input".to_string(), format!("{}/", folder.display())),
+                ("output".to_string(), output.display().to_string()),
+            ])
+            .expect("params");
+        let mut job = manifest.resolve(params).expect("job");
+        let sales = job
+            .inputs
+            .iter_mut()
+            .find(|i| i.name == "raw_sales")
+            .expect("raw_sales");
+        sales.partition_columns = vec!["Country".to_string()];
+        let session = SessionBuilder::new(Codecs::ember())
+            .with_parallelism(2)
+            .standalone()
+            .await
+            .expect("session");
+        let report = ember_batch::run(&session, &job, "ballista-embedded")
+            .await
+            .expect("job runs");
+        assert_eq!(report.inputs[0].files, tree(&folder).len());
+        assert_eq!((report.rows.read, report.rows.quarantined), (Some(23), 14));
+        assert_eq!(query_parquet(&output, OUTPUT_SQL).await, EXPECTED);
+    })
+}

@@ -32,6 +32,7 @@ use crate::csv::{CsvSpec, CsvTable};
 use crate::manifest::OutputFormat;
 use crate::sink::{ParquetSinkExec, ParquetSinkNode};
 use crate::table::delta_scan::DeltaLogTable;
+use crate::table::parquet_files::ParquetFilesTable;
 use crate::table::sink_log::SinkLogTable;
 
 /// The tag byte in front of every encoded extension: one list, so two crates cannot pick the
@@ -53,11 +54,13 @@ pub enum CodecTag {
     DatabaseScan = 19,
     /// A CSV input's table and its byte-range scan, [`crate::csv`].
     CsvScan = 20,
+    /// A Parquet input's files listed once, [`crate::table::parquet_files`].
+    ParquetFiles = 21,
 }
 
 impl CodecTag {
     /// Every tag, in byte order.
-    pub const ALL: [CodecTag; 7] = [
+    pub const ALL: [CodecTag; 8] = [
         CodecTag::Ballista,
         CodecTag::ParquetSink,
         CodecTag::KafkaScan,
@@ -65,6 +68,7 @@ impl CodecTag {
         CodecTag::DeltaTable,
         CodecTag::DatabaseScan,
         CodecTag::CsvScan,
+        CodecTag::ParquetFiles,
     ];
 
     /// The byte.
@@ -124,13 +128,14 @@ pub struct Codecs {
 
 impl Codecs {
     /// Core's nodes: the Parquet sink (built into the codecs), the sink log table, the
-    /// Delta table and the CSV input's scan.
+    /// Delta table, the CSV input's scan and the Parquet input's file list.
     pub fn ember() -> Self {
         Self {
             nodes: Arc::new(vec![
                 Arc::new(SinkLogNodes),
                 Arc::new(DeltaTableNodes),
                 Arc::new(CsvScanNodes),
+                Arc::new(ParquetFilesNodes),
             ]),
         }
     }
@@ -214,6 +219,24 @@ impl ExtensionNodes for DeltaTableNodes {
 
     fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
         Ok(Arc::new(DeltaLogTable::decode(bytes, schema)?))
+    }
+}
+
+/// [`ParquetFilesTable`] in Ember's codecs (a table only; its scan is a file scan).
+#[derive(Debug)]
+struct ParquetFilesNodes;
+
+impl ExtensionNodes for ParquetFilesNodes {
+    fn tag(&self) -> CodecTag {
+        CodecTag::ParquetFiles
+    }
+
+    fn encode_table(&self, table: &dyn TableProvider) -> Option<Result<Vec<u8>>> {
+        Some(table.downcast_ref::<ParquetFilesTable>()?.encode())
+    }
+
+    fn decode_table(&self, bytes: &[u8], schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+        Ok(Arc::new(ParquetFilesTable::decode(bytes, schema)?))
     }
 }
 

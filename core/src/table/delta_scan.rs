@@ -21,19 +21,15 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingTableUrl, PartitionedFile};
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::table_schema::TableSchema;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use serde::{Deserialize, Serialize};
 
 use super::delta;
+use super::parquet_files::ParquetScan;
 
 /// What a [`DeltaLogTable`] is: a location and, for time travel, a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,31 +288,11 @@ impl TableProvider for DeltaLogTable {
                     .with_partition_values(partition_values),
             );
         }
-        if files.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(self.schema.project(p)?),
-                None => Arc::clone(&self.schema),
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
-        }
-        // Spread the files over the session's target partitions (round robin by size order).
-        let target = state.config().target_partitions().max(1);
-        files.sort_by_key(|f| std::cmp::Reverse(f.object_meta.size));
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); target.min(files.len())];
-        for (i, f) in files.into_iter().enumerate() {
-            let n = groups.len();
-            groups[i % n].push(f);
-        }
-        let format = ParquetFormat::default();
-        let table_schema = TableSchema::builder(self.file_schema())
-            .with_table_partition_cols(self.partitions.clone())
-            .build();
-        let source = format.file_source(table_schema);
-        let config = FileScanConfigBuilder::new(url.object_store(), source)
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        format.create_physical_plan(state, config).await
+        let scan = ParquetScan {
+            store: url.object_store(),
+            file_schema: self.file_schema(),
+            partitions: self.partitions.clone(),
+        };
+        scan.plan(state, files, projection, limit).await
     }
 }
