@@ -7,7 +7,9 @@
 //! the counts. This table holds its file list (path, size in bytes, partition values) and
 //! lists nothing: every query of a run reads the same files, as Spark's `InMemoryFileIndex`
 //! lists a folder once per `DataFrame`. Files are pruned by the query's filters on partition
-//! columns (the filters stay above the scan: `Inexact`), as `ListingTable` prunes partitions.
+//! columns (the filters stay above the scan: `Inexact`), as `ListingTable` prunes partitions,
+//! and carry their footers' statistics (row counts, min, max, null counts) when DataFusion's
+//! `collect_statistics` is on, as `ListingTable`'s do.
 //!
 //! The table travels to the scheduler in the logical plan (Ember's codecs, tag
 //! `CodecTag::ParquetFiles`) as its file list, JSON; its scan is a plain `DataSourceExec`.
@@ -18,7 +20,9 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, DataFusionError, Result, ScalarValue};
+use datafusion::common::{
+    ColumnStatistics, DFSchema, DataFusionError, Result, ScalarValue, Statistics,
+};
 use datafusion::datasource::TableProvider;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
@@ -255,6 +259,11 @@ impl TableProvider for ParquetFilesTable {
             })
             .collect::<Result<Vec<_>>>()?;
         let store = ObjectStoreUrl::parse(&self.spec.store)?;
+        let files = if state.config().collect_statistics() {
+            with_statistics(state, &store, &self.file_schema(), files).await?
+        } else {
+            files
+        };
         let scan = ParquetScan {
             store,
             file_schema: self.file_schema(),
@@ -262,6 +271,51 @@ impl TableProvider for ParquetFilesTable {
         };
         scan.plan(state, files, projection, limit).await
     }
+}
+
+/// `files` with their statistics (row counts, and each column's min, max and null count, from
+/// their footers, which DataFusion's metadata cache keeps), as `ListingTable` collects them
+/// when `datafusion.execution.collect_statistics` is on: join planning picks the smaller side
+/// with them. A NULL partition value counts as NULL in every row (DataFusion's
+/// `PartitionedFile::with_statistics` would say no NULLs).
+async fn with_statistics(
+    state: &dyn Session,
+    store: &ObjectStoreUrl,
+    file_schema: &SchemaRef,
+    files: Vec<PartitionedFile>,
+) -> Result<Vec<PartitionedFile>> {
+    let object_store = state.runtime_env().object_store(store)?;
+    let format = ParquetFormat::default();
+    let n = file_schema.fields().len();
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        let statistics = format
+            .infer_stats(
+                state,
+                &object_store,
+                Arc::clone(file_schema),
+                &file.object_meta,
+            )
+            .await?;
+        let rows = statistics.num_rows;
+        let values = file.partition_values.clone();
+        let mut file = file.with_statistics(Arc::new(statistics));
+        if let Some(stats) = file.statistics.as_mut() {
+            let stats = Arc::make_mut(stats);
+            for (i, value) in values.iter().enumerate() {
+                if value.is_null()
+                    && let Some(column) = stats.column_statistics.get_mut(n + i)
+                {
+                    *column = ColumnStatistics {
+                        null_count: rows,
+                        ..ColumnStatistics::new_unknown()
+                    };
+                }
+            }
+        }
+        out.push(file);
+    }
+    Ok(out)
 }
 
 /// A DataFusion Parquet scan of files with partition values: what [`ParquetFilesTable`] and the
@@ -277,7 +331,8 @@ pub(crate) struct ParquetScan {
 
 impl ParquetScan {
     /// The scan of `files` (an empty plan when there are none), spread over the session's
-    /// target partitions: largest first, round robin.
+    /// target partitions: largest first, round robin. Its statistics are the files' when
+    /// every file carries them ([`PartitionedFile::statistics`]), unknown otherwise.
     pub async fn plan(
         self,
         state: &dyn Session,
@@ -306,9 +361,22 @@ impl ParquetScan {
         let table_schema = TableSchema::builder(self.file_schema)
             .with_table_partition_cols(self.partitions)
             .build();
+        let schema = Arc::clone(table_schema.table_schema());
         let source = format.file_source(table_schema);
+        // The table's statistics: the files' when every file has them, else unknown.
+        let per_file: Option<Vec<&Statistics>> = groups
+            .iter()
+            .flatten()
+            .map(|f| f.statistics.as_deref())
+            .collect();
+        let statistics = match per_file {
+            Some(per_file) => Statistics::try_merge_iter(per_file, &schema)?,
+            None => Statistics::new_unknown(&schema),
+        };
+        let groups: Vec<FileGroup> = groups.into_iter().map(FileGroup::new).collect();
         let config = FileScanConfigBuilder::new(self.store, source)
-            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_file_groups(groups)
+            .with_statistics(statistics)
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();

@@ -173,3 +173,41 @@ fn a_partition_column_that_is_a_file_column_or_a_missing_value_is_refused() {
             .contains("sales/x.parquet has 0 partition values for 1 partition columns")
     }));
 }
+
+#[tokio::test]
+async fn statistics_come_from_the_footers_and_a_null_partition_counts_as_null()
+-> std::result::Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let folder = dir.path().join("sales");
+    write(&folder.join("shop=north/part-0.parquet"), &[1, 2, 3])?;
+    write(
+        &folder.join("shop=__HIVE_DEFAULT_PARTITION__/part-0.parquet"),
+        &[4, 5],
+    )?;
+    let ctx = SessionContext::new();
+    let files = listed(&ctx, &folder).await?;
+    let file_schema = Schema::new(vec![Field::new("n", DataType::Int64, true)]);
+    let store = ObjectStoreUrl::local_filesystem();
+    let table = ParquetFilesTable::try_new(&store, &file_schema, vec!["shop".into()], files)?;
+    let state = ctx.state();
+    let plan = table.scan(&state, None, &[], None).await?;
+    let statistics = datafusion::physical_plan::statistics::StatisticsContext::new()
+        .compute(plan.as_ref(), &Default::default())?;
+    assert_eq!(
+        statistics.num_rows,
+        datafusion::common::stats::Precision::Exact(5)
+    );
+    assert_eq!(
+        statistics.column_statistics[1].null_count,
+        datafusion::common::stats::Precision::Exact(2)
+    );
+    ctx.register_table("sales", Arc::new(table))?;
+    // Answered from the statistics or by reading: the same either way.
+    let (counts, _) = rows_and_files(
+        &ctx,
+        "SELECT count(*) AS all_rows, count(shop) AS with_shop FROM sales",
+    )
+    .await?;
+    assert!(counts.contains("| 5        | 3         |"), "{counts}");
+    Ok(())
+}
