@@ -4,6 +4,21 @@ use ember_core::manifest::CsvOptions;
 
 use super::*;
 
+/// An input `t` of the files in `folder`, with `partition_columns`.
+fn folder_input(folder: &std::path::Path, partition_columns: &[&str]) -> Input {
+    Input {
+        name: "t".into(),
+        path: format!("{}/", folder.display()),
+        format: None,
+        optional: false,
+        columns: Vec::new(),
+        unique_key: Vec::new(),
+        partition_columns: partition_columns.iter().map(|c| c.to_string()).collect(),
+        csv: CsvOptions::default(),
+        database: None,
+    }
+}
+
 #[tokio::test]
 async fn an_input_is_listed_once_and_a_file_arriving_later_is_not_read() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -12,17 +27,7 @@ async fn an_input_is_listed_once_and_a_file_arriving_later_is_not_read() {
     std::fs::write(folder.join("a.csv"), "x\n1\n2\n").expect("a");
     std::fs::write(folder.join("b c.csv"), "x\n3\n").expect("b");
     let ctx = SessionContext::new();
-    let input = Input {
-        name: "t".into(),
-        path: format!("{}/", folder.display()),
-        format: None,
-        optional: false,
-        columns: Vec::new(),
-        unique_key: Vec::new(),
-        partition_columns: Vec::new(),
-        csv: CsvOptions::default(),
-        database: None,
-    };
+    let input = folder_input(&folder, &[]);
     let out = tmp.path().join("out");
     let committer = Committer::new(&ctx, &out.display().to_string(), "run-1").expect("committer");
     let reading = CsvReading {
@@ -84,17 +89,7 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
         std::fs::create_dir_all(folder.join(hidden)).expect("hidden folder");
         std::fs::write(folder.join(hidden).join("h.csv"), "x,y\n9,z\n").expect("hidden");
     }
-    let mut input = Input {
-        name: "t".into(),
-        path: format!("{}/", folder.display()),
-        format: None,
-        optional: false,
-        columns: Vec::new(),
-        unique_key: Vec::new(),
-        partition_columns: vec!["day".into(), "shop".into()],
-        csv: CsvOptions::default(),
-        database: None,
-    };
+    let mut input = folder_input(&folder, &["day", "shop"]);
     let ctx = SessionContext::new();
     let committer = Committer::new(&ctx, &tmp.path().join("out").display().to_string(), "r")
         .expect("committer");
@@ -180,17 +175,7 @@ async fn a_partitioned_parquet_folder_is_listed_once() {
     write_parquet(&null_day.join("2.parquet"), "SELECT 4 AS x").await;
     std::fs::write(folder.join("_SUCCESS"), "").expect("marker");
     write_parquet(&folder.join("_quarantine/day=x/q.parquet"), "SELECT 9 AS x").await;
-    let input = Input {
-        name: "t".into(),
-        path: format!("{}/", folder.display()),
-        format: None,
-        optional: false,
-        columns: Vec::new(),
-        unique_key: Vec::new(),
-        partition_columns: vec!["day".into(), "shop".into()],
-        csv: CsvOptions::default(),
-        database: None,
-    };
+    let input = folder_input(&folder, &["day", "shop"]);
     let ctx = SessionContext::new();
     let committer = Committer::new(&ctx, &tmp.path().join("out").display().to_string(), "r")
         .expect("committer");

@@ -56,6 +56,38 @@ const EXPECTED: [&str; 4] = [
     "2011-01-02|B|Bag||4|1|0.0000|0.0000|0.0000|1",
 ];
 
+/// The CSV file `csv` (its columns as text) written as Parquet at `path` by a plain DataFusion
+/// context, with `options` (one file, or a partitioned folder).
+async fn csv_as_parquet(
+    csv: &str,
+    path: &str,
+    options: datafusion::dataframe::DataFrameWriteOptions,
+) {
+    let schema = datafusion::arrow::datatypes::Schema::new(
+        HEADER
+            .trim()
+            .split(',')
+            .map(|c| {
+                datafusion::arrow::datatypes::Field::new(
+                    c,
+                    datafusion::arrow::datatypes::DataType::Utf8,
+                    true,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    datafusion::prelude::SessionContext::new()
+        .read_csv(
+            csv,
+            datafusion::prelude::CsvReadOptions::new().schema(&schema),
+        )
+        .await
+        .expect("read csv")
+        .write_parquet(path, options, None)
+        .await
+        .expect("write parquet");
+}
+
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let path = dir.join(name);
     std::fs::write(&path, bytes).expect("write input");
@@ -390,29 +422,7 @@ fn folder_glob_and_parquet_inputs_give_the_same_output() {
         // And as Parquet with text columns, written by a plain DataFusion context.
         let single = write(tmp.path(), "all.csv", format!("{HEADER}{ROWS}").as_bytes());
         let parquet = tmp.path().join("all.parquet");
-        let ctx = datafusion::prelude::SessionContext::new();
-        let schema = datafusion::arrow::datatypes::Schema::new(
-            HEADER
-                .trim()
-                .split(',')
-                .map(|c| {
-                    datafusion::arrow::datatypes::Field::new(
-                        c,
-                        datafusion::arrow::datatypes::DataType::Utf8,
-                        true,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
-        ctx.read_csv(
-            &single,
-            datafusion::prelude::CsvReadOptions::new().schema(&schema),
-        )
-        .await
-        .expect("read csv")
-        .write_parquet(parquet.to_str().expect("path"), Default::default(), None)
-        .await
-        .expect("write parquet");
+        csv_as_parquet(&single, &parquet.display().to_string(), Default::default()).await;
 
         for input in [
             format!("{}/", folder.display()),
@@ -446,40 +456,12 @@ fn folder_glob_and_parquet_inputs_give_the_same_output() {
 #[test]
 fn a_partitioned_parquet_folder_gives_the_same_output() {
     use datafusion::dataframe::DataFrameWriteOptions;
-    use ember_core::codec::Codecs;
-    use ember_core::manifest::JobManifest;
-    use ember_core::session::SessionBuilder;
     ember_core::threads::block_on(async {
         let tmp = tempfile::tempdir().expect("tempdir");
         let single = write(tmp.path(), "all.csv", format!("{HEADER}{ROWS}").as_bytes());
         let folder = tmp.path().join("sales");
-        let ctx = datafusion::prelude::SessionContext::new();
-        let schema = datafusion::arrow::datatypes::Schema::new(
-            HEADER
-                .trim()
-                .split(',')
-                .map(|c| {
-                    datafusion::arrow::datatypes::Field::new(
-                        c,
-                        datafusion::arrow::datatypes::DataType::Utf8,
-                        true,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        );
-        ctx.read_csv(
-            &single,
-            datafusion::prelude::CsvReadOptions::new().schema(&schema),
-        )
-        .await
-        .expect("read csv")
-        .write_parquet(
-            &format!("{}/", folder.display()),
-            DataFrameWriteOptions::new().with_partition_by(vec!["Country".into()]),
-            None,
-        )
-        .await
-        .expect("write parquet");
+        let by_country = DataFrameWriteOptions::new().with_partition_by(vec!["Country".into()]);
+        csv_as_parquet(&single, &format!("{}/", folder.display()), by_country).await;
         let countries: Vec<String> = tree(&folder)
             .into_iter()
             .filter_map(|(f, _)| f.split('/').next().map(str::to_string))
@@ -494,29 +476,16 @@ fn a_partitioned_parquet_folder_gives_the_same_output() {
         );
 
         let output = tmp.path().join("out");
-        let manifest = JobManifest::load(common::job_dir()).expect("manifest");
-        let mut params = manifest.params();
-        params
-            .apply(&[
-                ("input".to_string(), format!("{}/", folder.display())),
-                ("output".to_string(), output.display().to_string()),
-            ])
-            .expect("params");
-        let mut job = manifest.resolve(params).expect("job");
-        let sales = job
-            .inputs
-            .iter_mut()
-            .find(|i| i.name == "raw_sales")
-            .expect("raw_sales");
-        sales.partition_columns = vec!["Country".to_string()];
-        let session = SessionBuilder::new(Codecs::ember())
-            .with_parallelism(2)
-            .standalone()
-            .await
-            .expect("session");
-        let report = ember_batch::run(&session, &job, "ballista-embedded")
-            .await
-            .expect("job runs");
+        let report = common::run_daily_revenue_partitioned(
+            &[
+                ("input", format!("{}/", folder.display())),
+                ("output", output.display().to_string()),
+            ],
+            2,
+            &["Country"],
+        )
+        .await
+        .expect("job runs");
         assert_eq!(report.inputs[0].files, tree(&folder).len());
         assert_eq!((report.rows.read, report.rows.quarantined), (Some(23), 14));
         assert_eq!(query_parquet(&output, OUTPUT_SQL).await, EXPECTED);

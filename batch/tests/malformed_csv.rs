@@ -211,9 +211,6 @@ fn fail_mode_names_the_first_broken_line() {
 
 #[test]
 fn a_partitioned_folder_quarantines_its_broken_lines_with_their_file_and_line() {
-    use ember_core::codec::Codecs;
-    use ember_core::manifest::JobManifest;
-    use ember_core::session::SessionBuilder;
     ember_core::threads::block_on(async {
         let tmp = tempfile::tempdir().expect("tempdir");
         // The hand-made lines in two partition folders, the last one alone in the second.
@@ -227,30 +224,17 @@ fn a_partitioned_folder_quarantines_its_broken_lines_with_their_file_and_line() 
             std::fs::write(dir.join("sales.csv"), bytes).expect("write");
         }
         let output = tmp.path().join("out");
-        let manifest = JobManifest::load(common::job_dir()).expect("manifest");
-        let mut params = manifest.params();
-        params
-            .apply(&[
-                ("input".to_string(), format!("{}/", folder.display())),
-                ("output".to_string(), output.display().to_string()),
-            ])
-            .expect("params");
-        let mut job = manifest.resolve(params).expect("job");
-        let sales = job
-            .inputs
-            .iter_mut()
-            .find(|i| i.name == "raw_sales")
-            .expect("raw_sales");
-        sales.partition_columns = vec!["shop".to_string()];
         // Standalone Ballista: the scan travels through the codec to the executor.
-        let ctx = SessionBuilder::new(Codecs::ember())
-            .with_parallelism(2)
-            .standalone()
-            .await
-            .expect("session");
-        let report = ember_batch::run(&ctx, &job, "ballista-embedded")
-            .await
-            .expect("job runs");
+        let report = common::run_daily_revenue_partitioned(
+            &[
+                ("input", format!("{}/", folder.display())),
+                ("output", output.display().to_string()),
+            ],
+            2,
+            &["shop"],
+        )
+        .await
+        .expect("job runs");
         assert_eq!(report.inputs[0].files, 2, "{:?}", report.inputs[0].read);
         assert_eq!(report.rows.read, Some(9));
         assert_eq!(report.rows.valid, Some(4));

@@ -29,6 +29,15 @@ pub async fn run_daily_revenue_with(
     settings: &[(&str, String)],
     parallelism: usize,
 ) -> ember_batch::Result<RunReport> {
+    run_daily_revenue_partitioned(settings, parallelism, &[]).await
+}
+
+/// [`run_daily_revenue_with`] whose sales input (a folder) has `partition_columns`.
+pub async fn run_daily_revenue_partitioned(
+    settings: &[(&str, String)],
+    parallelism: usize,
+    partition_columns: &[&str],
+) -> ember_batch::Result<RunReport> {
     let manifest = JobManifest::load(job_dir())?;
     let mut params: Params = manifest.params();
     let settings: Vec<(String, String)> = settings
@@ -36,7 +45,10 @@ pub async fn run_daily_revenue_with(
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     params.apply(&settings)?;
-    let job = manifest.resolve(params)?;
+    let mut job = manifest.resolve(params)?;
+    if let Some(sales) = job.inputs.iter_mut().find(|i| i.name == "raw_sales") {
+        sales.partition_columns = partition_columns.iter().map(|c| c.to_string()).collect();
+    }
     let ctx = SessionBuilder::new(Codecs::ember())
         .with_parallelism(parallelism)
         .standalone()
