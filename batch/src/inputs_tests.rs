@@ -4,6 +4,21 @@ use ember_core::manifest::CsvOptions;
 
 use super::*;
 
+/// Registers `input` with its CSV read in byte ranges and broken lines as rows, staging under
+/// `tmp`.
+async fn register_routing(
+    ctx: &SessionContext,
+    tmp: &std::path::Path,
+    input: &Input,
+) -> Result<InputSummary> {
+    let committer = Committer::new(ctx, &tmp.join("out").display().to_string(), "r")?;
+    let reading = CsvReading {
+        split: true,
+        routes_malformed: true,
+    };
+    register(ctx, input, &committer, &reading).await
+}
+
 /// An input `t` of the files in `folder`, with `partition_columns`.
 fn folder_input(folder: &std::path::Path, partition_columns: &[&str]) -> Input {
     Input {
@@ -91,13 +106,7 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
     }
     let mut input = folder_input(&folder, &["day", "shop"]);
     let ctx = SessionContext::new();
-    let committer = Committer::new(&ctx, &tmp.path().join("out").display().to_string(), "r")
-        .expect("committer");
-    let reading = CsvReading {
-        split: true,
-        routes_malformed: true,
-    };
-    let summary = register(&ctx, &input, &committer, &reading)
+    let summary = register_routing(&ctx, tmp.path(), &input)
         .await
         .expect("register");
     assert_eq!(summary.files, 2, "{:?}", summary.read);
@@ -121,7 +130,7 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
     // A file outside the partition folders is named, not skipped.
     std::fs::write(folder.join("stray.csv"), "x,y\n6,f\n").expect("stray");
     let ctx = SessionContext::new();
-    let err = register(&ctx, &input, &committer, &reading)
+    let err = register_routing(&ctx, tmp.path(), &input)
         .await
         .expect_err("a stray file");
     let text = err.to_string();
@@ -135,7 +144,7 @@ async fn a_partitioned_csv_folder_is_listed_once_and_its_broken_lines_are_rows()
     std::fs::write(twice.join("a.csv"), "x,y\n1,a\n").expect("a");
     input.path = format!("{}/", tmp.path().join("twice").display());
     input.partition_columns = vec!["x".into()];
-    let err = register(&ctx, &input, &committer, &reading)
+    let err = register_routing(&ctx, tmp.path(), &input)
         .await
         .expect_err("x twice");
     assert!(
@@ -177,13 +186,7 @@ async fn a_partitioned_parquet_folder_is_listed_once() {
     write_parquet(&folder.join("_quarantine/day=x/q.parquet"), "SELECT 9 AS x").await;
     let input = folder_input(&folder, &["day", "shop"]);
     let ctx = SessionContext::new();
-    let committer = Committer::new(&ctx, &tmp.path().join("out").display().to_string(), "r")
-        .expect("committer");
-    let reading = CsvReading {
-        split: true,
-        routes_malformed: true,
-    };
-    let summary = register(&ctx, &input, &committer, &reading)
+    let summary = register_routing(&ctx, tmp.path(), &input)
         .await
         .expect("register");
     assert_eq!(summary.files, 2, "{:?}", summary.read);
