@@ -307,9 +307,9 @@ fn partition_values(
 }
 
 /// Registers a Parquet input: exactly the `files` listed for the run, with their partition
-/// `values` ([`ParquetFilesTable`]: every query of the run reads these files, pruned by its
-/// filters on partition columns; nothing is listed again). The files' schema is the first
-/// file's.
+/// `values` and their URL as `_file` ([`ParquetFilesTable`]: every query of the run reads
+/// these files, pruned by its filters on partition columns and `_file`; nothing is listed
+/// again). The files' schema is the first file's.
 async fn register_parquet(
     ctx: &SessionContext,
     input: &Input,
@@ -324,25 +324,36 @@ async fn register_parquet(
         .infer_schema(&state, &listed[0])
         .await
         .map_err(|e| df_error(input, e))?;
+    // Each row's file, as a CSV input gives it: a constant of its file, carried as one more
+    // partition value (unless the files have a `_file` column of their own).
+    let file_column = schema
+        .field_with_name(ember_core::csv::FILE_COLUMN)
+        .is_err();
+    let mut partitions = input.partition_columns.clone();
+    if file_column {
+        partitions.push(ember_core::csv::FILE_COLUMN.to_string());
+    }
     let files = files
         .iter()
+        .zip(listed)
         .zip(values)
-        .map(|(meta, values)| ListedFile::new(meta, values))
+        .map(|((meta, url), mut values)| {
+            if file_column {
+                values.push(Some(url.to_string()));
+            }
+            ListedFile::new(meta, values)
+        })
         .collect();
-    let table = ParquetFilesTable::try_new(
-        &listed[0].object_store(),
-        &schema,
-        input.partition_columns.clone(),
-        files,
-    )
-    .map_err(|e| df_error(input, e))?;
+    let table = ParquetFilesTable::try_new(&listed[0].object_store(), &schema, partitions, files)
+        .map_err(|e| df_error(input, e))?;
     register_with_row_columns(ctx, input, Arc::new(table))
 }
 
 /// Registers `table` (a Parquet input) under the input's name with the
 /// columns every CSV input has, so that a job reads any of its file inputs with the same SQL:
-/// `_file`, `_line`, `_corrupt_record`, `_corrupt_reason`, all NULL here (DataFusion's reader
-/// does not give a row's file or line). A view, which travels to Ballista as its plan.
+/// `_file` (from the table), `_line`, `_corrupt_record`, `_corrupt_reason`, NULL here
+/// (DataFusion's reader does not give a row's line). A view, which travels to Ballista as its
+/// plan.
 fn register_with_row_columns(
     ctx: &SessionContext,
     input: &Input,
