@@ -626,7 +626,12 @@ fn hdfs_faults_fail_the_run_with_one_line_and_the_next_run_succeeds() {
             } else if has_success {
                 // A commit ended before the fault: this run's own (the fault hit its cleanup),
                 // or the one an earlier run began in the same input and this run finished.
-                assert_eq!(output_sees(&location, "parquet"), want, "{moment}: {line}");
+                let changed: Vec<&String> = now.symmetric_difference(&committed).collect();
+                assert_eq!(
+                    output_sees(&location, "parquet"),
+                    want,
+                    "{moment}: {line}; files that changed (path size): {changed:?}"
+                );
                 holds_x = !holds_x;
                 committed = now;
                 readable = true;
