@@ -35,6 +35,7 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
@@ -287,35 +288,46 @@ async fn with_statistics(
     let object_store = state.runtime_env().object_store(store)?;
     let format = ParquetFormat::default();
     let n = file_schema.fields().len();
-    let mut out = Vec::with_capacity(files.len());
-    for file in files {
-        let statistics = format
-            .infer_stats(
-                state,
-                &object_store,
-                Arc::clone(file_schema),
-                &file.object_meta,
-            )
-            .await?;
-        let rows = statistics.num_rows;
-        let values = file.partition_values.clone();
-        let mut file = file.with_statistics(Arc::new(statistics));
-        if let Some(stats) = file.statistics.as_mut() {
-            let stats = Arc::make_mut(stats);
-            for (i, value) in values.iter().enumerate() {
-                if value.is_null()
-                    && let Some(column) = stats.column_statistics.get_mut(n + i)
-                {
-                    *column = ColumnStatistics {
-                        null_count: rows,
-                        ..ColumnStatistics::new_unknown()
-                    };
+    // Footers are read concurrently, as `ListingTable` reads them (`meta_fetch_concurrency`).
+    let concurrency = state
+        .config_options()
+        .execution
+        .meta_fetch_concurrency
+        .get();
+    futures::stream::iter(files)
+        .map(|file| {
+            let (format, object_store) = (&format, &object_store);
+            async move {
+                let statistics = format
+                    .infer_stats(
+                        state,
+                        object_store,
+                        Arc::clone(file_schema),
+                        &file.object_meta,
+                    )
+                    .await?;
+                let rows = statistics.num_rows;
+                let values = file.partition_values.clone();
+                let mut file = file.with_statistics(Arc::new(statistics));
+                if let Some(stats) = file.statistics.as_mut() {
+                    let stats = Arc::make_mut(stats);
+                    for (i, value) in values.iter().enumerate() {
+                        if value.is_null()
+                            && let Some(column) = stats.column_statistics.get_mut(n + i)
+                        {
+                            *column = ColumnStatistics {
+                                null_count: rows,
+                                ..ColumnStatistics::new_unknown()
+                            };
+                        }
+                    }
                 }
+                Ok(file)
             }
-        }
-        out.push(file);
-    }
-    Ok(out)
+        })
+        .buffered(concurrency)
+        .try_collect()
+        .await
 }
 
 /// A DataFusion Parquet scan of files with partition values: what [`ParquetFilesTable`] and the
