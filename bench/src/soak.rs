@@ -5,7 +5,10 @@
 //! each executor and the stream's driver (`ember submit`) is sampled. The result per process:
 //! its RSS after the warm-up (the first sixth of the run) and at the end, and the slope of the
 //! least-squares line through its samples after the warm-up, in MiB per hour: a leak shows as
-//! a slope that stays positive however long the run. Errors counted: HTTP answers that are not
+//! a slope that stays positive however long the run. The slope of each 5-minute segment is
+//! given too, since a cache filling to its limit shows as growth that stops. `RssAnon` (the
+//! heap, thread stacks and other anonymous memory) is sampled beside `VmRSS`, which also counts
+//! the pages of the binary and libraries the process has touched (`RssFile`). Errors counted: HTTP answers that are not
 //! 2xx, `ERROR` lines in the daemons' and the driver's logs, and the driver's exit status when
 //! it is stopped (SIGTERM) at the end.
 //!
@@ -37,6 +40,8 @@ const POLLED: [&str; 7] = [
 /// served (404 "not served yet").
 const NOT_YET: &str = "not served yet";
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// The length of a segment whose own slope is reported, in seconds: 5 minutes.
+const SEGMENT_SECS: f64 = 300.0;
 
 /// One process's memory over the run.
 #[derive(Debug, serde::Serialize)]
@@ -52,6 +57,15 @@ struct Memory {
     max_mib: f64,
     /// Least-squares slope after the warm-up, MiB per hour.
     slope_mib_per_hour: f64,
+    /// The least-squares slope of RSS within each 5-minute segment of the run, MiB per hour.
+    segment_slopes_mib_per_hour: Vec<f64>,
+    /// (seconds since the start, `RssAnon` in bytes): anonymous memory, without the binary's
+    /// and libraries' pages.
+    anon_samples: Vec<(f64, u64)>,
+    /// `RssAnon` at the end, MiB.
+    anon_end_mib: f64,
+    /// Least-squares slope of `RssAnon` after the warm-up, MiB per hour.
+    anon_slope_mib_per_hour: f64,
 }
 
 /// Runs the soak for `minutes`, producing `rate` events per second, on a cluster (polling the
@@ -161,12 +175,14 @@ pub fn run(
     );
     pids.push(driver.id());
     let mut samples: Vec<Vec<(f64, u64)>> = vec![Vec::new(); pids.len()];
+    let mut anon: Vec<Vec<(f64, u64)>> = vec![Vec::new(); pids.len()];
     let started = Instant::now();
     let mut died = None;
     while started.elapsed() < duration {
         let at = started.elapsed().as_secs_f64();
         for (i, pid) in pids.iter().enumerate() {
             samples[i].push((at, crate::measure::proc_status_bytes(*pid, "VmRSS:")));
+            anon[i].push((at, crate::measure::proc_status_bytes(*pid, "RssAnon:")));
         }
         if let Ok(Some(status)) = driver.try_wait() {
             died = Some(status);
@@ -203,8 +219,8 @@ pub fn run(
 
     let memory: Vec<Memory> = names
         .into_iter()
-        .zip(samples)
-        .map(|(process, samples)| summarize(process, samples, warm_up))
+        .zip(samples.into_iter().zip(anon))
+        .map(|(process, (samples, anon))| summarize(process, samples, anon, warm_up))
         .collect();
     println!(
         "\n{:.0} min, {}, {rate} events/s produced, trigger 1 s: {batches} micro-batches committed; \
@@ -215,13 +231,26 @@ pub fn run(
         failed.load(Ordering::Relaxed),
     );
     println!(
-        "| process | RSS after warm-up (MiB) | RSS at end (MiB) | max (MiB) | slope (MiB/h) |"
+        "| process | RSS after warm-up (MiB) | RSS at end (MiB) | max (MiB) | slope (MiB/h) | \
+         RssAnon at end (MiB) | RssAnon slope (MiB/h) | RSS slope per 5-minute segment (MiB/h) |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---|");
     for m in &memory {
+        let segments: Vec<String> = m
+            .segment_slopes_mib_per_hour
+            .iter()
+            .map(|s| format!("{s:.0}"))
+            .collect();
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:+.2} |",
-            m.process, m.after_warm_up_mib, m.end_mib, m.max_mib, m.slope_mib_per_hour
+            "| {} | {:.1} | {:.1} | {:.1} | {:+.2} | {:.1} | {:+.2} | {} |",
+            m.process,
+            m.after_warm_up_mib,
+            m.end_mib,
+            m.max_mib,
+            m.slope_mib_per_hour,
+            m.anon_end_mib,
+            m.anon_slope_mib_per_hour,
+            segments.join(", ")
         );
     }
     if let Some(dir) = json.parent() {
@@ -281,20 +310,55 @@ fn error_lines(log: &str) -> usize {
 }
 
 /// The process's memory figures, its slope fitted on the samples after `warm_up` seconds.
-fn summarize(process: String, samples: Vec<(f64, u64)>, warm_up: f64) -> Memory {
-    let kept: Vec<(f64, f64)> = samples
-        .iter()
-        .filter(|(t, _)| *t >= warm_up)
-        .map(|(t, b)| (*t / 3600.0, mib(*b)))
-        .collect();
+fn summarize(
+    process: String,
+    samples: Vec<(f64, u64)>,
+    anon: Vec<(f64, u64)>,
+    warm_up: f64,
+) -> Memory {
+    let after = |series: &[(f64, u64)]| -> Vec<(f64, f64)> {
+        series
+            .iter()
+            .filter(|(t, _)| *t >= warm_up)
+            .map(|(t, b)| (*t / 3600.0, mib(*b)))
+            .collect()
+    };
+    let kept = after(&samples);
+    let anon_kept = after(&anon);
     Memory {
         process,
         after_warm_up_mib: kept.first().map_or(0.0, |s| s.1),
         end_mib: kept.last().map_or(0.0, |s| s.1),
         max_mib: samples.iter().map(|s| mib(s.1)).fold(0.0, f64::max),
         slope_mib_per_hour: slope(&kept),
+        segment_slopes_mib_per_hour: segment_slopes(&samples, SEGMENT_SECS),
         samples,
+        anon_end_mib: anon_kept.last().map_or(0.0, |s| s.1),
+        anon_slope_mib_per_hour: slope(&anon_kept),
+        anon_samples: anon,
     }
+}
+
+/// The slope of each whole segment of `segment` seconds of `samples` (seconds, bytes), in MiB
+/// per hour, from the first segment on; a segment with fewer than 3 samples ends the list.
+fn segment_slopes(samples: &[(f64, u64)], segment: f64) -> Vec<f64> {
+    let end = samples.last().map_or(0.0, |s| s.0);
+    let mut slopes = Vec::new();
+    let mut from = 0.0;
+    // A segment counts when it is whole, give or take one sample interval.
+    while from + segment <= end + SAMPLE_EVERY.as_secs_f64() {
+        let points: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= from + segment)
+            .map(|(t, b)| (*t / 3600.0, mib(*b)))
+            .collect();
+        if points.len() < 3 {
+            break;
+        }
+        slopes.push(slope(&points));
+        from += segment;
+    }
+    slopes
 }
 
 /// The least-squares slope of `y` over `x`; 0 with fewer than 2 points.
@@ -322,6 +386,22 @@ mod tests {
         assert!((super::slope(&line) - 2.0).abs() < 1e-9);
         let flat: Vec<(f64, f64)> = (0..10).map(|i| (f64::from(i), 5.0)).collect();
         assert_eq!(super::slope(&flat), 0.0);
+    }
+
+    #[test]
+    fn segment_slopes_show_growth_that_stops() {
+        // 10 minutes every 10 s: +1 MiB a minute for 5 minutes, then flat.
+        let samples: Vec<(f64, u64)> = (0..=60)
+            .map(|i| {
+                let t = f64::from(i) * 10.0;
+                let mib = 100.0 + t.min(300.0) / 60.0;
+                (t, (mib * 1024.0 * 1024.0) as u64)
+            })
+            .collect();
+        let slopes = super::segment_slopes(&samples, 300.0);
+        assert_eq!(slopes.len(), 2, "{slopes:?}");
+        assert!((slopes[0] - 60.0).abs() < 1e-6, "{slopes:?}");
+        assert!(slopes[1].abs() < 1e-6, "{slopes:?}");
         assert_eq!(super::slope(&[(1.0, 1.0)]), 0.0);
     }
 }
