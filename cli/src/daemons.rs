@@ -17,7 +17,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// # Errors
 /// The port is taken, …
 pub async fn scheduler(settings: SchedulerSettings, codecs: Codecs) -> Result<()> {
-    ember_core::heap_trim::start(ember_core::heap_trim::TRIM_EVERY);
     if let Some(secret) = &settings.security.cluster_secret {
         println!(
             "ember cluster secret {} {} (executors and clients need this file)",
@@ -51,7 +50,6 @@ pub async fn scheduler(settings: SchedulerSettings, codecs: Codecs) -> Result<()
 /// # Errors
 /// The scheduler cannot be reached, a port is taken, …
 pub async fn executor(settings: ExecutorSettings, codecs: Codecs) -> Result<()> {
-    ember_core::heap_trim::start(ember_core::heap_trim::TRIM_EVERY);
     println!(
         "ember executor connecting to {}:{} (flight {}:{}, {} task slots)",
         settings.scheduler_host,

@@ -129,7 +129,6 @@ pub fn flight_sql_settings(args: &ServeArgs) -> Result<FlightSqlSettings> {
 /// # Errors
 /// The configuration, the port, TLS files, the embedded scheduler, in one line.
 pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
-    ember_core::heap_trim::start(ember_core::heap_trim::TRIM_EVERY);
     let mut settings = flight_sql_settings(&args)?;
     let security = security(&args)?;
     let mut tables = job_outputs(&args.jobs);

@@ -31,7 +31,6 @@ pub fn is_stream(path: &std::path::Path) -> bool {
 /// Runs a streaming job embedded until its trigger stops it (available-now) or Ctrl-C/SIGTERM
 /// (after the batch in flight commits).
 pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
-    ember_core::heap_trim::start(ember_core::heap_trim::TRIM_EVERY);
     let security = args.security()?;
     // A driver reports with the cluster secret, not with a user's token.
     let progress_to = match &args.report_to {
@@ -60,7 +59,6 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
 /// deploy mode) and each micro-batch's Kafka scan runs as tasks on the scheduler's executors.
 /// Runs until the trigger stops it or Ctrl-C/SIGTERM, like [`run`].
 pub async fn submit(args: SubmitArgs, storage: StorageSettings, codecs: Codecs) -> Result<()> {
-    ember_core::heap_trim::start(ember_core::heap_trim::TRIM_EVERY);
     let address = args.common.scheduler.trim_start_matches("http://");
     let url = format!("df://{}", address.trim_end_matches('/'));
     let security = args.common.security()?;

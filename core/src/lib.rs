@@ -10,7 +10,6 @@ pub mod codec;
 pub mod config;
 pub mod csv;
 pub mod error;
-pub mod heap_trim;
 pub mod manifest;
 pub mod metrics;
 pub mod params;
