@@ -2,12 +2,17 @@
 //! spill (sorts, aggregations, joins), where spill files go, and Ember's object stores.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::error::Result;
 use std::num::NonZeroUsize;
 
 use crate::storage::EmberObjectStoreRegistry;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT, DEFAULT_METADATA_CACHE_LIMIT,
+    FileMetadataCache, FileStatisticsCache,
+};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
@@ -43,19 +48,46 @@ impl RuntimeOptions {
     }
 }
 
+/// The process's caches of Parquet footers (DataFusion's file metadata cache, up to 50 MiB) and
+/// of file statistics (up to 20 MiB), shared by every runtime [`runtime_env`] builds.
+///
+/// A Ballista executor builds one runtime per client session and keeps the last 16 sessions'
+/// (its session runtime cache); with a cache per runtime, each session's would fill to its own
+/// limit, 16 × 70 MiB in all. Entries are checked against the file's size and modification time
+/// before use, so sharing them between sessions is safe.
+fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
+    static CACHES: OnceLock<(Arc<FileMetadataCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
+    let (metadata, statistics) = CACHES.get_or_init(|| {
+        (
+            Arc::new(
+                DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("EmberFileMetadataCache"),
+            ),
+            Arc::new(
+                DefaultCache::new(DEFAULT_FILE_STATISTICS_MEMORY_LIMIT)
+                    .with_name("EmberFileStatisticsCache"),
+            ),
+        )
+    });
+    (Arc::clone(metadata), Arc::clone(statistics))
+}
+
 /// Builds the runtime environment for `options` and an executor with `slots` task slots: the
 /// memory pool, the spill folder and Ember's object stores.
 ///
 /// DataFusion 55's cache of file listings is off: it keeps a folder's listing with no expiry by
 /// default, so a long-running scheduler or `ember serve` would never see the files a job or a
-/// stream writes after the first query (seen in Ember's sink log test).
+/// stream writes after the first query (seen in Ember's sink log test). The footer and
+/// statistics caches are the process's (see [`shared_caches`]).
 ///
 /// # Errors
 /// DataFusion's, if the spill folder cannot be used.
 pub fn runtime_env(options: &RuntimeOptions, slots: usize) -> Result<Arc<RuntimeEnv>> {
-    let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+    let (metadata, statistics) = shared_caches();
+    let cache = CacheManagerConfig::default()
         .with_list_files_cache(None)
-        .with_list_files_cache_limit(0);
+        .with_list_files_cache_limit(0)
+        .with_file_metadata_cache(Some(metadata))
+        .with_file_statistics_cache(Some(statistics));
     let mut builder = RuntimeEnvBuilder::new()
         .with_cache_manager(cache)
         .with_object_store_registry(Arc::new(EmberObjectStoreRegistry::new(&options.storage)));
@@ -97,5 +129,26 @@ mod tests {
             env.memory_pool.memory_limit(),
             datafusion::execution::memory_pool::MemoryLimit::Finite(n) if n == 1 << 30
         ));
+    }
+
+    #[test]
+    fn every_runtime_of_the_process_shares_one_footer_cache_and_one_statistics_cache() {
+        let one = runtime_env(&RuntimeOptions::default(), 2).expect("runtime");
+        let other = runtime_env(&RuntimeOptions::default(), 8).expect("runtime");
+        let (a, b) = (&one.cache_manager, &other.cache_manager);
+        assert!(Arc::ptr_eq(
+            &a.get_file_metadata_cache(),
+            &b.get_file_metadata_cache()
+        ));
+        assert_eq!(a.get_metadata_cache_limit(), DEFAULT_METADATA_CACHE_LIMIT);
+        let (sa, sb) = (
+            a.get_file_statistic_cache().expect("a statistics cache"),
+            b.get_file_statistic_cache().expect("a statistics cache"),
+        );
+        assert!(Arc::ptr_eq(&sa, &sb));
+        assert!(
+            a.get_list_files_cache().is_none(),
+            "listings are not cached"
+        );
     }
 }
