@@ -8,9 +8,9 @@
 //! a slope that stays positive however long the run. The slope of each 5-minute segment is
 //! given too, since a cache filling to its limit shows as growth that stops. `RssAnon` (the
 //! heap, thread stacks and other anonymous memory) is sampled beside `VmRSS`, which also counts
-//! the pages of the binary and libraries the process has touched (`RssFile`). Errors counted: HTTP answers that are not
-//! 2xx, `ERROR` lines in the daemons' and the driver's logs, and the driver's exit status when
-//! it is stopped (SIGTERM) at the end.
+//! the pages of the binary and libraries the process has touched (`RssFile`). Errors counted:
+//! HTTP answers that are not 2xx, `ERROR` lines in the daemons' and the driver's logs, and the
+//! driver's exit status when it is stopped (SIGTERM) at the end.
 //!
 //! With `--embedded` the stream runs in one process (`ember run`, its own embedded scheduler
 //! and executor), the driver is that process, and nothing is polled (`ember run` serves no UI).
