@@ -55,6 +55,11 @@ impl RuntimeOptions {
 /// (its session runtime cache); with a cache per runtime, each session's would fill to its own
 /// limit, 16 × 70 MiB in all. Entries are checked against the file's size and modification time
 /// before use, so sharing them between sessions is safe.
+///
+/// The cost: an executor's one cache keeps footers across sessions and fills to its limit, where
+/// a session's own cache went when the session left Ballista's cache. Executors grew faster in
+/// the soaks since (63–73 MiB/h against 20–32; BENCHMARKS.md, "jemalloc against glibc"), most
+/// likely this filling, bounded at 70 MiB; not yet verified.
 fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
     static CACHES: OnceLock<(Arc<FileMetadataCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
     let (metadata, statistics) = CACHES.get_or_init(|| {
