@@ -179,6 +179,8 @@ fn measure(
     per_client: usize,
     json: &Path,
 ) -> Result<(), String> {
+    // Taken at the start: the time is the run's start, the commit what was checked out then.
+    let machine = crate::machine::describe();
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let folder = rt.block_on(flight_load(address, FOLDER, clients, per_client))?;
     let delta = rt.block_on(flight_load(address, DELTA, clients, per_client))?;
@@ -244,7 +246,7 @@ fn measure(
     };
     let result = serde_json::json!({
         "benchmark": "flight-sql", "clients": clients, "queries_per_client": per_client,
-        "machine": crate::machine::describe(), "ember_delta": row(&delta),
+        "machine": machine, "ember_delta": row(&delta),
         "ember_folder": row(&folder), "datafusion": row(&peer),
     });
     crate::write_results(json, &result)

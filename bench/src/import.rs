@@ -73,6 +73,8 @@ fn which(name: &str, folders: &[&str]) -> Result<std::path::PathBuf, String> {
 /// # Errors
 /// A server that does not start, a run that fails or writes other counts.
 pub fn run(ember: &Path, runs: usize, json: &Path) -> Result<(), String> {
+    // Taken at the start: the time is the run's start, the commit what was checked out then.
+    let machine = crate::machine::describe();
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = scratch.path();
     let repo = std::env::current_dir().map_err(|e| e.to_string())?;
@@ -165,7 +167,7 @@ pub fn run(ember: &Path, runs: usize, json: &Path) -> Result<(), String> {
         println!("| {peer} | {s:.2} | {rate:.0} | {:.2} |", s / median(base));
     }
     let result = serde_json::json!({
-        "benchmark": "import", "rows": ROWS, "machine": crate::machine::describe(),
+        "benchmark": "import", "rows": ROWS, "machine": machine,
         "rounds": rounds,
     });
     crate::write_results(json, &result)

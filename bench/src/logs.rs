@@ -58,6 +58,8 @@ fn copy_folder(from: &Path, to: &Path) -> Result<(), String> {
 /// # Errors
 /// A run that fails or counts other lines.
 pub fn run(ember: &Path, lines: u64, runs: usize, json: &Path) -> Result<(), String> {
+    // Taken at the start: the time is the run's start, the commit what was checked out then.
+    let machine = crate::machine::describe();
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
     let dir = scratch.path();
     let pristine = dir.join("pristine");
@@ -151,7 +153,7 @@ pub fn run(ember: &Path, lines: u64, runs: usize, json: &Path) -> Result<(), Str
     }
     let result = serde_json::json!({
         "benchmark": "logs", "log_lines": entries, "stack_frame_lines": frames, "bytes": bytes,
-        "machine": crate::machine::describe(), "rounds": rounds,
+        "machine": machine, "rounds": rounds,
     });
     crate::write_results(json, &result)
 }

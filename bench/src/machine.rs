@@ -13,9 +13,10 @@ pub struct Machine {
     pub memory_bytes: u64,
     /// `uname -sr`.
     pub os: String,
-    /// The Ember commit (`git rev-parse --short HEAD`), `+dirty` with local changes.
+    /// The Ember commit checked out in the folder the benchmark runs from (`git rev-parse
+    /// --short HEAD`), `+dirty` with local changes: the binaries' only when they were built there.
     pub commit: String,
-    /// UTC time the benchmark started, RFC 3339.
+    /// UTC time the benchmark started, RFC 3339 (each benchmark describes the machine first).
     pub started_at: String,
 }
 

@@ -82,6 +82,8 @@ pub fn run(
     embedded: bool,
     json: &Path,
 ) -> Result<(), String> {
+    // Taken at the start: the time is the run's start, the commit what was checked out then.
+    let machine = crate::machine::describe();
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let warm_up = duration.as_secs_f64() / 6.0;
     let broker = KafkaBroker::start()?;
@@ -257,7 +259,7 @@ pub fn run(
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     let result = serde_json::json!({
-        "machine": crate::machine::describe(),
+        "machine": machine,
         "minutes": minutes,
         "rate": rate,
         "polled": poll,

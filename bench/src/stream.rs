@@ -68,6 +68,8 @@ pub fn run(
     runs: usize,
     json: &Path,
 ) -> Result<(), String> {
+    // Taken at the start: the time is the run's start, the commit what was checked out then.
+    let machine = crate::machine::describe();
     let broker = KafkaBroker::start()?;
     let brokers = broker.brokers();
     let produce = Command::new(ember)
@@ -239,7 +241,7 @@ pub fn run(
     let optimize = optimize(ember, &brokers, scratch.path(), events)?;
     let result = serde_json::json!({
         "benchmark": "stream", "events": events, "partitions": partitions,
-        "produce_events_per_s": produce_rate, "machine": crate::machine::describe(), "rounds": rounds,
+        "produce_events_per_s": produce_rate, "machine": machine, "rounds": rounds,
         "optimize": optimize,
     });
     crate::write_results(json, &result)
