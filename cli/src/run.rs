@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// e.g. 2GB; 0 for unbounded [default: 512MiB per task slot].
     #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
     pub memory_limit: Option<ByteSize>,
+    /// Memory for Parquet footers kept across queries (one cache per process), e.g. 16MiB;
+    /// 0 = none [default: 50MiB, DataFusion's].
+    #[arg(long, env = "EMBER_EXECUTOR_METADATA_CACHE_LIMIT", value_name = "SIZE")]
+    pub metadata_cache_limit: Option<ByteSize>,
     /// TOML configuration file; `ember run` reads its [storage] section.
     #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -118,6 +122,7 @@ pub async fn run(args: RunArgs, storage: StorageSettings, codecs: Codecs) -> Res
             storage,
             memory_limit: args.memory_limit.map(|b| b.as_u64()),
             spill_dir: args.spill_dir,
+            metadata_cache_limit: args.metadata_cache_limit.map(|b| b.as_u64()),
         })
         .standalone()
         .await?;

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bytesize::ByteSize;
 use clap::Args;
 use ember_core::codec::Codecs;
 use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, TableFile};
@@ -39,6 +40,10 @@ pub struct ServeArgs {
         hide_default_value = true
     )]
     pub parallelism: usize,
+    /// Memory for Parquet footers kept across queries (one cache per process), e.g. 16MiB;
+    /// 0 = none [default: 50MiB, DataFusion's].
+    #[arg(long, env = "EMBER_EXECUTOR_METADATA_CACHE_LIMIT", value_name = "SIZE")]
+    pub metadata_cache_limit: Option<ByteSize>,
     /// TOML configuration file: its [storage] and [flight_sql] sections.
     #[arg(long, env = "EMBER_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -138,8 +143,8 @@ pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> R
         .with_parallelism(args.parallelism)
         .with_runtime(RuntimeOptions {
             storage,
-            memory_limit: None,
-            spill_dir: None,
+            metadata_cache_limit: args.metadata_cache_limit.map(|b| b.as_u64()),
+            ..Default::default()
         })
         .with_default_catalog(catalog, schema)
         .standalone()

@@ -104,8 +104,7 @@ pub async fn run(args: TableArgs, storage: StorageSettings, codecs: Codecs) -> R
     let ctx = SessionBuilder::new(codecs)
         .with_runtime(RuntimeOptions {
             storage,
-            memory_limit: None,
-            spill_dir: None,
+            ..Default::default()
         })
         .local()?;
     let runtime = ctx.runtime_env();

@@ -311,6 +311,13 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert!(tasks_on_executors >= succeeded, "{executor_metrics}");
+    // Each process tells how much its footer cache holds (docs/operations.md).
+    let has = |text: &str, name: &str| text.lines().any(|l| l.starts_with(name));
+    assert!(
+        has(&metrics, "ember_metadata_cache_bytes")
+            && has(&executor_metrics, "ember_executor_metadata_cache_bytes{"),
+        "{metrics}\n{executor_metrics}"
+    );
 
     // The dashboard's data equals the fold over the CSV.
     let daily: Vec<serde_json::Value> = get_json(&cluster, "/api/v1/dashboard/daily");

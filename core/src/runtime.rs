@@ -8,9 +8,10 @@ use datafusion::error::Result;
 use std::num::NonZeroUsize;
 
 use crate::storage::EmberObjectStoreRegistry;
+use datafusion::execution::cache::Cache;
 use datafusion::execution::cache::cache_manager::{
-    CacheManagerConfig, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT, DEFAULT_METADATA_CACHE_LIMIT,
-    FileMetadataCache, FileStatisticsCache,
+    CacheManagerConfig, CachedFileMetadataEntry, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT,
+    DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache, FileStatisticsCache,
 };
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
@@ -34,6 +35,13 @@ pub struct RuntimeOptions {
     pub memory_limit: Option<u64>,
     /// Folder for spill files. `None`: the OS temporary folder.
     pub spill_dir: Option<PathBuf>,
+    /// Memory for Parquet footers kept across queries, in bytes: the limit of the process's one
+    /// footer cache (DataFusion's file metadata cache, its `metadata_cache_limit`; see
+    /// [`shared_caches`]), least recently used footers evicted first. `Some(0)`: nothing kept.
+    /// `None`: the process's current limit, [`DEFAULT_METADATA_CACHE_LIMIT`] (50 MiB) unless a
+    /// runtime of the process set another. The cache is the process's, so its last setting
+    /// holds for every session: a process gives all its runtimes the same value.
+    pub metadata_cache_limit: Option<u64>,
 }
 
 impl RuntimeOptions {
@@ -57,12 +65,27 @@ impl RuntimeOptions {
 /// before use, so sharing them between sessions is safe.
 ///
 /// The cost: an executor's one cache keeps footers across sessions and fills to its limit, where
-/// a session's own cache went when the session left Ballista's cache. Executors grew faster in
-/// the soaks since (63–73 MiB/h against 20–32; BENCHMARKS.md, "jemalloc against glibc"), most
-/// likely this filling, bounded at 70 MiB; not yet verified.
+/// a session's own cache went when the session left Ballista's cache. Under a stream at a 1 s
+/// trigger an executor's cache fills by about 45 MB of footers an hour, and the executors grew
+/// +73 MiB/h against +20 with no footer cache and +36 with one per session, side by side
+/// (BENCHMARKS.md, "The executors' faster growth is their footer cache"). `RuntimeOptions::
+/// metadata_cache_limit` (`--metadata-cache-limit`) bounds it lower; [`metadata_cache_bytes`]
+/// tells its fill.
 fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
-    static CACHES: OnceLock<(Arc<FileMetadataCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
-    let (metadata, statistics) = CACHES.get_or_init(|| {
+    let (metadata, statistics) = caches();
+    (
+        Arc::clone(metadata) as Arc<FileMetadataCache>,
+        Arc::clone(statistics) as Arc<FileStatisticsCache>,
+    )
+}
+
+/// The process's footer cache as its type, which tells its size (see [`shared_caches`]).
+type FooterCache = DefaultCache<object_store::path::Path, CachedFileMetadataEntry>;
+
+/// The process's two caches, made on first use.
+fn caches() -> &'static (Arc<FooterCache>, Arc<FileStatisticsCache>) {
+    static CACHES: OnceLock<(Arc<FooterCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
+    CACHES.get_or_init(|| {
         (
             Arc::new(
                 DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("EmberFileMetadataCache"),
@@ -72,8 +95,17 @@ fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
                     .with_name("EmberFileStatisticsCache"),
             ),
         )
-    });
-    (Arc::clone(metadata), Arc::clone(statistics))
+    })
+}
+
+/// What the process's footer cache holds now and may hold, in bytes: `(used, limit)`, as
+/// DataFusion counts them (each footer's decoded size). `/metrics` shows them, so that an
+/// operator can tell the cache filling from other growth (docs/operations.md, "Memory over
+/// time").
+pub fn metadata_cache_bytes() -> (u64, u64) {
+    let (footers, _) = caches();
+    let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    (bytes(footers.memory_used()), bytes(footers.cache_limit()))
 }
 
 /// Builds the runtime environment for `options` and an executor with `slots` task slots: the
@@ -82,16 +114,24 @@ fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
 /// DataFusion 55's cache of file listings is off: it keeps a folder's listing with no expiry by
 /// default, so a long-running scheduler or `ember serve` would never see the files a job or a
 /// stream writes after the first query (seen in Ember's sink log test). The footer and
-/// statistics caches are the process's (see [`shared_caches`]).
+/// statistics caches are the process's (see [`shared_caches`]); `options.metadata_cache_limit`
+/// sets the footer cache's limit.
 ///
 /// # Errors
 /// DataFusion's, if the spill folder cannot be used.
 pub fn runtime_env(options: &RuntimeOptions, slots: usize) -> Result<Arc<RuntimeEnv>> {
     let (metadata, statistics) = shared_caches();
+    // DataFusion applies the config's limit to a given cache (`update_cache_limit`), so the
+    // current limit is passed on when the options leave it.
+    let footer_limit = match options.metadata_cache_limit {
+        Some(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        None => metadata.cache_limit(),
+    };
     let cache = CacheManagerConfig::default()
         .with_list_files_cache(None)
         .with_list_files_cache_limit(0)
         .with_file_metadata_cache(Some(metadata))
+        .with_metadata_cache_limit(footer_limit)
         .with_file_statistics_cache(Some(statistics));
     let mut builder = RuntimeEnvBuilder::new()
         .with_cache_manager(cache)
@@ -136,8 +176,10 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn every_runtime_of_the_process_shares_one_footer_cache_and_one_statistics_cache() {
+    /// One test, since the caches are the process's: tests running at once would change each
+    /// other's limits.
+    #[tokio::test]
+    async fn every_runtime_shares_one_footer_cache_which_keeps_what_queries_read_up_to_its_limit() {
         let one = runtime_env(&RuntimeOptions::default(), 2).expect("runtime");
         let other = runtime_env(&RuntimeOptions::default(), 8).expect("runtime");
         let (a, b) = (&one.cache_manager, &other.cache_manager);
@@ -155,5 +197,59 @@ mod tests {
             a.get_list_files_cache().is_none(),
             "listings are not cached"
         );
+
+        // A query's footers stay in the cache, counted by `metadata_cache_bytes`.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("sales.parquet");
+        write_parquet(&file).await;
+        query(&file, None).await;
+        let (used, limit) = metadata_cache_bytes();
+        assert!(used > 0, "the footer is kept");
+        assert_eq!(limit, DEFAULT_METADATA_CACHE_LIMIT as u64);
+
+        // A runtime that sets the limit sets it for the process; one that leaves it keeps it.
+        query(&file, Some(1 << 20)).await;
+        assert_eq!(a.get_metadata_cache_limit(), 1 << 20, "the one cache");
+        assert_eq!(metadata_cache_bytes(), (used, 1 << 20));
+        query(&file, None).await;
+        assert_eq!(metadata_cache_bytes().1, 1 << 20);
+        query(&file, Some(0)).await;
+        assert_eq!(metadata_cache_bytes(), (0, 0), "nothing kept at 0");
+    }
+
+    async fn write_parquet(file: &std::path::Path) {
+        datafusion::prelude::SessionContext::new()
+            .sql(&format!(
+                "COPY (SELECT * FROM (VALUES (1), (2), (3)) AS t(qty)) TO '{}'",
+                file.display()
+            ))
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("write");
+    }
+
+    /// Sums the file's `qty` in a session whose runtime has `limit` as its footer cache's.
+    async fn query(file: &std::path::Path, limit: Option<u64>) {
+        use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+        let options = RuntimeOptions {
+            metadata_cache_limit: limit,
+            ..Default::default()
+        };
+        let runtime = runtime_env(&options, 1).expect("runtime");
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let path = file.display().to_string();
+        ctx.register_parquet("sales", &path, ParquetReadOptions::default())
+            .await
+            .expect("register");
+        let rows = ctx
+            .sql("SELECT sum(qty) FROM sales WHERE qty > 1")
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 use ember_core::config::{
-    ConfigFile, StorageArgs, StorageSettings, invalid, machine_hostname, parse_duration,
-    parse_host_port, parse_size,
+    ConfigFile, StorageArgs, StorageSettings, invalid, machine_hostname, optional_size,
+    parse_duration, parse_host_port,
 };
 use ember_core::error::Result;
 use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
@@ -45,6 +45,10 @@ pub struct ExecutorArgs {
     /// [default: 512MiB per task slot].
     #[arg(long, env = "EMBER_EXECUTOR_MEMORY_LIMIT", value_name = "SIZE")]
     pub memory_limit: Option<String>,
+    /// Memory for Parquet footers kept across queries and sessions (one cache per process),
+    /// e.g. 16MiB; 0 = none [default: 50MiB, DataFusion's].
+    #[arg(long, env = "EMBER_EXECUTOR_METADATA_CACHE_LIMIT", value_name = "SIZE")]
+    pub metadata_cache_limit: Option<String>,
     /// Folder for shuffle and spill files [default: a temporary folder].
     #[arg(long, env = "EMBER_EXECUTOR_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
@@ -91,6 +95,8 @@ pub struct ExecutorSettings {
     pub task_slots: usize,
     /// Memory limit in bytes (`Some(0)`: unbounded; `None`: 512 MiB per slot).
     pub memory_limit: Option<u64>,
+    /// Limit of the process's footer cache in bytes (`None`: 50 MiB, DataFusion's default).
+    pub metadata_cache_limit: Option<u64>,
     /// Work folder.
     pub work_dir: Option<PathBuf>,
     /// Heartbeat interval.
@@ -157,13 +163,16 @@ impl ExecutorSettings {
                 "must be at least 1",
             ));
         }
-        let memory_limit = match args.memory_limit.clone().or_else(|| f.memory_limit.clone()) {
-            Some(text) => Some(parse_size(
-                "--memory-limit / EMBER_EXECUTOR_MEMORY_LIMIT",
-                &text,
-            )?),
-            None => None,
-        };
+        let memory_limit = optional_size(
+            "--memory-limit / EMBER_EXECUTOR_MEMORY_LIMIT",
+            args.memory_limit.as_deref(),
+            f.memory_limit.as_deref(),
+        )?;
+        let metadata_cache_limit = optional_size(
+            "--metadata-cache-limit / EMBER_EXECUTOR_METADATA_CACHE_LIMIT",
+            args.metadata_cache_limit.as_deref(),
+            f.metadata_cache_limit.as_deref(),
+        )?;
         let heartbeat = args
             .heartbeat_interval
             .clone()
@@ -184,6 +193,7 @@ impl ExecutorSettings {
             metrics_port: args.metrics_port.or(f.metrics_port).unwrap_or(50053),
             task_slots,
             memory_limit,
+            metadata_cache_limit,
             work_dir: args.work_dir.clone().or_else(|| f.work_dir.clone()),
             heartbeat_interval: parse_duration(
                 "--heartbeat-interval / EMBER_EXECUTOR_HEARTBEAT_INTERVAL",
@@ -209,7 +219,7 @@ mod tests {
         let path = dir.path().join("ember.toml");
         std::fs::write(
             &path,
-            "[executor]\nscheduler = \"sched:6000\"\ntask_slots = 3\nmemory_limit = \"1GiB\"\n\n[storage.hdfs]\nuser = \"etl\"\noptions = { \"a\" = \"1\" }\n",
+            "[executor]\nscheduler = \"sched:6000\"\ntask_slots = 3\nmemory_limit = \"1GiB\"\nmetadata_cache_limit = \"8MiB\"\n\n[storage.hdfs]\nuser = \"etl\"\noptions = { \"a\" = \"1\" }\n",
         )
         .expect("write");
         let secret = dir.path().join("cluster.secret");
@@ -236,6 +246,7 @@ mod tests {
         );
         assert_eq!(s.task_slots, 5, "flag wins");
         assert_eq!(s.memory_limit, Some(1 << 30), "file value");
+        assert_eq!(s.metadata_cache_limit, Some(8 << 20), "file value");
         assert_eq!(s.port, 50051, "default");
         assert_eq!(s.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(s.storage.hdfs_user.as_deref(), Some("etl"));
@@ -271,6 +282,20 @@ mod tests {
             .expect_err("bad duration")
             .to_string();
         assert!(err.starts_with("--heartbeat-interval / EMBER_EXECUTOR_HEARTBEAT_INTERVAL: `5 parsecs` is not a duration"), "{err}");
+        let args = ExecutorArgs {
+            metadata_cache_limit: Some("lots".into()),
+            security: security.clone(),
+            ..Default::default()
+        };
+        let err = ExecutorSettings::resolve(&args)
+            .expect_err("bad size")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "--metadata-cache-limit / EMBER_EXECUTOR_METADATA_CACHE_LIMIT: `lots` is not a size"
+            ),
+            "{err}"
+        );
         let args = ExecutorArgs {
             scheduler: Some("nohost".into()),
             security,

@@ -8,6 +8,7 @@
 //! | `ember_executor_tasks_running` | gauge |
 //! | `ember_executor_tasks_succeeded_total`, `ember_executor_tasks_failed_total` | counter |
 //! | `ember_executor_memory_bytes` | gauge, resident memory in bytes |
+//! | `ember_executor_metadata_cache_bytes` | gauge, Parquet footers the process keeps, bytes |
 //!
 //! Each carries the label `executor` (the executor's id).
 
@@ -81,6 +82,14 @@ impl Snapshot {
             "Resident memory of the executor process, bytes",
             &l,
             s.memory_bytes as f64,
+        );
+        let (footers, _) = ember_core::runtime::metadata_cache_bytes();
+        #[allow(clippy::cast_precision_loss)]
+        m.gauge(
+            "ember_executor_metadata_cache_bytes",
+            "Parquet footers the executor process keeps across tasks (its footer cache), bytes",
+            &l,
+            footers as f64,
         );
         m.encode()
     }

@@ -76,6 +76,7 @@ pub fn process_config(
         storage: settings.storage.clone(),
         memory_limit: Some(0),
         spill_dir: settings.work_dir.clone(),
+        metadata_cache_limit: settings.metadata_cache_limit,
     };
     let session = SessionBuilder::new(codecs.clone())
         .with_parallelism(slots)

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use ember_core::config::{ConfigFile, StorageArgs, StorageSettings, invalid, parse_duration};
+use ember_core::config::{
+    ConfigFile, StorageArgs, StorageSettings, invalid, optional_size, parse_duration,
+};
 use ember_core::error::Result;
 use ember_core::security::{SecretUse, SecurityArgs, SecuritySettings};
 use ember_serving::config::{FlightSqlArgs, FlightSqlSettings};
@@ -62,6 +64,15 @@ pub struct SchedulerArgs {
         value_name = "DURATION"
     )]
     pub job_state_retention: Option<String>,
+    /// Memory for Parquet footers kept across queries and sessions (one cache per process;
+    /// planning reads each file's footer for its statistics), e.g. 16MiB; 0 = none
+    /// [default: 50MiB, DataFusion's].
+    #[arg(
+        long,
+        env = "EMBER_SCHEDULER_METADATA_CACHE_LIMIT",
+        value_name = "SIZE"
+    )]
+    pub metadata_cache_limit: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub storage: StorageArgs,
@@ -94,6 +105,8 @@ pub struct SchedulerSettings {
     pub stream_timeout: Duration,
     /// How long Ballista keeps a finished distributed job's state (whole seconds, at least 1).
     pub job_state_retention: Duration,
+    /// Limit of the process's footer cache in bytes (`None`: 50 MiB, DataFusion's default).
+    pub metadata_cache_limit: Option<u64>,
     /// Storage settings.
     pub storage: StorageSettings,
     /// The Flight SQL endpoint.
@@ -188,6 +201,11 @@ impl SchedulerSettings {
                     .or(f.job_state_retention.as_deref())
                     .unwrap_or("2m"),
             )?,
+            metadata_cache_limit: optional_size(
+                "--metadata-cache-limit / EMBER_SCHEDULER_METADATA_CACHE_LIMIT",
+                args.metadata_cache_limit.as_deref(),
+                f.metadata_cache_limit.as_deref(),
+            )?,
             storage: StorageSettings::resolve(&args.storage, &file.storage)?,
             flight_sql: FlightSqlSettings::resolve(&args.flight_sql, &file.flight_sql)?,
             security: SecuritySettings::resolve(&args.security, &file, secret)?,
@@ -252,5 +270,6 @@ mod tests {
         );
         assert_eq!(s.executor_timeout, Duration::from_secs(60));
         assert_eq!(s.partitions, 4);
+        assert_eq!(s.metadata_cache_limit, None, "DataFusion's default");
     }
 }

@@ -66,6 +66,7 @@ pub(crate) fn session(settings: &SchedulerSettings, codecs: &Codecs) -> SessionB
             storage: settings.storage.clone(),
             memory_limit: Some(0),
             spill_dir: None,
+            metadata_cache_limit: settings.metadata_cache_limit,
         })
         .with_security(settings.security.clone())
 }

@@ -15,6 +15,7 @@
 //! external_host = "scheduler"    # EMBER_SCHEDULER_EXTERNAL_HOST
 //! executor_timeout = "60s"       # EMBER_SCHEDULER_EXECUTOR_TIMEOUT
 //! partitions = 4                 # EMBER_SCHEDULER_PARTITIONS: partitions per stage of submitted jobs
+//! metadata_cache_limit = "50MiB" # EMBER_SCHEDULER_METADATA_CACHE_LIMIT: Parquet footers kept
 //!
 //! [executor]
 //! scheduler = "scheduler:50050"  # EMBER_EXECUTOR_SCHEDULER
@@ -24,6 +25,7 @@
 //! grpc_port = 50052              # EMBER_EXECUTOR_GRPC_PORT
 //! task_slots = 2                 # EMBER_EXECUTOR_TASK_SLOTS
 //! memory_limit = "2GB"           # EMBER_EXECUTOR_MEMORY_LIMIT
+//! metadata_cache_limit = "50MiB" # EMBER_EXECUTOR_METADATA_CACHE_LIMIT: Parquet footers kept
 //! work_dir = "/var/lib/ember"    # EMBER_EXECUTOR_WORK_DIR: shuffle files
 //! heartbeat_interval = "5s"      # EMBER_EXECUTOR_HEARTBEAT_INTERVAL
 //! scheduler_connect_timeout = "30s"  # EMBER_EXECUTOR_SCHEDULER_CONNECT_TIMEOUT
@@ -89,6 +91,7 @@ pub struct SchedulerFile {
     pub history_max_age: Option<String>,
     pub stream_timeout: Option<String>,
     pub job_state_retention: Option<String>,
+    pub metadata_cache_limit: Option<String>,
 }
 
 /// `[executor]` of the configuration file; see `ember_executor::config::ExecutorArgs` for each
@@ -105,6 +108,7 @@ pub struct ExecutorFile {
     pub metrics_port: Option<u16>,
     pub task_slots: Option<usize>,
     pub memory_limit: Option<String>,
+    pub metadata_cache_limit: Option<String>,
     pub work_dir: Option<PathBuf>,
     pub heartbeat_interval: Option<String>,
     pub scheduler_connect_timeout: Option<String>,
@@ -206,6 +210,17 @@ pub fn parse_size(setting: &str, text: &str) -> Result<u64> {
                 format!("`{text}` is not a size ({e}); write e.g. 512MiB, 2GB"),
             )
         })
+}
+
+/// A size setting given as a flag (or its variable) or in the file, the flag winning; `None`
+/// when neither gives it.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] naming `setting` when the text is not a size.
+pub fn optional_size(setting: &str, flag: Option<&str>, file: Option<&str>) -> Result<Option<u64>> {
+    flag.or(file)
+        .map(|text| parse_size(setting, text))
+        .transpose()
 }
 
 /// Storage flags shared by every process.

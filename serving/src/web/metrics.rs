@@ -6,6 +6,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `ember_info` | gauge (1) | `mode`, `version` |
+//! | `ember_metadata_cache_bytes` | gauge, Parquet footers this process keeps, bytes | |
 //! | `ember_jobs` | gauge | `state` |
 //! | `ember_job_rows_written_total` | counter | |
 //! | `ember_history_unreadable_files` | gauge | |
@@ -37,6 +38,14 @@ pub async fn scheduler(State(web): State<Arc<Web>>) -> Response {
         "Ember server: mode and version",
         &[("mode", web.mode), ("version", env!("CARGO_PKG_VERSION"))],
         1.0,
+    );
+    let (footers, _) = ember_core::runtime::metadata_cache_bytes();
+    #[allow(clippy::cast_precision_loss)]
+    m.gauge(
+        "ember_metadata_cache_bytes",
+        "Parquet footers this process keeps across queries (its footer cache), bytes",
+        &[],
+        footers as f64,
     );
     if let Some(cluster) = &web.cluster {
         let list = cluster.jobs(None).await;
