@@ -8,7 +8,6 @@ use datafusion::error::Result;
 use std::num::NonZeroUsize;
 
 use crate::storage::EmberObjectStoreRegistry;
-use datafusion::execution::cache::Cache;
 use datafusion::execution::cache::cache_manager::{
     CacheManagerConfig, CachedFileMetadataEntry, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT,
     DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache, FileStatisticsCache,
@@ -98,14 +97,13 @@ fn caches() -> &'static (Arc<FooterCache>, Arc<FileStatisticsCache>) {
     })
 }
 
-/// What the process's footer cache holds now and may hold, in bytes: `(used, limit)`, as
-/// DataFusion counts them (each footer's decoded size). `/metrics` shows them, so that an
-/// operator can tell the cache filling from other growth (docs/operations.md, "Memory over
-/// time").
-pub fn metadata_cache_bytes() -> (u64, u64) {
+/// What the process's footer cache holds now, in bytes, as DataFusion counts it (each footer's
+/// decoded size; its limit is `CacheManager::get_metadata_cache_limit`). `/metrics` shows it, so
+/// that an operator can tell the cache filling from other growth (docs/operations.md, "Memory
+/// over time").
+pub fn metadata_cache_bytes() -> u64 {
     let (footers, _) = caches();
-    let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    (bytes(footers.memory_used()), bytes(footers.cache_limit()))
+    u64::try_from(footers.memory_used()).unwrap_or(u64::MAX)
 }
 
 /// Builds the runtime environment for `options` and an executor with `slots` task slots: the
@@ -203,18 +201,22 @@ mod tests {
         let file = dir.path().join("sales.parquet");
         write_parquet(&file).await;
         query(&file, None).await;
-        let (used, limit) = metadata_cache_bytes();
+        let used = metadata_cache_bytes();
         assert!(used > 0, "the footer is kept");
-        assert_eq!(limit, DEFAULT_METADATA_CACHE_LIMIT as u64);
+        assert_eq!(a.get_metadata_cache_limit(), DEFAULT_METADATA_CACHE_LIMIT);
 
         // A runtime that sets the limit sets it for the process; one that leaves it keeps it.
         query(&file, Some(1 << 20)).await;
         assert_eq!(a.get_metadata_cache_limit(), 1 << 20, "the one cache");
-        assert_eq!(metadata_cache_bytes(), (used, 1 << 20));
+        assert_eq!(metadata_cache_bytes(), used);
         query(&file, None).await;
-        assert_eq!(metadata_cache_bytes().1, 1 << 20);
+        assert_eq!(a.get_metadata_cache_limit(), 1 << 20);
         query(&file, Some(0)).await;
-        assert_eq!(metadata_cache_bytes(), (0, 0), "nothing kept at 0");
+        assert_eq!(
+            (metadata_cache_bytes(), a.get_metadata_cache_limit()),
+            (0, 0),
+            "nothing kept at 0"
+        );
     }
 
     async fn write_parquet(file: &std::path::Path) {

@@ -83,7 +83,7 @@ impl Snapshot {
             &l,
             s.memory_bytes as f64,
         );
-        let (footers, _) = ember_core::runtime::metadata_cache_bytes();
+        let footers = ember_core::runtime::metadata_cache_bytes();
         #[allow(clippy::cast_precision_loss)]
         m.gauge(
             "ember_executor_metadata_cache_bytes",

@@ -39,7 +39,7 @@ pub async fn scheduler(State(web): State<Arc<Web>>) -> Response {
         &[("mode", web.mode), ("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
-    let (footers, _) = ember_core::runtime::metadata_cache_bytes();
+    let footers = ember_core::runtime::metadata_cache_bytes();
     #[allow(clippy::cast_precision_loss)]
     m.gauge(
         "ember_metadata_cache_bytes",
