@@ -221,7 +221,6 @@ pub(crate) async fn commit(
             let Some((version, schema, partition_by)) = quarantine_commit else {
                 return Err(e);
             };
-            report.quarantine_version = None;
             return Err(revert_quarantine(
                 ctx,
                 &quarantine,

@@ -170,7 +170,11 @@ fn main() -> ExitCode {
             )));
         }
     };
-    match runtime.block_on(task) {
+    let ended = runtime.block_on(task);
+    // The embedded executor's shuffle files, once its tasks are stopped.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    ember_core::standalone::remove_work_folders();
+    match ended {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => fail(&failure),
     }

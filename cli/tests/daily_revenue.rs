@@ -25,13 +25,17 @@ fn online_retail() -> PathBuf {
     repo().join("data/online_retail.csv.gz")
 }
 
-fn ember(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
+fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ember"));
+    command
         .args(args)
         .current_dir(repo())
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run ember")
+        .env_remove("RUST_LOG");
+    command
+}
+
+fn ember(args: &[&str]) -> Output {
+    command(args).output().expect("run ember")
 }
 
 /// Where the job runs.
@@ -46,7 +50,9 @@ fn run_job(mode: &Mode, input: &Path, output: &Path) -> RunReport {
     let output = format!("output={}", output.display());
     match mode {
         Mode::Embedded => {
-            let out = ember(&[
+            // A temporary folder of the run's own: it leaves nothing there (shuffle files).
+            let tmp = tempfile::tempdir().expect("a temporary folder");
+            let out = command(&[
                 "run",
                 JOB,
                 "--set",
@@ -57,13 +63,21 @@ fn run_job(mode: &Mode, input: &Path, output: &Path) -> RunReport {
                 "2",
                 "--format",
                 "json",
-            ]);
+            ])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .expect("run ember");
             assert_eq!(
                 out.status.code(),
                 Some(0),
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
+            let left: Vec<_> = std::fs::read_dir(tmp.path())
+                .expect("the temporary folder")
+                .map(|e| e.expect("an entry").file_name())
+                .collect();
+            assert!(left.is_empty(), "the run left {left:?} in its TMPDIR");
             serde_json::from_slice(&out.stdout).expect("the run's report")
         }
         Mode::Cluster => {

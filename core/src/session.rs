@@ -214,7 +214,9 @@ impl SessionBuilder {
     /// Starts an in-process Ballista scheduler and executor (on free ports of localhost, with
     /// [`SessionBuilder::parallelism`] task slots) and returns a client session connected to
     /// them. They live as long as the process; finished jobs are kept
-    /// [`crate::standalone::EMBEDDED_JOB_STATE_RETENTION`].
+    /// [`crate::standalone::EMBEDDED_JOB_STATE_RETENTION`], shuffle files in a work folder in
+    /// the spill folder ([`RuntimeOptions::spill_dir`]) until
+    /// [`crate::standalone::remove_work_folders`].
     ///
     /// # Errors
     /// As [`SessionBuilder::local`], and when the in-process scheduler does not start.
@@ -226,10 +228,13 @@ impl SessionBuilder {
         )?;
         let state = self.state(config, self.runtime_env()?);
         let starting = |e| Error::datafusion("starting the embedded scheduler and executor", e);
-        let (url, _) =
-            crate::standalone::start(&state, crate::standalone::EMBEDDED_JOB_STATE_RETENTION)
-                .await
-                .map_err(starting)?;
+        let (url, _) = crate::standalone::start(
+            &state,
+            crate::standalone::EMBEDDED_JOB_STATE_RETENTION,
+            self.runtime.spill_dir.as_deref(),
+        )
+        .await
+        .map_err(starting)?;
         let ctx = SessionContext::remote_with_state(&url, state)
             .await
             .map_err(starting)?;

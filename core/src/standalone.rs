@@ -1,7 +1,8 @@
 //! The embedded scheduler and executor of `ember run` and `ember serve`: Ballista's standalone
 //! mode (an in-process scheduler on a loopback port and an executor pulling its tasks), set up
 //! as Ballista's `SessionContext::standalone_with_state` does, but with Ember's retention of
-//! finished jobs.
+//! finished jobs and a work folder for the executor's shuffle files that is removed when the
+//! command ends ([`remove_work_folders`]).
 //!
 //! Ballista's standalone scheduler keeps a finished job's execution graph (stages, tasks, their
 //! metrics, the plan's file lists) for its default hour. An embedded stream runs one or two
@@ -10,14 +11,26 @@
 //! [`EMBEDDED_JOB_STATE_RETENTION`], as the cluster's scheduler keeps them for its
 //! `--job-state-retention` (BENCHMARKS.md, "Soak").
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
 
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaCodec;
+use ballista_core::serde::protobuf::ExecutorRegistration;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
+use ballista_core::serde::scheduler::{
+    ExecutorOperatingSystemSpecification, ExecutorSpecification,
+};
 use ballista_core::utils::{GrpcServerConfig, create_grpc_server};
+use ballista_core::{ConfigProducer, RuntimeProducer};
+use ballista_executor::executor::Executor;
+use ballista_executor::flight_service::BallistaFlightService;
+use ballista_executor::health::ExecutorHealth;
+use ballista_executor::metrics::LoggingMetricsCollector;
 use ballista_scheduler::cluster::{BallistaCluster, JobState};
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::metrics::default_metrics_collector;
@@ -26,6 +39,8 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionState;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tempfile::TempDir;
+use tonic::transport::Channel;
 
 /// How long the embedded scheduler keeps a finished job's state (Ballista's default is an
 /// hour).
@@ -35,15 +50,17 @@ pub const EMBEDDED_JOB_STATE_RETENTION: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An in-process scheduler and executor for `state`'s sessions, finished jobs kept
-/// `retention` (at least 1 s). Returns the scheduler's URL (`df://localhost:PORT`, for
+/// `retention` (at least 1 s), the executor's shuffle files in a work folder of its own in
+/// `work_parent` (the OS temporary folder if `None`; see [`remove_work_folders`]). Returns the scheduler's URL (`df://localhost:PORT`, for
 /// `SessionContext::remote_with_state`) and its job state (what it keeps of each job).
 ///
 /// # Errors
-/// The port cannot be bound, the scheduler does not answer within 30 s, the executor cannot
-/// start.
+/// The port cannot be bound, the scheduler does not answer within 30 s, the work folder cannot
+/// be made, the executor cannot start.
 pub async fn start(
     state: &SessionState,
     retention: Duration,
+    work_parent: Option<&Path>,
 ) -> Result<(String, Arc<dyn JobState>)> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         DataFusionError::Configuration(format!("embedded {what}: {e}"))
@@ -103,10 +120,111 @@ pub async fn start(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    ballista_executor::new_standalone_executor_from_state(client, vcores, state)
+    let folder = work_folder(work_parent).map_err(|e| failed("executor's work folder", &e))?;
+    start_executor(client, vcores, state, &folder)
         .await
         .map_err(|e| failed("executor", &e))?;
     Ok((format!("df://localhost:{port}"), jobs))
+}
+
+/// The embedded executors' work folders, removed by [`remove_work_folders`].
+static WORK_FOLDERS: Mutex<Vec<TempDir>> = Mutex::new(Vec::new());
+
+/// A new work folder for an embedded executor's shuffle files, `ember-shuffle-XXXXXX` in
+/// `parent` (the OS temporary folder if `None`), kept until [`remove_work_folders`]. Its path.
+fn work_folder(parent: Option<&Path>) -> std::io::Result<String> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("ember-shuffle-");
+    let folder = match parent {
+        Some(parent) => {
+            std::fs::create_dir_all(parent)?;
+            builder.tempdir_in(parent)?
+        }
+        None => builder.tempdir()?,
+    };
+    let path = folder.path().display().to_string();
+    WORK_FOLDERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(folder);
+    Ok(path)
+}
+
+/// Removes the work folders of the embedded executors this process started, with the shuffle
+/// files still in them, as Spark removes its `blockmgr-*` folders when an application stops.
+/// `ember` calls it when its command has ended; a process killed before leaves them behind.
+/// While the process runs, the scheduler has the executor remove a finished job's intermediate
+/// stages at once and the rest after Ballista's 300 s.
+pub fn remove_work_folders() {
+    let folders = std::mem::take(
+        &mut *WORK_FOLDERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    drop(folders);
+}
+
+/// Starts an executor in this process that pulls tasks from `scheduler` with `vcores` task
+/// slots and `state`'s functions, runtime and configuration, its shuffle files in `work_dir`
+/// and its Flight service (shuffle reads, results) on a free port of localhost. As Ballista's
+/// `new_standalone_executor_from_state`, whose work folder is a `TempDir` dropped at once, so
+/// its shuffle files were written to a folder nothing removes.
+async fn start_executor(
+    scheduler: SchedulerGrpcClient<Channel>,
+    vcores: usize,
+    state: &SessionState,
+    work_dir: &str,
+) -> ballista_core::error::Result<()> {
+    let codec: BallistaCodec<LogicalPlanNode, PhysicalPlanNode> = BallistaCodec::new(
+        state.config().ballista_logical_extension_codec(),
+        state.config().ballista_physical_extension_codec(),
+    );
+    let config = state.config().clone().upgrade_for_ballista();
+    let max_message = config.ballista_grpc_client_max_message_size();
+    let runtime = state.runtime_env().clone();
+    let config_producer: ConfigProducer = Arc::new(move || config.clone());
+    let runtime_producer: RuntimeProducer = Arc::new(move |_| Ok(runtime.clone()));
+    let listener = tokio::net::TcpListener::bind("localhost:0").await?;
+    let registration = ExecutorRegistration {
+        id: ballista_core::ids::new_instance_id(),
+        host: Some("localhost".to_string()),
+        port: u32::from(listener.local_addr()?.port()),
+        // Not served: in pull mode the scheduler sends what to remove with the tasks.
+        grpc_port: 50020,
+        specification: Some(
+            ExecutorSpecification::default()
+                .with_vcores(vcores as u32)
+                .into(),
+        ),
+        os_info: Some(ExecutorOperatingSystemSpecification::default().into()),
+        ballista_protocol_version: ballista_core::BALLISTA_PROTOCOL_VERSION,
+    };
+    let executor = Arc::new(Executor::with_default_execution_engine(
+        registration,
+        work_dir,
+        runtime_producer,
+        config_producer,
+        Arc::new(state.into()),
+        Arc::new(LoggingMetricsCollector::default()),
+        vcores,
+    ));
+    let flight = FlightServiceServer::new(BallistaFlightService::new(work_dir.to_string()))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+    tokio::spawn(
+        create_grpc_server(&GrpcServerConfig::default())
+            .add_service(flight)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    tokio::spawn(ballista_executor::execution_loop::poll_loop(
+        scheduler,
+        executor,
+        codec,
+        None,
+        None,
+        ExecutorHealth::new(),
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
@@ -125,7 +243,7 @@ mod tests {
             .with_config(config)
             .with_default_features()
             .build();
-        let (url, jobs) = start(&state, Duration::from_secs(1))
+        let (url, jobs) = start(&state, Duration::from_secs(1), None)
             .await
             .expect("embedded scheduler");
         let ctx = SessionContext::remote_with_state(&url, state)
@@ -148,5 +266,59 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The executor writes its shuffle files (a job's stage outputs, the results too) in a work
+    /// folder of its own in the folder it is given, and `remove_work_folders` removes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shuffle_files_are_in_a_work_folder_removed_at_the_end() {
+        let parent = tempfile::tempdir().expect("a temporary folder");
+        let config = SessionConfig::new_with_ballista().with_ballista_standalone_parallelism(2);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .build();
+        let (url, _) = start(&state, Duration::from_secs(60), Some(parent.path()))
+            .await
+            .expect("embedded scheduler");
+        let ctx = SessionContext::remote_with_state(&url, state)
+            .await
+            .expect("a session");
+        let sql = "SELECT k, count(*) AS n FROM (VALUES (1), (2), (1)) AS t(k) GROUP BY k";
+        let rows = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        let folders: Vec<_> = std::fs::read_dir(parent.path())
+            .expect("the parent")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        assert_eq!(folders.len(), 1, "one work folder: {folders:?}");
+        let name = folders[0].file_name().unwrap_or_default().to_string_lossy();
+        assert!(name.starts_with("ember-shuffle-"), "{name}");
+        assert!(
+            files_in(&folders[0]) > 0,
+            "no shuffle file in {}",
+            folders[0].display()
+        );
+        remove_work_folders();
+        assert!(
+            !folders[0].exists(),
+            "{} is still there",
+            folders[0].display()
+        );
+    }
+
+    /// Files under `dir`, at any depth.
+    fn files_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .expect("a folder")
+            .map(|e| e.expect("an entry").path())
+            .map(|p| if p.is_dir() { files_in(&p) } else { 1 })
+            .sum()
     }
 }
