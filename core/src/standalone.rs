@@ -234,29 +234,39 @@ mod tests {
     use datafusion::execution::SessionStateBuilder;
     use datafusion::prelude::SessionContext;
 
-    /// A query runs on the embedded scheduler and executor, and its finished job is forgotten
-    /// after the retention.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn finished_jobs_are_forgotten_after_the_retention() {
-        let config = SessionConfig::new_with_ballista().with_ballista_standalone_parallelism(1);
+    /// A session on an embedded scheduler and executor (`slots` task slots, finished jobs kept
+    /// `retention`, the work folder in `parent`) and its job state.
+    async fn embedded(
+        slots: usize,
+        retention: Duration,
+        parent: Option<&Path>,
+    ) -> (SessionContext, Arc<dyn JobState>) {
+        let config = SessionConfig::new_with_ballista().with_ballista_standalone_parallelism(slots);
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
             .build();
-        let (url, jobs) = start(&state, Duration::from_secs(1), None)
+        let (url, jobs) = start(&state, retention, parent)
             .await
             .expect("embedded scheduler");
         let ctx = SessionContext::remote_with_state(&url, state)
             .await
             .expect("a session");
-        let rows = ctx
-            .sql("SELECT 40 + 2 AS answer")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
-        assert_eq!(rows[0].num_rows(), 1);
+        (ctx, jobs)
+    }
+
+    /// Rows `sql` returns on `ctx`.
+    async fn rows(ctx: &SessionContext, sql: &str) -> usize {
+        let batches = ctx.sql(sql).await.expect("plan").collect().await;
+        batches.expect("run").iter().map(|b| b.num_rows()).sum()
+    }
+
+    /// A query runs on the embedded scheduler and executor, and its finished job is forgotten
+    /// after the retention.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finished_jobs_are_forgotten_after_the_retention() {
+        let (ctx, jobs) = embedded(1, Duration::from_secs(1), None).await;
+        assert_eq!(rows(&ctx, "SELECT 40 + 2 AS answer").await, 1);
         assert_eq!(jobs.get_all_jobs().await.expect("jobs").len(), 1);
         let clock = std::time::Instant::now();
         while !jobs.get_all_jobs().await.expect("jobs").is_empty() {
@@ -273,26 +283,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shuffle_files_are_in_a_work_folder_removed_at_the_end() {
         let parent = tempfile::tempdir().expect("a temporary folder");
-        let config = SessionConfig::new_with_ballista().with_ballista_standalone_parallelism(2);
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_default_features()
-            .build();
-        let (url, _) = start(&state, Duration::from_secs(60), Some(parent.path()))
-            .await
-            .expect("embedded scheduler");
-        let ctx = SessionContext::remote_with_state(&url, state)
-            .await
-            .expect("a session");
+        let (ctx, _) = embedded(2, Duration::from_secs(60), Some(parent.path())).await;
         let sql = "SELECT k, count(*) AS n FROM (VALUES (1), (2), (1)) AS t(k) GROUP BY k";
-        let rows = ctx
-            .sql(sql)
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
-        assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+        assert_eq!(rows(&ctx, sql).await, 2);
         let folders: Vec<_> = std::fs::read_dir(parent.path())
             .expect("the parent")
             .map(|e| e.expect("an entry").path())
