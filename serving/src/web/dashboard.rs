@@ -20,7 +20,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::NaiveDate;
-use datafusion::prelude::SessionContext;
 use ember_core::api::API_PREFIX;
 use serde::Deserialize;
 
@@ -86,7 +85,7 @@ async fn rows(web: &Web, table: &str, sql: Result<String, String>) -> Response {
         Ok(sql) => sql,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let ctx = without_statistics(web.flight_sql.context());
+    let ctx = web.flight_sql.context();
     if !ctx.table_exist(table).unwrap_or(false) {
         return error(
             StatusCode::NOT_FOUND,
@@ -125,23 +124,6 @@ async fn rows(web: &Web, table: &str, sql: Result<String, String>) -> Response {
         body = b"[]".to_vec();
     }
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-/// `ctx` (its tables, functions and options), but planning without the files' statistics
-/// (`datafusion.execution.collect_statistics` off): the dashboard's aggregates read every file of
-/// the days they cover anyway, so statistics choose nothing, while collecting them reads every
-/// file's footer when the query is planned and sends each file's row counts, minimums and
-/// maximums to the executors with every task. Under a 1 s stream whose output gains a file with
-/// each closed window, that cost grows with every poll (BENCHMARKS.md, "Soak"). Flight SQL
-/// clients keep them: their joins are planned with them.
-fn without_statistics(ctx: &SessionContext) -> SessionContext {
-    let mut state = ctx.state();
-    state
-        .config_mut()
-        .options_mut()
-        .execution
-        .collect_statistics = false;
-    SessionContext::new_with_state(state)
 }
 
 async fn daily(State(web): State<Arc<Web>>, Query(p): Query<Params>) -> Response {
@@ -183,8 +165,6 @@ async fn windows(State(web): State<Arc<Web>>, Query(p): Query<Params>) -> Respon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::datasource::memory::DataSourceExec;
-    use datafusion::datasource::physical_plan::FileScanConfig;
 
     fn params(from: &str, to: &str, limit: &str) -> Params {
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -193,48 +173,6 @@ mod tests {
             to: some(to),
             limit: some(limit),
         }
-    }
-
-    /// The dashboard's session plans a Parquet table's scan without reading the files' footers
-    /// (no row counts in the plan), where the session it comes from reads them.
-    #[tokio::test]
-    async fn dashboard_queries_are_planned_without_file_statistics() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let ctx = SessionContext::new();
-        let path = dir.path().join("t");
-        ctx.sql("SELECT * FROM (VALUES (1, 2.5), (2, 3.5)) AS v(k, x)")
-            .await
-            .expect("values")
-            .write_parquet(&path.display().to_string(), Default::default(), None)
-            .await
-            .expect("a Parquet table");
-        // Registered in `ctx` only: the dashboard's session shares its tables.
-        ctx.register_parquet("t", &path.display().to_string(), Default::default())
-            .await
-            .expect("registered");
-        // The row count the scan's one file carries to the executors.
-        let rows_known = |c: SessionContext| async move {
-            let plan = c
-                .sql("SELECT k, x FROM t")
-                .await
-                .expect("plan")
-                .create_physical_plan()
-                .await
-                .expect("physical plan");
-            let source = plan
-                .downcast_ref::<DataSourceExec>()
-                .expect("a scan")
-                .data_source();
-            let config = source
-                .downcast_ref::<FileScanConfig>()
-                .expect("a file scan");
-            let file = &config.file_groups[0].files()[0];
-            file.statistics
-                .as_ref()
-                .and_then(|s| s.num_rows.get_value().copied())
-        };
-        assert_eq!(rows_known(ctx.clone()).await, Some(2));
-        assert_eq!(rows_known(without_statistics(&ctx)).await, None);
     }
 
     #[test]
