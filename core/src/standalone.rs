@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaCodec;
 use ballista_core::serde::protobuf::ExecutorRegistration;
@@ -51,8 +50,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An in-process scheduler and executor for `state`'s sessions, finished jobs kept
 /// `retention` (at least 1 s), the executor's shuffle files in a work folder of its own in
-/// `work_parent` (the OS temporary folder if `None`; see [`remove_work_folders`]). Returns the scheduler's URL (`df://localhost:PORT`, for
-/// `SessionContext::remote_with_state`) and its job state (what it keeps of each job).
+/// `work_parent` (the OS temporary folder if `None`; see [`remove_work_folders`]). Returns the
+/// scheduler's URL (`df://localhost:PORT`, for `SessionContext::remote_with_state`) and its job
+/// state (what it keeps of each job).
 ///
 /// # Errors
 /// The port cannot be bound, the scheduler does not answer within 30 s, the work folder cannot
