@@ -196,8 +196,16 @@ impl SessionBuilder {
     /// # Errors
     /// DataFusion's, if the spill folder cannot be used.
     pub fn runtime_env(&self) -> Result<Arc<RuntimeEnv>> {
-        runtime_env(&self.runtime, self.parallelism())
-            .map_err(|e| Error::datafusion("building the session's runtime", e))
+        runtime_env(&self.runtime, self.parallelism()).map_err(|e| {
+            let what = match &self.runtime.spill_dir {
+                Some(dir) => format!(
+                    "building the session's runtime (spill folder {})",
+                    dir.display()
+                ),
+                None => "building the session's runtime".to_string(),
+            };
+            Error::datafusion(what, e)
+        })
     }
 
     /// A plain DataFusion session in this process (no Ballista).

@@ -120,7 +120,13 @@ pub async fn start(
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    let folder = work_folder(work_parent).map_err(|e| failed("executor's work folder", &e))?;
+    let parent = work_parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let folder = work_folder(&parent).map_err(|e| {
+        failed(
+            &format!("executor's work folder in {}", parent.display()),
+            &e,
+        )
+    })?;
     start_executor(client, vcores, state, &folder)
         .await
         .map_err(|e| failed("executor", &e))?;
@@ -131,17 +137,12 @@ pub async fn start(
 static WORK_FOLDERS: Mutex<Vec<TempDir>> = Mutex::new(Vec::new());
 
 /// A new work folder for an embedded executor's shuffle files, `ember-shuffle-XXXXXX` in
-/// `parent` (the OS temporary folder if `None`), kept until [`remove_work_folders`]. Its path.
-fn work_folder(parent: Option<&Path>) -> std::io::Result<String> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix("ember-shuffle-");
-    let folder = match parent {
-        Some(parent) => {
-            std::fs::create_dir_all(parent)?;
-            builder.tempdir_in(parent)?
-        }
-        None => builder.tempdir()?,
-    };
+/// `parent` (made if missing), kept until [`remove_work_folders`]. Its path.
+fn work_folder(parent: &Path) -> std::io::Result<String> {
+    std::fs::create_dir_all(parent)?;
+    let folder = tempfile::Builder::new()
+        .prefix("ember-shuffle-")
+        .tempdir_in(parent)?;
     let path = folder.path().display().to_string();
     WORK_FOLDERS
         .lock()
