@@ -189,6 +189,7 @@ pub async fn run(args: ServeArgs, storage: StorageSettings, codecs: Codecs) -> R
         streams: std::sync::Arc::default(),
         flight_sql: endpoint.clone(),
         mode: "serve",
+        answers: ember_serving::web::answers::Answers::default(),
     });
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let router = ember_serving::web::routes(web);

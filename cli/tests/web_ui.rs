@@ -350,6 +350,17 @@ fn web_ui_shows_jobs_executors_a_stream_and_revenue_in_a_real_browser() {
     assert!(bad.body.contains("`from` must be a day"), "{}", bad.body);
     let windows: Vec<serde_json::Value> = get_json(&cluster, "/api/v1/dashboard/windows");
     assert!(!windows.is_empty());
+    // Asked again with no commit since (the stream has read everything): the kept answer,
+    // no query; the four calls before ran theirs (the bad one was refused before any).
+    let again: Vec<serde_json::Value> = get_json(&cluster, "/api/v1/dashboard/windows");
+    assert_eq!(again, windows);
+    let metrics = cluster.get("/metrics").expect("metrics");
+    for line in [
+        "ember_dashboard_answers_total{from=\"cache\"} 1",
+        "ember_dashboard_answers_total{from=\"query\"} 4",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     // Ballista forgets the dashboard's finished queries within seconds (their graphs grow with
     // the tables' files), and keeps the jobs' steps for the job-state retention.
     let ballista_jobs = || -> (usize, BTreeSet<String>) {

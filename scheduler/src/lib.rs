@@ -254,6 +254,7 @@ pub async fn start(settings: SchedulerSettings, codecs: Codecs) -> Result<Starte
         streams,
         flight_sql: flight_sql.clone(),
         mode: "scheduler",
+        answers: ember_serving::web::answers::Answers::default(),
     });
     let http = ember_serving::web::auth::guard(
         ballista_rest.merge(api::routes(Arc::clone(&jobs))),

@@ -35,6 +35,7 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::TryStreamExt;
@@ -216,6 +217,34 @@ pub async fn committed_files(
     Ok(files)
 }
 
+/// What the log under `base` holds now, as a token that changes whenever a batch is logged,
+/// replayed or withdrawn, or the log compacted: its files' names, sizes (bytes) and
+/// modification times (ms), in name order. Reading it lists the log folder only (at most one
+/// compaction and [`COMPACT_EVERY`] entries, plus the one before), never the data files.
+///
+/// # Errors
+/// The store's errors.
+pub async fn log_state(
+    store: &dyn object_store::ObjectStore,
+    base: &object_store::path::Path,
+) -> Result<String> {
+    let log = base.clone().join(SINK_LOG);
+    let mut files: Vec<(String, u64, i64)> = store
+        .list(Some(&log))
+        .map_ok(|m| {
+            let name = m.location.filename().unwrap_or_default().to_string();
+            (name, m.size, m.last_modified.timestamp_millis())
+        })
+        .try_collect()
+        .await?;
+    files.sort();
+    Ok(files
+        .iter()
+        .map(|(name, size, modified)| format!("{name}:{size}:{modified}"))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// Whether the folder `base` has a sink log (a stream wrote at least one batch entry).
 ///
 /// # Errors
@@ -288,6 +317,21 @@ impl SinkLogTable {
             },
             inner: ListingTable::try_new(config)?,
         })
+    }
+
+    /// The output folder's URL (with a trailing `/`).
+    pub fn location(&self) -> &str {
+        &self.spec.location
+    }
+
+    /// Its sink log's state now ([`log_state`]): changes when a batch is committed.
+    ///
+    /// # Errors
+    /// DataFusion's for a store `runtime` has none for; the store's errors.
+    pub async fn log_state(&self, runtime: &RuntimeEnv) -> Result<String> {
+        let url = ListingTableUrl::parse(&self.spec.location)?;
+        let store = runtime.object_store(&url)?;
+        log_state(store.as_ref(), url.prefix()).await
     }
 
     /// The files of committed batches ([`committed_files`]).

@@ -26,6 +26,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionContext;
 use ember_core::table::delta;
 use ember_core::table::delta_scan::DeltaLogTable;
@@ -226,6 +227,75 @@ pub async fn register(
     })
 }
 
+/// What a served table has committed now, as a token that changes with every commit, for
+/// answers kept until their table changes (the dashboard's, [`crate::web::answers`]):
+/// - a stream's output ([`ReadThrough::SinkLog`]): its sink log's files
+///   ([`sink_log::log_state`]);
+/// - a Delta table ([`ReadThrough::DeltaLog`]): its latest version (`v12`), or the pinned one;
+/// - a folder ([`ReadThrough::Listing`]): its `_SUCCESS` file's size, time and e-tag, which
+///   every committed run rewrites; a folder without one (CSV), or a single file: the size and
+///   time of each file.
+///
+/// `None` for any other table (a view, a table a Flight SQL client created). Costs a listing
+/// of the log or a `HEAD`, never a read of the data.
+///
+/// # Errors
+/// The store's, when the log, the `_SUCCESS` file or the files cannot be listed.
+pub async fn committed_state(
+    runtime: &RuntimeEnv,
+    table: &dyn datafusion::datasource::TableProvider,
+) -> Result<Option<String>> {
+    if let Some(t) = table.downcast_ref::<sink_log::SinkLogTable>() {
+        return t.log_state(runtime).await.map(Some);
+    }
+    if let Some(t) = table.downcast_ref::<DeltaLogTable>() {
+        let version = match t.version() {
+            Some(v) => Some(v),
+            None => delta::read_version(runtime, t.location())
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        };
+        return Ok(Some(format!("v{}", version.map_or(-1, i128::from))));
+    }
+    let Some(t) = table.downcast_ref::<ListingTable>() else {
+        return Ok(None);
+    };
+    let mut state = Vec::new();
+    for url in t.table_paths() {
+        let store = runtime.object_store(url)?;
+        let stamp = |m: &object_store::ObjectMeta| {
+            let tag = m.e_tag.as_deref().unwrap_or_default();
+            format!(
+                "{}:{}:{}:{tag}",
+                m.location,
+                m.size,
+                m.last_modified.timestamp_millis()
+            )
+        };
+        if !url.is_collection() {
+            state.push(stamp(&store.head(url.prefix()).await?));
+            continue;
+        }
+        let success = url.prefix().clone().join(SUCCESS_FILE);
+        match store.head(&success).await {
+            Ok(meta) => {
+                state.push(stamp(&meta));
+                continue;
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut files: Vec<String> = store
+            .list(Some(url.prefix()))
+            .map_ok(|m| stamp(&m))
+            .try_collect()
+            .await?;
+        files.sort();
+        state.extend(files);
+    }
+    Ok(Some(state.join(",")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +348,90 @@ mod tests {
             .await?;
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&rows)?.to_string();
         assert!(text.contains("| 2 | 1 |"), "{text}");
+        Ok(())
+    }
+
+    /// The committed state of table `name` in `ctx`.
+    async fn state(ctx: &SessionContext, name: &str) -> Option<String> {
+        let table = ctx.table_provider(name).await.expect("a table");
+        committed_state(ctx.runtime_env().as_ref(), table.as_ref())
+            .await
+            .expect("a state")
+    }
+
+    #[tokio::test]
+    async fn the_committed_state_changes_with_a_commit_not_with_a_file_written() -> Result<()> {
+        let ctx = SessionContext::new_with_config_rt(
+            datafusion::prelude::SessionConfig::new(),
+            ember_core::runtime::runtime_env(&Default::default(), 1)?,
+        );
+        // A batch job's folder: its _SUCCESS, which every committed run rewrites.
+        let dir = tempfile::tempdir()?;
+        let copy = |n: i64, file: &str| {
+            format!(
+                "COPY (SELECT {n} AS n) TO '{}/{file}'",
+                dir.path().display()
+            )
+        };
+        ctx.sql(&copy(1, "day=1/a.parquet"))
+            .await?
+            .collect()
+            .await?;
+        std::fs::write(dir.path().join("_SUCCESS"), "{}")?;
+        register(&ctx, "daily", &dir.path().display().to_string(), "parquet").await?;
+        let first = state(&ctx, "daily").await;
+        assert!(first.is_some());
+        ctx.sql(&copy(2, "day=2/b.parquet"))
+            .await?
+            .collect()
+            .await?;
+        assert_eq!(
+            state(&ctx, "daily").await,
+            first,
+            "a file of a run in progress"
+        );
+        std::fs::write(dir.path().join("_SUCCESS"), r#"{"run": 2}"#)?;
+        assert_ne!(state(&ctx, "daily").await, first);
+
+        // A Delta table: its latest version.
+        let delta_dir = tempfile::tempdir()?;
+        let location = delta_dir.path().display().to_string();
+        let runtime = ctx.runtime_env();
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new("n", DataType::Int64, true),
+        ]));
+        let mut read_version = None;
+        for _ in 0..2 {
+            let batch = datafusion::arrow::array::RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![Arc::new(datafusion::arrow::array::Int64Array::from(vec![
+                    1,
+                ]))],
+            )?;
+            let external = |e: ember_core::Error| DataFusionError::External(Box::new(e));
+            let adds = delta::write_batches(&runtime, &location, &[], &[batch])
+                .await
+                .map_err(external)?;
+            let commit = delta::Commit {
+                schema: Arc::clone(&schema),
+                partition_by: Vec::new(),
+                adds,
+                mode: delta::WriteMode::ReplacePartitions,
+                info: BTreeMap::new(),
+                read_version,
+                loaded: None,
+            };
+            let committed = delta::commit(&runtime, &location, commit)
+                .await
+                .map_err(external)?;
+            if read_version.is_none() {
+                register(&ctx, "delta", &location, "parquet").await?;
+            }
+            assert_ne!(Some(committed.version), read_version);
+            let want = format!("v{}", committed.version);
+            assert_eq!(state(&ctx, "delta").await, Some(want));
+            read_version = Some(committed.version);
+        }
         Ok(())
     }
 }

@@ -19,11 +19,13 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use chrono::NaiveDate;
 use ember_core::api::API_PREFIX;
 use serde::Deserialize;
 
 use super::{DAILY_TABLE, WINDOWS_TABLE, Web, error};
+use crate::flight_sql::catalog::committed_state;
 
 /// The dashboard's routes.
 pub fn routes() -> axum::Router<Arc<Web>> {
@@ -79,19 +81,34 @@ impl Params {
     }
 }
 
-/// Runs `sql` over `table` in the Flight SQL session and answers its rows as a JSON array.
+/// Answers `sql` over `table` as a JSON array of rows: the answer kept since the table last
+/// committed ([`super::answers`]), else the query's, run in the Flight SQL session.
 async fn rows(web: &Web, table: &str, sql: Result<String, String>) -> Response {
     let sql = match sql {
         Ok(sql) => sql,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let ctx = web.flight_sql.context();
-    if !ctx.table_exist(table).unwrap_or(false) {
+    let Some(provider) = ctx.table_provider(table).await.ok() else {
         return error(
             StatusCode::NOT_FOUND,
             format!("table {table} is not served yet: its job has not written output here"),
         );
+    };
+    // Taken before the query, so a commit while it runs is seen by the next call.
+    let state = match committed_state(ctx.runtime_env().as_ref(), provider.as_ref()).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::debug!(table, error = %e, "no committed state: the dashboard's answer is not kept");
+            None
+        }
+    };
+    if let Some(state) = &state
+        && let Some(body) = web.answers.get(&sql, &provider, state)
+    {
+        return json(body);
     }
+    web.answers.queried();
     let batches = match ctx.sql(&sql).await {
         Ok(df) => df.collect().await,
         Err(e) => Err(e),
@@ -123,6 +140,14 @@ async fn rows(web: &Web, table: &str, sql: Result<String, String>) -> Response {
     if body.is_empty() {
         body = b"[]".to_vec();
     }
+    let body = Bytes::from(body);
+    if let Some(state) = state {
+        web.answers.put(&sql, provider, state, body.clone());
+    }
+    json(body)
+}
+
+fn json(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -173,6 +198,105 @@ mod tests {
             to: some(to),
             limit: some(limit),
         }
+    }
+
+    /// Writes one window's row as batch `batch` of a stream's output under `dir`, and logs it
+    /// in its sink log (commits it) when `commit`, as the stream's sink does.
+    async fn write_window(dir: &std::path::Path, batch: u64, hour: u32, commit: bool) {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let file = format!("window_date=2011-12-09/part-{batch}.parquet");
+        let sql = format!(
+            "COPY (SELECT TIMESTAMP '2011-12-09 {hour:02}:00:00' AS window_start, \
+             TIMESTAMP '2011-12-09 {hour:02}:59:59' AS window_end, 'A' AS product_id, \
+             CAST(2.50 AS DECIMAL(18, 2)) AS net_revenue, 3 AS units_sold, 1 AS events) \
+             TO '{}/{file}'",
+            dir.display()
+        );
+        ctx.sql(&sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("copy");
+        if !commit {
+            return;
+        }
+        let output = ember_core::storage::Dir::open(
+            &dir.display().to_string(),
+            ctx.runtime_env().object_store_registry.as_ref(),
+        )
+        .expect("output");
+        ember_core::table::sink_log::log_batch(&output, batch, vec![file])
+            .await
+            .expect("log");
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_kept_until_the_stream_commits_a_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_window(dir.path(), 0, 10, true).await;
+        let settings = crate::config::FlightSqlSettings {
+            port: 0,
+            users: Default::default(),
+            tokens: Vec::new(),
+            tls: None,
+            allow_writes: false,
+            tables: Vec::new(),
+            views: Vec::new(),
+        };
+        // Ember's runtime: without DataFusion's listing cache, as every Ember session.
+        let runtime = ember_core::runtime::runtime_env(&Default::default(), 1).expect("runtime");
+        let ctx = datafusion::prelude::SessionContext::new_with_config_rt(
+            datafusion::prelude::SessionConfig::new(),
+            runtime,
+        );
+        let flight_sql = crate::flight_sql::serve(
+            &settings,
+            &ember_core::security::SecuritySettings::default(),
+            "127.0.0.1",
+            ctx,
+            std::future::pending(),
+        )
+        .await
+        .expect("endpoint");
+        let web = Arc::new(Web {
+            cluster: None,
+            streams: Arc::default(),
+            flight_sql,
+            mode: "serve",
+            answers: super::super::answers::Answers::default(),
+        });
+        let windows_now = || async {
+            let response = windows(State(Arc::clone(&web)), Query(params("", "", ""))).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("JSON");
+            rows.len()
+        };
+        let missing = windows(State(Arc::clone(&web)), Query(params("", "", ""))).await;
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        web.flight_sql
+            .register(WINDOWS_TABLE, &dir.path().display().to_string(), "parquet")
+            .await
+            .expect("register");
+        assert_eq!(windows_now().await, 1);
+        assert_eq!(windows_now().await, 1);
+        assert_eq!(web.answers.counts(), (1, 1), "the second call is kept");
+        // A data file no batch committed yet changes nothing; the batch's log entry does.
+        write_window(dir.path(), 1, 11, false).await;
+        assert_eq!(windows_now().await, 1);
+        assert_eq!(web.answers.counts(), (2, 1));
+        write_window(dir.path(), 1, 11, true).await;
+        assert_eq!(windows_now().await, 2);
+        assert_eq!(windows_now().await, 2);
+        assert_eq!(web.answers.counts(), (3, 2));
+        // Another limit is another query.
+        let response = windows(State(Arc::clone(&web)), Query(params("", "", "1"))).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(web.answers.counts(), (3, 3));
+        assert_eq!(web.answers.len(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `ember_info` | gauge (1) | `mode`, `version` |
 //! | `ember_metadata_cache_bytes` | gauge, Parquet footers this process keeps, bytes | |
+//! | `ember_dashboard_answers_total` | counter, dashboard calls answered | `from` (`cache`, `query`) |
 //! | `ember_jobs` | gauge | `state` |
 //! | `ember_job_rows_written_total` | counter | |
 //! | `ember_history_unreadable_files` | gauge | |
@@ -47,6 +48,15 @@ pub async fn scheduler(State(web): State<Arc<Web>>) -> Response {
         &[],
         footers as f64,
     );
+    let (cached, queried) = web.answers.counts();
+    for (from, n) in [("cache", cached), ("query", queried)] {
+        m.counter(
+            "ember_dashboard_answers",
+            "Dashboard calls answered: from an answer kept since the table's last commit, or by its query",
+            &[("from", from)],
+            n,
+        );
+    }
     if let Some(cluster) = &web.cluster {
         let list = cluster.jobs(None).await;
         let mut by_state: BTreeMap<&str, u32> = [

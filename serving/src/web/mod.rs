@@ -4,6 +4,7 @@
 //! `/metrics` ([`metrics`]), and the authentication every page and API call goes through when
 //! Flight SQL has users or tokens ([`auth`]).
 
+pub mod answers;
 pub mod auth;
 pub mod dashboard;
 pub mod metrics;
@@ -45,6 +46,8 @@ pub struct Web {
     pub flight_sql: FlightSqlEndpoint,
     /// `scheduler` or `serve`.
     pub mode: &'static str,
+    /// The dashboard's answers, kept until their table commits again.
+    pub answers: answers::Answers,
 }
 
 impl std::fmt::Debug for Web {
