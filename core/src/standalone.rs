@@ -136,12 +136,28 @@ pub async fn start(
 /// The embedded executors' work folders, removed by [`remove_work_folders`].
 static WORK_FOLDERS: Mutex<Vec<TempDir>> = Mutex::new(Vec::new());
 
-/// A new work folder for an embedded executor's shuffle files, `ember-shuffle-XXXXXX` in
-/// `parent` (made if missing), kept until [`remove_work_folders`]. Its path.
+/// The start of every embedded work folder's name.
+const WORK_FOLDER_PREFIX: &str = "ember-shuffle-";
+
+/// This machine's name (`/proc/sys/kernel/hostname`), empty where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A new work folder for an embedded executor's shuffle files in `parent` (made if missing),
+/// kept until [`remove_work_folders`]: `ember-shuffle-<pid>@<host>-XXXXXX`, so that the next
+/// embedded run can tell a folder whose process is gone ([`remove_left_behind`]). Its path.
 fn work_folder(parent: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(parent)?;
+    remove_left_behind(parent, &host_name());
     let folder = tempfile::Builder::new()
-        .prefix("ember-shuffle-")
+        .prefix(&format!(
+            "{WORK_FOLDER_PREFIX}{}@{}-",
+            std::process::id(),
+            host_name()
+        ))
         .tempdir_in(parent)?;
     let path = folder.path().display().to_string();
     WORK_FOLDERS
@@ -151,9 +167,42 @@ fn work_folder(parent: &Path) -> std::io::Result<String> {
     Ok(path)
 }
 
+/// Removes the work folders in `parent` that an embedded run on this machine (`host`) left
+/// behind when it was killed (`kill -9`, a crash, a test process, which never calls
+/// [`remove_work_folders`]): those whose process id is no longer a running process
+/// (`/proc/<pid>`). Folders of other machines (a shared `--spill-dir`), of running processes,
+/// and of any other name are kept; nothing is removed where `/proc` is missing. A folder that
+/// cannot be removed is logged and kept.
+fn remove_left_behind(parent: &Path, host: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, of)) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(WORK_FOLDER_PREFIX))
+            .and_then(|n| n.split_once('@'))
+            .and_then(|(pid, rest)| Some((pid.parse::<u32>().ok()?, rest.rsplit_once('-')?.0)))
+        else {
+            continue;
+        };
+        if of != host || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(folder = %entry.path().display(), error = %e, "cannot remove a work folder left behind");
+        }
+    }
+}
+
 /// Removes the work folders of the embedded executors this process started, with the shuffle
 /// files still in them, as Spark removes its `blockmgr-*` folders when an application stops.
-/// `ember` calls it when its command has ended; a process killed before leaves them behind.
+/// `ember` calls it when its command has ended; a process killed before leaves them behind,
+/// until the next embedded run in the same folder ([`remove_left_behind`]).
 /// While the process runs, the scheduler has the executor remove a finished job's intermediate
 /// stages at once and the rest after Ballista's 300 s.
 pub fn remove_work_folders() {
@@ -305,6 +354,55 @@ mod tests {
             "{} is still there",
             folders[0].display()
         );
+    }
+
+    /// A killed run's folder goes when the next run makes its own; a running process's, another
+    /// machine's and another name's stay.
+    #[test]
+    fn folders_of_processes_gone_are_removed_by_the_next_run() {
+        let parent = tempfile::tempdir().expect("a temporary folder");
+        let host = host_name();
+        // Above Linux's highest pid (2^22): never a running process.
+        let gone = format!("ember-shuffle-999999999@{host}-aB3dE6");
+        let running = format!("ember-shuffle-{}@{host}-fG7hI8", std::process::id());
+        let elsewhere = "ember-shuffle-999999999@another-machine-jK9lM0".to_string();
+        for name in [
+            &gone,
+            &running,
+            &elsewhere,
+            &"ember-shuffle-nOpQrS".to_string(),
+        ] {
+            std::fs::create_dir_all(parent.path().join(name).join("job/1/0")).expect("folder");
+            std::fs::write(parent.path().join(name).join("job/1/0/data-0.arrow"), "x")
+                .expect("file");
+        }
+        let mine = work_folder(parent.path()).expect("a work folder");
+        let mut left: Vec<String> = std::fs::read_dir(parent.path())
+            .expect("the parent")
+            .map(|e| {
+                e.expect("an entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .to_string()
+            })
+            .collect();
+        left.sort();
+        let own = Path::new(&mine)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        assert!(
+            own.starts_with(&format!("ember-shuffle-{}@{host}-", std::process::id())),
+            "{own}"
+        );
+        let mut want = vec![
+            running,
+            elsewhere,
+            "ember-shuffle-nOpQrS".to_string(),
+            own.to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
     }
 
     /// Files under `dir`, at any depth.
