@@ -203,6 +203,11 @@ pub fn run(
     }
     stop.store(true, Ordering::Relaxed);
     let _ = poller.join();
+    // How the dashboard's calls were answered (kept answers or queries), before anything stops.
+    let answers = cluster
+        .as_ref()
+        .and_then(|c| ember_testkit::ember::http_get(c.address(), "/metrics").ok())
+        .and_then(|text| dashboard_answers(&text));
     let _ = producer.kill();
     let _ = producer.wait();
     let status = match died {
@@ -232,6 +237,9 @@ pub fn run(
         polls.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
     );
+    if let Some((cache, query)) = answers {
+        println!("dashboard calls: {cache} from kept answers, {query} by their query\n");
+    }
     println!(
         "| process | RSS after warm-up (MiB) | RSS at end (MiB) | max (MiB) | slope (MiB/h) | \
          RssAnon at end (MiB) | RssAnon slope (MiB/h) | RSS slope per 5-minute segment (MiB/h) |"
@@ -267,6 +275,10 @@ pub fn run(
         "batches": batches,
         "polls": polls.load(Ordering::Relaxed),
         "failed_polls": failed.load(Ordering::Relaxed),
+        "dashboard_answers": answers.map(|(cache, query)| serde_json::json!({
+            "cache": cache,
+            "query": query,
+        })),
         "error_log_lines": errors,
         "driver_exit": status.code(),
         "driver_report": report_json,
@@ -283,6 +295,18 @@ pub fn run(
         ));
     }
     Ok(())
+}
+
+/// The scheduler's `ember_dashboard_answers_total` by `from` in `/metrics` text: (from kept
+/// answers, by their query); `None` from a scheduler without the counter.
+fn dashboard_answers(metrics: &str) -> Option<(u64, u64)> {
+    let count = |from: &str| {
+        let name = format!("ember_dashboard_answers_total{{from=\"{from}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name.as_str())?.trim().parse::<u64>().ok())
+    };
+    Some((count("cache")?, count("query")?))
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, String> {
@@ -380,6 +404,18 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dashboard_answers_are_read_from_metrics() {
+        let text = "# TYPE ember_dashboard_answers counter\n\
+                    ember_dashboard_answers_total{from=\"query\"} 30\n\
+                    ember_dashboard_answers_total{from=\"cache\"} 105\n";
+        assert_eq!(super::dashboard_answers(text), Some((105, 30)));
+        assert_eq!(
+            super::dashboard_answers("ember_info{mode=\"scheduler\"} 1\n"),
+            None
+        );
+    }
+
     #[test]
     fn slope_of_a_line_and_of_a_flat_series() {
         let line: Vec<(f64, f64)> = (0..10)
