@@ -6,7 +6,8 @@
 //! Every setting can be given as a flag, as an `EMBER_<SECTION>_<KEY>` environment variable, or
 //! in a TOML file named by `--config` / `EMBER_CONFIG`. Flags win over the environment (clap),
 //! both win over the file, and the file wins over the defaults. Durations and sizes are human
-//! strings (`"5s"`, `"2GB"`). The file (unknown keys are errors that name their line):
+//! strings (`"5s"`, `"2GB"`). The file (unknown keys, and sizes or durations that do not
+//! parse, are errors that name their line and column):
 //!
 //! ```toml
 //! [scheduler]
@@ -84,13 +85,18 @@ pub struct SchedulerFile {
     pub bind_host: Option<String>,
     pub port: Option<u16>,
     pub external_host: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub executor_timeout: Option<String>,
     pub partitions: Option<usize>,
     pub history_dir: Option<String>,
     pub history_max_jobs: Option<usize>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub history_max_age: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub stream_timeout: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub job_state_retention: Option<String>,
+    #[serde(default, deserialize_with = "size_text")]
     pub metadata_cache_limit: Option<String>,
 }
 
@@ -107,10 +113,14 @@ pub struct ExecutorFile {
     pub grpc_port: Option<u16>,
     pub metrics_port: Option<u16>,
     pub task_slots: Option<usize>,
+    #[serde(default, deserialize_with = "size_text")]
     pub memory_limit: Option<String>,
+    #[serde(default, deserialize_with = "size_text")]
     pub metadata_cache_limit: Option<String>,
     pub work_dir: Option<PathBuf>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub heartbeat_interval: Option<String>,
+    #[serde(default, deserialize_with = "duration_text")]
     pub scheduler_connect_timeout: Option<String>,
 }
 
@@ -173,6 +183,37 @@ impl ConfigFile {
     pub fn load_optional(path: Option<&Path>) -> Result<Self> {
         path.map_or_else(|| Ok(Self::default()), Self::load)
     }
+}
+
+/// A size in the file (`"512MiB"`), checked as the file is read, so that a bad one is reported
+/// at its line and column of the file.
+fn size_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    if let Some(t) = &text {
+        parse_size("", t).map_err(why)?;
+    }
+    Ok(text)
+}
+
+/// An invalid setting's reason, as a deserializer's error (the file's line goes before it).
+fn why<E: serde::de::Error>(e: Error) -> E {
+    match e {
+        Error::InvalidSetting { message, .. } => E::custom(message),
+        other => E::custom(other),
+    }
+}
+
+/// A duration in the file (`"5s"`), checked as the file is read, as [`size_text`].
+fn duration_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    let text = Option::<String>::deserialize(d)?;
+    if let Some(t) = &text {
+        parse_duration("", t).map_err(why)?;
+    }
+    Ok(text)
 }
 
 /// An invalid setting: which one (flag and variable) and why.
@@ -400,6 +441,42 @@ pub fn machine_hostname() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_size_or_duration_in_the_file_is_reported_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ember.toml");
+        let cases = [
+            (
+                "[executor]\ntask_slots = 2\nmemory_limit = \"2 gigs\"\n",
+                3,
+                "`2 gigs` is not a size",
+            ),
+            (
+                "[scheduler]\nstream_timeout = \"soon\"\n",
+                2,
+                "`soon` is not a duration",
+            ),
+        ];
+        for (text, line, why) in cases {
+            std::fs::write(&path, text).expect("write");
+            let err = ConfigFile::load(&path)
+                .expect_err("a bad value")
+                .to_string();
+            assert!(
+                err.contains(&format!("ember.toml:{line}:")) && err.contains(why),
+                "{err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        std::fs::write(
+            &path,
+            "[executor]\nmemory_limit = \"2GB\"\nheartbeat_interval = \"5s\"\n",
+        )
+        .expect("write");
+        let file = ConfigFile::load(&path).expect("good values");
+        assert_eq!(file.executor.memory_limit.as_deref(), Some("2GB"));
+    }
 
     #[test]
     fn s3_options_are_checked_when_settings_are_resolved() {
