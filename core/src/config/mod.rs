@@ -190,28 +190,28 @@ impl ConfigFile {
 fn size_text<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
-    let text = Option::<String>::deserialize(d)?;
-    if let Some(t) = &text {
-        parse_size("", t).map_err(why)?;
-    }
-    Ok(text)
-}
-
-/// An invalid setting's reason, as a deserializer's error (the file's line goes before it).
-fn why<E: serde::de::Error>(e: Error) -> E {
-    match e {
-        Error::InvalidSetting { message, .. } => E::custom(message),
-        other => E::custom(other),
-    }
+    checked_text(d, |t| parse_size("", t).map(drop))
 }
 
 /// A duration in the file (`"5s"`), checked as the file is read, as [`size_text`].
 fn duration_text<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
+    checked_text(d, |t| parse_duration("", t).map(drop))
+}
+
+/// The text of an optional value that `check` accepts; its reason, as a deserializer's error
+/// (the file's line and column go before it), when it does not.
+fn checked_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    check: impl Fn(&str) -> Result<()>,
+) -> std::result::Result<Option<String>, D::Error> {
     let text = Option::<String>::deserialize(d)?;
     if let Some(t) = &text {
-        parse_duration("", t).map_err(why)?;
+        check(t).map_err(|e| match e {
+            Error::InvalidSetting { message, .. } => serde::de::Error::custom(message),
+            other => serde::de::Error::custom(other),
+        })?;
     }
     Ok(text)
 }
