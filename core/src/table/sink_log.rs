@@ -190,12 +190,27 @@ pub async fn committed_files(
     store: &dyn object_store::ObjectStore,
     base: &object_store::path::Path,
 ) -> Result<HashSet<String>> {
+    Ok(read_log(store, base).await?.0)
+}
+
+/// The committed files ([`committed_files`]) and the newest batch entry's modification time
+/// (ms; 0 without one).
+async fn read_log(
+    store: &dyn object_store::ObjectStore,
+    base: &object_store::path::Path,
+) -> Result<(HashSet<String>, i64)> {
     let log = base.clone().join(SINK_LOG);
     let entries: Vec<_> = store.list(Some(&log)).try_collect().await?;
     let names: Vec<String> = entries
         .iter()
         .filter_map(|m| m.location.filename().map(str::to_string))
         .collect();
+    let newest_entry = entries
+        .iter()
+        .filter_map(|m| Some((parse_name(m.location.filename()?)?, m.last_modified)))
+        .filter(|((_, compact), _)| !compact)
+        .max_by_key(|((id, _), _)| *id)
+        .map_or(0, |(_, modified)| modified.timestamp_millis());
     let (read, _) = plan_read(&names);
     let mut files = HashSet::new();
     for name in read {
@@ -214,35 +229,33 @@ pub async fn committed_files(
             files.insert(path.to_string());
         }
     }
-    Ok(files)
+    Ok((files, newest_entry))
 }
 
-/// What the log under `base` holds now, as a token that changes whenever a batch is logged,
-/// replayed or withdrawn, or the log compacted: its files' names, sizes (bytes) and
-/// modification times (ms), in name order. Reading it lists the log folder only (at most one
-/// compaction and [`COMPACT_EVERY`] entries, plus the one before), never the data files.
+/// What the log under `base` has committed now, as a token that changes whenever the committed
+/// files do (a batch logged or withdrawn) or the newest batch entry is written again (a
+/// replay), and not when the log is compacted (every [`COMPACT_EVERY`] batches, with data or
+/// not): a hash of the committed files' paths, their number, and the newest entry's
+/// modification time (ms). Reads what a query's planning reads ([`committed_files`]), never
+/// the data files.
 ///
 /// # Errors
-/// The store's errors.
+/// As [`committed_files`].
 pub async fn log_state(
     store: &dyn object_store::ObjectStore,
     base: &object_store::path::Path,
 ) -> Result<String> {
-    let log = base.clone().join(SINK_LOG);
-    let mut files: Vec<(String, u64, i64)> = store
-        .list(Some(&log))
-        .map_ok(|m| {
-            let name = m.location.filename().unwrap_or_default().to_string();
-            (name, m.size, m.last_modified.timestamp_millis())
-        })
-        .try_collect()
-        .await?;
+    use std::hash::{Hash, Hasher};
+    let (files, newest_entry) = read_log(store, base).await?;
+    let mut files: Vec<String> = files.into_iter().collect();
     files.sort();
-    Ok(files
-        .iter()
-        .map(|(name, size, modified)| format!("{name}:{size}:{modified}"))
-        .collect::<Vec<_>>()
-        .join(","))
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    files.hash(&mut hasher);
+    Ok(format!(
+        "{:016x}:{}:{newest_entry}",
+        hasher.finish(),
+        files.len()
+    ))
 }
 
 /// Whether the folder `base` has a sink log (a stream wrote at least one batch entry).
@@ -537,5 +550,36 @@ mod tests {
                 "00000024.json",
             ])
         );
+    }
+
+    /// The state a reader keeps answers by moves with each batch that commits files, and not
+    /// with a compaction after batches without files (a stream with no window closing).
+    #[tokio::test]
+    async fn the_log_state_changes_with_committed_files_not_with_a_compaction() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let registry = datafusion::execution::object_store::DefaultObjectStoreRegistry::new();
+        let output = Dir::open(&tmp.path().display().to_string(), &registry).expect("dir");
+        let store = object_store::local::LocalFileSystem::new();
+        let base = object_store::path::Path::from_filesystem_path(tmp.path()).expect("path");
+        let state = || async { log_state(&store, &base).await.expect("state") };
+        log_batch(&output, 0, vec!["part-b0.parquet".into()])
+            .await
+            .expect("log");
+        let first = state().await;
+        // Batches 1 to 9 write no file; batch 9 compacts the log.
+        for id in 1..10 {
+            log_batch(&output, id, Vec::new()).await.expect("log");
+        }
+        let log = output.sub(SINK_LOG).list("").await.expect("list");
+        assert!(log.contains(&compact_name(9)), "{log:?}");
+        assert_eq!(state().await, first);
+        log_batch(&output, 10, vec!["part-b10.parquet".into()])
+            .await
+            .expect("log");
+        let second = state().await;
+        assert_ne!(second, first);
+        // A replay of batch 10 that writes nothing withdraws its files.
+        log_batch(&output, 10, Vec::new()).await.expect("replay");
+        assert_ne!(state().await, second);
     }
 }

@@ -229,15 +229,15 @@ pub async fn register(
 
 /// What a served table has committed now, as a token that changes with every commit, for
 /// answers kept until their table changes (the dashboard's, [`crate::web::answers`]):
-/// - a stream's output ([`ReadThrough::SinkLog`]): its sink log's files
-///   ([`sink_log::log_state`]);
+/// - a stream's output ([`ReadThrough::SinkLog`]): the files its sink log committed
+///   ([`sink_log::log_state`]; the log's compactions change nothing);
 /// - a Delta table ([`ReadThrough::DeltaLog`]): its latest version (`v12`), or the pinned one;
 /// - a folder ([`ReadThrough::Listing`]): its `_SUCCESS` file's size, time and e-tag, which
 ///   every committed run rewrites; a folder without one (CSV), or a single file: the size and
 ///   time of each file.
 ///
-/// `None` for any other table (a view, a table a Flight SQL client created). Costs a listing
-/// of the log or a `HEAD`, never a read of the data.
+/// `None` for any other table (a view, a table a Flight SQL client created). Costs what a
+/// query's planning reads of the log, or a `HEAD`, never a read of the data.
 ///
 /// # Errors
 /// The store's, when the log, the `_SUCCESS` file or the files cannot be listed.

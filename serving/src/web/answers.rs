@@ -6,10 +6,10 @@
 //! memory followed those scans (BENCHMARKS.md, "Two hours at the defaults": +20 MiB/h polled,
 //! +3 unpolled). As Databricks SQL's query result cache, which a table's new version
 //! invalidates, an answer is kept with the table's committed state
-//! ([`crate::flight_sql::catalog::committed_state`]: a listing of a sink log, a Delta version,
-//! a `_SUCCESS` file's time) and given again while that state, and the table registered under
-//! the name, are the same. The dashboard's queries read nothing but their table (no `now()`),
-//! so a kept answer is what the query would answer.
+//! ([`crate::flight_sql::catalog::committed_state`]: the files a sink log committed, a Delta
+//! version, a `_SUCCESS` file's time) and given again while that state, and the table
+//! registered under the name, are the same. The dashboard's queries read nothing but their
+//! table (no `now()`), so a kept answer is what the query would answer.
 //!
 //! At most [`MAX_ANSWERS`] answers of at most [`MAX_ANSWER_BYTES`] each; the least recently
 //! used goes first.
