@@ -151,12 +151,12 @@ fn host_name() -> String {
 /// embedded run can tell a folder whose process is gone ([`remove_left_behind`]). Its path.
 fn work_folder(parent: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(parent)?;
-    remove_left_behind(parent, &host_name());
+    let host = host_name();
+    remove_left_behind(parent, &host);
     let folder = tempfile::Builder::new()
         .prefix(&format!(
-            "{WORK_FOLDER_PREFIX}{}@{}-",
-            std::process::id(),
-            host_name()
+            "{WORK_FOLDER_PREFIX}{}@{host}-",
+            std::process::id()
         ))
         .tempdir_in(parent)?;
     let path = folder.path().display().to_string();

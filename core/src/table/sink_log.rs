@@ -342,16 +342,23 @@ impl SinkLogTable {
     /// # Errors
     /// DataFusion's for a store `runtime` has none for; the store's errors.
     pub async fn log_state(&self, runtime: &RuntimeEnv) -> Result<String> {
-        let url = ListingTableUrl::parse(&self.spec.location)?;
-        let store = runtime.object_store(&url)?;
-        log_state(store.as_ref(), url.prefix()).await
+        let (store, base) = self.store(runtime)?;
+        log_state(store.as_ref(), &base).await
     }
 
     /// The files of committed batches ([`committed_files`]).
     async fn committed(&self, state: &dyn Session) -> Result<HashSet<String>> {
+        let (store, base) = self.store(state.runtime_env())?;
+        committed_files(store.as_ref(), &base).await
+    }
+
+    /// The output folder's store in `runtime`, and the folder's path in it.
+    fn store(
+        &self,
+        runtime: &RuntimeEnv,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path)> {
         let url = ListingTableUrl::parse(&self.spec.location)?;
-        let store = state.runtime_env().object_store(&url)?;
-        committed_files(store.as_ref(), url.prefix()).await
+        Ok((runtime.object_store(&url)?, url.prefix().clone()))
     }
 }
 

@@ -231,7 +231,8 @@ pub async fn register(
 /// answers kept until their table changes (the dashboard's, [`crate::web::answers`]):
 /// - a stream's output ([`ReadThrough::SinkLog`]): the files its sink log committed
 ///   ([`sink_log::log_state`]; the log's compactions change nothing);
-/// - a Delta table ([`ReadThrough::DeltaLog`]): its latest version (`v12`), or the pinned one;
+/// - a Delta table ([`ReadThrough::DeltaLog`]): its latest version (`v12`; `none` before its
+///   first commit), or the pinned one;
 /// - a folder ([`ReadThrough::Listing`]): its `_SUCCESS` file's size, time and e-tag, which
 ///   every committed run rewrites; a folder without one (CSV), or a single file: the size and
 ///   time of each file.
@@ -255,7 +256,9 @@ pub async fn committed_state(
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?,
         };
-        return Ok(Some(format!("v{}", version.map_or(-1, i128::from))));
+        return Ok(Some(
+            version.map_or_else(|| "none".into(), |v| format!("v{v}")),
+        ));
     }
     let Some(t) = table.downcast_ref::<ListingTable>() else {
         return Ok(None);
