@@ -6,8 +6,9 @@
 //!   holding a [`SinkLogEntry`] (`{"batch_id": 42, "files": ["window_date=…/…parquet"]}`, the
 //!   batch's data files relative to the output folder);
 //! - the writer: [`log_batch`], called once every file of the batch is written; a batch with
-//!   no file writes no entry (and removes one a first attempt wrote); every [`COMPACT_EVERY`] batches the entries so far are compacted
-//!   into one file, `<batch id>.compact.json` (all files of the batches up to it), as Spark's
+//!   no file writes no entry (and removes one a first attempt wrote); every [`COMPACT_EVERY`]
+//!   batches the entries so far (if any since the last compaction) are compacted into one
+//!   file, `<batch id>.compact.json` (all files of the batches up to it), as Spark's
 //!   FileStreamSink compacts `_spark_metadata` every 10 batches, and the entries and compact
 //!   file older than the previous compaction are deleted, so a reader reads at most one
 //!   compact file and fewer than [`COMPACT_EVERY`] entries;
@@ -143,18 +144,25 @@ async fn put_entry(output: &Dir, name: &str, entry: &SinkLogEntry) -> crate::Res
 }
 
 /// Writes `<batch_id>.compact.json` with every file the log lists now, then deletes what the
-/// compaction before it made obsolete.
+/// compaction before it made obsolete. Nothing is written when no batch logged files since
+/// the newest compaction (an idle stream's log is left as it is), unless a first attempt of
+/// `batch_id` compacted already (a replay rewrites that compaction).
 async fn compact(output: &Dir, batch_id: u64) -> crate::Result<()> {
     let log = output.sub(SINK_LOG);
     // A replay of `batch_id` compacts again from the compaction before it, so the entry it
     // has just rewritten (its files may differ) is the one compacted.
-    let names: Vec<String> = log
+    let (replayed, names): (Vec<String>, Vec<String>) = log
         .list("")
         .await?
         .into_iter()
-        .filter(|n| !matches!(parse_name(n), Some((id, true)) if id >= batch_id))
-        .collect();
+        .partition(|n| matches!(parse_name(n), Some((id, true)) if id >= batch_id));
     let (read, _) = plan_read(&names);
+    let new_entries = read
+        .iter()
+        .any(|n| matches!(parse_name(n), Some((_, false))));
+    if !new_entries && replayed.is_empty() {
+        return Ok(());
+    }
     let mut files = Vec::new();
     for name in read {
         let Some(bytes) = log.get(&name).await? else {
@@ -580,13 +588,33 @@ mod tests {
         let log = output.sub(SINK_LOG).list("").await.expect("list");
         assert!(log.contains(&compact_name(9)), "{log:?}");
         assert_eq!(state().await, first);
-        log_batch(&output, 10, vec!["part-b10.parquet".into()])
+        // Batches 10 to 19 write no file either: nothing to compact, the log is left as it is.
+        for id in 10..20 {
+            log_batch(&output, id, Vec::new()).await.expect("log");
+        }
+        let mut idle = output.sub(SINK_LOG).list("").await.expect("list");
+        idle.sort();
+        assert_eq!(idle, vec![entry_name(0), compact_name(9)]);
+        assert_eq!(state().await, first);
+        log_batch(&output, 20, vec!["part-b20.parquet".into()])
             .await
             .expect("log");
         let second = state().await;
         assert_ne!(second, first);
-        // A replay of batch 10 that writes nothing withdraws its files.
-        log_batch(&output, 10, Vec::new()).await.expect("replay");
+        // A replay of batch 20 that writes nothing withdraws its files.
+        log_batch(&output, 20, Vec::new()).await.expect("replay");
         assert_ne!(state().await, second);
+        // Batch 29 commits a file and compacts; its replay without files rewrites the
+        // compaction, which no longer lists it.
+        log_batch(&output, 29, vec!["part-b29.parquet".into()])
+            .await
+            .expect("log");
+        log_batch(&output, 29, Vec::new()).await.expect("replay");
+        let got = committed_files(&store, &base).await.expect("read");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got.iter().all(|f| f.ends_with("part-b0.parquet")),
+            "{got:?}"
+        );
     }
 }
