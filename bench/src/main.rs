@@ -113,6 +113,11 @@ enum Cmd {
         /// Events produced per second.
         #[arg(long, default_value_t = 100)]
         rate: u64,
+        /// Event time passes as fast as wall time (events `1000 / rate` ms of event time
+        /// apart), as a live shop's do; without it each event is a second later, a hundredfold
+        /// faster at the default rate.
+        #[arg(long)]
+        real_pace: bool,
         /// Where to write the JSON results (every sample).
         #[arg(long, default_value = "bench/results/soak.json")]
         json: PathBuf,
@@ -209,6 +214,7 @@ fn main() -> ExitCode {
         Cmd::Soak {
             minutes,
             rate,
+            real_pace,
             json,
             no_poll,
             embedded,
@@ -219,6 +225,7 @@ fn main() -> ExitCode {
                     &me.with_file_name("ember"),
                     minutes,
                     rate,
+                    real_pace,
                     !no_poll,
                     embedded,
                     &json,

@@ -12,6 +12,12 @@
 //! HTTP answers that are not 2xx, `ERROR` lines in the daemons' and the driver's logs, and the
 //! driver's exit status when it is stopped (SIGTERM) at the end.
 //!
+//! The synthetic events are a second of event time apart by default, so at 100 events/s event
+//! time passes a hundred times faster than wall time: a window sliding every 15 minutes closes
+//! every 9 s and the output gains files a hundred times faster than a real shop's (a stress of its
+//! growth). With `--real-pace` they are `1000 / rate` ms apart, so event time passes as fast
+//! as wall time, as a live shop's events do.
+//!
 //! With `--embedded` the stream runs in one process (`ember run`, its own embedded scheduler
 //! and executor), the driver is that process, and nothing is polled (`ember run` serves no UI).
 
@@ -68,9 +74,10 @@ struct Memory {
     anon_slope_mib_per_hour: f64,
 }
 
-/// Runs the soak for `minutes`, producing `rate` events per second, on a cluster (polling the
-/// UI and the dashboard when `poll`) or `embedded`; prints a Markdown table and writes JSON
-/// (every sample) to `json`.
+/// Runs the soak for `minutes`, producing `rate` events per second (event time passing as fast
+/// as wall time when `real_pace`, else a second per event), on a cluster (polling the UI and
+/// the dashboard when `poll`) or `embedded`; prints a Markdown table and writes JSON (every
+/// sample) to `json`.
 ///
 /// # Errors
 /// A message when the broker, the cluster or a process cannot start, or the driver dies.
@@ -78,10 +85,16 @@ pub fn run(
     ember: &Path,
     minutes: f64,
     rate: u64,
+    real_pace: bool,
     poll: bool,
     embedded: bool,
     json: &Path,
 ) -> Result<(), String> {
+    let step_ms = if real_pace {
+        (1000 / rate.max(1)).max(1)
+    } else {
+        1000
+    };
     // Taken at the start: the time is the run's start, the commit what was checked out then.
     let machine = crate::machine::describe();
     let duration = Duration::from_secs_f64(minutes * 60.0);
@@ -111,6 +124,7 @@ pub fn run(
         .args(["produce", "--brokers", &broker.brokers(), "--topic", TOPIC])
         .args(["--partitions", "3", "--synthetic", &events.to_string()])
         .args(["--rate", &rate.to_string()])
+        .args(["--event-time-step", &format!("{step_ms}ms")])
         .stdout(Stdio::null())
         .stderr(log_file(scratch.path(), "producer.log")?)
         .spawn()
@@ -230,7 +244,8 @@ pub fn run(
         .map(|(process, (samples, anon))| summarize(process, samples, anon, warm_up))
         .collect();
     println!(
-        "\n{:.0} min, {}, {rate} events/s produced, trigger 1 s: {batches} micro-batches committed; \
+        "\n{:.0} min, {}, {rate} events/s produced ({step_ms} ms of event time apart), trigger 1 s: \
+         {batches} micro-batches committed; \
          {} HTTP polls, {} failed; {errors} ERROR log lines; driver stopped with {status}\n",
         minutes,
         if embedded { "embedded" } else { "cluster" },
@@ -270,6 +285,7 @@ pub fn run(
         "machine": machine,
         "minutes": minutes,
         "rate": rate,
+        "event_time_step_ms": step_ms,
         "polled": poll,
         "embedded": embedded,
         "batches": batches,

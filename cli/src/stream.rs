@@ -316,6 +316,15 @@ pub struct ProduceArgs {
     /// Seed of the synthetic events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Event time between one synthetic event and the next (e.g. 10ms: with --rate 100, event
+    /// time passes as fast as wall time, and an hour's window closes after an hour).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        requires = "synthetic"
+    )]
+    pub event_time_step: String,
     /// Events per second [default: as fast as possible].
     #[arg(long)]
     pub rate: Option<f64>,
@@ -351,6 +360,7 @@ impl ProduceArgs {
             (None, None, Some(count)) => EventSource::Synthetic {
                 count,
                 seed: self.seed,
+                step_ms: event_time_step(&self.event_time_step)?,
             },
             (None, None, None) => {
                 return Err(Failure::user(
@@ -364,6 +374,17 @@ impl ProduceArgs {
             ));
         }
         Ok(source)
+    }
+}
+
+/// `--event-time-step` in ms, at least 1.
+fn event_time_step(text: &str) -> Result<u64> {
+    let step = ember_core::config::parse_duration("--event-time-step", text)?;
+    match u64::try_from(step.as_millis()) {
+        Ok(ms) if ms >= 1 => Ok(ms),
+        _ => Err(Failure::user(format!(
+            "--event-time-step must be from 1ms to years, not `{text}`"
+        ))),
     }
 }
 
@@ -434,4 +455,19 @@ pub async fn produce_command(args: ProduceArgs) -> Result<()> {
         Format::Json => print_json(&produced)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_time_step_is_read_in_ms_and_must_be_positive() {
+        assert_eq!(event_time_step("10ms").unwrap(), 10);
+        assert_eq!(event_time_step("1s").unwrap(), 1000);
+        for bad in ["0s", "500us", "soon"] {
+            let e = event_time_step(bad).unwrap_err().to_string();
+            assert!(e.contains("--event-time-step"), "{bad}: {e}");
+        }
+    }
 }

@@ -36,13 +36,16 @@ pub enum EventSource {
     Csv(PathBuf),
     /// A folder of Instacart CSVs: one event per order line ([`instacart`]).
     Instacart(PathBuf),
-    /// `count` synthetic events (seeded, deterministic): 200 products, one event per second of
-    /// event time from 2011-12-09T00:00Z, 5% returns.
+    /// `count` synthetic events (seeded, deterministic): 200 products, event time from
+    /// 2011-12-09T00:00Z advancing `step_ms` per event (each event up to 30 s late), 5% returns.
     Synthetic {
         /// How many.
         count: u64,
         /// Random seed.
         seed: u64,
+        /// Event time between one event and the next, ms: 1,000 gives one event per second of
+        /// event time; with `--rate R`, `1000 / R` makes event time pass as fast as wall time.
+        step_ms: u64,
     },
 }
 
@@ -127,11 +130,12 @@ pub fn retail_event(row: &BTreeMap<String, String>) -> (String, String) {
     (product, event.to_string())
 }
 
-fn synthetic(i: u64, rng: &mut rand::rngs::StdRng) -> (String, String) {
+fn synthetic(i: u64, step_ms: u64, rng: &mut rand::rngs::StdRng) -> (String, String) {
     let product = format!("P{:03}", rng.random_range(0..200));
-    let base = 1_323_388_800_i64; // 2011-12-09T00:00:00Z
-    let t = base + i64::try_from(i).unwrap_or(0) - rng.random_range(0..30);
-    let time = chrono::DateTime::from_timestamp(t, 0)
+    let base_ms = 1_323_388_800_000_i64; // 2011-12-09T00:00:00Z
+    let advanced = i64::try_from(i.saturating_mul(step_ms)).unwrap_or(i64::MAX / 2);
+    let t_ms = base_ms + advanced - rng.random_range(0..30) * 1000;
+    let time = chrono::DateTime::from_timestamp_millis(t_ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_default();
     let is_return = rng.random_bool(0.05);
@@ -249,10 +253,14 @@ pub async fn produce(source: &EventSource, options: &ProduceOptions) -> Result<P
                     }
                 }
             }
-            EventSource::Synthetic { count, seed } => {
+            EventSource::Synthetic {
+                count,
+                seed,
+                step_ms,
+            } => {
                 let mut rng = rand::rngs::StdRng::seed_from_u64(*seed);
                 for i in 0..*count {
-                    let (key, value) = synthetic(i, &mut rng);
+                    let (key, value) = synthetic(i, *step_ms, &mut rng);
                     if !send(&key, &value)? {
                         break;
                     }
@@ -289,4 +297,39 @@ pub async fn produce(source: &EventSource, options: &ProduceOptions) -> Result<P
         created_topic,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The event time of synthetic event `i`, seconds since the epoch.
+    fn times(step_ms: u64, n: u64) -> Vec<i64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        (0..n)
+            .map(|i| {
+                let (_, event) = synthetic(i, step_ms, &mut rng);
+                let event: serde_json::Value = serde_json::from_str(&event).unwrap();
+                chrono::DateTime::parse_from_rfc3339(event["event_time"].as_str().unwrap())
+                    .unwrap()
+                    .timestamp()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn synthetic_event_time_advances_by_the_step() {
+        // Event i is at the start plus i steps, less up to 29 s of lateness (to the second).
+        let start = 1_323_388_800_i64;
+        for step_ms in [1000, 10] {
+            for (i, t) in times(step_ms, 10_000).into_iter().enumerate() {
+                let on_time = start + (i as i64 * step_ms as i64) / 1000;
+                assert!(
+                    (on_time - 30..=on_time).contains(&t),
+                    "{step_ms} ms, event {i}: {t}"
+                );
+            }
+        }
+    }
 }
