@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod csv;
 pub mod error;
+pub mod footer_cache;
 pub mod manifest;
 pub mod metrics;
 pub mod params;

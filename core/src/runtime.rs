@@ -9,10 +9,12 @@ use std::num::NonZeroUsize;
 
 use crate::storage::EmberObjectStoreRegistry;
 use datafusion::execution::cache::cache_manager::{
-    CacheManagerConfig, CachedFileMetadataEntry, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT,
-    DEFAULT_METADATA_CACHE_LIMIT, FileMetadataCache, FileStatisticsCache,
+    CacheManagerConfig, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT, DEFAULT_METADATA_CACHE_LIMIT,
+    FileMetadataCache, FileStatisticsCache,
 };
 use datafusion::execution::cache::default_cache::DefaultCache;
+
+use crate::footer_cache::FooterCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
@@ -55,8 +57,9 @@ impl RuntimeOptions {
     }
 }
 
-/// The process's caches of Parquet footers (DataFusion's file metadata cache, up to 50 MiB) and
-/// of file statistics (up to 20 MiB), shared by every runtime [`runtime_env`] builds.
+/// The process's caches of Parquet footers (DataFusion's file metadata cache, up to 50 MiB, which
+/// does not keep a stream's state shards: [`FooterCache`]) and of file statistics (up to 20 MiB),
+/// shared by every runtime [`runtime_env`] builds.
 ///
 /// A Ballista executor builds one runtime per client session and keeps the last 16 sessions'
 /// (its session runtime cache); with a cache per runtime, each session's would fill to its own
@@ -78,17 +81,12 @@ fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
     )
 }
 
-/// The process's footer cache as its type, which tells its size (see [`shared_caches`]).
-type FooterCache = DefaultCache<object_store::path::Path, CachedFileMetadataEntry>;
-
 /// The process's two caches, made on first use.
 fn caches() -> &'static (Arc<FooterCache>, Arc<FileStatisticsCache>) {
     static CACHES: OnceLock<(Arc<FooterCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
     CACHES.get_or_init(|| {
         (
-            Arc::new(
-                DefaultCache::new(DEFAULT_METADATA_CACHE_LIMIT).with_name("EmberFileMetadataCache"),
-            ),
+            Arc::new(FooterCache::new(DEFAULT_METADATA_CACHE_LIMIT)),
             Arc::new(
                 DefaultCache::new(DEFAULT_FILE_STATISTICS_MEMORY_LIMIT)
                     .with_name("EmberFileStatisticsCache"),
@@ -204,6 +202,15 @@ mod tests {
         let used = metadata_cache_bytes();
         assert!(used > 0, "the footer is kept");
         assert_eq!(a.get_metadata_cache_limit(), DEFAULT_METADATA_CACHE_LIMIT);
+        // A stream's state shard is read once: its footer is not kept.
+        let shards = dir
+            .path()
+            .join(crate::footer_cache::state_shard_folder(7, 0));
+        std::fs::create_dir_all(&shards).expect("shard folder");
+        let shard = shards.join("part-00000.parquet");
+        write_parquet(&shard).await;
+        query(&shard, None).await;
+        assert_eq!(metadata_cache_bytes(), used, "a shard's footer is not kept");
 
         // A runtime that sets the limit sets it for the process; one that leaves it keeps it.
         query(&file, Some(1 << 20)).await;

@@ -294,9 +294,10 @@ impl Checkpoint {
     }
 
     /// The folder (relative to the checkpoint) of output `output`'s partial-aggregate files
-    /// after batch `batch_id`.
+    /// after batch `batch_id` (`state/<batch id>-<output>`): Ember's footer caches do not keep
+    /// the footers of its files, which are read once ([`ember_core::footer_cache`]).
     pub fn shard_folder(batch_id: u64, output: usize) -> String {
-        format!("state/{batch_id}-{output}")
+        ember_core::footer_cache::state_shard_folder(batch_id, output)
     }
 
     /// Deletes every file under `rel` (a batch run again rewrites its shards).

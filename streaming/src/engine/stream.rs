@@ -273,11 +273,15 @@ impl Stream {
         }
         // No round-robin repartition above the scan: Ballista keeps it inside the scan's stage,
         // so every task of the stage would run every range's read (each message read twice).
+        // Planned without file statistics: the scheduler plans the merge of the state shards
+        // each micro-batch, files read once, whose statistics no plan of these jobs (a Kafka
+        // read, grouped merges, no join) uses; collecting them read every shard's footer.
         let remote = Self::driver_session(session)
             .with_option(
                 "datafusion.optimizer.enable_round_robin_repartition",
                 "false",
             )
+            .with_option("datafusion.execution.collect_statistics", "false")
             .remote(scheduler_url)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
