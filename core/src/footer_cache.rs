@@ -3,11 +3,13 @@
 //! shards** are not kept.
 //!
 //! A stream on a 1 s trigger writes new shards every micro-batch (`state/<batch id>-<output>/
-//! *.parquet` in its checkpoint, [`state_shard_folder`]); the next micro-batch reads them once
-//! (planned on the scheduler, read on the executors) and the commit after deletes them. Kept,
-//! their footers filled a scheduler's cache at about 2.3 MB a minute and an executor's at 1 MB
-//! a minute, to the cache's limit (50 MiB by default), of files nobody reads again, pushing out
-//! the footers of the tables that queries read repeatedly (BENCHMARKS.md, "Soak").
+//! *.parquet` in its checkpoint, [`state_shard_folder`]); the next micro-batch's two merge jobs
+//! read them (planned on the scheduler, read on the executors), and a later commit deletes them.
+//! Kept, their footers filled a scheduler's cache at about 1.8 MB a minute and an executor's at
+//! 0.7 MB a minute (a soak at 100 events/s) up to the cache's limit (50 MiB by default), with
+//! files nobody reads again, pushing out the footers of the tables that queries read repeatedly
+//! (BENCHMARKS.md, "Soak"). Not keeping them costs an executor a second footer read when both
+//! merge jobs of a micro-batch read the same shard on it.
 
 use std::time::Duration;
 
