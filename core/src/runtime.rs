@@ -68,11 +68,12 @@ impl RuntimeOptions {
 ///
 /// The cost: an executor's one cache keeps footers across sessions and fills to its limit, where
 /// a session's own cache went when the session left Ballista's cache. Under a stream at a 1 s
-/// trigger an executor's cache fills by about 45 MB of footers an hour, and the executors grew
-/// +73 MiB/h against +20 with no footer cache and +36 with one per session, side by side
-/// (BENCHMARKS.md, "The executors' faster growth is their footer cache"). `RuntimeOptions::
-/// metadata_cache_limit` (`--metadata-cache-limit`) bounds it lower; [`metadata_cache_bytes`]
-/// tells its fill.
+/// trigger an executor's cache filled by about 40 MB of footers an hour, most of them the state
+/// shards each micro-batch reads once, which it no longer keeps ([`FooterCache`]); the
+/// executors grew +73 MiB/h against +20 with no footer cache and +36 with one per session, side
+/// by side (BENCHMARKS.md, "The executors' faster growth is their footer cache").
+/// `RuntimeOptions::metadata_cache_limit` (`--metadata-cache-limit`) bounds it lower;
+/// [`metadata_cache_bytes`] tells its fill.
 fn shared_caches() -> (Arc<FileMetadataCache>, Arc<FileStatisticsCache>) {
     let (metadata, statistics) = caches();
     (
