@@ -463,10 +463,10 @@ mod tests {
 
     #[test]
     fn the_event_time_step_is_read_in_ms_and_must_be_positive() {
-        assert_eq!(event_time_step("10ms").unwrap(), 10);
-        assert_eq!(event_time_step("1s").unwrap(), 1000);
+        assert_eq!(event_time_step("10ms").expect("10ms"), 10);
+        assert_eq!(event_time_step("1s").expect("1s"), 1000);
         for bad in ["0s", "500us", "soon"] {
-            let e = event_time_step(bad).unwrap_err().to_string();
+            let e = event_time_step(bad).expect_err(bad).to_string();
             assert!(e.contains("--event-time-step"), "{bad}: {e}");
         }
     }

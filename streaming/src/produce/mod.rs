@@ -310,9 +310,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let (_, event) = synthetic(i, step_ms, &mut rng);
-                let event: serde_json::Value = serde_json::from_str(&event).unwrap();
-                chrono::DateTime::parse_from_rfc3339(event["event_time"].as_str().unwrap())
-                    .unwrap()
+                let event: serde_json::Value = serde_json::from_str(&event).expect("JSON");
+                let time = event["event_time"].as_str().expect("event_time");
+                chrono::DateTime::parse_from_rfc3339(time)
+                    .expect("RFC 3339")
                     .timestamp()
             })
             .collect()
