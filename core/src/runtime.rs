@@ -7,14 +7,13 @@ use std::sync::{Arc, OnceLock};
 use datafusion::error::Result;
 use std::num::NonZeroUsize;
 
+use crate::footer_cache::FooterCache;
 use crate::storage::EmberObjectStoreRegistry;
 use datafusion::execution::cache::cache_manager::{
     CacheManagerConfig, DEFAULT_FILE_STATISTICS_MEMORY_LIMIT, DEFAULT_METADATA_CACHE_LIMIT,
     FileMetadataCache, FileStatisticsCache,
 };
 use datafusion::execution::cache::default_cache::DefaultCache;
-
-use crate::footer_cache::FooterCache;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 
