@@ -316,15 +316,11 @@ pub struct ProduceArgs {
     /// Seed of the synthetic events.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Event time between one synthetic event and the next (e.g. 10ms: with --rate 100, event
-    /// time passes as fast as wall time, and an hour's window closes after an hour).
-    #[arg(
-        long,
-        value_name = "DURATION",
-        default_value = "1s",
-        requires = "synthetic"
-    )]
-    pub event_time_step: String,
+    /// Event time between one synthetic event and the next, with --synthetic (e.g. 10ms: with
+    /// --rate 100, event time passes as fast as wall time, and an hour's window closes after an
+    /// hour) [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub event_time_step: Option<String>,
     /// Events per second [default: as fast as possible].
     #[arg(long)]
     pub rate: Option<f64>,
@@ -340,8 +336,14 @@ impl ProduceArgs {
     /// The events to write, with the arguments checked.
     ///
     /// # Errors
-    /// A user error: no source, a CSV that is not a file, a rate that is not positive.
+    /// A user error: no source, a CSV that is not a file, a rate that is not positive, an
+    /// event time step without `--synthetic`, under 1 ms, or taking the events past year 9999.
     pub fn source(&self) -> Result<EventSource> {
+        if self.event_time_step.is_some() && self.synthetic.is_none() {
+            return Err(Failure::user(
+                "--event-time-step spaces synthetic events: give it with --synthetic N",
+            ));
+        }
         let source = match (&self.csv, &self.instacart, self.synthetic) {
             (Some(path), _, _) if !path.is_file() => {
                 return Err(Failure::user(format!(
@@ -360,7 +362,7 @@ impl ProduceArgs {
             (None, None, Some(count)) => EventSource::Synthetic {
                 count,
                 seed: self.seed,
-                step_ms: event_time_step(&self.event_time_step)?,
+                step_ms: event_time_step(self.event_time_step.as_deref().unwrap_or("1s"), count)?,
             },
             (None, None, None) => {
                 return Err(Failure::user(
@@ -377,15 +379,23 @@ impl ProduceArgs {
     }
 }
 
-/// `--event-time-step` in ms, at least 1.
-fn event_time_step(text: &str) -> Result<u64> {
+/// `--event-time-step` in ms: at least 1, and `count` events that far apart must stay within
+/// the times synthetic events can carry ([`ember_streaming::produce::synthetic_fits`]).
+fn event_time_step(text: &str, count: u64) -> Result<u64> {
     let step = ember_core::config::parse_duration("--event-time-step", text)?;
-    match u64::try_from(step.as_millis()) {
-        Ok(ms) if ms >= 1 => Ok(ms),
-        _ => Err(Failure::user(format!(
-            "--event-time-step must be from 1ms to years, not `{text}`"
-        ))),
+    let ms = u64::try_from(step.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Err(Failure::user(format!(
+            "--event-time-step must be at least 1ms, not `{text}`"
+        )));
     }
+    if !ember_streaming::produce::synthetic_fits(count, ms) {
+        return Err(Failure::user(format!(
+            "--synthetic {count} events {text} apart would go past 9999-12-31T23:59:59Z, \
+             the last event time written: give fewer events or a shorter --event-time-step"
+        )));
+    }
+    Ok(ms)
 }
 
 /// `ember produce --log-lines DIR`: writes log files.
@@ -463,11 +473,16 @@ mod tests {
 
     #[test]
     fn the_event_time_step_is_read_in_ms_and_must_be_positive() {
-        assert_eq!(event_time_step("10ms").expect("10ms"), 10);
-        assert_eq!(event_time_step("1s").expect("1s"), 1000);
+        assert_eq!(event_time_step("10ms", 1000).expect("10ms"), 10);
+        assert_eq!(event_time_step("1s", 1000).expect("1s"), 1000);
         for bad in ["0s", "500us", "soon"] {
-            let e = event_time_step(bad).expect_err(bad).to_string();
+            let e = event_time_step(bad, 1000).expect_err(bad).to_string();
             assert!(e.contains("--event-time-step"), "{bad}: {e}");
         }
+        // A million events a thousand years apart would go past year 9999.
+        let e = event_time_step("1000years", 1_000_000)
+            .expect_err("too far")
+            .to_string();
+        assert!(e.contains("9999-12-31"), "{e}");
     }
 }

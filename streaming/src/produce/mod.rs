@@ -37,7 +37,8 @@ pub enum EventSource {
     /// A folder of Instacart CSVs: one event per order line ([`instacart`]).
     Instacart(PathBuf),
     /// `count` synthetic events (seeded, deterministic): 200 products, event time from
-    /// 2011-12-09T00:00Z advancing `step_ms` per event (each event up to 30 s late), 5% returns.
+    /// 2011-12-09T00:00Z advancing `step_ms` per event (each event up to 29 s late), 5% returns.
+    /// [`synthetic_fits`] tells whether the last one stays within year 9999.
     Synthetic {
         /// How many.
         count: u64,
@@ -130,9 +131,21 @@ pub fn retail_event(row: &BTreeMap<String, String>) -> (String, String) {
     (product, event.to_string())
 }
 
+/// The first synthetic event's time, ms since the epoch: 2011-12-09T00:00:00Z.
+const SYNTHETIC_START_MS: i64 = 1_323_388_800_000;
+/// The latest time a synthetic event may carry, ms since the epoch: 9999-12-31T23:59:59Z, the
+/// last that RFC 3339 writes with a four-digit year.
+const SYNTHETIC_LATEST_MS: i64 = 253_402_300_799_000;
+
+/// Whether `count` synthetic events `step_ms` apart all stay within year 9999.
+pub fn synthetic_fits(count: u64, step_ms: u64) -> bool {
+    let last = count.saturating_sub(1).saturating_mul(step_ms);
+    i64::try_from(last).is_ok_and(|ms| ms <= SYNTHETIC_LATEST_MS - SYNTHETIC_START_MS)
+}
+
 fn synthetic(i: u64, step_ms: u64, rng: &mut rand::rngs::StdRng) -> (String, String) {
     let product = format!("P{:03}", rng.random_range(0..200));
-    let base_ms = 1_323_388_800_000_i64; // 2011-12-09T00:00:00Z
+    let base_ms = SYNTHETIC_START_MS;
     let advanced = i64::try_from(i.saturating_mul(step_ms)).unwrap_or(i64::MAX / 2);
     let t_ms = base_ms + advanced - rng.random_range(0..30) * 1000;
     let time = chrono::DateTime::from_timestamp_millis(t_ms)
@@ -317,6 +330,16 @@ mod tests {
                     .timestamp()
             })
             .collect()
+    }
+
+    #[test]
+    fn synthetic_events_fit_until_year_9999() {
+        assert!(synthetic_fits(10_000, 1000));
+        assert!(synthetic_fits(0, u64::MAX));
+        let to_the_end = u64::try_from(SYNTHETIC_LATEST_MS - SYNTHETIC_START_MS).expect("ms");
+        assert!(synthetic_fits(2, to_the_end));
+        assert!(!synthetic_fits(2, to_the_end + 1));
+        assert!(!synthetic_fits(1_000_000, 1000 * 365 * 86_400_000));
     }
 
     #[test]
